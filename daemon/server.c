@@ -1,0 +1,337 @@
+#define _GNU_SOURCE /* recvmmsg, sendmmsg */
+#include "server.h"
+
+#include "log.h"
+#include "store.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Datagrams per recvmmsg/sendmmsg call: enough to amortise the system call,
+ * small enough that the buffers stay in cache (64 x 1.5 KiB). */
+#define BATCH 64
+/* Receive batches per readable event, so Redis replies and timers get their
+ * turn even under a flood. */
+#define BATCHES_PER_EVENT 8
+/* Receive buffer per datagram: larger than HR_WIRE_MAX so an oversized
+ * datagram is seen as too big rather than silently cut. */
+#define RXBUF 1536
+#define ACKBUF 64 /* an ack is at most ~35 bytes */
+
+/* A request handed to the store, waiting for its outcome. */
+struct pending {
+    struct pending *next; /* free list */
+    struct hr_server *srv;
+    struct sockaddr_storage peer;
+    socklen_t peerlen;
+    uint64_t seq;
+    uint16_t req_len;
+};
+
+struct hr_server {
+    struct event_base *base;
+    struct hr_store *store;
+    struct hr_server_config cfg;
+    int fd;
+    struct event *read_ev;
+    struct event *flush_ev;
+
+    /* receive batch */
+    uint8_t rx[BATCH][RXBUF];
+    struct iovec rx_iov[BATCH];
+    struct mmsghdr rx_msg[BATCH];
+    struct sockaddr_storage rx_addr[BATCH];
+
+    /* ack batch, flushed once per loop iteration or when full */
+    uint8_t tx[BATCH][ACKBUF];
+    struct iovec tx_iov[BATCH];
+    struct mmsghdr tx_msg[BATCH];
+    struct sockaddr_storage tx_addr[BATCH];
+    unsigned ntx;
+
+    struct pending *free_pending;
+    size_t npending;
+    void (*drain_done)(void *);
+    void *drain_arg;
+
+    double err_tokens; /* error-ack token bucket */
+    struct timespec err_last;
+
+    struct hr_server_stats stats;
+};
+
+static void flush_acks(struct hr_server *srv)
+{
+    unsigned off = 0;
+    while (off < srv->ntx) {
+        int n = sendmmsg(srv->fd, srv->tx_msg + off, srv->ntx - off, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            /* A full socket buffer: the host retransmits; count and move on. */
+            srv->stats.ack_send_failed += srv->ntx - off;
+            HR_LOG_LIMITED(HR_LOG_WARN, "sendmmsg: %s (%u acks dropped)", strerror(errno),
+                           srv->ntx - off);
+            break;
+        }
+        for (int i = 0; i < n; i++)
+            srv->stats.bytes_out += srv->tx_msg[off + (unsigned)i].msg_len;
+        off += (unsigned)n;
+    }
+    srv->ntx = 0;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush_acks(arg);
+}
+
+/* Returns true when an error ack may go out now (global token bucket). */
+static bool error_ack_allowed(struct hr_server *srv)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    double dt = (double)(now.tv_sec - srv->err_last.tv_sec) +
+                (double)(now.tv_nsec - srv->err_last.tv_nsec) / 1e9;
+    srv->err_last = now;
+    srv->err_tokens += dt * srv->cfg.error_ack_rate;
+    if (srv->err_tokens > srv->cfg.error_ack_rate)
+        srv->err_tokens = srv->cfg.error_ack_rate;
+    if (srv->err_tokens < 1.0)
+        return false;
+    srv->err_tokens -= 1.0;
+    return true;
+}
+
+static void queue_ack(struct hr_server *srv, const struct sockaddr_storage *peer,
+                      socklen_t peerlen, uint64_t seq, enum hr_result result, uint32_t reason,
+                      size_t req_len)
+{
+    if (result != HR_RESULT_OK && result != HR_RESULT_DUPLICATE && !error_ack_allowed(srv)) {
+        srv->stats.error_acks_limited++;
+        return;
+    }
+    if (srv->ntx == BATCH)
+        flush_acks(srv);
+    struct hr_ack ack = {seq, result, srv->cfg.ttl_s, srv->cfg.interval_s, reason};
+    unsigned i = srv->ntx;
+    /* Never more bytes back than came in: no use as a reflector. */
+    size_t n = hr_wire_encode_ack(&ack, srv->tx[i], req_len < ACKBUF ? req_len : ACKBUF);
+    if (n == 0) {
+        srv->stats.ack_suppressed++;
+        return;
+    }
+    srv->stats.acked[result]++;
+    memcpy(&srv->tx_addr[i], peer, peerlen);
+    srv->tx_iov[i].iov_len = n;
+    srv->tx_msg[i].msg_hdr.msg_namelen = peerlen;
+    srv->ntx++;
+    if (srv->ntx == 1)
+        event_active(srv->flush_ev, EV_WRITE, 0);
+}
+
+static void on_stored(void *arg, enum hr_result result)
+{
+    struct pending *p = arg;
+    struct hr_server *srv = p->srv;
+    queue_ack(srv, &p->peer, p->peerlen, p->seq, result,
+              result == HR_RESULT_RETRY_LATER ? HR_E_UNAVAILABLE : 0, p->req_len);
+    p->next = srv->free_pending;
+    srv->free_pending = p;
+    srv->npending--;
+    if (srv->drain_done && srv->npending == 0) {
+        flush_acks(srv);
+        void (*done)(void *) = srv->drain_done;
+        srv->drain_done = NULL;
+        done(srv->drain_arg);
+    }
+}
+
+static void handle(struct hr_server *srv, const uint8_t *buf, size_t len, int truncated,
+                   const struct sockaddr_storage *peer, socklen_t peerlen)
+{
+    struct hr_frame f;
+    char addr[HR_ADDRSTRLEN];
+    int rc = truncated ? HR_E_TOO_BIG : hr_wire_parse_header(buf, len, &f);
+    /* Authentication (a later protocol feature) is checked here, before the
+     * payload is unpacked. */
+    if (rc == HR_OK)
+        rc = f.type == HR_MSG_ACK ? HR_E_TYPE : hr_wire_decode_payload(&f);
+    if (rc != HR_OK && rc < HR_E_HOST_ID) {
+        /* Not a frame we can read: no answer at all, so a spoofed source
+         * cannot make us send anything to a victim. */
+        srv->stats.dropped[rc < HR_SERVER_DROP_REASONS ? rc : 0]++;
+        if (hr_log_level >= HR_LOG_DEBUG) {
+            char esc[64];
+            HR_LOG_LIMITED(HR_LOG_DEBUG, "drop %s from %s (%zu bytes: %s)", hr_errname(rc),
+                           hr_addr_str(addr, sizeof(addr), (const struct sockaddr *)peer), len,
+                           hr_log_escape(esc, sizeof(esc), buf, len < 16 ? len : 16));
+        }
+        return;
+    }
+    if (rc == HR_OK)
+        rc = hr_request_check(&f.req, srv->cfg.rules);
+    if (rc != HR_OK) {
+        srv->stats.invalid++;
+        HR_LOG_LIMITED(HR_LOG_INFO, "invalid %s seq=%llu from %s: %s",
+                       hr_msg_type_name(f.req.type), (unsigned long long)f.req.seq,
+                       hr_addr_str(addr, sizeof(addr), (const struct sockaddr *)peer),
+                       hr_strerror(rc));
+        queue_ack(srv, peer, peerlen, f.req.seq, HR_RESULT_INVALID, (uint32_t)rc, len);
+        return;
+    }
+    struct pending *p = srv->free_pending;
+    if (p)
+        srv->free_pending = p->next;
+    else if (!(p = malloc(sizeof(*p)))) {
+        queue_ack(srv, peer, peerlen, f.req.seq, HR_RESULT_RETRY_LATER, HR_E_NOMEM, len);
+        return;
+    }
+    p->srv = srv;
+    memcpy(&p->peer, peer, peerlen);
+    p->peerlen = peerlen;
+    p->seq = f.req.seq;
+    p->req_len = (uint16_t)len;
+    rc = hr_store_submit(srv->store, &f.req, on_stored, p);
+    if (rc != HR_OK) {
+        p->next = srv->free_pending;
+        srv->free_pending = p;
+        queue_ack(srv, peer, peerlen, f.req.seq, HR_RESULT_RETRY_LATER, (uint32_t)rc, len);
+        return;
+    }
+    srv->npending++;
+}
+
+static void on_read(evutil_socket_t fd, short what, void *arg)
+{
+    (void)what;
+    struct hr_server *srv = arg;
+    for (int b = 0; b < BATCHES_PER_EVENT; b++) {
+        for (unsigned i = 0; i < BATCH; i++) {
+            srv->rx_msg[i].msg_hdr.msg_namelen = sizeof(srv->rx_addr[i]);
+            srv->rx_msg[i].msg_hdr.msg_flags = 0;
+        }
+        int n = recvmmsg(fd, srv->rx_msg, BATCH, MSG_DONTWAIT, NULL);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                HR_LOG_LIMITED(HR_LOG_ERROR, "recvmmsg: %s", strerror(errno));
+            return;
+        }
+        for (int i = 0; i < n; i++) {
+            struct mmsghdr *m = &srv->rx_msg[i];
+            srv->stats.received++;
+            srv->stats.bytes_in += m->msg_len;
+            handle(srv, srv->rx[i], m->msg_len, (m->msg_hdr.msg_flags & MSG_TRUNC) != 0,
+                   &srv->rx_addr[i], m->msg_hdr.msg_namelen);
+        }
+        if (n < BATCH)
+            return;
+    }
+}
+
+struct hr_server *hr_server_new(struct event_base *base, struct hr_store *store,
+                                const struct hr_server_config *cfg, char *err, size_t errlen)
+{
+    struct hr_server *srv = calloc(1, sizeof(*srv));
+    if (!srv) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    srv->base = base;
+    srv->store = store;
+    srv->cfg = *cfg;
+    srv->fd = -1;
+    srv->err_tokens = cfg->error_ack_rate;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &srv->err_last);
+    for (unsigned i = 0; i < BATCH; i++) {
+        srv->rx_iov[i] = (struct iovec){srv->rx[i], RXBUF};
+        srv->rx_msg[i].msg_hdr = (struct msghdr){.msg_name = &srv->rx_addr[i],
+                                                 .msg_namelen = sizeof(srv->rx_addr[i]),
+                                                 .msg_iov = &srv->rx_iov[i],
+                                                 .msg_iovlen = 1};
+        srv->tx_iov[i] = (struct iovec){srv->tx[i], 0};
+        srv->tx_msg[i].msg_hdr = (struct msghdr){
+            .msg_name = &srv->tx_addr[i], .msg_iov = &srv->tx_iov[i], .msg_iovlen = 1};
+    }
+    srv->fd = socket(cfg->listen.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (srv->fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        goto fail;
+    }
+    /* A deep receive buffer absorbs bursts while Redis answers; the kernel
+     * caps it at net.core.rmem_max, which is fine. */
+    int rcvbuf = 8 << 20;
+    setsockopt(srv->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    if (bind(srv->fd, (const struct sockaddr *)&cfg->listen, cfg->listen_len) != 0) {
+        char addr[HR_ADDRSTRLEN];
+        snprintf(err, errlen, "bind %s: %s",
+                 hr_addr_str(addr, sizeof(addr), (const struct sockaddr *)&cfg->listen),
+                 strerror(errno));
+        goto fail;
+    }
+    srv->read_ev = event_new(base, srv->fd, EV_READ | EV_PERSIST, on_read, srv);
+    srv->flush_ev = event_new(base, -1, 0, on_flush, srv);
+    if (!srv->read_ev || !srv->flush_ev || event_add(srv->read_ev, NULL) != 0) {
+        snprintf(err, errlen, "cannot create events");
+        goto fail;
+    }
+    return srv;
+fail:
+    hr_server_free(srv);
+    return NULL;
+}
+
+void hr_server_free(struct hr_server *srv)
+{
+    if (!srv)
+        return;
+    if (srv->ntx)
+        flush_acks(srv);
+    if (srv->read_ev)
+        event_free(srv->read_ev);
+    if (srv->flush_ev)
+        event_free(srv->flush_ev);
+    if (srv->fd >= 0)
+        close(srv->fd);
+    while (srv->free_pending) {
+        struct pending *p = srv->free_pending;
+        srv->free_pending = p->next;
+        free(p);
+    }
+    free(srv);
+}
+
+void hr_server_drain(struct hr_server *srv, void (*done)(void *), void *arg)
+{
+    event_del(srv->read_ev);
+    if (srv->npending == 0) {
+        flush_acks(srv);
+        done(arg);
+        return;
+    }
+    srv->drain_done = done;
+    srv->drain_arg = arg;
+}
+
+const struct hr_server_stats *hr_server_get_stats(const struct hr_server *srv)
+{
+    return &srv->stats;
+}
+
+int hr_server_local_addr(const struct hr_server *srv, struct sockaddr_storage *out,
+                         socklen_t *len)
+{
+    *len = sizeof(*out);
+    return getsockname(srv->fd, (struct sockaddr *)out, len);
+}

@@ -1,0 +1,285 @@
+#include "config.h"
+
+#include "err.h"
+#include "log.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int hr_parse_u64(const char *s, uint64_t *out)
+{
+    if (!s || !isdigit((unsigned char)s[0]))
+        return -1; /* strtoull would accept " 1", "+1" and "-1" */
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int hr_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    uint64_t v;
+    if (hr_parse_u64(s, &v) != 0 || v < min || v > max)
+        return -1;
+    *out = (uint32_t)v;
+    return 0;
+}
+
+int hr_parse_hostport(const char *s, const char *dflt_host, struct sockaddr_storage *out,
+                      socklen_t *outlen, char *err, size_t errlen)
+{
+    char host[256];
+    const char *port;
+    const char *colon = strrchr(s, ':');
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (!rb || rb[1] != ':' || (size_t)(rb - s - 1) >= sizeof(host)) {
+            snprintf(err, errlen, "bad address '%s' (want [v6addr]:port)", s);
+            return -1;
+        }
+        memcpy(host, s + 1, (size_t)(rb - s - 1));
+        host[rb - s - 1] = '\0';
+        port = rb + 2;
+    } else if (colon) {
+        if ((size_t)(colon - s) >= sizeof(host)) {
+            snprintf(err, errlen, "host name too long in '%s'", s);
+            return -1;
+        }
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        port = colon + 1;
+    } else {
+        snprintf(host, sizeof(host), "%s", dflt_host);
+        port = s;
+    }
+    uint32_t p;
+    if (hr_parse_u32(port, 1, 65535, &p) != 0) {
+        snprintf(err, errlen, "bad port in '%s' (1-65535)", s);
+        return -1;
+    }
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_socktype = SOCK_DGRAM;
+    int rc = getaddrinfo(host[0] ? host : dflt_host, port, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, errlen, "cannot resolve '%s': %s", host, gai_strerror(rc));
+        return -1;
+    }
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    *outlen = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+static void env_name(const char *name, char *out, size_t outlen)
+{
+    size_t o = (size_t)snprintf(out, outlen, "HOSTREG_");
+    for (size_t i = 0; name[i] && o + 1 < outlen; i++)
+        out[o++] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
+    out[o] = '\0';
+}
+
+static void usage(const struct hr_opt *opts, const char *synopsis, const char *about, FILE *f)
+{
+    fprintf(f, "usage: %s\n\n%s\n\noptions (each also read from the environment variable shown):\n",
+            synopsis, about);
+    for (const struct hr_opt *o = opts; o->name; o++) {
+        char left[64], env[64];
+        snprintf(left, sizeof(left), "%s%c%s--%s%s%s", o->short_name ? "-" : "",
+                 o->short_name ? o->short_name : ' ', o->short_name ? ", " : "  ", o->name,
+                 o->arg ? " " : "", o->arg ? o->arg : "");
+        env_name(o->name, env, sizeof(env));
+        fprintf(f, "  %-28s %s\n  %-28s [%s%s%s]\n", left, o->help, "", env,
+                o->dflt && o->dflt[0] ? ", default " : "", o->dflt && o->dflt[0] ? o->dflt : "");
+    }
+    fprintf(f, "  -h, --help                   this text\n");
+}
+
+static void apply(const struct hr_opt *o, void *cfg, const char *value, const char *from)
+{
+    char err[256] = "";
+    if (o->set(cfg, value, err, sizeof(err)) != 0) {
+        fprintf(stderr, "error: %s '%s': %s\n", from, value, err[0] ? err : "invalid value");
+        exit(2);
+    }
+}
+
+int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, const char *synopsis,
+                  const char *about)
+{
+    struct option lo[64];
+    char so[160] = "+h"; /* '+': stop at the first non-option (subcommands) */
+    size_t n = 0, sl = 2;
+
+    for (const struct hr_opt *o = opts; o->name; o++)
+        if (o->dflt)
+            apply(o, cfg, o->dflt, "default");
+    for (const struct hr_opt *o = opts; o->name; o++) {
+        char env[64], from[80];
+        env_name(o->name, env, sizeof(env));
+        const char *v = getenv(env);
+        if (v) {
+            snprintf(from, sizeof(from), "environment %s", env);
+            apply(o, cfg, v, from);
+        }
+    }
+    for (const struct hr_opt *o = opts; o->name && n < 62; o++, n++) {
+        lo[n] = (struct option){o->name, o->arg ? required_argument : no_argument, NULL,
+                                o->short_name ? o->short_name : 1000 + (int)n};
+        if (o->short_name && sl + 3 < sizeof(so)) {
+            so[sl++] = (char)o->short_name;
+            if (o->arg)
+                so[sl++] = ':';
+        }
+    }
+    lo[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[n] = (struct option){NULL, 0, NULL, 0};
+    so[sl] = '\0';
+
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
+        if (c == 'h') {
+            usage(opts, synopsis, about, stdout);
+            exit(0);
+        }
+        if (c == '?') {
+            fprintf(stderr, "try '%s --help'\n", argv[0]);
+            exit(2);
+        }
+        for (const struct hr_opt *o = opts; o->name; o++) {
+            if ((o->short_name && c == o->short_name) || c == 1000 + (int)(o - opts)) {
+                char from[80];
+                snprintf(from, sizeof(from), "--%s", o->name);
+                apply(o, cfg, o->arg ? optarg : "1", from);
+                break;
+            }
+        }
+    }
+    return optind;
+}
+
+/* --- struct hr_common setters (the config struct starts with it) --- */
+
+int hr_common_set_redis(void *c, const char *v, char *err, size_t errlen)
+{
+    struct hr_common *h = c;
+    return hr_redis_url_parse(v, &h->store.redis, err, errlen) == HR_OK ? 0 : -1;
+}
+
+int hr_common_set_ttl(void *c, const char *v, char *err, size_t errlen)
+{
+    struct hr_common *h = c;
+    /* A day is far beyond any sane TTL; the bound keeps ms in 32 bits. */
+    if (hr_parse_u32(v, 1, 86400, &h->ttl_s) != 0) {
+        snprintf(err, errlen, "want whole seconds, 1-86400");
+        return -1;
+    }
+    return 0;
+}
+
+int hr_common_set_interval(void *c, const char *v, char *err, size_t errlen)
+{
+    struct hr_common *h = c;
+    if (hr_parse_u32(v, 0, 86400, &h->interval_s) != 0) {
+        snprintf(err, errlen, "want whole seconds, 0-86400");
+        return -1;
+    }
+    return 0;
+}
+
+int hr_common_set_timeout(void *c, const char *v, char *err, size_t errlen)
+{
+    struct hr_common *h = c;
+    if (hr_parse_u32(v, 10, 60000, &h->store.timeout_ms) != 0) {
+        snprintf(err, errlen, "want milliseconds, 10-60000");
+        return -1;
+    }
+    return 0;
+}
+
+int hr_common_set_max_inflight(void *c, const char *v, char *err, size_t errlen)
+{
+    struct hr_common *h = c;
+    if (hr_parse_u32(v, 1, 10000000, &h->store.max_inflight) != 0) {
+        snprintf(err, errlen, "want 1-10000000");
+        return -1;
+    }
+    return 0;
+}
+
+int hr_common_set_prefix(void *c, const char *v, char *err, size_t errlen)
+{
+    struct hr_common *h = c;
+    size_t len = strlen(v);
+    if (len >= sizeof(h->store.prefix) || (len && !hr_id_valid(v, len))) {
+        snprintf(err, errlen, "want at most %zu characters of [A-Za-z0-9._:-]",
+                 sizeof(h->store.prefix) - 1);
+        return -1;
+    }
+    memcpy(h->store.prefix, v, len + 1);
+    return 0;
+}
+
+int hr_common_set_regions(void *c, const char *v, char *err, size_t errlen)
+{
+    struct hr_common *h = c;
+    if (strlen(v) >= sizeof(h->regions_list)) {
+        snprintf(err, errlen, "list too long");
+        return -1;
+    }
+    /* Checked against the default region in hr_common_finish, once both are known. */
+    struct hr_rules probe;
+    char first[HR_REGION_MAX + 1];
+    snprintf(first, sizeof(first), "%.*s", (int)strcspn(v, ","), v);
+    if (hr_rules_set_regions(&probe, v, first, err, errlen) != HR_OK)
+        return -1;
+    memcpy(h->regions_list, v, strlen(v) + 1);
+    return 0;
+}
+
+int hr_common_set_default_region(void *c, const char *v, char *err, size_t errlen)
+{
+    struct hr_common *h = c;
+    if (strlen(v) >= sizeof(h->default_region) || !hr_id_valid(v, strlen(v))) {
+        snprintf(err, errlen, "not a region name");
+        return -1;
+    }
+    memcpy(h->default_region, v, strlen(v) + 1);
+    return 0;
+}
+
+int hr_common_set_log_level(void *c, const char *v, char *err, size_t errlen)
+{
+    (void)c;
+    int l = hr_log_parse_level(v);
+    if (l < 0) {
+        snprintf(err, errlen, "want error, warn, info or debug");
+        return -1;
+    }
+    hr_log_level = l;
+    return 0;
+}
+
+int hr_common_finish(struct hr_common *c, char *err, size_t errlen)
+{
+    if (hr_rules_set_regions(&c->rules, c->regions_list, c->default_region, err, errlen) != HR_OK)
+        return -1;
+    c->store.ttl_ms = c->ttl_s * 1000;
+    if (c->interval_s == 0)
+        c->interval_s = c->ttl_s * 2 / 3 ? c->ttl_s * 2 / 3 : 1;
+    if (c->interval_s >= c->ttl_s && c->ttl_s > 1) {
+        snprintf(err, errlen, "--interval %u must be shorter than --ttl %u", c->interval_s,
+                 c->ttl_s);
+        return -1;
+    }
+    return 0;
+}

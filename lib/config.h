@@ -1,0 +1,93 @@
+/* Configuration of the hostreg programs: one table of options per program,
+ * applied in order defaults, then HOSTREG_* environment, then command-line
+ * flags, into one struct that is read-only afterwards. --help is generated
+ * from the same table, so it always shows the real defaults. A bad value
+ * exits 2 with the reason. Also the strict parsers the setters share. */
+#ifndef HR_CONFIG_H
+#define HR_CONFIG_H
+
+#include "request.h"
+#include "store.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Sets one field of the program's config from text; returns 0, or -1 with a
+ * reason in err. */
+typedef int hr_opt_set(void *cfg, const char *value, char *err, size_t errlen);
+
+struct hr_opt {
+    const char *name;  /* long flag without "--"; env is HOSTREG_<NAME> with '-' -> '_' */
+    int short_name;    /* 0 for none */
+    const char *arg;   /* metavar ("SECONDS"); NULL for a flag without value */
+    const char *dflt;  /* applied first; NULL for none */
+    const char *help;
+    hr_opt_set *set;   /* a flag without value gets "1" */
+};
+
+/* Parses the environment and argv[1..argc) against `opts` (ended by a zeroed
+ * entry) into cfg. Prints usage and exits 0 on --help; prints the reason and
+ * exits 2 on a bad flag or value. Returns the index of the first non-option
+ * argument. `usage` is the synopsis line, `about` one paragraph. */
+int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, const char *usage,
+                  const char *about);
+
+/* Strict numbers: the whole string, in [min, max]; no atoi. 0 or -1. */
+int hr_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
+int hr_parse_u64(const char *s, uint64_t *out);
+
+/* "host:port", "[v6]:port" or "port" (then on `dflt_host`); resolves names. */
+int hr_parse_hostport(const char *s, const char *dflt_host, struct sockaddr_storage *out,
+                      socklen_t *outlen, char *err, size_t errlen);
+
+/* The settings the daemon and the gateway share, and their options. */
+struct hr_common {
+    struct hr_store_config store;
+    struct hr_rules rules;
+    char regions_list[HR_REGIONS_MAX * (HR_REGION_MAX + 1)];
+    char default_region[HR_REGION_MAX + 1];
+    uint32_t ttl_s;
+    uint32_t interval_s; /* heartbeat interval advised to hosts */
+};
+
+/* Option entries for struct hr_common; a program's table embeds them with
+ * HR_COMMON_OPTS(offsetof(struct prog_config, common)). */
+int hr_common_set_redis(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_ttl(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_interval(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_timeout(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_prefix(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_regions(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_default_region(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_log_level(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_max_inflight(void *c, const char *v, char *err, size_t errlen);
+
+/* The struct hr_common must be the first member of the program's config. */
+#define HR_COMMON_OPTS                                                                             \
+    {"redis", 'r', "URL", "redis://127.0.0.1:6379",                                               \
+     "Redis: redis://[user:pass@]host:port[/db] or unix:///path[?db=N]", hr_common_set_redis},    \
+        {"ttl", 0, "SECONDS", "30", "lifetime of an entry without a heartbeat", hr_common_set_ttl}, \
+        {"interval", 0, "SECONDS", "0",                                                            \
+         "heartbeat interval advised to hosts in acks; 0: two thirds of the TTL",                 \
+         hr_common_set_interval},                                                                  \
+        {"redis-timeout", 0, "MS", "500",                                                          \
+         "a Redis command unanswered by then fails and the connection is reset",                  \
+         hr_common_set_timeout},                                                                   \
+        {"max-inflight", 0, "N", "65536",                                                          \
+         "Redis commands in flight at most; beyond it requests get retry-later",                  \
+         hr_common_set_max_inflight},                                                              \
+        {"prefix", 0, "PREFIX", "hr:", "prefix of every Redis key", hr_common_set_prefix},        \
+        {"regions", 0, "LIST", "us-east-1,us-west-1,eu-central,local",                            \
+         "comma-separated list of valid regions", hr_common_set_regions},                         \
+        {"default-region", 0, "REGION", "local", "region of a heartbeat that names none",         \
+         hr_common_set_default_region},                                                            \
+    {                                                                                              \
+        "log-level", 'l', "LEVEL", "info", "error, warn, info or debug", hr_common_set_log_level   \
+    }
+
+/* Checks what single options cannot (the default region is in the list) and
+ * derives the rest. 0, or -1 with a reason. */
+int hr_common_finish(struct hr_common *c, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,104 @@
+#include "log.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+int hr_log_level = HR_LOG_INFO;
+
+static const char *names[] = {"error", "warn", "info", "debug"};
+
+int hr_log_parse_level(const char *s)
+{
+    for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
+        if (strcasecmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+void hr_log_write(int level, const char *fmt, ...)
+{
+    char line[1024];
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    int n = (int)strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+    n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ldZ %-5s ", ts.tv_nsec / 1000000,
+                  names[level < 0 ? 0 : level > 3 ? 3 : level]);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    va_end(ap);
+    /* One fputs per line so that lines from concurrent processes sharing the
+     * terminal do not interleave mid-line. */
+    size_t len = strlen(line);
+    if (len < sizeof(line) - 1) {
+        line[len] = '\n';
+        line[len + 1] = '\0';
+    } else {
+        line[sizeof(line) - 2] = '\n';
+    }
+    fputs(line, stderr);
+}
+
+long hr_log_limit_take(struct hr_log_limit *l)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    if (ts.tv_sec != l->second) {
+        l->second = ts.tv_sec;
+        l->printed = 0;
+    }
+    if (l->printed >= HR_LOG_LIMIT_BURST) {
+        l->suppressed++;
+        return -1;
+    }
+    l->printed++;
+    long s = (long)l->suppressed;
+    l->suppressed = 0;
+    return s;
+}
+
+char *hr_log_escape(char *out, size_t outlen, const void *in, size_t len)
+{
+    const unsigned char *p = in;
+    size_t o = 0;
+    if (outlen == 0)
+        return out;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '\\') {
+            if (o + 1 >= outlen)
+                break;
+            out[o++] = (char)p[i];
+        } else {
+            if (o + 4 >= outlen)
+                break;
+            snprintf(out + o, outlen - o, "\\x%02x", p[i]);
+            o += 4;
+        }
+    }
+    out[o] = '\0';
+    return out;
+}
+
+char *hr_addr_str(char *out, size_t outlen, const struct sockaddr *sa)
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        snprintf(out, outlen, "%s:%u", ip, ntohs(s4->sin_port));
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, outlen, "[%s]:%u", ip, ntohs(s6->sin6_port));
+    } else {
+        snprintf(out, outlen, "(family %d)", sa->sa_family);
+    }
+    return out;
+}

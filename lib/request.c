@@ -1,0 +1,216 @@
+#include "request.h"
+
+#include "err.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void hr_rules_default(struct hr_rules *r)
+{
+    static const char *defaults[] = {"us-east-1", "us-west-1", "eu-central", "local"};
+    memset(r, 0, sizeof(*r));
+    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+        snprintf(r->regions[i], sizeof(r->regions[i]), "%s", defaults[i]);
+    r->nregions = 4;
+    r->default_region = 3; /* "local": what the original service assumed */
+}
+
+static int find_region(const struct hr_rules *r, const char *name, size_t len)
+{
+    for (size_t i = 0; i < r->nregions; i++)
+        if (strlen(r->regions[i]) == len && memcmp(r->regions[i], name, len) == 0)
+            return (int)i;
+    return -1;
+}
+
+int hr_rules_set_regions(struct hr_rules *r, const char *list, const char *dflt, char *err,
+                         size_t errlen)
+{
+    struct hr_rules n;
+    memset(&n, 0, sizeof(n));
+    const char *p = list;
+    while (1) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        /* A region name becomes part of Redis keys: the id charset keeps them
+         * printable and free of the ':' used as key separator. */
+        if (len == 0 || len > HR_REGION_MAX || !hr_id_valid(p, len) || memchr(p, ':', len)) {
+            snprintf(err, errlen, "bad region name '%.*s' (1-%d characters of [A-Za-z0-9._-])",
+                     (int)(len > 40 ? 40 : len), p, HR_REGION_MAX);
+            return HR_E_REGION;
+        }
+        if (find_region(&n, p, len) >= 0) {
+            snprintf(err, errlen, "region '%.*s' listed twice", (int)len, p);
+            return HR_E_REGION;
+        }
+        if (n.nregions == HR_REGIONS_MAX) {
+            snprintf(err, errlen, "more than %d regions", HR_REGIONS_MAX);
+            return HR_E_REGION;
+        }
+        memcpy(n.regions[n.nregions++], p, len);
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    int d = find_region(&n, dflt, strlen(dflt));
+    if (d < 0) {
+        snprintf(err, errlen, "default region '%s' is not in the region list", dflt);
+        return HR_E_REGION;
+    }
+    n.default_region = (size_t)d;
+    *r = n;
+    return HR_OK;
+}
+
+bool hr_id_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > HR_ID_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool hr_uuid_parse(const char *s, size_t len, uint8_t out[16])
+{
+    if (len != HR_UUID_LEN)
+        return false;
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (s[i] != '-')
+                return false;
+            i++;
+            continue;
+        }
+        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[o++] = (uint8_t)(hi << 4 | lo);
+        i += 2;
+    }
+    return o == 16;
+}
+
+void hr_uuid_format(const uint8_t in[16], char out[HR_UUID_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            out[o++] = '-';
+        out[o++] = hex[in[i] >> 4];
+        out[o++] = hex[in[i] & 15];
+    }
+    out[o] = '\0';
+}
+
+int hr_request_check(struct hr_request *req, const struct hr_rules *rules)
+{
+    size_t hlen = strnlen(req->host_id, sizeof(req->host_id));
+    uint8_t uuid[16];
+    if (hlen == sizeof(req->host_id) || !hr_id_valid(req->host_id, hlen))
+        return HR_E_HOST_ID;
+    /* One host, one key: "550E8400-..." and "550e8400-..." are the same host,
+     * and a UUID sent as 16 raw bytes is formatted lower-case by the codec. */
+    if (hr_uuid_parse(req->host_id, hlen, uuid))
+        hr_uuid_format(uuid, req->host_id);
+
+    switch (req->type) {
+    case HR_MSG_HEARTBEAT: {
+        size_t rlen = strnlen(req->room_id, sizeof(req->room_id));
+        if (rlen == sizeof(req->room_id) || !hr_id_valid(req->room_id, rlen))
+            return HR_E_ROOM_ID;
+        size_t glen = strnlen(req->region, sizeof(req->region));
+        if (glen == 0)
+            snprintf(req->region, sizeof(req->region), "%s", rules->regions[rules->default_region]);
+        else if (glen == sizeof(req->region) || find_region(rules, req->region, glen) < 0)
+            return HR_E_REGION;
+        if (req->status == HR_STATUS_NONE)
+            req->status = HR_STATUS_IDLE;
+        else if (req->status != HR_STATUS_IDLE && req->status != HR_STATUS_BUSY)
+            return HR_E_STATUS;
+        return HR_OK;
+    }
+    case HR_MSG_STATUS:
+        if (req->status != HR_STATUS_IDLE && req->status != HR_STATUS_BUSY)
+            return HR_E_STATUS;
+        return HR_OK;
+    case HR_MSG_LEAVE:
+        return HR_OK;
+    default:
+        return HR_E_TYPE;
+    }
+}
+
+enum hr_status hr_status_parse(const char *s, size_t len)
+{
+    if (len == 4 && memcmp(s, "idle", 4) == 0)
+        return HR_STATUS_IDLE;
+    if (len == 4 && memcmp(s, "busy", 4) == 0)
+        return HR_STATUS_BUSY;
+    return HR_STATUS_NONE;
+}
+
+const char *hr_status_name(enum hr_status s)
+{
+    switch (s) {
+    case HR_STATUS_IDLE:
+        return "idle";
+    case HR_STATUS_BUSY:
+        return "busy";
+    default:
+        return "none";
+    }
+}
+
+const char *hr_result_name(enum hr_result r)
+{
+    switch (r) {
+    case HR_RESULT_OK:
+        return "ok";
+    case HR_RESULT_DUPLICATE:
+        return "duplicate";
+    case HR_RESULT_UNKNOWN_HOST:
+        return "unknown_host";
+    case HR_RESULT_INVALID:
+        return "invalid";
+    case HR_RESULT_RETRY_LATER:
+        return "retry_later";
+    case HR_RESULT_UNAUTHORIZED:
+        return "unauthorized";
+    default:
+        return "unspecified";
+    }
+}
+
+const char *hr_msg_type_name(enum hr_msg_type t)
+{
+    switch (t) {
+    case HR_MSG_HEARTBEAT:
+        return "heartbeat";
+    case HR_MSG_STATUS:
+        return "status";
+    case HR_MSG_LEAVE:
+        return "leave";
+    case HR_MSG_ACK:
+        return "ack";
+    default:
+        return "unknown";
+    }
+}

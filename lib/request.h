@@ -1,0 +1,94 @@
+/* The rules of the registry, written once: what a host request is, what makes
+ * it valid, and the defaults it takes. The wire codec (wire.h) and the HTTP
+ * gateway both fill a struct hr_request and hand it to hr_request_check();
+ * the store (store.h) only ever sees checked requests. No I/O here. */
+#ifndef HR_REQUEST_H
+#define HR_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HR_ID_MAX 64      /* hostId and roomId, in characters (the original service's limit) */
+#define HR_REGION_MAX 32  /* a region name, in characters */
+#define HR_REGIONS_MAX 32 /* configured regions; a deployment with more is a different product */
+#define HR_UUID_LEN 36    /* "550e8400-e29b-41d4-a716-446655440000" */
+
+enum hr_msg_type {
+    HR_MSG_HEARTBEAT = 0x01,
+    HR_MSG_STATUS = 0x02,
+    HR_MSG_LEAVE = 0x03,
+    HR_MSG_ACK = 0x81,
+};
+
+enum hr_status { HR_STATUS_NONE = 0, HR_STATUS_IDLE = 1, HR_STATUS_BUSY = 2 };
+
+/* The outcome of a request, as the ack carries it (same numbers as the
+ * protobuf Result enum). */
+enum hr_result {
+    HR_RESULT_NONE = 0,
+    HR_RESULT_OK = 1,
+    HR_RESULT_DUPLICATE = 2,
+    HR_RESULT_UNKNOWN_HOST = 3,
+    HR_RESULT_INVALID = 4,
+    HR_RESULT_RETRY_LATER = 5,
+    HR_RESULT_UNAUTHORIZED = 6,
+};
+
+/* seq 0 means "unordered": the request is applied whatever came before and
+ * leaves the stored sequence alone (the HTTP gateway's requests carry none). */
+struct hr_request {
+    enum hr_msg_type type;
+    uint64_t seq;
+    char host_id[HR_ID_MAX + 1]; /* after check: a UUID is in lower-case canonical form */
+    char room_id[HR_ID_MAX + 1]; /* heartbeat only */
+    char region[HR_REGION_MAX + 1]; /* heartbeat only; after check: never empty */
+    enum hr_status status;          /* heartbeat (optional) and status update */
+};
+
+struct hr_ack {
+    uint64_t seq;
+    enum hr_result result;
+    uint32_t ttl;      /* 0: not sent */
+    uint32_t interval; /* 0: not sent */
+    uint32_t reason;   /* an enum hr_err, 0: not sent */
+};
+
+/* The configured rules. Filled once at start-up, read-only afterwards. */
+struct hr_rules {
+    char regions[HR_REGIONS_MAX][HR_REGION_MAX + 1];
+    size_t nregions;
+    size_t default_region; /* index into regions */
+};
+
+/* Fills `r` with the contract's defaults: regions us-east-1, us-west-1,
+ * eu-central, local; default region local. */
+void hr_rules_default(struct hr_rules *r);
+
+/* Replaces the region list with a comma-separated one ("a,b,c") and makes
+ * `dflt` the default (which must be in it). Returns HR_OK, or HR_E_REGION with
+ * a message in err and `r` unchanged. */
+int hr_rules_set_regions(struct hr_rules *r, const char *list, const char *dflt, char *err,
+                         size_t errlen);
+
+/* Validates and normalises `req` in place: lower-cases a UUID hostId, fills the
+ * default region, makes a heartbeat's missing status idle. Returns HR_OK or the
+ * hr_err of the first rule broken (and then `req` may be half-normalised). */
+int hr_request_check(struct hr_request *req, const struct hr_rules *rules);
+
+/* True when s[0..len) is 1..HR_ID_MAX characters of [A-Za-z0-9._:-]. */
+bool hr_id_valid(const char *s, size_t len);
+
+/* UUID text <-> 16 bytes. hr_uuid_parse accepts either case, with the four
+ * dashes, and returns false for anything else. */
+bool hr_uuid_parse(const char *s, size_t len, uint8_t out[16]);
+void hr_uuid_format(const uint8_t in[16], char out[HR_UUID_LEN + 1]);
+
+/* "idle"/"busy" <-> enum. hr_status_parse returns HR_STATUS_NONE for others. */
+enum hr_status hr_status_parse(const char *s, size_t len);
+const char *hr_status_name(enum hr_status s);
+
+const char *hr_result_name(enum hr_result r);
+const char *hr_msg_type_name(enum hr_msg_type t);
+
+#endif

@@ -1,0 +1,572 @@
+#include "store.h"
+
+#include "err.h"
+#include "log.h"
+#include "lua_scripts.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { SCRIPT_HEARTBEAT, SCRIPT_STATUS, SCRIPT_LEAVE, NSCRIPTS };
+
+static const struct {
+    const char *name;
+    const char *body;
+} scripts[NSCRIPTS] = {
+    {"heartbeat", HR_LUA_HEARTBEAT},
+    {"status", HR_LUA_STATUS},
+    {"leave", HR_LUA_LEAVE},
+};
+
+/* Reconnect backoff: quick first retries so a Redis restart costs well under
+ * a second, capped at 1 s so service is back within ~1 s of Redis. */
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 1000
+
+/* One command in flight. Commands on one connection are answered in order,
+ * so the list is oldest-first and the timeout check looks at its head only. */
+struct cmd {
+    struct cmd *prev, *next;
+    struct hr_store *st;
+    hr_store_cb *cb;
+    void *arg;
+    uint64_t sent_ms;
+    int retried; /* already re-sent with EVAL after NOSCRIPT */
+    struct hr_request req;
+};
+
+struct hr_store {
+    struct event_base *base;
+    struct hr_store_config cfg;
+    redisAsyncContext *ac; /* NULL while down */
+    bool ready;
+    int setup_pending; /* setup replies still expected after connect */
+    uint64_t connect_started_ms;
+    uint32_t backoff_ms;
+    char sha[NSCRIPTS][41];
+    struct event *reconnect_ev;
+    struct event *tick_ev;
+    struct cmd head; /* sentinel of the in-flight list */
+    size_t inflight;
+    struct cmd *freelist; /* recycled cmds: no malloc per request once warm */
+    struct hr_store_stats stats;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, size_t errlen)
+{
+    struct hr_redis_addr a;
+    memset(&a, 0, sizeof(a));
+    a.port = 6379;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *p = url + 7;
+        const char *q = strchr(p, '?');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        if (len == 0 || p[0] != '/' || len >= sizeof(a.path)) {
+            snprintf(err, errlen, "bad unix socket path in '%s' (want unix:///path)", url);
+            return HR_E_CONFIG;
+        }
+        memcpy(a.path, p, len);
+        if (q) {
+            char *end;
+            errno = 0;
+            long db = strncmp(q, "?db=", 4) == 0 ? strtol(q + 4, &end, 10) : -1;
+            if (db < 0 || db > 15 || errno || *end || end == q + 4) {
+                snprintf(err, errlen, "bad '%s' in '%s' (want ?db=0..15)", q, url);
+                return HR_E_CONFIG;
+            }
+            a.db = (int)db;
+        }
+        *out = a;
+        return HR_OK;
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, errlen, "'%s' is not a Redis URL (redis://host:port[/db] or unix:///path)",
+                 url);
+        return HR_E_CONFIG;
+    }
+    const char *p = url + 8;
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        size_t ulen = colon ? (size_t)(colon - p) : 0;
+        const char *pw = colon ? colon + 1 : p;
+        size_t plen = (size_t)(at - pw);
+        if (ulen >= sizeof(a.user) || plen >= sizeof(a.pass)) {
+            snprintf(err, errlen, "Redis user or password too long");
+            return HR_E_CONFIG;
+        }
+        memcpy(a.user, p, ulen);
+        memcpy(a.pass, pw, plen);
+        p = at + 1;
+    }
+    const char *slash = strchr(p, '/');
+    const char *hostend = slash ? slash : p + strlen(p);
+    const char *colon = NULL;
+    if (*p == '[') { /* [::1]:6379 */
+        const char *rb = memchr(p, ']', (size_t)(hostend - p));
+        if (!rb) {
+            snprintf(err, errlen, "unclosed '[' in '%s'", url);
+            return HR_E_CONFIG;
+        }
+        if ((size_t)(rb - p - 1) >= sizeof(a.host))
+            goto badhost;
+        memcpy(a.host, p + 1, (size_t)(rb - p - 1));
+        colon = rb + 1 < hostend && rb[1] == ':' ? rb + 1 : NULL;
+    } else {
+        colon = memchr(p, ':', (size_t)(hostend - p));
+        const char *he = colon ? colon : hostend;
+        if ((size_t)(he - p) >= sizeof(a.host))
+            goto badhost;
+        memcpy(a.host, p, (size_t)(he - p));
+    }
+    if (a.host[0] == '\0')
+        goto badhost;
+    if (colon) {
+        char *end;
+        errno = 0;
+        long port = strtol(colon + 1, &end, 10);
+        if (errno || end != hostend || port < 1 || port > 65535) {
+            snprintf(err, errlen, "bad port in '%s' (1-65535)", url);
+            return HR_E_CONFIG;
+        }
+        a.port = (int)port;
+    }
+    if (slash && slash[1]) {
+        char *end;
+        errno = 0;
+        long db = strtol(slash + 1, &end, 10);
+        if (errno || *end || db < 0 || db > 15) {
+            snprintf(err, errlen, "bad database number in '%s' (0-15)", url);
+            return HR_E_CONFIG;
+        }
+        a.db = (int)db;
+    }
+    *out = a;
+    return HR_OK;
+badhost:
+    snprintf(err, errlen, "bad or missing host in '%s'", url);
+    return HR_E_CONFIG;
+}
+
+int hr_store_host_key(const struct hr_store_config *cfg, const char *host_id, char *out,
+                      size_t outlen)
+{
+    int n = snprintf(out, outlen, "%sh:%s", cfg->prefix, host_id);
+    return n < 0 || (size_t)n >= outlen ? HR_E_BUFFER : HR_OK;
+}
+
+static void connect_redis(struct hr_store *st);
+
+static void schedule_reconnect(struct hr_store *st)
+{
+    if (evtimer_pending(st->reconnect_ev, NULL))
+        return;
+    struct timeval tv = {st->backoff_ms / 1000, (st->backoff_ms % 1000) * 1000};
+    evtimer_add(st->reconnect_ev, &tv);
+    st->backoff_ms = st->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : st->backoff_ms * 2;
+}
+
+/* Drops the connection now: every command in flight is answered RETRY_LATER
+ * by hiredis calling its callback with no reply. Not for use inside a hiredis
+ * callback (hiredis defers the free there, and we do not need it to). */
+static void drop_connection(struct hr_store *st, bool reconnect)
+{
+    redisAsyncContext *ac = st->ac;
+    st->ac = NULL;
+    st->ready = false;
+    if (ac)
+        redisAsyncFree(ac);
+    if (reconnect)
+        schedule_reconnect(st);
+}
+
+static void cmd_unlink(struct cmd *c)
+{
+    c->prev->next = c->next;
+    c->next->prev = c->prev;
+    c->prev = c->next = c;
+}
+
+static void cmd_append(struct hr_store *st, struct cmd *c)
+{
+    c->prev = st->head.prev;
+    c->next = &st->head;
+    st->head.prev->next = c;
+    st->head.prev = c;
+}
+
+static void cmd_release(struct hr_store *st, struct cmd *c)
+{
+    cmd_unlink(c);
+    st->inflight--;
+    c->next = st->freelist;
+    st->freelist = c;
+}
+
+static int send_cmd(struct hr_store *st, struct cmd *c);
+
+static void finish(struct cmd *c, enum hr_result res)
+{
+    struct hr_store *st = c->st;
+    hr_store_cb *cb = c->cb;
+    void *arg = c->arg;
+    switch (res) {
+    case HR_RESULT_OK:
+        st->stats.ok++;
+        break;
+    case HR_RESULT_DUPLICATE:
+        st->stats.duplicate++;
+        break;
+    case HR_RESULT_UNKNOWN_HOST:
+        st->stats.unknown_host++;
+        break;
+    default:
+        st->stats.failed++;
+        break;
+    }
+    /* Release before the callback, which may submit again. */
+    cmd_release(st, c);
+    cb(arg, res);
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct cmd *c = privdata;
+    struct hr_store *st = c->st;
+    redisReply *reply = r;
+
+    if (!reply) { /* connection lost or freed: the outcome is unknown, so retry */
+        finish(c, HR_RESULT_RETRY_LATER);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        /* Redis restarted or SCRIPT FLUSH: send the body once with EVAL,
+         * which also caches it again for the EVALSHAs after it. */
+        if (!c->retried && strncmp(reply->str, "NOSCRIPT", 8) == 0 && st->ac) {
+            st->stats.noscript++;
+            c->retried = 1;
+            cmd_unlink(c);
+            if (send_cmd(st, c) == HR_OK)
+                return;
+            cmd_append(st, c); /* finish() unlinks it again */
+        } else {
+            st->stats.redis_errors++;
+            HR_LOG_LIMITED(HR_LOG_ERROR, "redis: %s script failed: %.200s",
+                           scripts[c->req.type == HR_MSG_HEARTBEAT ? SCRIPT_HEARTBEAT
+                                   : c->req.type == HR_MSG_STATUS  ? SCRIPT_STATUS
+                                                                   : SCRIPT_LEAVE]
+                               .name,
+                           reply->str);
+        }
+        finish(c, HR_RESULT_RETRY_LATER);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_INTEGER && reply->integer >= HR_RESULT_OK &&
+        reply->integer <= HR_RESULT_UNKNOWN_HOST) {
+        finish(c, (enum hr_result)reply->integer);
+        return;
+    }
+    st->stats.redis_errors++;
+    HR_LOG_LIMITED(HR_LOG_ERROR, "redis: unexpected script reply type %d", reply->type);
+    finish(c, HR_RESULT_RETRY_LATER);
+}
+
+/* Sends c's script; on success c is at the tail of the in-flight list. */
+static int send_cmd(struct hr_store *st, struct cmd *c)
+{
+    const struct hr_request *req = &c->req;
+    char hkey[128], tkey[128], seq[24], ttl[16];
+    const char *argv[12];
+    size_t argvlen[12];
+    int argc = 0, script;
+
+    switch (req->type) {
+    case HR_MSG_HEARTBEAT:
+        script = SCRIPT_HEARTBEAT;
+        break;
+    case HR_MSG_STATUS:
+        script = SCRIPT_STATUS;
+        break;
+    default:
+        script = SCRIPT_LEAVE;
+        break;
+    }
+    snprintf(hkey, sizeof(hkey), "%sh:%s", st->cfg.prefix, req->host_id);
+    snprintf(tkey, sizeof(tkey), "%st:%s", st->cfg.prefix, req->host_id);
+    /* Zero-padded to 20 digits: Lua compares them as strings, exactly, where
+     * its doubles would round sequence numbers above 2^53. */
+    snprintf(seq, sizeof(seq), "%020" PRIu64, req->seq);
+    snprintf(ttl, sizeof(ttl), "%" PRIu32, st->cfg.ttl_ms);
+    char ipfx[48];
+    snprintf(ipfx, sizeof(ipfx), "%si:", st->cfg.prefix);
+
+#define ARG(s) (argv[argc] = (s), argvlen[argc] = strlen(argv[argc]), argc++)
+    if (c->retried) {
+        ARG("EVAL");
+        ARG(scripts[script].body);
+    } else {
+        ARG("EVALSHA");
+        ARG(st->sha[script]);
+    }
+    ARG(script == SCRIPT_STATUS ? "1" : "2");
+    ARG(hkey);
+    if (script != SCRIPT_STATUS)
+        ARG(tkey);
+    ARG(seq);
+    ARG(ipfx);
+    ARG(req->host_id);
+    if (script == SCRIPT_HEARTBEAT) {
+        ARG(req->room_id);
+        ARG(req->region);
+        ARG(hr_status_name(req->status));
+        ARG(ttl);
+    } else if (script == SCRIPT_STATUS) {
+        ARG(hr_status_name(req->status));
+    } else {
+        ARG(ttl);
+    }
+#undef ARG
+    if (redisAsyncCommandArgv(st->ac, on_reply, c, argc, argv, argvlen) != REDIS_OK)
+        return HR_E_UNAVAILABLE;
+    c->sent_ms = now_ms();
+    cmd_append(st, c);
+    return HR_OK;
+}
+
+int hr_store_submit(struct hr_store *st, const struct hr_request *req, hr_store_cb *cb, void *arg)
+{
+    if (!st->ready || !st->ac)
+        return HR_E_UNAVAILABLE;
+    if (st->inflight >= st->cfg.max_inflight)
+        return HR_E_OVERLOAD;
+    struct cmd *c = st->freelist;
+    if (c)
+        st->freelist = c->next;
+    else if (!(c = malloc(sizeof(*c))))
+        return HR_E_NOMEM;
+    c->st = st;
+    c->cb = cb;
+    c->arg = arg;
+    c->retried = 0;
+    c->req = *req;
+    if (send_cmd(st, c) != HR_OK) {
+        c->next = st->freelist;
+        st->freelist = c;
+        return HR_E_UNAVAILABLE;
+    }
+    st->inflight++;
+    st->stats.submitted++;
+    return HR_OK;
+}
+
+static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct hr_store *st = ac->data;
+    redisReply *reply = r;
+    intptr_t what = (intptr_t)privdata; /* script index, or -1 for AUTH/SELECT */
+    if (!reply || st->ac != ac)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        HR_LOG_LIMITED(HR_LOG_ERROR, "redis: setup failed: %.200s", reply->str);
+        /* Inside a hiredis callback: ask for a clean close; the disconnect
+         * callback then schedules the reconnect. */
+        st->ready = false;
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (what >= 0 && reply->type == REDIS_REPLY_STRING && reply->len == 40)
+        memcpy(st->sha[what], reply->str, 41);
+    if (--st->setup_pending == 0) {
+        st->ready = true;
+        st->backoff_ms = BACKOFF_MIN_MS;
+        HR_LOG(HR_LOG_INFO, "redis: connected to %s%s%s:%d, scripts loaded",
+               st->cfg.redis.path[0] ? "unix:" : "",
+               st->cfg.redis.path[0] ? st->cfg.redis.path : st->cfg.redis.host, "",
+               st->cfg.redis.path[0] ? 0 : st->cfg.redis.port);
+    }
+}
+
+static void on_connect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct hr_store *st = ac->data;
+    if (st->ac != ac)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback. */
+        HR_LOG_LIMITED(HR_LOG_WARN, "redis: connect failed: %s (retrying)", ac->errstr);
+        st->ac = NULL;
+        schedule_reconnect(st);
+        return;
+    }
+    st->setup_pending = 0;
+    const struct hr_redis_addr *a = &st->cfg.redis;
+    if (a->pass[0]) {
+        if (a->user[0])
+            redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)-1, "AUTH %s %s", a->user,
+                              a->pass);
+        else
+            redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)-1, "AUTH %s", a->pass);
+        st->setup_pending++;
+    }
+    if (a->db) {
+        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)-1, "SELECT %d", a->db);
+        st->setup_pending++;
+    }
+    for (intptr_t i = 0; i < NSCRIPTS; i++) {
+        redisAsyncCommand(ac, on_setup_reply, (void *)i, "SCRIPT LOAD %s", scripts[i].body);
+        st->setup_pending++;
+    }
+}
+
+static void on_disconnect(const redisAsyncContext *cac, int status)
+{
+    struct hr_store *st = cac->data;
+    if (st->ac != cac)
+        return; /* we dropped it ourselves */
+    if (status != REDIS_OK)
+        HR_LOG_LIMITED(HR_LOG_WARN, "redis: connection lost: %s (reconnecting)", cac->errstr);
+    st->ac = NULL;
+    st->ready = false;
+    schedule_reconnect(st);
+}
+
+static void connect_redis(struct hr_store *st)
+{
+    const struct hr_redis_addr *a = &st->cfg.redis;
+    redisAsyncContext *ac =
+        a->path[0] ? redisAsyncConnectUnix(a->path) : redisAsyncConnect(a->host, a->port);
+    st->stats.reconnects++;
+    if (!ac) {
+        schedule_reconnect(st);
+        return;
+    }
+    if (ac->err) {
+        HR_LOG_LIMITED(HR_LOG_WARN, "redis: connect failed: %s (retrying)", ac->errstr);
+        redisAsyncFree(ac);
+        schedule_reconnect(st);
+        return;
+    }
+    ac->data = st;
+    st->ac = ac;
+    st->ready = false;
+    st->connect_started_ms = now_ms();
+    redisLibeventAttach(ac, st->base);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+}
+
+static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct hr_store *st = arg;
+    if (!st->ac)
+        connect_redis(st);
+}
+
+/* The command timeout hiredis 0.14 lacks: one periodic tick, not a timer per
+ * command. A command unanswered after timeout_ms means the connection is
+ * stuck (Redis paused, network gone): drop it and everything behind it. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct hr_store *st = arg;
+    uint64_t now = now_ms();
+    if (!st->ac)
+        return;
+    if (!st->ready && now - st->connect_started_ms > st->cfg.timeout_ms) {
+        HR_LOG_LIMITED(HR_LOG_WARN, "redis: no answer within %" PRIu32 " ms while connecting",
+                       st->cfg.timeout_ms);
+        st->stats.timeouts++;
+        drop_connection(st, true);
+        return;
+    }
+    struct cmd *oldest = st->head.next;
+    if (oldest != &st->head && now - oldest->sent_ms > st->cfg.timeout_ms) {
+        HR_LOG_LIMITED(HR_LOG_WARN,
+                       "redis: command unanswered after %" PRIu32 " ms, dropping connection "
+                       "(%zu in flight)",
+                       st->cfg.timeout_ms, st->inflight);
+        st->stats.timeouts++;
+        drop_connection(st, true);
+    }
+}
+
+struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_config *cfg,
+                              char *err, size_t errlen)
+{
+    if (cfg->ttl_ms == 0 || cfg->timeout_ms == 0 || cfg->max_inflight == 0) {
+        snprintf(err, errlen, "ttl, timeout and max in-flight must be positive");
+        return NULL;
+    }
+    struct hr_store *st = calloc(1, sizeof(*st));
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    st->base = base;
+    st->cfg = *cfg;
+    st->head.next = st->head.prev = &st->head;
+    st->backoff_ms = BACKOFF_MIN_MS;
+    st->reconnect_ev = evtimer_new(base, on_reconnect_timer, st);
+    st->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, st);
+    uint32_t tick = cfg->timeout_ms / 4 ? cfg->timeout_ms / 4 : 1;
+    struct timeval tv = {tick / 1000, (tick % 1000) * 1000};
+    if (!st->reconnect_ev || !st->tick_ev || event_add(st->tick_ev, &tv) != 0) {
+        snprintf(err, errlen, "cannot create timers");
+        hr_store_free(st);
+        return NULL;
+    }
+    connect_redis(st);
+    return st;
+}
+
+void hr_store_free(struct hr_store *st)
+{
+    if (!st)
+        return;
+    drop_connection(st, false);
+    if (st->reconnect_ev)
+        event_free(st->reconnect_ev);
+    if (st->tick_ev)
+        event_free(st->tick_ev);
+    while (st->freelist) {
+        struct cmd *c = st->freelist;
+        st->freelist = c->next;
+        free(c);
+    }
+    free(st);
+}
+
+bool hr_store_ready(const struct hr_store *st)
+{
+    return st->ready;
+}
+
+size_t hr_store_inflight(const struct hr_store *st)
+{
+    return st->inflight;
+}
+
+const struct hr_store_stats *hr_store_get_stats(const struct hr_store *st)
+{
+    return &st->stats;
+}

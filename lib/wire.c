@@ -1,0 +1,262 @@
+#include "wire.h"
+
+#include "err.h"
+#include "hostreg.pb-c.h"
+
+#include <string.h>
+
+/* protobuf-c allocates while unpacking; a bump arena on the caller's stack
+ * keeps decoding free of malloc and bounded. A HR_WIRE_MAX payload can never
+ * need more than a few times its size in message structs and strings. */
+struct arena {
+    uint8_t *buf;
+    size_t cap, used;
+};
+
+static void *arena_alloc(void *data, size_t size)
+{
+    struct arena *a = data;
+    size_t off = (a->used + 15) & ~(size_t)15;
+    if (off > a->cap || size > a->cap - off)
+        return NULL; /* protobuf-c then fails the unpack cleanly */
+    a->used = off + size;
+    return a->buf + off;
+}
+
+static void arena_free(void *data, void *ptr)
+{
+    (void)data;
+    (void)ptr;
+}
+
+int hr_wire_parse_header(const uint8_t *buf, size_t len, struct hr_frame *f)
+{
+    memset(f, 0, sizeof(*f));
+    if (len > HR_WIRE_MAX)
+        return HR_E_TOO_BIG;
+    /* Magic first, even on a short datagram, so stray traffic is reported as
+     * "not ours" rather than as a damaged frame of ours. */
+    if (len >= 1 && buf[0] != HR_WIRE_MAGIC0)
+        return HR_E_MAGIC;
+    if (len >= 2 && buf[1] != HR_WIRE_MAGIC1)
+        return HR_E_MAGIC;
+    if (len < HR_WIRE_HDR)
+        return HR_E_TRUNCATED;
+    f->version = buf[2];
+    f->type = buf[3];
+    f->flags = buf[4];
+    if (f->version != HR_WIRE_VERSION)
+        return HR_E_VERSION;
+    if (f->type != HR_MSG_HEARTBEAT && f->type != HR_MSG_STATUS && f->type != HR_MSG_LEAVE &&
+        f->type != HR_MSG_ACK)
+        return HR_E_TYPE;
+    if (f->flags & ~HR_WIRE_FLAG_AUTH)
+        return HR_E_FLAGS;
+    size_t off = HR_WIRE_HDR, end = len;
+    if (f->flags & HR_WIRE_FLAG_AUTH) {
+        if (len < HR_WIRE_HDR + HR_WIRE_AUTH_HDR + HR_WIRE_TAG)
+            return HR_E_TRUNCATED;
+        f->key_id = buf[off];
+        f->timestamp = (uint32_t)buf[off + 1] << 24 | (uint32_t)buf[off + 2] << 16 |
+                       (uint32_t)buf[off + 3] << 8 | buf[off + 4];
+        off += HR_WIRE_AUTH_HDR;
+        end -= HR_WIRE_TAG;
+        f->tag = buf + end;
+    }
+    f->payload = buf + off;
+    f->payload_len = end - off;
+    return HR_OK;
+}
+
+/* Copies a protobuf string or UUID host into req->host_id. */
+static int take_host(int which_uuid, const ProtobufCBinaryData *uuid, const char *name,
+                     int is_set, struct hr_frame *f)
+{
+    if (!is_set)
+        return HR_OK; /* left empty: hr_request_check says HR_E_HOST_ID */
+    if (which_uuid) {
+        if (uuid->len != 16)
+            return HR_E_HOST_ID;
+        hr_uuid_format(uuid->data, f->req.host_id);
+        f->uuid_host = 1;
+        return HR_OK;
+    }
+    size_t n = strlen(name);
+    if (n >= sizeof(f->req.host_id))
+        return HR_E_HOST_ID;
+    memcpy(f->req.host_id, name, n + 1);
+    return HR_OK;
+}
+
+static int take_str(char *dst, size_t cap, const char *src, int err)
+{
+    size_t n = strlen(src);
+    if (n >= cap)
+        return err;
+    memcpy(dst, src, n + 1);
+    return HR_OK;
+}
+
+int hr_wire_decode_payload(struct hr_frame *f)
+{
+    uint8_t mem[4 * HR_WIRE_MAX + 512];
+    struct arena a = {mem, sizeof(mem), 0};
+    ProtobufCAllocator alloc = {arena_alloc, arena_free, &a};
+    struct hr_request *r = &f->req;
+    int rc = HR_OK;
+
+    memset(r, 0, sizeof(*r));
+    memset(&f->ack, 0, sizeof(f->ack));
+    r->type = (enum hr_msg_type)f->type;
+    switch (f->type) {
+    case HR_MSG_HEARTBEAT: {
+        Hostreg__Heartbeat *m = hostreg__heartbeat__unpack(&alloc, f->payload_len, f->payload);
+        if (!m)
+            return HR_E_DECODE;
+        r->seq = m->seq;
+        r->status = (enum hr_status)m->status;
+        rc = take_host(m->host_case == HOSTREG__HEARTBEAT__HOST_HOST_UUID, &m->host_uuid,
+                       m->host_id, m->host_case != HOSTREG__HEARTBEAT__HOST__NOT_SET, f);
+        if (rc == HR_OK)
+            rc = take_str(r->room_id, sizeof(r->room_id), m->room_id, HR_E_ROOM_ID);
+        if (rc == HR_OK)
+            rc = take_str(r->region, sizeof(r->region), m->region, HR_E_REGION);
+        break;
+    }
+    case HR_MSG_STATUS: {
+        Hostreg__StatusUpdate *m =
+            hostreg__status_update__unpack(&alloc, f->payload_len, f->payload);
+        if (!m)
+            return HR_E_DECODE;
+        r->seq = m->seq;
+        r->status = (enum hr_status)m->status;
+        rc = take_host(m->host_case == HOSTREG__STATUS_UPDATE__HOST_HOST_UUID, &m->host_uuid,
+                       m->host_id, m->host_case != HOSTREG__STATUS_UPDATE__HOST__NOT_SET, f);
+        break;
+    }
+    case HR_MSG_LEAVE: {
+        Hostreg__Leave *m = hostreg__leave__unpack(&alloc, f->payload_len, f->payload);
+        if (!m)
+            return HR_E_DECODE;
+        r->seq = m->seq;
+        rc = take_host(m->host_case == HOSTREG__LEAVE__HOST_HOST_UUID, &m->host_uuid, m->host_id,
+                       m->host_case != HOSTREG__LEAVE__HOST__NOT_SET, f);
+        break;
+    }
+    case HR_MSG_ACK: {
+        Hostreg__Ack *m = hostreg__ack__unpack(&alloc, f->payload_len, f->payload);
+        if (!m)
+            return HR_E_DECODE;
+        f->ack.seq = m->seq;
+        f->ack.result = (enum hr_result)m->result;
+        f->ack.ttl = m->ttl;
+        f->ack.interval = m->interval;
+        f->ack.reason = m->reason;
+        break;
+    }
+    default:
+        return HR_E_TYPE;
+    }
+    /* Nothing to free: the arena dies with this frame. */
+    return rc;
+}
+
+int hr_wire_decode(const uint8_t *buf, size_t len, struct hr_frame *f)
+{
+    int rc = hr_wire_parse_header(buf, len, f);
+    return rc == HR_OK ? hr_wire_decode_payload(f) : rc;
+}
+
+static size_t put_header(uint8_t *buf, size_t cap, uint8_t type)
+{
+    if (cap < HR_WIRE_HDR)
+        return 0;
+    buf[0] = HR_WIRE_MAGIC0;
+    buf[1] = HR_WIRE_MAGIC1;
+    buf[2] = HR_WIRE_VERSION;
+    buf[3] = type;
+    buf[4] = 0;
+    return HR_WIRE_HDR;
+}
+
+static size_t pack(const ProtobufCMessage *m, uint8_t type, uint8_t *buf, size_t cap)
+{
+    size_t need = protobuf_c_message_get_packed_size(m);
+    if (put_header(buf, cap, type) == 0 || need > cap - HR_WIRE_HDR || HR_WIRE_HDR + need > HR_WIRE_MAX)
+        return 0;
+    return HR_WIRE_HDR + protobuf_c_message_pack(m, buf + HR_WIRE_HDR);
+}
+
+size_t hr_wire_encode_request(const struct hr_request *req, uint8_t *buf, size_t cap)
+{
+    uint8_t uuid[16];
+    size_t hlen = strnlen(req->host_id, sizeof(req->host_id));
+    int is_uuid = hr_uuid_parse(req->host_id, hlen, uuid);
+    ProtobufCBinaryData bin = {16, uuid};
+    char *host = (char *)req->host_id;
+
+    switch (req->type) {
+    case HR_MSG_HEARTBEAT: {
+        Hostreg__Heartbeat m = HOSTREG__HEARTBEAT__INIT;
+        m.seq = req->seq;
+        if (is_uuid) {
+            m.host_case = HOSTREG__HEARTBEAT__HOST_HOST_UUID;
+            m.host_uuid = bin;
+        } else if (hlen) {
+            m.host_case = HOSTREG__HEARTBEAT__HOST_HOST_ID;
+            m.host_id = host;
+        }
+        m.room_id = (char *)req->room_id;
+        m.region = (char *)req->region;
+        m.status = (Hostreg__Status)req->status;
+        return pack(&m.base, HR_MSG_HEARTBEAT, buf, cap);
+    }
+    case HR_MSG_STATUS: {
+        Hostreg__StatusUpdate m = HOSTREG__STATUS_UPDATE__INIT;
+        m.seq = req->seq;
+        if (is_uuid) {
+            m.host_case = HOSTREG__STATUS_UPDATE__HOST_HOST_UUID;
+            m.host_uuid = bin;
+        } else if (hlen) {
+            m.host_case = HOSTREG__STATUS_UPDATE__HOST_HOST_ID;
+            m.host_id = host;
+        }
+        m.status = (Hostreg__Status)req->status;
+        return pack(&m.base, HR_MSG_STATUS, buf, cap);
+    }
+    case HR_MSG_LEAVE: {
+        Hostreg__Leave m = HOSTREG__LEAVE__INIT;
+        m.seq = req->seq;
+        if (is_uuid) {
+            m.host_case = HOSTREG__LEAVE__HOST_HOST_UUID;
+            m.host_uuid = bin;
+        } else if (hlen) {
+            m.host_case = HOSTREG__LEAVE__HOST_HOST_ID;
+            m.host_id = host;
+        }
+        return pack(&m.base, HR_MSG_LEAVE, buf, cap);
+    }
+    default:
+        return 0;
+    }
+}
+
+size_t hr_wire_encode_ack(const struct hr_ack *ack, uint8_t *buf, size_t limit)
+{
+    Hostreg__Ack m = HOSTREG__ACK__INIT;
+    m.seq = ack->seq;
+    m.result = (Hostreg__Result)ack->result;
+    m.ttl = ack->ttl;
+    m.interval = ack->interval;
+    m.reason = ack->reason;
+    for (int step = 0; step < 3; step++) {
+        if (step == 1)
+            m.ttl = m.interval = 0;
+        if (step == 2)
+            m.reason = 0;
+        size_t n = pack(&m.base, HR_MSG_ACK, buf, limit);
+        if (n)
+            return n;
+    }
+    return 0;
+}

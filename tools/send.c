@@ -1,0 +1,247 @@
+#include "send.h"
+
+#include "config.h"
+#include "err.h"
+#include "request.h"
+#include "wire.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Exit codes: 0 ok ack, 1 any other ack, 2 usage, 3 no ack at all. */
+#define EXIT_REFUSED 1
+#define EXIT_USAGE 2
+#define EXIT_NO_ACK 3
+
+struct send_config {
+    struct sockaddr_storage server;
+    socklen_t server_len;
+    struct hr_request req;
+    uint32_t timeout_ms;
+    uint32_t retries;
+    int have_seq;
+};
+
+static int set_server(void *c, const char *v, char *err, size_t errlen)
+{
+    struct send_config *s = c;
+    return hr_parse_hostport(v, "127.0.0.1", &s->server, &s->server_len, err, errlen);
+}
+
+static int set_str(char *dst, size_t cap, const char *v, char *err, size_t errlen)
+{
+    if (strlen(v) >= cap) {
+        snprintf(err, errlen, "longer than %zu characters", cap - 1);
+        return -1;
+    }
+    memcpy(dst, v, strlen(v) + 1);
+    return 0;
+}
+
+static int set_host_id(void *c, const char *v, char *err, size_t errlen)
+{
+    struct send_config *s = c;
+    return set_str(s->req.host_id, sizeof(s->req.host_id), v, err, errlen);
+}
+
+static int set_room_id(void *c, const char *v, char *err, size_t errlen)
+{
+    struct send_config *s = c;
+    return set_str(s->req.room_id, sizeof(s->req.room_id), v, err, errlen);
+}
+
+static int set_region(void *c, const char *v, char *err, size_t errlen)
+{
+    struct send_config *s = c;
+    return set_str(s->req.region, sizeof(s->req.region), v, err, errlen);
+}
+
+static int set_status(void *c, const char *v, char *err, size_t errlen)
+{
+    struct send_config *s = c;
+    s->req.status = hr_status_parse(v, strlen(v));
+    if (s->req.status == HR_STATUS_NONE) {
+        snprintf(err, errlen, "want idle or busy");
+        return -1;
+    }
+    return 0;
+}
+
+static int set_seq(void *c, const char *v, char *err, size_t errlen)
+{
+    struct send_config *s = c;
+    if (hr_parse_u64(v, &s->req.seq) != 0) {
+        snprintf(err, errlen, "want an unsigned 64-bit number");
+        return -1;
+    }
+    s->have_seq = 1;
+    return 0;
+}
+
+static int set_timeout(void *c, const char *v, char *err, size_t errlen)
+{
+    struct send_config *s = c;
+    if (hr_parse_u32(v, 1, 60000, &s->timeout_ms) != 0) {
+        snprintf(err, errlen, "want milliseconds, 1-60000");
+        return -1;
+    }
+    return 0;
+}
+
+static int set_retries(void *c, const char *v, char *err, size_t errlen)
+{
+    struct send_config *s = c;
+    if (hr_parse_u32(v, 0, 100, &s->retries) != 0) {
+        snprintf(err, errlen, "want 0-100");
+        return -1;
+    }
+    return 0;
+}
+
+static const struct hr_opt options[] = {
+    {"server", 's', "HOST:PORT", "127.0.0.1:9099", "the hostregd to send to", set_server},
+    {"host-id", 'i', "ID", NULL, "the host: a UUID or 1-64 characters of [A-Za-z0-9._:-]",
+     set_host_id},
+    {"room-id", 'R', "ROOM", NULL, "heartbeat: the WebRTC signaling room", set_room_id},
+    {"region", 'g', "REGION", NULL, "heartbeat: the host's region (default: the server's)",
+     set_region},
+    {"status", 'S', "STATUS", NULL,
+     "idle or busy (status: required; heartbeat: used if it creates the entry)", set_status},
+    {"seq", 0, "N", NULL, "sequence number (default: the clock in microseconds)", set_seq},
+    {"timeout", 't', "MS", "500", "wait for the first ack; doubled at each retry", set_timeout},
+    {"retries", 0, "N", "3", "retransmissions without an ack before giving up", set_retries},
+    {0},
+};
+
+static uint64_t clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void print_ack(const struct hr_ack *a, int retransmitted)
+{
+    printf("ack seq=%" PRIu64 " result=%s", a->seq, hr_result_name(a->result));
+    if (a->ttl)
+        printf(" ttl=%" PRIu32, a->ttl);
+    if (a->interval)
+        printf(" interval=%" PRIu32, a->interval);
+    if (a->reason)
+        printf(" reason=%s (%s)", hr_errname((int)a->reason), hr_strerror((int)a->reason));
+    if (a->result == HR_RESULT_DUPLICATE && retransmitted)
+        printf(" (an earlier copy was applied)");
+    printf("\n");
+}
+
+int hr_cmd_send(int argc, char **argv)
+{
+    static const char about[] =
+        "Sends one request to hostregd and prints its ack on one line. The datagram is\n"
+        "retransmitted (same sequence number) until an ack comes or the retries run out.\n"
+        "Exit status: 0 ok ack, 1 any other ack, 2 usage error, 3 no ack.\n"
+        "TYPE is heartbeat (needs --host-id, --room-id), status (--host-id, --status)\n"
+        "or leave (--host-id).";
+    struct send_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    if (argc < 2 || argv[1][0] == '-') {
+        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+            hr_opts_parse(options, &cfg, argc, argv,
+                          "hostreg send heartbeat|status|leave [options]", about);
+        }
+        fprintf(stderr, "usage: hostreg send heartbeat|status|leave [options] (try --help)\n");
+        return EXIT_USAGE;
+    }
+    const char *type = argv[1];
+    if (!strcmp(type, "heartbeat"))
+        cfg.req.type = HR_MSG_HEARTBEAT;
+    else if (!strcmp(type, "status"))
+        cfg.req.type = HR_MSG_STATUS;
+    else if (!strcmp(type, "leave"))
+        cfg.req.type = HR_MSG_LEAVE;
+    else {
+        fprintf(stderr, "error: unknown request type '%s' (heartbeat, status or leave)\n", type);
+        return EXIT_USAGE;
+    }
+    int idx = hr_opts_parse(options, &cfg, argc - 1, argv + 1,
+                            "hostreg send heartbeat|status|leave [options]", about);
+    if (idx != argc - 1) {
+        fprintf(stderr, "error: unexpected argument '%s'\n", argv[idx + 1]);
+        return EXIT_USAGE;
+    }
+    if (!cfg.req.host_id[0]) {
+        fprintf(stderr, "error: --host-id is required\n");
+        return EXIT_USAGE;
+    }
+    if (cfg.req.type == HR_MSG_HEARTBEAT && !cfg.req.room_id[0]) {
+        fprintf(stderr, "error: a heartbeat needs --room-id\n");
+        return EXIT_USAGE;
+    }
+    if (cfg.req.type == HR_MSG_STATUS && cfg.req.status == HR_STATUS_NONE) {
+        fprintf(stderr, "error: a status update needs --status idle|busy\n");
+        return EXIT_USAGE;
+    }
+    /* The clock makes successive invocations' numbers increase without any
+     * state kept between them. */
+    if (!cfg.have_seq)
+        cfg.req.seq = clock_us();
+
+    uint8_t out[HR_WIRE_MAX], in[HR_WIRE_MAX + 1];
+    size_t len = hr_wire_encode_request(&cfg.req, out, sizeof(out));
+    if (len == 0) {
+        fprintf(stderr, "error: request does not fit in a datagram\n");
+        return EXIT_USAGE;
+    }
+    int fd = socket(cfg.server.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    /* connect(): the kernel then only hands us datagrams from the server. */
+    if (fd < 0 || connect(fd, (struct sockaddr *)&cfg.server, cfg.server_len) != 0) {
+        fprintf(stderr, "error: cannot reach server: %s\n", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return EXIT_NO_ACK;
+    }
+    int rc = EXIT_NO_ACK;
+    uint32_t wait_ms = cfg.timeout_ms;
+    for (uint32_t attempt = 0; attempt <= cfg.retries; attempt++, wait_ms *= 2) {
+        if (send(fd, out, len, 0) < 0 && errno != ECONNREFUSED) {
+            fprintf(stderr, "error: send: %s\n", strerror(errno));
+            break;
+        }
+        struct timespec start, now;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        for (;;) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            long elapsed = (now.tv_sec - start.tv_sec) * 1000 +
+                           (now.tv_nsec - start.tv_nsec) / 1000000;
+            if (elapsed >= (long)wait_ms)
+                break;
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, (int)(wait_ms - (uint32_t)elapsed)) <= 0)
+                break;
+            ssize_t n = recv(fd, in, sizeof(in), 0);
+            if (n < 0)
+                continue; /* ECONNREFUSED from an earlier send: nobody there yet */
+            struct hr_frame f;
+            int drc = hr_wire_decode(in, (size_t)n, &f);
+            if (drc != HR_OK || f.type != HR_MSG_ACK || f.ack.seq != cfg.req.seq)
+                continue; /* not the answer to this request */
+            print_ack(&f.ack, attempt > 0);
+            rc = f.ack.result == HR_RESULT_OK ||
+                         (f.ack.result == HR_RESULT_DUPLICATE && attempt > 0)
+                     ? 0
+                     : EXIT_REFUSED;
+            goto done;
+        }
+    }
+    fprintf(stderr, "error: no ack from the server after %u attempts\n", cfg.retries + 1);
+done:
+    close(fd);
+    return rc;
+}
