@@ -62,8 +62,8 @@ static void log_stats(struct app *app)
     size_t o = 0;
     for (int i = 1; i < HR_SERVER_DROP_REASONS; i++)
         if (s->dropped[i] && o < sizeof(drops))
-            o += (size_t)snprintf(drops + o, sizeof(drops) - o, " dropped_%s=%llu",
-                                  hr_errname(i), (unsigned long long)s->dropped[i]);
+            o += (size_t)snprintf(drops + o, sizeof(drops) - o, " dropped_%s=%llu", hr_errname(i),
+                                  (unsigned long long)s->dropped[i]);
     HR_LOG(HR_LOG_INFO,
            "stats: received=%llu bytes_in=%llu bytes_out=%llu invalid=%llu acked_ok=%llu "
            "acked_duplicate=%llu acked_unknown_host=%llu acked_invalid=%llu "

@@ -114,9 +114,8 @@ static bool error_ack_allowed(struct hr_server *srv)
     return true;
 }
 
-static void queue_ack(struct hr_server *srv, const struct sockaddr_storage *peer,
-                      socklen_t peerlen, uint64_t seq, enum hr_result result, uint32_t reason,
-                      size_t req_len)
+static void queue_ack(struct hr_server *srv, const struct sockaddr_storage *peer, socklen_t peerlen,
+                      uint64_t seq, enum hr_result result, uint32_t reason, size_t req_len)
 {
     if (result != HR_RESULT_OK && result != HR_RESULT_DUPLICATE && !error_ack_allowed(srv)) {
         srv->stats.error_acks_limited++;
@@ -184,8 +183,8 @@ static void handle(struct hr_server *srv, const uint8_t *buf, size_t len, int tr
         rc = hr_request_check(&f.req, srv->cfg.rules);
     if (rc != HR_OK) {
         srv->stats.invalid++;
-        HR_LOG_LIMITED(HR_LOG_INFO, "invalid %s seq=%llu from %s: %s",
-                       hr_msg_type_name(f.req.type), (unsigned long long)f.req.seq,
+        HR_LOG_LIMITED(HR_LOG_INFO, "invalid %s seq=%llu from %s: %s", hr_msg_type_name(f.req.type),
+                       (unsigned long long)f.req.seq,
                        hr_addr_str(addr, sizeof(addr), (const struct sockaddr *)peer),
                        hr_strerror(rc));
         queue_ack(srv, peer, peerlen, f.req.seq, HR_RESULT_INVALID, (uint32_t)rc, len);
@@ -329,8 +328,7 @@ const struct hr_server_stats *hr_server_get_stats(const struct hr_server *srv)
     return &srv->stats;
 }
 
-int hr_server_local_addr(const struct hr_server *srv, struct sockaddr_storage *out,
-                         socklen_t *len)
+int hr_server_local_addr(const struct hr_server *srv, struct sockaddr_storage *out, socklen_t *len)
 {
     *len = sizeof(*out);
     return getsockname(srv->fd, (struct sockaddr *)out, len);

@@ -49,7 +49,6 @@ void hr_server_drain(struct hr_server *srv, void (*done)(void *), void *arg);
 const struct hr_server_stats *hr_server_get_stats(const struct hr_server *srv);
 
 /* The bound address (to learn the port after binding port 0). */
-int hr_server_local_addr(const struct hr_server *srv, struct sockaddr_storage *out,
-                         socklen_t *len);
+int hr_server_local_addr(const struct hr_server *srv, struct sockaddr_storage *out, socklen_t *len);
 
 #endif

@@ -29,7 +29,9 @@ void hr_log_write(int level, const char *fmt, ...)
     gmtime_r(&ts.tv_sec, &tm);
     int n = (int)strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
     n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ldZ %-5s ", ts.tv_nsec / 1000000,
-                  names[level < 0 ? 0 : level > 3 ? 3 : level]);
+                  names[level < 0   ? 0
+                        : level > 3 ? 3
+                                    : level]);
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);

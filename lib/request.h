@@ -40,8 +40,8 @@ enum hr_result {
 struct hr_request {
     enum hr_msg_type type;
     uint64_t seq;
-    char host_id[HR_ID_MAX + 1]; /* after check: a UUID is in lower-case canonical form */
-    char room_id[HR_ID_MAX + 1]; /* heartbeat only */
+    char host_id[HR_ID_MAX + 1];    /* after check: a UUID is in lower-case canonical form */
+    char room_id[HR_ID_MAX + 1];    /* heartbeat only */
     char region[HR_REGION_MAX + 1]; /* heartbeat only; after check: never empty */
     enum hr_status status;          /* heartbeat (optional) and status update */
 };

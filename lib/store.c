@@ -510,8 +510,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_config *cfg,
-                              char *err, size_t errlen)
+struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_config *cfg, char *err,
+                              size_t errlen)
 {
     if (cfg->ttl_ms == 0 || cfg->timeout_ms == 0 || cfg->max_inflight == 0) {
         snprintf(err, errlen, "ttl, timeout and max in-flight must be positive");

@@ -41,7 +41,7 @@ struct hr_store_config {
 
 struct hr_store_stats {
     uint64_t submitted, ok, duplicate, unknown_host;
-    uint64_t failed;     /* answered RETRY_LATER after submission */
+    uint64_t failed; /* answered RETRY_LATER after submission */
     uint64_t redis_errors, timeouts, reconnects, noscript;
 };
 
@@ -52,8 +52,8 @@ typedef void hr_store_cb(void *arg, enum hr_result result);
 
 /* Creates the store and starts connecting; it never blocks. Returns NULL with
  * a reason in err when `cfg` is unusable. */
-struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_config *cfg,
-                              char *err, size_t errlen);
+struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_config *cfg, char *err,
+                              size_t errlen);
 
 /* Fails everything in flight (each callback gets RETRY_LATER) and closes the
  * connection. hr_store_free(NULL) does nothing. */

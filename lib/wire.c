@@ -69,8 +69,8 @@ int hr_wire_parse_header(const uint8_t *buf, size_t len, struct hr_frame *f)
 }
 
 /* Copies a protobuf string or UUID host into req->host_id. */
-static int take_host(int which_uuid, const ProtobufCBinaryData *uuid, const char *name,
-                     int is_set, struct hr_frame *f)
+static int take_host(int which_uuid, const ProtobufCBinaryData *uuid, const char *name, int is_set,
+                     struct hr_frame *f)
 {
     if (!is_set)
         return HR_OK; /* left empty: hr_request_check says HR_E_HOST_ID */
@@ -182,7 +182,8 @@ static size_t put_header(uint8_t *buf, size_t cap, uint8_t type)
 static size_t pack(const ProtobufCMessage *m, uint8_t type, uint8_t *buf, size_t cap)
 {
     size_t need = protobuf_c_message_get_packed_size(m);
-    if (put_header(buf, cap, type) == 0 || need > cap - HR_WIRE_HDR || HR_WIRE_HDR + need > HR_WIRE_MAX)
+    if (put_header(buf, cap, type) == 0 || need > cap - HR_WIRE_HDR ||
+        HR_WIRE_HDR + need > HR_WIRE_MAX)
         return 0;
     return HR_WIRE_HDR + protobuf_c_message_pack(m, buf + HR_WIRE_HDR);
 }

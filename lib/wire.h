@@ -30,12 +30,12 @@ struct hr_frame {
     uint8_t version;
     uint8_t type; /* enum hr_msg_type */
     uint8_t flags;
-    uint8_t key_id;      /* when flags & HR_WIRE_FLAG_AUTH */
-    uint32_t timestamp;  /* when flags & HR_WIRE_FLAG_AUTH */
-    const uint8_t *tag;  /* points into the datagram; NULL without auth */
+    uint8_t key_id;         /* when flags & HR_WIRE_FLAG_AUTH */
+    uint32_t timestamp;     /* when flags & HR_WIRE_FLAG_AUTH */
+    const uint8_t *tag;     /* points into the datagram; NULL without auth */
     const uint8_t *payload; /* points into the datagram */
     size_t payload_len;
-    int uuid_host; /* the hostId travelled as 16 raw bytes */
+    int uuid_host;         /* the hostId travelled as 16 raw bytes */
     struct hr_request req; /* requests, after hr_wire_decode_payload */
     struct hr_ack ack;     /* acks, after hr_wire_decode_payload */
 };

@@ -218,8 +218,8 @@ int hr_cmd_send(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &start);
         for (;;) {
             clock_gettime(CLOCK_MONOTONIC, &now);
-            long elapsed = (now.tv_sec - start.tv_sec) * 1000 +
-                           (now.tv_nsec - start.tv_nsec) / 1000000;
+            long elapsed =
+                (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
             if (elapsed >= (long)wait_ms)
                 break;
             struct pollfd p = {fd, POLLIN, 0};
@@ -233,10 +233,10 @@ int hr_cmd_send(int argc, char **argv)
             if (drc != HR_OK || f.type != HR_MSG_ACK || f.ack.seq != cfg.req.seq)
                 continue; /* not the answer to this request */
             print_ack(&f.ack, attempt > 0);
-            rc = f.ack.result == HR_RESULT_OK ||
-                         (f.ack.result == HR_RESULT_DUPLICATE && attempt > 0)
-                     ? 0
-                     : EXIT_REFUSED;
+            rc =
+                f.ack.result == HR_RESULT_OK || (f.ack.result == HR_RESULT_DUPLICATE && attempt > 0)
+                    ? 0
+                    : EXIT_REFUSED;
             goto done;
         }
     }

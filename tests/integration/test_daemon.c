@@ -1,0 +1,428 @@
+/* hostregd against a real redis-server, over real UDP. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "wire.h"
+
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static struct h_redis redis;
+static struct h_daemon daemon_;
+static redisContext *rc;
+
+static int setup(void **state)
+{
+    (void)state;
+    if (h_redis_start(&redis, 0, NULL) != 0)
+        return -1;
+    if (h_daemon_start(&daemon_, redis.port, NULL) != 0)
+        return -1;
+    rc = h_redis_connect(redis.port);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    /* SIGTERM: the daemon finishes what it has and exits 0. */
+    int status = h_daemon_stop(&daemon_);
+    redisFree(rc);
+    h_redis_stop(&redis, false, true);
+    return status == 0 ? 0 : -1;
+}
+
+static struct hr_ack send_ok(const struct hr_request *req)
+{
+    struct hr_ack ack;
+    assert_int_equal(h_send(daemon_.port, req, &ack), 0);
+    return ack;
+}
+
+/* HGET as a C string, "" when the field or key is missing. */
+static void hget(const char *key, const char *field, char *out, size_t outlen)
+{
+    redisReply *r = redisCommand(rc, "HGET %s %s", key, field);
+    assert_non_null(r);
+    snprintf(out, outlen, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+/* The expiry score of `member` in an index, -1 when absent. */
+static long long zscore(const char *index, const char *member)
+{
+    redisReply *r = redisCommand(rc, "ZSCORE %s %s", index, member);
+    assert_non_null(r);
+    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+static long long redis_now_ms(void)
+{
+    redisReply *r = redisCommand(rc, "TIME");
+    assert_non_null(r);
+    long long ms = atoll(r->element[0]->str) * 1000 + atoll(r->element[1]->str) / 1000;
+    freeReplyObject(r);
+    return ms;
+}
+
+static void test_daemon_register_stores_entry(void **state)
+{
+    (void)state;
+    /* Upper case on purpose: the key must use the canonical lower-case form. */
+    struct hr_request hb = h_heartbeat("6F9619FF-8B86-D011-B42D-00C04FC964FF", "room-abc12",
+                                       "us-east-1", HR_STATUS_NONE, 0);
+    struct hr_ack ack = send_ok(&hb);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    assert_int_equal(ack.seq, hb.seq);
+    assert_int_equal(ack.ttl, 30);
+    assert_int_equal(ack.interval, 20);
+
+    const char *key = "hr:h:6f9619ff-8b86-d011-b42d-00c04fc964ff";
+    char v[80];
+    hget(key, "room", v, sizeof(v));
+    assert_string_equal(v, "room-abc12");
+    hget(key, "region", v, sizeof(v));
+    assert_string_equal(v, "us-east-1");
+    hget(key, "status", v, sizeof(v));
+    assert_string_equal(v, "idle");
+    long long ttl = h_redis_int(rc, "PTTL %s", key);
+    assert_true(ttl > 28000 && ttl <= 30000);
+
+    long long now = redis_now_ms();
+    long long score = zscore("hr:i:us-east-1:idle", "6f9619ff-8b86-d011-b42d-00c04fc964ff");
+    assert_true(score > now + 28000 && score <= now + 30000);
+
+    /* A heartbeat with no region lands in the default one. */
+    hb = h_heartbeat("host-default-region", "r1", "", HR_STATUS_NONE, 0);
+    assert_int_equal(send_ok(&hb).result, HR_RESULT_OK);
+    hget("hr:h:host-default-region", "region", v, sizeof(v));
+    assert_string_equal(v, "local");
+    assert_true(zscore("hr:i:local:idle", "host-default-region") > 0);
+}
+
+static void test_daemon_busy_survives_idle_heartbeats(void **state)
+{
+    (void)state;
+    const char *host = "host-busy-1";
+    struct hr_request r = h_heartbeat(host, "room1", "eu-central", HR_STATUS_IDLE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    r = h_status(host, HR_STATUS_BUSY, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    for (int i = 0; i < 3; i++) {
+        /* What every client of the original service sends. */
+        r = h_heartbeat(host, "room1", "eu-central", HR_STATUS_IDLE, 0);
+        assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    }
+    char v[16];
+    hget("hr:h:host-busy-1", "status", v, sizeof(v));
+    assert_string_equal(v, "busy");
+    assert_true(zscore("hr:i:eu-central:busy", host) > 0);
+    assert_int_equal(zscore("hr:i:eu-central:idle", host), -1);
+
+    /* And back to idle with a status update. */
+    r = h_status(host, HR_STATUS_IDLE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    hget("hr:h:host-busy-1", "status", v, sizeof(v));
+    assert_string_equal(v, "idle");
+    assert_true(zscore("hr:i:eu-central:idle", host) > 0);
+    assert_int_equal(zscore("hr:i:eu-central:busy", host), -1);
+}
+
+static void test_daemon_heartbeat_creating_busy_entry(void **state)
+{
+    (void)state;
+    struct hr_request r = h_heartbeat("host-born-busy", "room1", "local", HR_STATUS_BUSY, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    char v[16];
+    hget("hr:h:host-born-busy", "status", v, sizeof(v));
+    assert_string_equal(v, "busy");
+}
+
+static void test_daemon_older_seq_changes_nothing(void **state)
+{
+    (void)state;
+    const char *host = "host-seq-1";
+    uint64_t base = h_next_seq() + 1000;
+    h_next_seq();
+    struct hr_request r = h_heartbeat(host, "roomA", "local", HR_STATUS_NONE, base + 10);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    long long ttl_before = h_redis_int(rc, "PTTL hr:h:%s", host);
+
+    /* Older heartbeat: duplicate, the room does not change. */
+    r = h_heartbeat(host, "roomB", "local", HR_STATUS_NONE, base + 5);
+    struct hr_ack ack = send_ok(&r);
+    assert_int_equal(ack.result, HR_RESULT_DUPLICATE);
+    assert_int_equal(ack.seq, base + 5);
+    char v[16];
+    hget("hr:h:host-seq-1", "room", v, sizeof(v));
+    assert_string_equal(v, "roomA");
+    /* ...nor was the TTL refreshed (it can only have gone down). */
+    assert_true(h_redis_int(rc, "PTTL hr:h:%s", host) <= ttl_before);
+
+    /* The same datagram again (a retransmission): duplicate, still acked. */
+    r = h_heartbeat(host, "roomA", "local", HR_STATUS_NONE, base + 10);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_DUPLICATE);
+
+    /* Status updates are ordered among themselves. */
+    r = h_status(host, HR_STATUS_BUSY, base + 20);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    r = h_status(host, HR_STATUS_IDLE, base + 15); /* late: sent before the busy */
+    assert_int_equal(send_ok(&r).result, HR_RESULT_DUPLICATE);
+    hget("hr:h:host-seq-1", "status", v, sizeof(v));
+    assert_string_equal(v, "busy");
+
+    /* A heartbeat newer than everything does not undo the status either,
+     * and a status update older than that heartbeat but newer than the last
+     * status update still applies (heartbeats and status updates are
+     * ordered separately, so a reordered pair loses neither). */
+    r = h_heartbeat(host, "roomA", "local", HR_STATUS_IDLE, base + 40);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    r = h_status(host, HR_STATUS_IDLE, base + 30);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    hget("hr:h:host-seq-1", "status", v, sizeof(v));
+    assert_string_equal(v, "idle");
+}
+
+static void test_daemon_status_unknown_host(void **state)
+{
+    (void)state;
+    struct hr_request r = h_status("host-never-seen", HR_STATUS_BUSY, 0);
+    struct hr_ack ack = send_ok(&r);
+    assert_int_equal(ack.result, HR_RESULT_UNKNOWN_HOST);
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:h:host-never-seen"), 0);
+    assert_int_equal(zscore("hr:i:local:busy", "host-never-seen"), -1);
+}
+
+static void test_daemon_leave_removes_entry(void **state)
+{
+    (void)state;
+    const char *host = "host-leave-1";
+    uint64_t s1 = h_next_seq(), s2 = h_next_seq(), s3 = h_next_seq(), s4 = h_next_seq();
+    struct hr_request r = h_heartbeat(host, "room1", "us-west-1", HR_STATUS_NONE, s1);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_true(zscore("hr:i:us-west-1:idle", host) > 0);
+
+    r = h_leave(host, s3);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:h:%s", host), 0);
+    assert_int_equal(zscore("hr:i:us-west-1:idle", host), -1);
+
+    /* A heartbeat sent before the leave but delivered after it does not
+     * bring the host back. */
+    r = h_heartbeat(host, "room1", "us-west-1", HR_STATUS_NONE, s2);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_DUPLICATE);
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:h:%s", host), 0);
+
+    /* The host starting again (newer seq) registers normally. */
+    r = h_heartbeat(host, "room1", "us-west-1", HR_STATUS_NONE, s4);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:h:%s", host), 1);
+
+    /* Leaving a host that is not there is fine (the goal state holds). */
+    r = h_leave("host-not-there", 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+}
+
+static void test_daemon_invalid_requests_change_nothing(void **state)
+{
+    (void)state;
+    long long before = h_redis_int(rc, "DBSIZE");
+    static const struct {
+        const char *host, *room, *region;
+        int type, status;
+        int reason;
+    } cases[] = {
+        {"host-x", "room1", "mars", HR_MSG_HEARTBEAT, HR_STATUS_NONE, 18 /* bad_region */},
+        {"host x", "room1", "local", HR_MSG_HEARTBEAT, HR_STATUS_NONE, 16 /* bad_host_id */},
+        {"host-x", "room/1", "local", HR_MSG_HEARTBEAT, HR_STATUS_NONE, 17 /* bad_room_id */},
+        {"host-x", "", "local", HR_MSG_HEARTBEAT, HR_STATUS_NONE, 17},
+        {"", "room1", "local", HR_MSG_HEARTBEAT, HR_STATUS_NONE, 16},
+        {"host-x", "room1", "local", HR_MSG_HEARTBEAT, 7, 19 /* bad_status */},
+        {"host-x", NULL, NULL, HR_MSG_STATUS, HR_STATUS_NONE, 19},
+        {"host@x", NULL, NULL, HR_MSG_LEAVE, HR_STATUS_NONE, 16},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct hr_request r;
+        memset(&r, 0, sizeof(r));
+        r.type = (enum hr_msg_type)cases[i].type;
+        r.seq = h_next_seq();
+        snprintf(r.host_id, sizeof(r.host_id), "%s", cases[i].host);
+        snprintf(r.room_id, sizeof(r.room_id), "%s", cases[i].room ? cases[i].room : "");
+        snprintf(r.region, sizeof(r.region), "%s", cases[i].region ? cases[i].region : "");
+        r.status = (enum hr_status)cases[i].status;
+        struct hr_ack ack = send_ok(&r);
+        assert_int_equal(ack.result, HR_RESULT_INVALID);
+        assert_int_equal(ack.reason, cases[i].reason);
+    }
+    assert_int_equal(h_redis_int(rc, "DBSIZE"), before);
+}
+
+static void test_daemon_ack_never_larger_than_request(void **state)
+{
+    (void)state;
+    int fd = h_udp_socket(daemon_.port);
+    /* The smallest requests there are: a leave and a bad status update with a
+     * one-character host and seq 1 (unordered would be 0, smaller still). */
+    struct hr_request reqs[] = {h_leave("a", 1), h_status("b", HR_STATUS_NONE, 1),
+                                h_status("c", HR_STATUS_BUSY, 1)};
+    for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+        uint8_t out[HR_WIRE_MAX], in[HR_WIRE_MAX];
+        size_t len = hr_wire_encode_request(&reqs[i], out, sizeof(out));
+        assert_true(len > 0);
+        assert_int_equal(send(fd, out, len, 0), (ssize_t)len);
+        struct pollfd p = {fd, POLLIN, 0};
+        assert_int_equal(poll(&p, 1, 2000), 1);
+        ssize_t n = recv(fd, in, sizeof(in), 0);
+        assert_true(n > 0);
+        assert_true((size_t)n <= len);
+        struct hr_frame f;
+        assert_int_equal(hr_wire_decode(in, (size_t)n, &f), 0);
+        assert_int_equal(f.type, HR_MSG_ACK);
+        assert_int_equal(f.ack.seq, 1);
+    }
+    close(fd);
+}
+
+static void test_daemon_random_datagrams(void **state)
+{
+    (void)state;
+    const char *host = "host-flood-witness";
+    struct hr_request r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    long long before = h_redis_int(rc, "DBSIZE");
+
+    int fd = h_udp_socket(daemon_.port);
+    uint64_t x = 0x9e3779b97f4a7c15ULL; /* xorshift64: the same datagrams every run */
+    uint8_t buf[600];
+    for (int i = 0; i < 10000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t len = (size_t)(x % sizeof(buf));
+        for (size_t j = 0; j < len; j++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            buf[j] = (uint8_t)x;
+        }
+        /* Half of them get a valid header, so the payload decoder is hit. */
+        if (i % 2 && len >= HR_WIRE_HDR) {
+            memcpy(buf, "HR\x01", 3);
+            buf[3] = (uint8_t)(1 + i % 3);
+            buf[4] = 0;
+        }
+        if (send(fd, buf, len, 0) < 0) {
+            /* ECONNREFUSED would mean the daemon is gone. */
+            assert_true(h_process_alive(daemon_.pid));
+        }
+    }
+    close(fd);
+    /* Acked after everything sent before it was handled: the daemon is
+     * alive and still serving. */
+    r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_true(h_process_alive(daemon_.pid));
+    assert_int_equal(h_redis_int(rc, "DBSIZE"), before);
+}
+
+static void test_daemon_entry_expires_with_short_ttl(void **state)
+{
+    (void)state;
+    struct h_daemon d2;
+    const char *args[] = {"--ttl", "2", "--prefix", "t2:", NULL};
+    assert_int_equal(h_daemon_start(&d2, redis.port, args), 0);
+    struct hr_request r = h_heartbeat("host-short-ttl", "room1", "local", HR_STATUS_NONE, 0);
+    struct hr_ack ack;
+    assert_int_equal(h_send(d2.port, &r, &ack), 0);
+    uint64_t acked = h_now_ms();
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    assert_int_equal(ack.ttl, 2);
+    assert_int_equal(ack.interval, 1);
+    assert_int_equal(h_redis_int(rc, "EXISTS t2:h:host-short-ttl"), 1);
+
+    /* Waiting on time itself: poll Redis until the entry is gone. */
+    uint64_t gone = 0;
+    while (h_now_ms() < acked + 3500) {
+        if (h_redis_int(rc, "EXISTS t2:h:host-short-ttl") == 0) {
+            gone = h_now_ms();
+            break;
+        }
+        usleep(20000);
+    }
+    assert_true(gone != 0);
+    assert_true(gone - acked >= 1500); /* not early either */
+    assert_true(gone - acked <= 3000);
+    /* The index never returns an expired host to a reader asking for live ones. */
+    redisReply *rep = redisCommand(rc, "ZRANGEBYSCORE t2:i:local:idle %lld +inf", redis_now_ms());
+    assert_non_null(rep);
+    assert_int_equal(rep->elements, 0);
+    freeReplyObject(rep);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+}
+
+static void test_daemon_survives_redis_restart(void **state)
+{
+    (void)state;
+    struct h_redis r2 = {0};
+    struct h_daemon d2;
+    assert_int_equal(h_redis_start(&r2, 0, NULL), 0);
+    assert_int_equal(h_daemon_start(&d2, r2.port, NULL), 0);
+    struct hr_request r = h_heartbeat("host-restart", "room1", "local", HR_STATUS_NONE, 0);
+    struct hr_ack ack;
+    assert_int_equal(h_send(d2.port, &r, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+
+    h_redis_stop(&r2, false, false);
+    r = h_heartbeat("host-restart", "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(h_send(d2.port, &r, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_RETRY_LATER);
+    assert_int_equal(ack.reason, 32 /* unavailable */);
+    assert_true(h_process_alive(d2.pid));
+
+    assert_int_equal(h_redis_start(&r2, r2.port, NULL), 0);
+    uint64_t back = h_now_ms(), ok_at = 0;
+    int fd = h_udp_socket(d2.port);
+    while (h_now_ms() < back + 5000) {
+        r = h_heartbeat("host-restart", "room1", "local", HR_STATUS_NONE, 0);
+        if (h_request(fd, &r, &ack, 200, 1) == 0 && ack.result == HR_RESULT_OK) {
+            ok_at = h_now_ms();
+            break;
+        }
+        /* Retry-later acks pace this loop; without an ack h_request waited 200 ms. */
+        usleep(10000);
+    }
+    close(fd);
+    assert_true(ok_at != 0);
+    printf("# daemon back to ok %llu ms after Redis answered again\n",
+           (unsigned long long)(ok_at - back));
+    redisContext *c2 = h_redis_connect(r2.port);
+    assert_int_equal(h_redis_int(c2, "EXISTS hr:h:host-restart"), 1);
+    redisFree(c2);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+    h_redis_stop(&r2, false, true);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_daemon_register_stores_entry),
+        cmocka_unit_test(test_daemon_busy_survives_idle_heartbeats),
+        cmocka_unit_test(test_daemon_heartbeat_creating_busy_entry),
+        cmocka_unit_test(test_daemon_older_seq_changes_nothing),
+        cmocka_unit_test(test_daemon_status_unknown_host),
+        cmocka_unit_test(test_daemon_leave_removes_entry),
+        cmocka_unit_test(test_daemon_invalid_requests_change_nothing),
+        cmocka_unit_test(test_daemon_ack_never_larger_than_request),
+        cmocka_unit_test(test_daemon_random_datagrams),
+        cmocka_unit_test(test_daemon_entry_expires_with_short_ttl),
+        cmocka_unit_test(test_daemon_survives_redis_restart),
+    };
+    return cmocka_run_group_tests_name("daemon", tests, setup, teardown);
+}
