@@ -5,6 +5,7 @@
 #include "lua_scripts.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
@@ -15,15 +16,25 @@
 #include <string.h>
 #include <time.h>
 
-enum { SCRIPT_HEARTBEAT, SCRIPT_STATUS, SCRIPT_LEAVE, NSCRIPTS };
+enum {
+    SCRIPT_HEARTBEAT,
+    SCRIPT_STATUS,
+    SCRIPT_LEAVE,
+    SCRIPT_CLAIM,
+    SCRIPT_SWEEP,
+    SCRIPT_LIST,
+    SCRIPT_COUNT,
+    NSCRIPTS,
+    PLAIN = -1, /* not a script: a plain command (PING) */
+};
 
 static const struct {
     const char *name;
     const char *body;
 } scripts[NSCRIPTS] = {
-    {"heartbeat", HR_LUA_HEARTBEAT},
-    {"status", HR_LUA_STATUS},
-    {"leave", HR_LUA_LEAVE},
+    {"heartbeat", HR_LUA_HEARTBEAT}, {"status", HR_LUA_STATUS}, {"leave", HR_LUA_LEAVE},
+    {"claim", HR_LUA_CLAIM},         {"sweep", HR_LUA_SWEEP},   {"list", HR_LUA_LIST},
+    {"count", HR_LUA_COUNT},
 };
 
 /* Reconnect backoff: quick first retries so a Redis restart costs well under
@@ -31,16 +42,39 @@ static const struct {
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
 
+/* Arguments of one command: keys and script arguments, copied into the
+ * command so that it can be sent again (EVAL after NOSCRIPT). The largest is a
+ * claim or list over every region: 4 + HR_REGIONS_MAX arguments. */
+#define CMD_MAXARGS (8 + HR_REGIONS_MAX)
+#define CMD_BUF (512 + HR_REGIONS_MAX * (HR_REGION_MAX + 1))
+
+struct cmd;
+/* Turns a reply into the caller's callback; `reply` is NULL when the command
+ * failed (connection lost, timed out, error reply). */
+typedef void cmd_handler(struct cmd *c, redisReply *reply);
+
 /* One command in flight. Commands on one connection are answered in order,
  * so the list is oldest-first and the timeout check looks at its head only. */
 struct cmd {
     struct cmd *prev, *next;
     struct hr_store *st;
-    hr_store_cb *cb;
-    void *arg;
-    uint64_t sent_ms;
+    int script;  /* index into scripts, or PLAIN */
     int retried; /* already re-sent with EVAL after NOSCRIPT */
-    struct hr_request req;
+    uint64_t sent_ms;
+    cmd_handler *handle;
+    union {
+        hr_store_cb *req;
+        hr_store_claim_cb *claim;
+        hr_store_list_cb *list;
+        hr_store_count_cb *count;
+        hr_store_ping_cb *ping;
+    } cb;
+    void *arg;
+    int nkeys, argc, overflow;
+    const char *argv[CMD_MAXARGS];
+    size_t argvlen[CMD_MAXARGS];
+    size_t used;
+    char buf[CMD_BUF];
 };
 
 struct hr_store {
@@ -50,6 +84,7 @@ struct hr_store {
     bool ready;
     int setup_pending; /* setup replies still expected after connect */
     uint64_t connect_started_ms;
+    uint64_t last_sweep_ms;
     uint32_t backoff_ms;
     char sha[NSCRIPTS][41];
     struct event *reconnect_ev;
@@ -171,6 +206,7 @@ int hr_store_host_key(const struct hr_store_config *cfg, const char *host_id, ch
 }
 
 static void connect_redis(struct hr_store *st);
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
 
 static void schedule_reconnect(struct hr_store *st)
 {
@@ -210,21 +246,166 @@ static void cmd_append(struct hr_store *st, struct cmd *c)
     st->head.prev = c;
 }
 
-static void cmd_release(struct hr_store *st, struct cmd *c)
+/* A fresh command from the free list, or NULL with the reason in *err. */
+static struct cmd *cmd_new(struct hr_store *st, int script, cmd_handler *handle, void *arg,
+                           int *err)
 {
-    cmd_unlink(c);
-    st->inflight--;
+    if (!st->ready || !st->ac) {
+        *err = HR_E_UNAVAILABLE;
+        return NULL;
+    }
+    if (st->inflight >= st->cfg.max_inflight) {
+        *err = HR_E_OVERLOAD;
+        return NULL;
+    }
+    struct cmd *c = st->freelist;
+    if (c)
+        st->freelist = c->next;
+    else if (!(c = malloc(sizeof(*c)))) {
+        *err = HR_E_NOMEM;
+        return NULL;
+    }
+    c->st = st;
+    c->script = script;
+    c->retried = 0;
+    c->handle = handle;
+    c->arg = arg;
+    c->nkeys = c->argc = c->overflow = 0;
+    c->used = 0;
+    return c;
+}
+
+static void cmd_recycle(struct hr_store *st, struct cmd *c)
+{
     c->next = st->freelist;
     st->freelist = c;
 }
 
-static int send_cmd(struct hr_store *st, struct cmd *c);
+/* Appends one argument (copied). Keys come first, counted in nkeys. */
+static void cmd_arg(struct cmd *c, const char *s, size_t len)
+{
+    if (c->argc == CMD_MAXARGS || len > sizeof(c->buf) - c->used) {
+        c->overflow = 1;
+        return;
+    }
+    memcpy(c->buf + c->used, s, len);
+    c->argv[c->argc] = c->buf + c->used;
+    c->argvlen[c->argc++] = len;
+    c->used += len;
+}
 
-static void finish(struct cmd *c, enum hr_result res)
+static void cmd_str(struct cmd *c, const char *s)
+{
+    cmd_arg(c, s, strlen(s));
+}
+
+static void cmd_fmt(struct cmd *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void cmd_fmt(struct cmd *c, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(tmp)) {
+        c->overflow = 1;
+        return;
+    }
+    cmd_arg(c, tmp, (size_t)n);
+}
+
+/* Sends c; on success c is at the tail of the in-flight list. */
+static int cmd_send(struct hr_store *st, struct cmd *c)
+{
+    const char *argv[CMD_MAXARGS + 3];
+    size_t argvlen[CMD_MAXARGS + 3];
+    char nkeys[8];
+    int n = 0;
+    if (c->script != PLAIN) {
+        if (c->retried) {
+            argv[n] = "EVAL";
+            argv[n + 1] = scripts[c->script].body;
+        } else {
+            argv[n] = "EVALSHA";
+            argv[n + 1] = st->sha[c->script];
+        }
+        argvlen[n] = strlen(argv[n]);
+        argvlen[n + 1] = strlen(argv[n + 1]);
+        n += 2;
+        snprintf(nkeys, sizeof(nkeys), "%d", c->nkeys);
+        argv[n] = nkeys;
+        argvlen[n++] = strlen(nkeys);
+    }
+    memcpy(argv + n, c->argv, sizeof(c->argv[0]) * (size_t)c->argc);
+    memcpy(argvlen + n, c->argvlen, sizeof(c->argvlen[0]) * (size_t)c->argc);
+    n += c->argc;
+    if (!st->ac || redisAsyncCommandArgv(st->ac, on_reply, c, n, argv, argvlen) != REDIS_OK)
+        return HR_E_UNAVAILABLE;
+    c->sent_ms = now_ms();
+    cmd_append(st, c);
+    return HR_OK;
+}
+
+/* Sends a command built with cmd_new/cmd_arg, or recycles it and says why not. */
+static int cmd_submit(struct hr_store *st, struct cmd *c)
+{
+    if (c->overflow) {
+        cmd_recycle(st, c);
+        return HR_E_BUFFER;
+    }
+    if (cmd_send(st, c) != HR_OK) {
+        cmd_recycle(st, c);
+        return HR_E_UNAVAILABLE;
+    }
+    st->inflight++;
+    st->stats.submitted++;
+    return HR_OK;
+}
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct cmd *c = privdata;
+    struct hr_store *st = c->st;
+    redisReply *reply = r;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        /* Redis restarted or SCRIPT FLUSH: send the body once with EVAL,
+         * which also caches it again for the EVALSHAs after it. */
+        if (c->script != PLAIN && !c->retried && strncmp(reply->str, "NOSCRIPT", 8) == 0) {
+            st->stats.noscript++;
+            c->retried = 1;
+            cmd_unlink(c);
+            if (cmd_send(st, c) == HR_OK)
+                return;
+            cmd_append(st, c); /* unlinked again below */
+        } else {
+            st->stats.redis_errors++;
+            HR_LOG_LIMITED(HR_LOG_ERROR, "redis: %s failed: %.200s",
+                           c->script == PLAIN ? "command" : scripts[c->script].name, reply->str);
+        }
+        reply = NULL;
+    }
+    /* reply NULL here also means the connection was lost or freed: the
+     * outcome is unknown, so the caller is told to retry. */
+    cmd_unlink(c);
+    st->inflight--;
+    c->handle(c, reply);
+    cmd_recycle(st, c);
+}
+
+static void handle_request(struct cmd *c, redisReply *reply)
 {
     struct hr_store *st = c->st;
-    hr_store_cb *cb = c->cb;
-    void *arg = c->arg;
+    enum hr_result res = HR_RESULT_RETRY_LATER;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer >= HR_RESULT_OK &&
+        reply->integer <= HR_RESULT_UNKNOWN_HOST)
+        res = (enum hr_result)reply->integer;
+    else if (reply) {
+        st->stats.redis_errors++;
+        HR_LOG_LIMITED(HR_LOG_ERROR, "redis: unexpected %s reply type %d", scripts[c->script].name,
+                       reply->type);
+    }
     switch (res) {
     case HR_RESULT_OK:
         st->stats.ok++;
@@ -239,140 +420,195 @@ static void finish(struct cmd *c, enum hr_result res)
         st->stats.failed++;
         break;
     }
-    /* Release before the callback, which may submit again. */
-    cmd_release(st, c);
-    cb(arg, res);
-}
-
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-    (void)ac;
-    struct cmd *c = privdata;
-    struct hr_store *st = c->st;
-    redisReply *reply = r;
-
-    if (!reply) { /* connection lost or freed: the outcome is unknown, so retry */
-        finish(c, HR_RESULT_RETRY_LATER);
-        return;
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        /* Redis restarted or SCRIPT FLUSH: send the body once with EVAL,
-         * which also caches it again for the EVALSHAs after it. */
-        if (!c->retried && strncmp(reply->str, "NOSCRIPT", 8) == 0 && st->ac) {
-            st->stats.noscript++;
-            c->retried = 1;
-            cmd_unlink(c);
-            if (send_cmd(st, c) == HR_OK)
-                return;
-            cmd_append(st, c); /* finish() unlinks it again */
-        } else {
-            st->stats.redis_errors++;
-            HR_LOG_LIMITED(HR_LOG_ERROR, "redis: %s script failed: %.200s",
-                           scripts[c->req.type == HR_MSG_HEARTBEAT ? SCRIPT_HEARTBEAT
-                                   : c->req.type == HR_MSG_STATUS  ? SCRIPT_STATUS
-                                                                   : SCRIPT_LEAVE]
-                               .name,
-                           reply->str);
-        }
-        finish(c, HR_RESULT_RETRY_LATER);
-        return;
-    }
-    if (reply->type == REDIS_REPLY_INTEGER && reply->integer >= HR_RESULT_OK &&
-        reply->integer <= HR_RESULT_UNKNOWN_HOST) {
-        finish(c, (enum hr_result)reply->integer);
-        return;
-    }
-    st->stats.redis_errors++;
-    HR_LOG_LIMITED(HR_LOG_ERROR, "redis: unexpected script reply type %d", reply->type);
-    finish(c, HR_RESULT_RETRY_LATER);
-}
-
-/* Sends c's script; on success c is at the tail of the in-flight list. */
-static int send_cmd(struct hr_store *st, struct cmd *c)
-{
-    const struct hr_request *req = &c->req;
-    char hkey[128], tkey[128], seq[24], ttl[16];
-    const char *argv[12];
-    size_t argvlen[12];
-    int argc = 0, script;
-
-    switch (req->type) {
-    case HR_MSG_HEARTBEAT:
-        script = SCRIPT_HEARTBEAT;
-        break;
-    case HR_MSG_STATUS:
-        script = SCRIPT_STATUS;
-        break;
-    default:
-        script = SCRIPT_LEAVE;
-        break;
-    }
-    snprintf(hkey, sizeof(hkey), "%sh:%s", st->cfg.prefix, req->host_id);
-    snprintf(tkey, sizeof(tkey), "%st:%s", st->cfg.prefix, req->host_id);
-    /* Zero-padded to 20 digits: Lua compares them as strings, exactly, where
-     * its doubles would round sequence numbers above 2^53. */
-    snprintf(seq, sizeof(seq), "%020" PRIu64, req->seq);
-    snprintf(ttl, sizeof(ttl), "%" PRIu32, st->cfg.ttl_ms);
-    char ipfx[48];
-    snprintf(ipfx, sizeof(ipfx), "%si:", st->cfg.prefix);
-
-#define ARG(s) (argv[argc] = (s), argvlen[argc] = strlen(argv[argc]), argc++)
-    if (c->retried) {
-        ARG("EVAL");
-        ARG(scripts[script].body);
-    } else {
-        ARG("EVALSHA");
-        ARG(st->sha[script]);
-    }
-    ARG(script == SCRIPT_STATUS ? "1" : "2");
-    ARG(hkey);
-    if (script != SCRIPT_STATUS)
-        ARG(tkey);
-    ARG(seq);
-    ARG(ipfx);
-    ARG(req->host_id);
-    if (script == SCRIPT_HEARTBEAT) {
-        ARG(req->room_id);
-        ARG(req->region);
-        ARG(hr_status_name(req->status));
-        ARG(ttl);
-    } else if (script == SCRIPT_STATUS) {
-        ARG(hr_status_name(req->status));
-    } else {
-        ARG(ttl);
-    }
-#undef ARG
-    if (redisAsyncCommandArgv(st->ac, on_reply, c, argc, argv, argvlen) != REDIS_OK)
-        return HR_E_UNAVAILABLE;
-    c->sent_ms = now_ms();
-    cmd_append(st, c);
-    return HR_OK;
+    c->cb.req(c->arg, res);
 }
 
 int hr_store_submit(struct hr_store *st, const struct hr_request *req, hr_store_cb *cb, void *arg)
 {
-    if (!st->ready || !st->ac)
-        return HR_E_UNAVAILABLE;
-    if (st->inflight >= st->cfg.max_inflight)
-        return HR_E_OVERLOAD;
-    struct cmd *c = st->freelist;
-    if (c)
-        st->freelist = c->next;
-    else if (!(c = malloc(sizeof(*c))))
-        return HR_E_NOMEM;
-    c->st = st;
-    c->cb = cb;
-    c->arg = arg;
-    c->retried = 0;
-    c->req = *req;
-    if (send_cmd(st, c) != HR_OK) {
-        c->next = st->freelist;
-        st->freelist = c;
-        return HR_E_UNAVAILABLE;
+    int script = req->type == HR_MSG_HEARTBEAT ? SCRIPT_HEARTBEAT
+                 : req->type == HR_MSG_STATUS  ? SCRIPT_STATUS
+                                               : SCRIPT_LEAVE;
+    int err;
+    struct cmd *c = cmd_new(st, script, handle_request, arg, &err);
+    if (!c)
+        return err;
+    c->cb.req = cb;
+    cmd_fmt(c, "%sh:%s", st->cfg.prefix, req->host_id);
+    if (script != SCRIPT_STATUS)
+        cmd_fmt(c, "%st:%s", st->cfg.prefix, req->host_id);
+    c->nkeys = c->argc;
+    /* Zero-padded to 20 digits: Lua compares them as strings, exactly, where
+     * its doubles would round sequence numbers above 2^53. */
+    cmd_fmt(c, "%020" PRIu64, req->seq);
+    cmd_str(c, st->cfg.prefix);
+    cmd_str(c, req->host_id);
+    if (script == SCRIPT_HEARTBEAT) {
+        cmd_str(c, req->room_id);
+        cmd_str(c, req->region);
+        cmd_str(c, hr_status_name(req->status));
+        cmd_fmt(c, "%" PRIu32, st->cfg.ttl_ms);
+    } else if (script == SCRIPT_STATUS) {
+        cmd_str(c, hr_status_name(req->status));
+    } else {
+        cmd_fmt(c, "%" PRIu32, st->cfg.ttl_ms);
     }
-    st->inflight++;
-    st->stats.submitted++;
-    return HR_OK;
+    return cmd_submit(st, c);
+}
+
+static void copy_str(char *dst, size_t cap, const redisReply *r)
+{
+    size_t n = 0;
+    if (r && r->type == REDIS_REPLY_STRING)
+        n = r->len < cap - 1 ? r->len : cap - 1;
+    if (n)
+        memcpy(dst, r->str, n);
+    dst[n] = '\0';
+}
+
+static void handle_claim(struct cmd *c, redisReply *reply)
+{
+    struct hr_host_info h;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY ||
+        (reply->elements != 0 && reply->elements != 3)) {
+        c->cb.claim(c->arg, HR_E_UNAVAILABLE, NULL);
+        return;
+    }
+    if (reply->elements == 0) {
+        c->cb.claim(c->arg, HR_OK, NULL);
+        return;
+    }
+    memset(&h, 0, sizeof(h));
+    copy_str(h.host_id, sizeof(h.host_id), reply->element[0]);
+    copy_str(h.room_id, sizeof(h.room_id), reply->element[1]);
+    copy_str(h.region, sizeof(h.region), reply->element[2]);
+    h.status = HR_STATUS_BUSY;
+    h.claimed = true;
+    c->cb.claim(c->arg, HR_OK, &h);
+}
+
+int hr_store_claim(struct hr_store *st, const struct hr_claim_query *q, hr_store_claim_cb *cb,
+                   void *arg)
+{
+    int err;
+    struct cmd *c = cmd_new(st, SCRIPT_CLAIM, handle_claim, arg, &err);
+    if (!c)
+        return err;
+    c->cb.claim = cb;
+    cmd_str(c, st->cfg.prefix);
+    cmd_fmt(c, "%" PRIu32, q->lease_ms);
+    cmd_str(c, q->host_id ? q->host_id : "");
+    for (size_t i = 0; i < q->nregions; i++)
+        cmd_str(c, q->regions[i]);
+    return cmd_submit(st, c);
+}
+
+static void handle_list(struct cmd *c, redisReply *reply)
+{
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements % 6) {
+        c->cb.list(c->arg, HR_E_UNAVAILABLE, NULL, 0);
+        return;
+    }
+    size_t n = reply->elements / 6;
+    struct hr_host_info *hosts = n ? calloc(n, sizeof(*hosts)) : NULL;
+    if (n && !hosts) {
+        c->cb.list(c->arg, HR_E_NOMEM, NULL, 0);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        redisReply **e = reply->element + 6 * i;
+        char status[8];
+        copy_str(hosts[i].host_id, sizeof(hosts[i].host_id), e[0]);
+        copy_str(hosts[i].room_id, sizeof(hosts[i].room_id), e[1]);
+        copy_str(hosts[i].region, sizeof(hosts[i].region), e[2]);
+        copy_str(status, sizeof(status), e[3]);
+        hosts[i].status = hr_status_parse(status, strlen(status));
+        hosts[i].ttl_ms = e[4]->type == REDIS_REPLY_INTEGER ? e[4]->integer : 0;
+        hosts[i].claimed = e[5]->type == REDIS_REPLY_INTEGER && e[5]->integer == 1;
+    }
+    c->cb.list(c->arg, HR_OK, hosts, n);
+    free(hosts);
+}
+
+int hr_store_list(struct hr_store *st, const struct hr_list_query *q, hr_store_list_cb *cb,
+                  void *arg)
+{
+    int err;
+    struct cmd *c = cmd_new(st, SCRIPT_LIST, handle_list, arg, &err);
+    if (!c)
+        return err;
+    c->cb.list = cb;
+    cmd_str(c, st->cfg.prefix);
+    cmd_str(c, q->status == HR_STATUS_NONE ? "" : hr_status_name(q->status));
+    cmd_fmt(c, "%" PRIu32, q->limit);
+    for (size_t i = 0; i < q->nregions; i++)
+        cmd_str(c, q->regions[i]);
+    return cmd_submit(st, c);
+}
+
+static void handle_count(struct cmd *c, redisReply *reply)
+{
+    uint64_t counts[2 * HR_REGIONS_MAX];
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements % 2 ||
+        reply->elements > 2 * HR_REGIONS_MAX) {
+        c->cb.count(c->arg, HR_E_UNAVAILABLE, NULL, 0);
+        return;
+    }
+    for (size_t i = 0; i < reply->elements; i++)
+        counts[i] = reply->element[i]->type == REDIS_REPLY_INTEGER
+                        ? (uint64_t)reply->element[i]->integer
+                        : 0;
+    c->cb.count(c->arg, HR_OK, counts, reply->elements / 2);
+}
+
+int hr_store_count(struct hr_store *st, const char *const *regions, size_t nregions,
+                   hr_store_count_cb *cb, void *arg)
+{
+    int err;
+    struct cmd *c = cmd_new(st, SCRIPT_COUNT, handle_count, arg, &err);
+    if (!c)
+        return err;
+    c->cb.count = cb;
+    cmd_str(c, st->cfg.prefix);
+    for (size_t i = 0; i < nregions; i++)
+        cmd_str(c, regions[i]);
+    return cmd_submit(st, c);
+}
+
+static void handle_ping(struct cmd *c, redisReply *reply)
+{
+    bool ok = reply && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0;
+    c->cb.ping(c->arg, ok ? HR_OK : HR_E_UNAVAILABLE);
+}
+
+int hr_store_ping(struct hr_store *st, hr_store_ping_cb *cb, void *arg)
+{
+    int err;
+    struct cmd *c = cmd_new(st, PLAIN, handle_ping, arg, &err);
+    if (!c)
+        return err;
+    c->cb.ping = cb;
+    cmd_str(c, "PING");
+    return cmd_submit(st, c);
+}
+
+static void handle_sweep(struct cmd *c, redisReply *reply)
+{
+    (void)c;
+    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
+        HR_LOG(HR_LOG_INFO, "claims: %lld unconfirmed claims returned to idle", reply->integer);
+}
+
+/* Hosts whose claim lease ended unconfirmed go back to idle; a batch at a
+ * time so that one call never holds Redis long. */
+static void sweep(struct hr_store *st)
+{
+    int err;
+    struct cmd *c = cmd_new(st, SCRIPT_SWEEP, handle_sweep, NULL, &err);
+    if (!c)
+        return;
+    cmd_str(c, st->cfg.prefix);
+    cmd_str(c, "1000");
+    cmd_submit(st, c);
 }
 
 static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
@@ -500,6 +736,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     struct cmd *oldest = st->head.next;
+    if (st->ready && st->cfg.sweep_ms && now - st->last_sweep_ms >= st->cfg.sweep_ms) {
+        st->last_sweep_ms = now;
+        sweep(st);
+    }
     if (oldest != &st->head && now - oldest->sent_ms > st->cfg.timeout_ms) {
         HR_LOG_LIMITED(HR_LOG_WARN,
                        "redis: command unanswered after %" PRIu32 " ms, dropping connection "

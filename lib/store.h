@@ -37,6 +37,7 @@ struct hr_store_config {
     uint32_t ttl_ms;       /* entry lifetime without a heartbeat */
     uint32_t timeout_ms;   /* a command not answered by then counts as failed */
     uint32_t max_inflight; /* commands waiting for Redis; beyond: HR_E_OVERLOAD */
+    uint32_t sweep_ms;     /* return unconfirmed claims to idle this often; 0: never */
 };
 
 struct hr_store_stats {
@@ -47,7 +48,8 @@ struct hr_store_stats {
 
 /* Called exactly once per accepted submission, with the outcome:
  * HR_RESULT_OK, _DUPLICATE, _UNKNOWN_HOST, or _RETRY_LATER when Redis failed,
- * timed out, or the store is being freed. It may call hr_store_submit(). */
+ * timed out, or the store is being freed. Like every callback of the store
+ * it may submit more work, but must not call hr_store_free(). */
 typedef void hr_store_cb(void *arg, enum hr_result result);
 
 /* Creates the store and starts connecting; it never blocks. Returns NULL with
@@ -63,6 +65,57 @@ void hr_store_free(struct hr_store *st);
  * will be called later, or, with nothing sent and `cb` never called:
  * HR_E_UNAVAILABLE (not connected to Redis) or HR_E_OVERLOAD (max_inflight). */
 int hr_store_submit(struct hr_store *st, const struct hr_request *req, hr_store_cb *cb, void *arg);
+
+/* A host as the registry holds it (claim and list answers). */
+struct hr_host_info {
+    char host_id[HR_ID_MAX + 1];
+    char room_id[HR_ID_MAX + 1];
+    char region[HR_REGION_MAX + 1];
+    enum hr_status status;
+    int64_t ttl_ms;
+    bool claimed; /* busy by a client's claim that the host has not confirmed yet */
+};
+
+/* Regions in order of preference, as pointers into the caller's storage. */
+struct hr_claim_query {
+    const char *regions[HR_REGIONS_MAX];
+    size_t nregions;
+    const char *host_id; /* a specific host, or NULL for any idle one */
+    uint32_t lease_ms;   /* unconfirmed claims return to idle after this */
+};
+
+/* `err` is HR_OK or HR_E_UNAVAILABLE; `host` is NULL when no idle host fits.
+ * `host` is valid only during the callback. */
+typedef void hr_store_claim_cb(void *arg, int err, const struct hr_host_info *host);
+
+/* Atomically claims one idle host (it becomes busy with a lease). Returns as
+ * hr_store_submit does. */
+int hr_store_claim(struct hr_store *st, const struct hr_claim_query *q, hr_store_claim_cb *cb,
+                   void *arg);
+
+struct hr_list_query {
+    const char *regions[HR_REGIONS_MAX];
+    size_t nregions;
+    enum hr_status status; /* HR_STATUS_NONE: both */
+    uint32_t limit;
+};
+
+/* `hosts` (n of them) is valid only during the callback. */
+typedef void hr_store_list_cb(void *arg, int err, const struct hr_host_info *hosts, size_t n);
+
+/* Lists live hosts from the index, never an expired one. */
+int hr_store_list(struct hr_store *st, const struct hr_list_query *q, hr_store_list_cb *cb,
+                  void *arg);
+
+/* counts[2*i] idle and counts[2*i+1] busy hosts of regions[i]; valid only
+ * during the callback. */
+typedef void hr_store_count_cb(void *arg, int err, const uint64_t *counts, size_t nregions);
+int hr_store_count(struct hr_store *st, const char *const *regions, size_t nregions,
+                   hr_store_count_cb *cb, void *arg);
+
+/* A round trip to Redis: err HR_OK when it answered PONG in time. */
+typedef void hr_store_ping_cb(void *arg, int err);
+int hr_store_ping(struct hr_store *st, hr_store_ping_cb *cb, void *arg);
 
 /* True while connected with the scripts loaded. */
 bool hr_store_ready(const struct hr_store *st);

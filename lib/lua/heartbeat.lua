@@ -1,7 +1,7 @@
 -- hostreg heartbeat: create or refresh one host, atomically.
 -- KEYS[1] host hash, KEYS[2] the host's leave tombstone
 -- ARGV[1] seq (20 digits, zero-padded: compared as strings, exact for 64 bits;
---         all zeros = unordered), ARGV[2] index key prefix, ARGV[3] host id,
+--         all zeros = unordered), ARGV[2] key prefix, ARGV[3] host id,
 -- ARGV[4] roomId, ARGV[5] region, ARGV[6] status if this creates the entry,
 -- ARGV[7] ttl in ms.
 -- Returns 1 (applied) or 2 (duplicate: seq not newer, nothing changed).
@@ -22,7 +22,7 @@ if cur[1] then
   -- status update (or a claim) does.
   status = cur[3]
   if cur[2] ~= region then
-    redis.call('ZREM', pfx .. cur[2] .. ':' .. status, id)
+    redis.call('ZREM', pfx .. 'i:' .. cur[2] .. ':' .. status, id)
     redis.call('HSET', KEYS[1], 'region', region)
   end
   if cur[4] ~= room then redis.call('HSET', KEYS[1], 'room', room) end
@@ -37,7 +37,7 @@ else
              'hseq', seq, 'sseq', seq)
 end
 redis.call('PEXPIRE', KEYS[1], ttl)
-local idx = pfx .. region .. ':' .. status
+local idx = pfx .. 'i:' .. region .. ':' .. status
 redis.call('ZADD', idx, expiry, id)
 redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. now)
 return 1

@@ -1,6 +1,6 @@
 -- hostreg leave: remove a host, atomically.
 -- KEYS[1] host hash, KEYS[2] the host's leave tombstone
--- ARGV[1] seq (see heartbeat.lua), ARGV[2] index key prefix, ARGV[3] host id,
+-- ARGV[1] seq (see heartbeat.lua), ARGV[2] key prefix, ARGV[3] host id,
 -- ARGV[4] ttl in ms (how long the tombstone is kept).
 -- Returns 1 (removed, or was not there) or 2 (duplicate: a newer request
 -- was applied, the host is still alive).
@@ -12,7 +12,8 @@ local cur = redis.call('HMGET', KEYS[1], 'hseq', 'sseq', 'region', 'status')
 if cur[1] then
   if ordered and (seq <= cur[1] or seq <= cur[2]) then return 2 end
   redis.call('DEL', KEYS[1])
-  redis.call('ZREM', pfx .. cur[3] .. ':' .. cur[4], id)
+  redis.call('ZREM', pfx .. 'i:' .. cur[3] .. ':' .. cur[4], id)
+  redis.call('ZREM', pfx .. 'claims', id)
 end
 if ordered then
   local tomb = redis.call('GET', KEYS[2])
