@@ -37,12 +37,12 @@ static int set_error_ack_rate(void *c, const char *v, char *err, size_t errlen)
 
 static const struct hr_opt options[] = {
     {"listen", 'L', "HOST:PORT", "127.0.0.1:9099", "UDP address to receive datagrams on",
-     set_listen},
+     set_listen, NULL},
     HR_COMMON_OPTS,
     /* Error acks cost the same as good ones; under a flood of bad or
      * unanswerable requests they are the first thing to shed. */
     {"error-ack-rate", 0, "N", "1000", "error acks (invalid, retry-later, ...) per second at most",
-     set_error_ack_rate},
+     set_error_ack_rate, NULL},
     {0},
 };
 

@@ -79,8 +79,13 @@ int hr_parse_hostport(const char *s, const char *dflt_host, struct sockaddr_stor
     return 0;
 }
 
-static void env_name(const char *name, char *out, size_t outlen)
+static void env_name(const struct hr_opt *opt, char *out, size_t outlen)
 {
+    const char *name = opt->name;
+    if (opt->env) {
+        snprintf(out, outlen, "%s", opt->env);
+        return;
+    }
     size_t o = (size_t)snprintf(out, outlen, "HOSTREG_");
     for (size_t i = 0; name[i] && o + 1 < outlen; i++)
         out[o++] = name[i] == '-' ? '_' : (char)toupper((unsigned char)name[i]);
@@ -96,7 +101,7 @@ static void usage(const struct hr_opt *opts, const char *synopsis, const char *a
         snprintf(left, sizeof(left), "%s%c%s--%s%s%s", o->short_name ? "-" : "",
                  o->short_name ? o->short_name : ' ', o->short_name ? ", " : "  ", o->name,
                  o->arg ? " " : "", o->arg ? o->arg : "");
-        env_name(o->name, env, sizeof(env));
+        env_name(o, env, sizeof(env));
         fprintf(f, "  %-28s %s\n  %-28s [%s%s%s]\n", left, o->help, "", env,
                 o->dflt && o->dflt[0] ? ", default " : "", o->dflt && o->dflt[0] ? o->dflt : "");
     }
@@ -124,7 +129,7 @@ int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, c
             apply(o, cfg, o->dflt, "default");
     for (const struct hr_opt *o = opts; o->name; o++) {
         char env[64], from[80];
-        env_name(o->name, env, sizeof(env));
+        env_name(o, env, sizeof(env));
         const char *v = getenv(env);
         if (v) {
             snprintf(from, sizeof(from), "environment %s", env);

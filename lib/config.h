@@ -24,6 +24,7 @@ struct hr_opt {
     const char *dflt; /* applied first; NULL for none */
     const char *help;
     hr_opt_set *set; /* a flag without value gets "1" */
+    const char *env; /* the environment variable, when not the derived one */
 };
 
 /* Parses the environment and argv[1..argc) against `opts` (ended by a zeroed
@@ -64,48 +65,30 @@ int hr_common_set_log_level(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_max_inflight(void *c, const char *v, char *err, size_t errlen);
 
 /* The struct hr_common must be the first member of the program's config. */
-#define HR_COMMON_OPTS                                                                              \
-    {"redis",                                                                                       \
-     'r',                                                                                           \
-     "URL",                                                                                         \
-     "redis://127.0.0.1:6379",                                                                      \
-     "Redis: redis://[user:pass@]host:port[/db] or unix:///path[?db=N]",                            \
-     hr_common_set_redis},                                                                          \
-        {"ttl", 0, "SECONDS", "30", "lifetime of an entry without a heartbeat", hr_common_set_ttl}, \
-        {"interval",                                                                                \
-         0,                                                                                         \
-         "SECONDS",                                                                                 \
-         "0",                                                                                       \
-         "heartbeat interval advised to hosts in acks; 0: two thirds of the TTL",                   \
-         hr_common_set_interval},                                                                   \
-        {"redis-timeout",                                                                           \
-         0,                                                                                         \
-         "MS",                                                                                      \
-         "500",                                                                                     \
-         "a Redis command unanswered by then fails and the connection is reset",                    \
-         hr_common_set_timeout},                                                                    \
-        {"max-inflight",                                                                            \
-         0,                                                                                         \
-         "N",                                                                                       \
-         "65536",                                                                                   \
-         "Redis commands in flight at most; beyond it requests get retry-later",                    \
-         hr_common_set_max_inflight},                                                               \
-        {"prefix", 0, "PREFIX", "hr:", "prefix of every Redis key", hr_common_set_prefix},          \
-        {"regions",                                                                                 \
-         0,                                                                                         \
-         "LIST",                                                                                    \
-         "us-east-1,us-west-1,eu-central,local",                                                    \
-         "comma-separated list of valid regions",                                                   \
-         hr_common_set_regions},                                                                    \
-        {"default-region",                                                                          \
-         0,                                                                                         \
-         "REGION",                                                                                  \
-         "local",                                                                                   \
-         "region of a heartbeat that names none",                                                   \
-         hr_common_set_default_region},                                                             \
-    {                                                                                               \
-        "log-level", 'l', "LEVEL", "info", "error, warn, info or debug", hr_common_set_log_level    \
-    }
+/* clang-format off */
+#define HR_COMMON_OPTS                                                                             \
+    {"redis", 'r', "URL", "redis://127.0.0.1:6379",                                               \
+     "Redis: redis://[user:pass@]host:port[/db] or unix:///path[?db=N]", hr_common_set_redis,     \
+     NULL},                                                                                        \
+    {"ttl", 0, "SECONDS", "30", "lifetime of an entry without a heartbeat", hr_common_set_ttl,    \
+     NULL},                                                                                        \
+    {"interval", 0, "SECONDS", "0",                                                                \
+     "heartbeat interval advised to hosts in acks; 0: two thirds of the TTL",                     \
+     hr_common_set_interval, NULL},                                                                \
+    {"redis-timeout", 0, "MS", "500",                                                              \
+     "a Redis command unanswered by then fails and the connection is reset",                      \
+     hr_common_set_timeout, NULL},                                                                 \
+    {"max-inflight", 0, "N", "65536",                                                              \
+     "Redis commands in flight at most; beyond it requests get retry-later",                      \
+     hr_common_set_max_inflight, NULL},                                                            \
+    {"prefix", 0, "PREFIX", "hr:", "prefix of every Redis key", hr_common_set_prefix, NULL},      \
+    {"regions", 0, "LIST", "us-east-1,us-west-1,eu-central,local",                                \
+     "comma-separated list of valid regions", hr_common_set_regions, NULL},                       \
+    {"default-region", 0, "REGION", "local", "region of a heartbeat that names none",             \
+     hr_common_set_default_region, NULL},                                                          \
+    {"log-level", 'l', "LEVEL", "info", "error, warn, info or debug", hr_common_set_log_level,    \
+     NULL}
+/* clang-format on */
 
 /* Checks what single options cannot (the default region is in the list) and
  * derives the rest. 0, or -1 with a reason. */

@@ -106,17 +106,18 @@ static int set_retries(void *c, const char *v, char *err, size_t errlen)
 }
 
 static const struct hr_opt options[] = {
-    {"server", 's', "HOST:PORT", "127.0.0.1:9099", "the hostregd to send to", set_server},
+    {"server", 's', "HOST:PORT", "127.0.0.1:9099", "the hostregd to send to", set_server, NULL},
     {"host-id", 'i', "ID", NULL, "the host: a UUID or 1-64 characters of [A-Za-z0-9._:-]",
-     set_host_id},
-    {"room-id", 'R', "ROOM", NULL, "heartbeat: the WebRTC signaling room", set_room_id},
+     set_host_id, NULL},
+    {"room-id", 'R', "ROOM", NULL, "heartbeat: the WebRTC signaling room", set_room_id, NULL},
     {"region", 'g', "REGION", NULL, "heartbeat: the host's region (default: the server's)",
-     set_region},
+     set_region, NULL},
     {"status", 'S', "STATUS", NULL,
-     "idle or busy (status: required; heartbeat: used if it creates the entry)", set_status},
-    {"seq", 0, "N", NULL, "sequence number (default: the clock in microseconds)", set_seq},
-    {"timeout", 't', "MS", "500", "wait for the first ack; doubled at each retry", set_timeout},
-    {"retries", 0, "N", "3", "retransmissions without an ack before giving up", set_retries},
+     "idle or busy (status: required; heartbeat: used if it creates the entry)", set_status, NULL},
+    {"seq", 0, "N", NULL, "sequence number (default: the clock in microseconds)", set_seq, NULL},
+    {"timeout", 't', "MS", "500", "wait for the first ack; doubled at each retry", set_timeout,
+     NULL},
+    {"retries", 0, "N", "3", "retransmissions without an ack before giving up", set_retries, NULL},
     {0},
 };
 

@@ -1,0 +1,832 @@
+#include "gateway.h"
+
+#include "err.h"
+#include "log.h"
+#include "metrics.h"
+#include "request.h"
+#include "store.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/queue.h>
+#include <time.h>
+
+struct hr_gateway {
+    struct event_base *base;
+    struct hr_store *store;
+    struct hr_gateway_config cfg;
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    struct hr_metrics metrics;
+    size_t pending;
+    /* Secrets are compared as HMACs under a key drawn at start: equal-length,
+     * constant-time digests, whatever the length of what a client sends. */
+    unsigned char auth_key[32];
+    unsigned char secret_mac[2][32];
+    int nsecrets;
+    char regions_text[HR_REGIONS_MAX * (HR_REGION_MAX + 2)];
+};
+
+/* One HTTP request from arrival to its one answer. */
+struct call {
+    struct hr_gateway *gw;
+    struct evhttp_request *req;
+    enum hr_endpoint ep;
+    struct timespec start;
+    char rid[HR_ID_MAX + 1];
+    int authorized; /* presented a valid host secret */
+};
+
+static double elapsed_s(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static const char *reason_phrase(int code)
+{
+    switch (code) {
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Internal Server Error";
+    }
+}
+
+static const char *method_name(enum evhttp_cmd_type m)
+{
+    switch (m) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    default:
+        return "OTHER";
+    }
+}
+
+/* CORS as the original service did it (any origin by default); with a list,
+ * only those origins are told they may read the answer. */
+static void cors_headers(struct call *c, struct evkeyvalq *out)
+{
+    const char *origins = c->gw->cfg.cors_origins;
+    const char *origin = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Origin");
+    if (strcmp(origins, "*") == 0) {
+        evhttp_add_header(out, "Access-Control-Allow-Origin", "*");
+    } else if (origin) {
+        size_t olen = strlen(origin);
+        for (const char *p = origins; *p;) {
+            size_t n = strcspn(p, ",");
+            if (n == olen && strncmp(p, origin, n) == 0) {
+                evhttp_add_header(out, "Access-Control-Allow-Origin", origin);
+                break;
+            }
+            p += n;
+            if (*p == ',')
+                p++;
+        }
+        evhttp_add_header(out, "Vary", "Origin");
+    }
+    evhttp_add_header(out, "Access-Control-Expose-Headers", "X-Request-Id, Retry-After");
+}
+
+/* Sends the answer, counts it, logs it and frees the call. */
+static void finish(struct call *c, int code, const char *type, const void *body, size_t len,
+                   bool retry_after)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(c->req);
+    if (type)
+        evhttp_add_header(out, "Content-Type", type);
+    evhttp_add_header(out, "X-Request-Id", c->rid);
+    if (retry_after)
+        evhttp_add_header(out, "Retry-After", "1");
+    cors_headers(c, out);
+    struct evbuffer *b = evbuffer_new();
+    if (b && body)
+        evbuffer_add(b, body, len);
+
+    double secs = elapsed_s(&c->start);
+    if (hr_log_level >= HR_LOG_INFO) {
+        char peer[HR_ADDRSTRLEN] = "?", path[160];
+        struct evhttp_connection *con = evhttp_request_get_connection(c->req);
+        if (con) {
+            char *addr = NULL;
+            ev_uint16_t port = 0;
+            evhttp_connection_get_peer(con, &addr, &port);
+            snprintf(peer, sizeof(peer), "%s:%u", addr ? addr : "?", port);
+        }
+        const char *uri = evhttp_request_get_uri(c->req);
+        hr_log_escape(path, sizeof(path), uri, strlen(uri) > 120 ? 120 : strlen(uri));
+        if (code >= 400)
+            HR_LOG_LIMITED(HR_LOG_INFO, "http %s %s %d %.2fms peer=%s rid=%s",
+                           method_name(evhttp_request_get_command(c->req)), path, code, secs * 1000,
+                           peer, c->rid);
+        else
+            HR_LOG(HR_LOG_INFO, "http %s %s %d %.2fms peer=%s rid=%s",
+                   method_name(evhttp_request_get_command(c->req)), path, code, secs * 1000, peer,
+                   c->rid);
+    }
+    hr_metrics_record(&c->gw->metrics, c->ep, code, secs);
+    evhttp_send_reply(c->req, code, reason_phrase(code), b);
+    if (b)
+        evbuffer_free(b);
+    free(c);
+}
+
+/* Answers with `body` (a reference is taken). */
+static void reply_json(struct call *c, int code, json_t *body)
+{
+    char *s = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!s) {
+        static const char oom[] = "{\"success\":false,\"error\":\"out of memory\"}";
+        finish(c, 500, "application/json", oom, sizeof(oom) - 1, false);
+        return;
+    }
+    finish(c, code, "application/json", s, strlen(s), code == 503);
+    free(s);
+}
+
+static void reply_error(struct call *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void reply_error(struct call *c, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    json_t *body = json_pack("{s:b,s:s}", "success", 0, "error", msg);
+    /* The original service's matchmaking clients look for found/message. */
+    if (body && c->ep == HR_EP_FIND) {
+        json_object_set_new(body, "found", json_false());
+        json_object_set_new(body, "message", json_string(msg));
+    }
+    reply_json(c, code, body);
+}
+
+static void reply_unavailable(struct call *c)
+{
+    reply_error(c, 503, "registry unavailable, retry later");
+}
+
+/* The message for a rule broken, naming the configured regions when that is
+ * what was wrong. */
+static void reply_rule(struct call *c, int err)
+{
+    if (err == HR_E_REGION)
+        reply_error(c, 400, "%s (%s)", hr_strerror(err), c->gw->regions_text);
+    else
+        reply_error(c, 400, "%s", hr_strerror(err));
+}
+
+/* --- request parsing --- */
+
+/* The body as a JSON object, or NULL after answering why not. An empty body
+ * is {} when `empty_ok`. The caller owns the result. */
+static json_t *read_json(struct call *c, bool empty_ok)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+    size_t len = evbuffer_get_length(in);
+    if (len > HR_GATEWAY_MAX_BODY) {
+        reply_error(c, 413, "request body is %zu bytes, the limit is %d", len, HR_GATEWAY_MAX_BODY);
+        return NULL;
+    }
+    if (len == 0) {
+        if (empty_ok)
+            return json_object();
+        reply_error(c, 400, "request body is empty, expected a JSON object");
+        return NULL;
+    }
+    json_error_t e;
+    json_t *j = json_loadb((const char *)evbuffer_pullup(in, (ev_ssize_t)len), len,
+                           JSON_REJECT_DUPLICATES, &e);
+    if (!j) {
+        reply_error(c, 400, "invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        reply_error(c, 400, "request body must be a JSON object");
+        return NULL;
+    }
+    return j;
+}
+
+/* Copies string field `key` of `o` into dst. Returns 0 (also when absent or
+ * null and not required; then dst is ""), or -1 after answering 400. A value
+ * too long for dst fails with `too_long`'s message. */
+static int get_str(struct call *c, json_t *o, const char *key, bool required, char *dst, size_t cap,
+                   int too_long)
+{
+    json_t *v = json_object_get(o, key);
+    dst[0] = '\0';
+    if (!v || json_is_null(v)) {
+        if (!required)
+            return 0;
+        reply_error(c, 400, "missing field '%s'", key);
+        return -1;
+    }
+    if (!json_is_string(v)) {
+        reply_error(c, 400, "field '%s' must be a string", key);
+        return -1;
+    }
+    size_t n = json_string_length(v);
+    const char *s = json_string_value(v);
+    if (n >= cap || strlen(s) != n) { /* too long, or a \u0000 inside */
+        reply_rule(c, too_long);
+        return -1;
+    }
+    memcpy(dst, s, n + 1);
+    return 0;
+}
+
+/* The optional "status" field: absent is HR_STATUS_NONE. -1 after a 400. */
+static int get_status(struct call *c, json_t *o, bool required, enum hr_status *out)
+{
+    char s[8];
+    if (get_str(c, o, "status", required, s, sizeof(s), HR_E_STATUS) != 0)
+        return -1;
+    *out = HR_STATUS_NONE;
+    if (!s[0])
+        return 0;
+    *out = hr_status_parse(s, strlen(s));
+    if (*out == HR_STATUS_NONE) {
+        reply_rule(c, HR_E_STATUS);
+        return -1;
+    }
+    return 0;
+}
+
+/* Bearer secret check for the host endpoints: 0 when it may proceed,
+ * -1 after answering 401 (missing or malformed) or 403 (wrong secret). */
+static int check_secret(struct call *c, bool answer)
+{
+    struct hr_gateway *gw = c->gw;
+    if (gw->nsecrets == 0)
+        return 0;
+    const char *h = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
+        if (answer) {
+            evhttp_add_header(evhttp_request_get_output_headers(c->req), "WWW-Authenticate",
+                              "Bearer");
+            reply_error(c, 401,
+                        "missing or malformed Authorization header (want: Bearer <secret>)");
+        }
+        return -1;
+    }
+    unsigned char mac[32];
+    unsigned int maclen = 0;
+    const char *token = h + 7;
+    HMAC(EVP_sha256(), gw->auth_key, sizeof(gw->auth_key), (const unsigned char *)token,
+         strlen(token), mac, &maclen);
+    int ok = 0;
+    for (int i = 0; i < gw->nsecrets; i++)
+        ok |= CRYPTO_memcmp(mac, gw->secret_mac[i], sizeof(mac)) == 0;
+    if (ok) {
+        c->authorized = 1;
+        return 0;
+    }
+    if (answer)
+        reply_error(c, 403, "wrong secret");
+    return -1;
+}
+
+/* --- host endpoints --- */
+
+static void on_stored(void *arg, enum hr_result result)
+{
+    struct call *c = arg;
+    c->gw->pending--;
+    switch (result) {
+    case HR_RESULT_OK:
+    case HR_RESULT_DUPLICATE:
+        if (c->ep == HR_EP_HEARTBEAT)
+            reply_json(
+                c, 200,
+                json_pack("{s:b,s:i}", "success", 1, "ttl", (json_int_t)c->gw->cfg.common.ttl_s));
+        else
+            reply_json(c, 200, json_pack("{s:b}", "success", 1));
+        break;
+    case HR_RESULT_UNKNOWN_HOST:
+        reply_error(c, 404, "unknown or expired host (send a heartbeat first)");
+        break;
+    default:
+        reply_unavailable(c);
+        break;
+    }
+}
+
+/* The same checked request and the same store call as hostregd's. */
+static void submit(struct call *c, struct hr_request *r)
+{
+    int rc = hr_request_check(r, &c->gw->cfg.common.rules);
+    if (rc != HR_OK) {
+        reply_rule(c, rc);
+        return;
+    }
+    rc = hr_store_submit(c->gw->store, r, on_stored, c);
+    if (rc != HR_OK) {
+        reply_unavailable(c);
+        return;
+    }
+    c->gw->pending++;
+}
+
+static void h_heartbeat(struct call *c)
+{
+    if (check_secret(c, true) != 0)
+        return;
+    json_t *j = read_json(c, false);
+    if (!j)
+        return;
+    /* seq 0: HTTP requests carry no sequence number and apply in arrival order. */
+    struct hr_request r = {.type = HR_MSG_HEARTBEAT, .seq = 0};
+    if (get_str(c, j, "hostId", true, r.host_id, sizeof(r.host_id), HR_E_HOST_ID) == 0 &&
+        get_str(c, j, "roomId", true, r.room_id, sizeof(r.room_id), HR_E_ROOM_ID) == 0 &&
+        get_str(c, j, "region", false, r.region, sizeof(r.region), HR_E_REGION) == 0 &&
+        get_status(c, j, false, &r.status) == 0)
+        submit(c, &r);
+    json_decref(j);
+}
+
+static void h_status(struct call *c)
+{
+    if (check_secret(c, true) != 0)
+        return;
+    json_t *j = read_json(c, false);
+    if (!j)
+        return;
+    struct hr_request r = {.type = HR_MSG_STATUS, .seq = 0};
+    if (get_str(c, j, "hostId", true, r.host_id, sizeof(r.host_id), HR_E_HOST_ID) == 0 &&
+        get_status(c, j, true, &r.status) == 0)
+        submit(c, &r);
+    json_decref(j);
+}
+
+/* --- client endpoints --- */
+
+static int region_index(const struct hr_rules *rules, const char *name)
+{
+    for (size_t i = 0; i < rules->nregions; i++)
+        if (strcmp(rules->regions[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Adds a region to an ordered list once. */
+static void add_region(const char **list, size_t *n, const char *name)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(list[i], name) == 0)
+            return;
+    list[(*n)++] = name;
+}
+
+static void on_claimed(void *arg, int err, const struct hr_host_info *h)
+{
+    struct call *c = arg;
+    struct hr_gateway *gw = c->gw;
+    gw->pending--;
+    if (err != HR_OK) {
+        reply_unavailable(c);
+        return;
+    }
+    if (!h) {
+        reply_error(c, 404, "no idle host available");
+        return;
+    }
+    json_t *ice = hr_ice_servers(&gw->cfg.ice, h->room_id, time(NULL));
+    reply_json(c, 200,
+               json_pack("{s:b,s:b,s:s,s:s,s:s,s:o}", "success", 1, "found", 1, "roomId",
+                         h->room_id, "region", h->region, "signalingUrl", gw->cfg.signaling_url,
+                         "iceServers", ice ? ice : json_array()));
+}
+
+static void h_find(struct call *c)
+{
+    struct hr_gateway *gw = c->gw;
+    const struct hr_rules *rules = &gw->cfg.common.rules;
+    json_t *j = read_json(c, true);
+    if (!j)
+        return;
+    struct hr_claim_query q = {.lease_ms = gw->cfg.claim_lease_s * 1000};
+    char region[HR_REGION_MAX + 1];
+    struct hr_request host = {.type = HR_MSG_LEAVE};
+    if (get_str(c, j, "region", false, region, sizeof(region), HR_E_REGION) != 0 ||
+        get_str(c, j, "hostId", false, host.host_id, sizeof(host.host_id), HR_E_HOST_ID) != 0)
+        goto out;
+    if (region[0]) {
+        int i = region_index(rules, region);
+        if (i < 0) {
+            reply_rule(c, HR_E_REGION);
+            goto out;
+        }
+        add_region(q.regions, &q.nregions, rules->regions[i]);
+    }
+    json_t *list = json_object_get(j, "regions");
+    if (list && !json_is_null(list)) {
+        size_t k;
+        json_t *v;
+        if (!json_is_array(list)) {
+            reply_error(c, 400, "field 'regions' must be an array of region names");
+            goto out;
+        }
+        json_array_foreach(list, k, v)
+        {
+            int i = json_is_string(v) ? region_index(rules, json_string_value(v)) : -1;
+            if (i < 0) {
+                reply_error(c, 400, "regions[%zu]: %s (%s)", k, hr_strerror(HR_E_REGION),
+                            gw->regions_text);
+                goto out;
+            }
+            add_region(q.regions, &q.nregions, rules->regions[i]);
+        }
+    }
+    if (host.host_id[0]) {
+        /* The same canonical form as everywhere else (lower-case UUIDs). */
+        int rc = hr_request_check(&host, rules);
+        if (rc != HR_OK) {
+            reply_rule(c, rc);
+            goto out;
+        }
+        q.host_id = host.host_id;
+    } else if (q.nregions == 0) {
+        /* Any region: the default one first, then the others as configured. */
+        add_region(q.regions, &q.nregions, rules->regions[rules->default_region]);
+        for (size_t i = 0; i < rules->nregions; i++)
+            add_region(q.regions, &q.nregions, rules->regions[i]);
+    }
+    if (hr_store_claim(gw->store, &q, on_claimed, c) != HR_OK)
+        reply_unavailable(c);
+    else
+        gw->pending++;
+out:
+    json_decref(j);
+}
+
+static void on_listed(void *arg, int err, const struct hr_host_info *hosts, size_t n)
+{
+    struct call *c = arg;
+    c->gw->pending--;
+    if (err != HR_OK) {
+        reply_unavailable(c);
+        return;
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) {
+        const struct hr_host_info *h = &hosts[i];
+        json_t *o =
+            json_pack("{s:s,s:s,s:s,s:I}", "roomId", h->room_id, "region", h->region, "status",
+                      hr_status_name(h->status), "ttl", (json_int_t)((h->ttl_ms + 999) / 1000));
+        /* A hostId is what lets someone update a host: only for the hosts' own secret. */
+        if (o && c->authorized)
+            json_object_set_new(o, "hostId", json_string(h->host_id));
+        json_array_append_new(a, o);
+    }
+    reply_json(c, 200, a);
+}
+
+static void h_hosts(struct call *c)
+{
+    struct hr_gateway *gw = c->gw;
+    const struct hr_rules *rules = &gw->cfg.common.rules;
+    struct hr_list_query q = {.status = HR_STATUS_NONE, .limit = gw->cfg.list_limit};
+    struct evkeyvalq params;
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(c->req));
+    TAILQ_INIT(&params);
+    if (query && evhttp_parse_query_str(query, &params) != 0) {
+        reply_error(c, 400, "malformed query string");
+        return;
+    }
+    const char *region = evhttp_find_header(&params, "region");
+    const char *status = evhttp_find_header(&params, "status");
+    const char *limit = evhttp_find_header(&params, "limit");
+    if (region) {
+        int i = region_index(rules, region);
+        if (i < 0) {
+            reply_rule(c, HR_E_REGION);
+            goto out;
+        }
+        q.regions[q.nregions++] = rules->regions[i];
+    } else {
+        for (size_t i = 0; i < rules->nregions; i++)
+            q.regions[q.nregions++] = rules->regions[i];
+    }
+    if (status) {
+        q.status = hr_status_parse(status, strlen(status));
+        if (q.status == HR_STATUS_NONE) {
+            reply_rule(c, HR_E_STATUS);
+            goto out;
+        }
+    }
+    if (limit && hr_parse_u32(limit, 1, gw->cfg.list_limit, &q.limit) != 0) {
+        reply_error(c, 400, "limit must be a whole number from 1 to %u", gw->cfg.list_limit);
+        goto out;
+    }
+    check_secret(c, false); /* only decides whether hostIds are shown */
+    if (hr_store_list(gw->store, &q, on_listed, c) != HR_OK)
+        reply_unavailable(c);
+    else
+        gw->pending++;
+out:
+    evhttp_clear_headers(&params);
+}
+
+/* --- operations --- */
+
+static void h_healthz(struct call *c)
+{
+    reply_json(c, 200, json_pack("{s:b,s:s}", "success", 1, "status", "alive"));
+}
+
+static void on_ping(void *arg, int err)
+{
+    struct call *c = arg;
+    c->gw->pending--;
+    if (err != HR_OK)
+        reply_error(c, 503, "redis is not answering");
+    else
+        reply_json(c, 200, json_pack("{s:b,s:b}", "success", 1, "ready", 1));
+}
+
+static void h_readyz(struct call *c)
+{
+    if (hr_store_ping(c->gw->store, on_ping, c) != HR_OK)
+        reply_error(c, 503, "redis is not connected");
+    else
+        c->gw->pending++;
+}
+
+static void on_counts(void *arg, int err, const uint64_t *counts, size_t n)
+{
+    struct call *c = arg;
+    struct hr_gateway *gw = c->gw;
+    gw->pending--;
+    struct evbuffer *b = evbuffer_new();
+    if (!b) {
+        reply_error(c, 500, "out of memory");
+        return;
+    }
+    hr_metrics_render(&gw->metrics, b);
+    const struct hr_store_stats *s = hr_store_get_stats(gw->store);
+    evbuffer_add_printf(b,
+                        "# HELP hostreg_redis_errors_total Redis error replies.\n"
+                        "# TYPE hostreg_redis_errors_total counter\n"
+                        "hostreg_redis_errors_total %llu\n"
+                        "# HELP hostreg_redis_timeouts_total Redis commands that timed out.\n"
+                        "# TYPE hostreg_redis_timeouts_total counter\n"
+                        "hostreg_redis_timeouts_total %llu\n"
+                        "# HELP hostreg_redis_connects_total Redis connection attempts.\n"
+                        "# TYPE hostreg_redis_connects_total counter\n"
+                        "hostreg_redis_connects_total %llu\n"
+                        "# HELP hostreg_redis_up Whether Redis is connected and ready.\n"
+                        "# TYPE hostreg_redis_up gauge\n"
+                        "hostreg_redis_up %d\n"
+                        "# HELP hostreg_redis_inflight Redis commands waiting for an answer.\n"
+                        "# TYPE hostreg_redis_inflight gauge\n"
+                        "hostreg_redis_inflight %zu\n",
+                        (unsigned long long)s->redis_errors, (unsigned long long)s->timeouts,
+                        (unsigned long long)s->reconnects, hr_store_ready(gw->store) ? 1 : 0,
+                        hr_store_inflight(gw->store));
+    if (err == HR_OK) {
+        evbuffer_add_printf(b, "# HELP hostreg_hosts Live hosts by region and status.\n"
+                               "# TYPE hostreg_hosts gauge\n");
+        for (size_t i = 0; i < n && i < gw->cfg.common.rules.nregions; i++) {
+            const char *r = gw->cfg.common.rules.regions[i];
+            evbuffer_add_printf(b,
+                                "hostreg_hosts{region=\"%s\",status=\"idle\"} %llu\n"
+                                "hostreg_hosts{region=\"%s\",status=\"busy\"} %llu\n",
+                                r, (unsigned long long)counts[2 * i], r,
+                                (unsigned long long)counts[2 * i + 1]);
+        }
+    }
+    size_t len = evbuffer_get_length(b);
+    finish(c, 200, "text/plain; version=0.0.4", evbuffer_pullup(b, (ev_ssize_t)len), len, false);
+    evbuffer_free(b);
+}
+
+static void h_metrics(struct call *c)
+{
+    struct hr_gateway *gw = c->gw;
+    const char *regions[HR_REGIONS_MAX];
+    for (size_t i = 0; i < gw->cfg.common.rules.nregions; i++)
+        regions[i] = gw->cfg.common.rules.regions[i];
+    /* Without Redis the HTTP counters are still worth having. */
+    if (hr_store_count(gw->store, regions, gw->cfg.common.rules.nregions, on_counts, c) == HR_OK)
+        gw->pending++;
+    else {
+        gw->pending++;
+        on_counts(c, HR_E_UNAVAILABLE, NULL, 0);
+    }
+}
+
+/* --- routing --- */
+
+static const struct route {
+    const char *path;
+    enum hr_endpoint ep;
+    enum evhttp_cmd_type method;
+    void (*handler)(struct call *c);
+} routes[] = {
+    {"/api/host/heartbeat", HR_EP_HEARTBEAT, EVHTTP_REQ_POST, h_heartbeat},
+    {"/api/host/status", HR_EP_STATUS, EVHTTP_REQ_POST, h_status},
+    {"/api/match/find", HR_EP_FIND, EVHTTP_REQ_POST, h_find},
+    {"/api/hosts", HR_EP_HOSTS, EVHTTP_REQ_GET, h_hosts},
+    {"/healthz", HR_EP_HEALTHZ, EVHTTP_REQ_GET, h_healthz},
+    {"/readyz", HR_EP_READYZ, EVHTTP_REQ_GET, h_readyz},
+    {"/metrics", HR_EP_METRICS, EVHTTP_REQ_GET, h_metrics},
+};
+
+static void request_id(struct call *c)
+{
+    const char *in = evhttp_find_header(evhttp_request_get_input_headers(c->req), "X-Request-Id");
+    if (in && hr_id_valid(in, strlen(in))) {
+        snprintf(c->rid, sizeof(c->rid), "%s", in);
+        return;
+    }
+    unsigned char r[8];
+    if (RAND_bytes(r, sizeof(r)) != 1)
+        memset(r, 0, sizeof(r));
+    for (size_t i = 0; i < sizeof(r); i++)
+        snprintf(c->rid + 2 * i, 3, "%02x", r[i]);
+}
+
+static void preflight(struct call *c)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(c->req);
+    const char *want = evhttp_find_header(evhttp_request_get_input_headers(c->req),
+                                          "Access-Control-Request-Headers");
+    evhttp_add_header(out, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    evhttp_add_header(out, "Access-Control-Allow-Headers",
+                      want && strlen(want) < 512 ? want
+                                                 : "Content-Type, Authorization, X-Request-Id");
+    evhttp_add_header(out, "Access-Control-Max-Age", "600");
+    finish(c, 204, NULL, NULL, 0, false);
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct hr_gateway *gw = arg;
+    struct call *c = calloc(1, sizeof(*c));
+    if (!c) {
+        evhttp_send_error(req, 500, "out of memory");
+        return;
+    }
+    c->gw = gw;
+    c->req = req;
+    c->ep = HR_EP_OTHER;
+    clock_gettime(CLOCK_MONOTONIC, &c->start);
+    request_id(c);
+
+    enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!path || !*path)
+        path = "/";
+    const struct route *r = NULL;
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
+        if (strcmp(routes[i].path, path) == 0)
+            r = &routes[i];
+    if (m == EVHTTP_REQ_OPTIONS) {
+        c->ep = HR_EP_PREFLIGHT;
+        preflight(c);
+        return;
+    }
+    if (!r) {
+        char esc[96];
+        reply_error(c, 404, "no such endpoint: %s",
+                    hr_log_escape(esc, sizeof(esc), path, strlen(path) > 64 ? 64 : strlen(path)));
+        return;
+    }
+    c->ep = r->ep;
+    if (m != r->method) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
+                          r->method == EVHTTP_REQ_POST ? "POST, OPTIONS" : "GET, OPTIONS");
+        reply_error(c, 405, "%s %s is not allowed, use %s", method_name(m), r->path,
+                    method_name(r->method));
+        return;
+    }
+    r->handler(c);
+}
+
+struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *store,
+                                  const struct hr_gateway_config *cfg, char *err, size_t errlen)
+{
+    struct hr_gateway *gw = calloc(1, sizeof(*gw));
+    if (!gw) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    gw->base = base;
+    gw->store = store;
+    gw->cfg = *cfg;
+    if (RAND_bytes(gw->auth_key, sizeof(gw->auth_key)) != 1) {
+        snprintf(err, errlen, "no randomness for the secret key");
+        goto fail;
+    }
+    const char *secrets[2] = {cfg->host_secret, cfg->host_secret_previous};
+    for (int i = 0; i < 2; i++) {
+        unsigned int len = 0;
+        if (!secrets[i][0])
+            continue;
+        HMAC(EVP_sha256(), gw->auth_key, sizeof(gw->auth_key), (const unsigned char *)secrets[i],
+             strlen(secrets[i]), gw->secret_mac[gw->nsecrets++], &len);
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < cfg->common.rules.nregions; i++)
+        o += (size_t)snprintf(gw->regions_text + o, sizeof(gw->regions_text) - o, "%s%s",
+                              i ? ", " : "", cfg->common.rules.regions[i]);
+
+    gw->http = evhttp_new(base);
+    if (!gw->http) {
+        snprintf(err, errlen, "cannot create the HTTP server");
+        goto fail;
+    }
+    /* libevent's defaults are unlimited sizes and 50 s timeouts: a few slow
+     * or bloated clients could hold memory and sockets for long. Bodies
+     * between our 16 KiB and evhttp's cap get our JSON 413; beyond the cap
+     * evhttp answers 413 itself and closes. */
+    evhttp_set_max_headers_size(gw->http, 8192);
+    evhttp_set_max_body_size(gw->http, 4 * HR_GATEWAY_MAX_BODY);
+    evhttp_set_timeout(gw->http, (int)cfg->http_timeout_s);
+    evhttp_set_allowed_methods(gw->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_gencb(gw->http, on_request, gw);
+    gw->sock = evhttp_bind_socket_with_handle(gw->http, cfg->listen_host, cfg->listen_port);
+    if (!gw->sock) {
+        snprintf(err, errlen, "cannot listen on %s:%u (address in use?)", cfg->listen_host,
+                 cfg->listen_port);
+        goto fail;
+    }
+    return gw;
+fail:
+    hr_gateway_free(gw);
+    return NULL;
+}
+
+void hr_gateway_free(struct hr_gateway *gw)
+{
+    if (!gw)
+        return;
+    if (gw->http)
+        evhttp_free(gw->http);
+    free(gw);
+}
+
+size_t hr_gateway_pending(const struct hr_gateway *gw)
+{
+    return gw->pending;
+}
+
+int hr_gateway_port(const struct hr_gateway *gw)
+{
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(gw->sock);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET)
+        return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}

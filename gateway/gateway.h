@@ -1,0 +1,48 @@
+/* hostreg-gateway's HTTP front end: the JSON endpoints of the original
+ * service, turned into the same library calls the UDP daemon makes
+ * (hr_request_check, hr_store_*). Owns the evhttp server and the per-request
+ * state; not the event base or the store. Every request ends in exactly one
+ * JSON answer. */
+#ifndef HR_GATEWAY_H
+#define HR_GATEWAY_H
+
+#include "config.h"
+#include "ice.h"
+
+#include <stdint.h>
+
+struct event_base;
+struct hr_store;
+struct hr_gateway;
+
+/* The largest request body (the original service's clients send < 1 KiB). */
+#define HR_GATEWAY_MAX_BODY 16384
+
+struct hr_gateway_config {
+    struct hr_common common; /* first: the shared setters expect it there */
+    char listen_host[256];
+    uint16_t listen_port;
+    uint32_t claim_lease_s;
+    char signaling_url[512];
+    struct hr_ice_config ice;
+    char cors_origins[1024]; /* "*" or a comma-separated list of origins */
+    char host_secret[256];
+    char host_secret_previous[256];
+    uint32_t http_timeout_s;
+    uint32_t list_limit;
+};
+
+/* Binds and starts serving. NULL with a reason in err. */
+struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *store,
+                                  const struct hr_gateway_config *cfg, char *err, size_t errlen);
+
+/* Closes every connection; requests still waiting for Redis are dropped. */
+void hr_gateway_free(struct hr_gateway *gw);
+
+/* Requests accepted and not answered yet (they wait for Redis). */
+size_t hr_gateway_pending(const struct hr_gateway *gw);
+
+/* The bound port (for --listen with port 0). */
+int hr_gateway_port(const struct hr_gateway *gw);
+
+#endif

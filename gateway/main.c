@@ -1,0 +1,201 @@
+/* hostreg-gateway: the HTTP/JSON front end. Configuration, signals and the
+ * event loop; the endpoints are in gateway.c, the rules and the Redis work in
+ * libhostreg, shared with hostregd. */
+#include "config.h"
+#include "err.h"
+#include "gateway.h"
+#include "log.h"
+#include "store.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int set_listen(void *c, const char *v, char *err, size_t errlen)
+{
+    struct hr_gateway_config *g = c;
+    const char *colon = strrchr(v, ':');
+    uint32_t port;
+    if (!colon || hr_parse_u32(colon + 1, 0, 65535, &port) != 0) {
+        snprintf(err, errlen, "want HOST:PORT");
+        return -1;
+    }
+    size_t hlen = (size_t)(colon - v);
+    if (v[0] == '[' && hlen >= 2 && v[hlen - 1] == ']') { /* [::1]:8080 */
+        v++;
+        hlen -= 2;
+    }
+    if (hlen == 0 || hlen >= sizeof(g->listen_host)) {
+        snprintf(err, errlen, "want HOST:PORT");
+        return -1;
+    }
+    memcpy(g->listen_host, v, hlen);
+    g->listen_host[hlen] = '\0';
+    g->listen_port = (uint16_t)port;
+    return 0;
+}
+
+#define STRING_SETTER(fn, field)                                                                   \
+    static int fn(void *c, const char *v, char *err, size_t errlen)                                \
+    {                                                                                              \
+        struct hr_gateway_config *g = c;                                                           \
+        if (strlen(v) >= sizeof(g->field)) {                                                       \
+            snprintf(err, errlen, "longer than %zu characters", sizeof(g->field) - 1);             \
+            return -1;                                                                             \
+        }                                                                                          \
+        memcpy(g->field, v, strlen(v) + 1);                                                        \
+        return 0;                                                                                  \
+    }
+STRING_SETTER(set_signaling, signaling_url)
+STRING_SETTER(set_stun, ice.stun)
+STRING_SETTER(set_turn, ice.turn)
+STRING_SETTER(set_turn_secret, ice.turn_secret)
+STRING_SETTER(set_cors, cors_origins)
+STRING_SETTER(set_secret, host_secret)
+STRING_SETTER(set_secret_prev, host_secret_previous)
+
+#define U32_SETTER(fn, field, lo, hi, what)                                                        \
+    static int fn(void *c, const char *v, char *err, size_t errlen)                                \
+    {                                                                                              \
+        struct hr_gateway_config *g = c;                                                           \
+        if (hr_parse_u32(v, lo, hi, &g->field) != 0) {                                             \
+            snprintf(err, errlen, "want %s, %u-%u", what, lo, hi);                                 \
+            return -1;                                                                             \
+        }                                                                                          \
+        return 0;                                                                                  \
+    }
+U32_SETTER(set_lease, claim_lease_s, 1u, 86400u, "seconds")
+U32_SETTER(set_turn_ttl, ice.turn_ttl_s, 60u, 604800u, "seconds")
+U32_SETTER(set_http_timeout, http_timeout_s, 1u, 3600u, "seconds")
+U32_SETTER(set_list_limit, list_limit, 1u, 1000000u, "a count")
+
+static const struct hr_opt options[] = {
+    {"listen", 'L', "HOST:PORT", "127.0.0.1:8080", "HTTP address to serve on", set_listen,
+     "HOSTREG_HTTP_LISTEN"},
+    HR_COMMON_OPTS,
+    {"claim-lease", 0, "SECONDS", "60",
+     "a claimed host the host does not confirm busy within this returns to idle", set_lease, NULL},
+    {"signaling-url", 0, "URL", "", "signalingUrl handed to matched clients", set_signaling, NULL},
+    {"stun", 0, "URLS", "stun:stun.l.google.com:19302", "comma-separated STUN URLs for clients",
+     set_stun, NULL},
+    {"turn", 0, "URLS", "", "comma-separated TURN URLs for clients", set_turn, NULL},
+    {"turn-secret", 0, "SECRET", "",
+     "coturn static-auth-secret: clients get REST API credentials (prefer the environment)",
+     set_turn_secret, NULL},
+    {"turn-ttl", 0, "SECONDS", "86400", "lifetime of TURN credentials", set_turn_ttl, NULL},
+    {"cors-origins", 0, "LIST", "*", "origins allowed to read answers: * or a comma-separated list",
+     set_cors, NULL},
+    {"host-secret", 0, "SECRET", "",
+     "Bearer secret the host endpoints require; empty: open (prefer the environment)", set_secret,
+     NULL},
+    {"host-secret-previous", 0, "SECRET", "", "a second accepted secret, during rotation",
+     set_secret_prev, NULL},
+    {"http-timeout", 0, "SECONDS", "10", "an HTTP connection idle this long is closed",
+     set_http_timeout, NULL},
+    {"list-limit", 0, "N", "1000", "most hosts GET /api/hosts returns", set_list_limit, NULL},
+    {0},
+};
+
+struct app {
+    struct event_base *base;
+    struct hr_store *store;
+    struct hr_gateway *gw;
+    struct event *wait_ev;
+    int stopping;
+    int waited_ms;
+};
+
+/* Shutdown: no new work is taken once the loop ends; this waits (up to 2 s)
+ * for answers already owed to clients. */
+static void on_wait(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct app *app = arg;
+    app->waited_ms += 10;
+    if (hr_gateway_pending(app->gw) == 0 || app->waited_ms >= 2000)
+        event_base_loopexit(app->base, NULL);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what;
+    struct app *app = arg;
+    if (app->stopping++) {
+        event_base_loopexit(app->base, NULL);
+        return;
+    }
+    HR_LOG(HR_LOG_INFO, "signal %d: finishing %zu requests in flight", (int)sig,
+           hr_gateway_pending(app->gw));
+    struct timeval tv = {0, 10000};
+    event_add(app->wait_ev, &tv);
+}
+
+int main(int argc, char **argv)
+{
+    struct hr_gateway_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    int idx = hr_opts_parse(
+        options, &cfg, argc, argv, "hostreg-gateway [options]",
+        "The hostreg HTTP gateway: the JSON endpoints of the original service (host heartbeat\n"
+        "and status, matchmaking, host list) plus /healthz, /readyz and /metrics, over the same\n"
+        "rules and Redis scripts as hostregd. Secrets: HOSTREG_HOST_SECRET and\n"
+        "HOSTREG_HOST_SECRET_PREVIOUS.");
+    char err[256];
+    if (idx != argc) {
+        fprintf(stderr, "error: unexpected argument '%s'\n", argv[idx]);
+        return 2;
+    }
+    if (hr_common_finish(&cfg.common, err, sizeof(err)) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return 2;
+    }
+    /* Unconfirmed claims go back to idle about a second after their lease. */
+    cfg.common.store.sweep_ms = 1000;
+    signal(SIGPIPE, SIG_IGN);
+
+    struct app app = {0};
+    struct event *sigs[2] = {0};
+    int rc = 1;
+    app.base = event_base_new();
+    if (!app.base)
+        return 1;
+    app.store = hr_store_new(app.base, &cfg.common.store, err, sizeof(err));
+    if (!app.store) {
+        fprintf(stderr, "error: %s\n", err);
+        goto out;
+    }
+    app.gw = hr_gateway_new(app.base, app.store, &cfg, err, sizeof(err));
+    if (!app.gw) {
+        fprintf(stderr, "error: %s\n", err);
+        goto out;
+    }
+    app.wait_ev = event_new(app.base, -1, EV_PERSIST, on_wait, &app);
+    int signums[2] = {SIGTERM, SIGINT};
+    for (int i = 0; i < 2; i++) {
+        sigs[i] = evsignal_new(app.base, signums[i], on_signal, &app);
+        if (!sigs[i] || event_add(sigs[i], NULL) != 0)
+            goto out;
+    }
+    if (!cfg.host_secret[0])
+        HR_LOG(HR_LOG_WARN, "no HOSTREG_HOST_SECRET: the host endpoints are open to anyone");
+    HR_LOG(HR_LOG_INFO, "hostreg-gateway listening on http://%s:%d, ttl %us, claim lease %us",
+           cfg.listen_host, hr_gateway_port(app.gw), cfg.common.ttl_s, cfg.claim_lease_s);
+    event_base_dispatch(app.base);
+    HR_LOG(HR_LOG_INFO, "hostreg-gateway stopped");
+    rc = 0;
+out:
+    for (int i = 0; i < 2; i++)
+        if (sigs[i])
+            event_free(sigs[i]);
+    if (app.wait_ev)
+        event_free(app.wait_ev);
+    /* Store first: requests still waiting on Redis get their 503 while the
+     * HTTP server can still send it. */
+    hr_store_free(app.store);
+    hr_gateway_free(app.gw);
+    event_base_free(app.base);
+    return rc;
+}
