@@ -149,7 +149,8 @@ int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, c
     lo[n] = (struct option){NULL, 0, NULL, 0};
     so[sl] = '\0';
 
-    optind = 1;
+    /* 0, not 1: glibc only forgets the previous parse's state at 0. */
+    optind = 0;
     int c;
     while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
         if (c == 'h') {
@@ -281,7 +282,9 @@ int hr_common_finish(struct hr_common *c, char *err, size_t errlen)
     c->store.ttl_ms = c->ttl_s * 1000;
     if (c->interval_s == 0)
         c->interval_s = c->ttl_s * 2 / 3 ? c->ttl_s * 2 / 3 : 1;
-    if (c->interval_s >= c->ttl_s && c->ttl_s > 1) {
+    /* Advising hosts to refresh no sooner than the entry expires makes every
+     * host flap; the one exception is the derived 1 s for a 1 s TTL. */
+    if (c->interval_s >= c->ttl_s && !(c->ttl_s == 1 && c->interval_s == 1)) {
         snprintf(err, errlen, "--interval %u must be shorter than --ttl %u", c->interval_s,
                  c->ttl_s);
         return -1;

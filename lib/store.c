@@ -102,6 +102,23 @@ static uint64_t now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Strict whole-string number in [min, max] (no sign, no space): 0 or -1. */
+static int strict_num(const char *s, size_t len, long min, long max, int *out)
+{
+    long v = 0;
+    if (len == 0 || len > 6)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < min || v > max)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
 int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, size_t errlen)
 {
     struct hr_redis_addr a;
@@ -116,15 +133,9 @@ int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, si
             return HR_E_CONFIG;
         }
         memcpy(a.path, p, len);
-        if (q) {
-            char *end;
-            errno = 0;
-            long db = strncmp(q, "?db=", 4) == 0 ? strtol(q + 4, &end, 10) : -1;
-            if (db < 0 || db > 15 || errno || *end || end == q + 4) {
-                snprintf(err, errlen, "bad '%s' in '%s' (want ?db=0..15)", q, url);
-                return HR_E_CONFIG;
-            }
-            a.db = (int)db;
+        if (q && (strncmp(q, "?db=", 4) != 0 || strict_num(q + 4, strlen(q + 4), 0, 15, &a.db))) {
+            snprintf(err, errlen, "bad '%s' in '%s' (want ?db=0..15)", q, url);
+            return HR_E_CONFIG;
         }
         *out = a;
         return HR_OK;
@@ -135,7 +146,13 @@ int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, si
         return HR_E_CONFIG;
     }
     const char *p = url + 8;
-    const char *at = strrchr(p, '@');
+    const char *slash = strchr(p, '/');
+    const char *end = slash ? slash : p + strlen(p); /* end of the authority */
+    /* user:pass@ comes before the path: the last '@' of the authority. */
+    const char *at = NULL;
+    for (const char *q = p; q < end; q++)
+        if (*q == '@')
+            at = q;
     if (at) {
         const char *colon = memchr(p, ':', (size_t)(at - p));
         size_t ulen = colon ? (size_t)(colon - p) : 0;
@@ -149,47 +166,33 @@ int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, si
         memcpy(a.pass, pw, plen);
         p = at + 1;
     }
-    const char *slash = strchr(p, '/');
-    const char *hostend = slash ? slash : p + strlen(p);
     const char *colon = NULL;
     if (*p == '[') { /* [::1]:6379 */
-        const char *rb = memchr(p, ']', (size_t)(hostend - p));
-        if (!rb) {
-            snprintf(err, errlen, "unclosed '[' in '%s'", url);
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (!rb || (rb + 1 < end && rb[1] != ':')) {
+            snprintf(err, errlen, "bad IPv6 address in '%s' (want [addr]:port)", url);
             return HR_E_CONFIG;
         }
         if ((size_t)(rb - p - 1) >= sizeof(a.host))
             goto badhost;
         memcpy(a.host, p + 1, (size_t)(rb - p - 1));
-        colon = rb + 1 < hostend && rb[1] == ':' ? rb + 1 : NULL;
+        colon = rb + 1 < end ? rb + 1 : NULL;
     } else {
-        colon = memchr(p, ':', (size_t)(hostend - p));
-        const char *he = colon ? colon : hostend;
+        colon = memchr(p, ':', (size_t)(end - p));
+        const char *he = colon ? colon : end;
         if ((size_t)(he - p) >= sizeof(a.host))
             goto badhost;
         memcpy(a.host, p, (size_t)(he - p));
     }
     if (a.host[0] == '\0')
         goto badhost;
-    if (colon) {
-        char *end;
-        errno = 0;
-        long port = strtol(colon + 1, &end, 10);
-        if (errno || end != hostend || port < 1 || port > 65535) {
-            snprintf(err, errlen, "bad port in '%s' (1-65535)", url);
-            return HR_E_CONFIG;
-        }
-        a.port = (int)port;
+    if (colon && strict_num(colon + 1, (size_t)(end - colon - 1), 1, 65535, &a.port)) {
+        snprintf(err, errlen, "bad port in '%s' (1-65535)", url);
+        return HR_E_CONFIG;
     }
-    if (slash && slash[1]) {
-        char *end;
-        errno = 0;
-        long db = strtol(slash + 1, &end, 10);
-        if (errno || *end || db < 0 || db > 15) {
-            snprintf(err, errlen, "bad database number in '%s' (0-15)", url);
-            return HR_E_CONFIG;
-        }
-        a.db = (int)db;
+    if (slash && slash[1] && strict_num(slash + 1, strlen(slash + 1), 0, 15, &a.db)) {
+        snprintf(err, errlen, "bad database number in '%s' (0-15)", url);
+        return HR_E_CONFIG;
     }
     *out = a;
     return HR_OK;

@@ -5,9 +5,12 @@
 
 #include <string.h>
 
-/* protobuf-c allocates while unpacking; a bump arena on the caller's stack
- * keeps decoding free of malloc and bounded. A HR_WIRE_MAX payload can never
- * need more than a few times its size in message structs and strings. */
+/* protobuf-c allocates while unpacking; a bump arena keeps decoding free of
+ * malloc and bounded. Worst case for a HR_WIRE_MAX payload: ~256 two-byte
+ * fields, each costing protobuf-c a scanned-member record (slabs that double)
+ * and, when unknown, a copy with its bookkeeping: well under 32 KiB. One
+ * arena per thread, reused by every decode. */
+#define ARENA_SIZE (32 * 1024)
 struct arena {
     uint8_t *buf;
     size_t cap, used;
@@ -68,9 +71,20 @@ int hr_wire_parse_header(const uint8_t *buf, size_t len, struct hr_frame *f)
     return HR_OK;
 }
 
-/* Copies a protobuf string or UUID host into req->host_id. */
-static int take_host(int which_uuid, const ProtobufCBinaryData *uuid, const char *name, int is_set,
-                     struct hr_frame *f)
+static int take_str(char *dst, size_t cap, const ProtobufCBinaryData *src, int err)
+{
+    /* A zero byte would cut the text short for every reader after us. */
+    if (src->len >= cap || (src->len && memchr(src->data, 0, src->len)))
+        return err;
+    if (src->len)
+        memcpy(dst, src->data, src->len);
+    dst[src->len] = '\0';
+    return HR_OK;
+}
+
+/* Copies a UUID (16 bytes, formatted) or text host into req->host_id. */
+static int take_host(int which_uuid, const ProtobufCBinaryData *uuid,
+                     const ProtobufCBinaryData *name, int is_set, struct hr_frame *f)
 {
     if (!is_set)
         return HR_OK; /* left empty: hr_request_check says HR_E_HOST_ID */
@@ -81,25 +95,12 @@ static int take_host(int which_uuid, const ProtobufCBinaryData *uuid, const char
         f->uuid_host = 1;
         return HR_OK;
     }
-    size_t n = strlen(name);
-    if (n >= sizeof(f->req.host_id))
-        return HR_E_HOST_ID;
-    memcpy(f->req.host_id, name, n + 1);
-    return HR_OK;
-}
-
-static int take_str(char *dst, size_t cap, const char *src, int err)
-{
-    size_t n = strlen(src);
-    if (n >= cap)
-        return err;
-    memcpy(dst, src, n + 1);
-    return HR_OK;
+    return take_str(f->req.host_id, sizeof(f->req.host_id), name, HR_E_HOST_ID);
 }
 
 int hr_wire_decode_payload(struct hr_frame *f)
 {
-    uint8_t mem[4 * HR_WIRE_MAX + 512];
+    static _Thread_local uint8_t mem[ARENA_SIZE] __attribute__((aligned(16)));
     struct arena a = {mem, sizeof(mem), 0};
     ProtobufCAllocator alloc = {arena_alloc, arena_free, &a};
     struct hr_request *r = &f->req;
@@ -116,11 +117,11 @@ int hr_wire_decode_payload(struct hr_frame *f)
         r->seq = m->seq;
         r->status = (enum hr_status)m->status;
         rc = take_host(m->host_case == HOSTREG__HEARTBEAT__HOST_HOST_UUID, &m->host_uuid,
-                       m->host_id, m->host_case != HOSTREG__HEARTBEAT__HOST__NOT_SET, f);
+                       &m->host_id, m->host_case != HOSTREG__HEARTBEAT__HOST__NOT_SET, f);
         if (rc == HR_OK)
-            rc = take_str(r->room_id, sizeof(r->room_id), m->room_id, HR_E_ROOM_ID);
+            rc = take_str(r->room_id, sizeof(r->room_id), &m->room_id, HR_E_ROOM_ID);
         if (rc == HR_OK)
-            rc = take_str(r->region, sizeof(r->region), m->region, HR_E_REGION);
+            rc = take_str(r->region, sizeof(r->region), &m->region, HR_E_REGION);
         break;
     }
     case HR_MSG_STATUS: {
@@ -131,7 +132,7 @@ int hr_wire_decode_payload(struct hr_frame *f)
         r->seq = m->seq;
         r->status = (enum hr_status)m->status;
         rc = take_host(m->host_case == HOSTREG__STATUS_UPDATE__HOST_HOST_UUID, &m->host_uuid,
-                       m->host_id, m->host_case != HOSTREG__STATUS_UPDATE__HOST__NOT_SET, f);
+                       &m->host_id, m->host_case != HOSTREG__STATUS_UPDATE__HOST__NOT_SET, f);
         break;
     }
     case HR_MSG_LEAVE: {
@@ -139,7 +140,7 @@ int hr_wire_decode_payload(struct hr_frame *f)
         if (!m)
             return HR_E_DECODE;
         r->seq = m->seq;
-        rc = take_host(m->host_case == HOSTREG__LEAVE__HOST_HOST_UUID, &m->host_uuid, m->host_id,
+        rc = take_host(m->host_case == HOSTREG__LEAVE__HOST_HOST_UUID, &m->host_uuid, &m->host_id,
                        m->host_case != HOSTREG__LEAVE__HOST__NOT_SET, f);
         break;
     }
@@ -188,13 +189,24 @@ static size_t pack(const ProtobufCMessage *m, uint8_t type, uint8_t *buf, size_t
     return HR_WIRE_HDR + protobuf_c_message_pack(m, buf + HR_WIRE_HDR);
 }
 
+/* Text of a fixed field as protobuf bytes; len SIZE_MAX when unterminated. */
+static ProtobufCBinaryData text(const char *s, size_t cap)
+{
+    size_t n = strnlen(s, cap);
+    return (ProtobufCBinaryData){n == cap ? SIZE_MAX : n, (uint8_t *)s};
+}
+
 size_t hr_wire_encode_request(const struct hr_request *req, uint8_t *buf, size_t cap)
 {
     uint8_t uuid[16];
-    size_t hlen = strnlen(req->host_id, sizeof(req->host_id));
+    ProtobufCBinaryData host = text(req->host_id, sizeof(req->host_id));
+    ProtobufCBinaryData room = text(req->room_id, sizeof(req->room_id));
+    ProtobufCBinaryData region = text(req->region, sizeof(req->region));
+    if (host.len == SIZE_MAX || room.len == SIZE_MAX || region.len == SIZE_MAX)
+        return 0;
+    size_t hlen = host.len;
     int is_uuid = hr_uuid_parse(req->host_id, hlen, uuid);
     ProtobufCBinaryData bin = {16, uuid};
-    char *host = (char *)req->host_id;
 
     switch (req->type) {
     case HR_MSG_HEARTBEAT: {
@@ -207,8 +219,8 @@ size_t hr_wire_encode_request(const struct hr_request *req, uint8_t *buf, size_t
             m.host_case = HOSTREG__HEARTBEAT__HOST_HOST_ID;
             m.host_id = host;
         }
-        m.room_id = (char *)req->room_id;
-        m.region = (char *)req->region;
+        m.room_id = room;
+        m.region = region;
         m.status = (Hostreg__Status)req->status;
         return pack(&m.base, HR_MSG_HEARTBEAT, buf, cap);
     }

@@ -58,7 +58,8 @@ int hr_wire_decode(const uint8_t *buf, size_t len, struct hr_frame *f);
 
 /* Encodes a request (type, seq, host, and the fields of its type) without
  * authentication. A hostId in UUID form travels as 16 bytes. Returns the frame
- * length, or 0 when it does not fit in `cap` or a field is too long. */
+ * length, or 0 when it does not fit in `cap` or a text field is not
+ * NUL-terminated within its array. */
 size_t hr_wire_encode_request(const struct hr_request *req, uint8_t *buf, size_t cap);
 
 /* Encodes an ack in at most `limit` bytes (the size of the request it answers:
