@@ -1,5 +1,7 @@
 /* hostreg: the operator's and host developer's command line, one program
  * with a table of subcommands (as wg(8) does). */
+#include "decode.h"
+#include "dump.h"
 #include "send.h"
 
 #include <stdio.h>
@@ -11,6 +13,8 @@ static const struct {
     const char *help;
 } commands[] = {
     {"send", hr_cmd_send, "send one heartbeat, status or leave datagram and print the ack"},
+    {"decode", hr_cmd_decode, "decode datagrams given as hex or base64 and give the verdict"},
+    {"dump", hr_cmd_dump, "decode the hostreg datagrams of a pcap file or a live interface"},
 };
 
 static void usage(FILE *f)
