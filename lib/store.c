@@ -201,6 +201,14 @@ badhost:
     return HR_E_CONFIG;
 }
 
+const char *hr_store_script(const char *name)
+{
+    for (int i = 0; i < NSCRIPTS; i++)
+        if (strcmp(scripts[i].name, name) == 0)
+            return scripts[i].body;
+    return NULL;
+}
+
 int hr_store_host_key(const struct hr_store_config *cfg, const char *host_id, char *out,
                       size_t outlen)
 {

@@ -123,6 +123,10 @@ bool hr_store_ready(const struct hr_store *st);
 size_t hr_store_inflight(const struct hr_store *st);
 const struct hr_store_stats *hr_store_get_stats(const struct hr_store *st);
 
+/* The body of one of the store's Lua scripts by name ("list", "heartbeat",
+ * ...), for tools that run it with a synchronous client; NULL if unknown. */
+const char *hr_store_script(const char *name);
+
 /* The Redis key of a host's entry, "<prefix>h:<hostId>". */
 int hr_store_host_key(const struct hr_store_config *cfg, const char *host_id, char *out,
                       size_t outlen);

@@ -30,8 +30,9 @@ static int set_lines(void *c, const char *v, char *err, size_t errlen)
 
 static const struct hr_opt options[] = {
     {"json", 'j', NULL, NULL, "one JSON object per datagram", set_json, NULL},
-    {"lines", 0, NULL, NULL, "stdin: every non-empty line is a datagram (default: blocks "
-                             "separated by blank lines)",
+    {"lines", 0, NULL, NULL,
+     "stdin: every non-empty line is a datagram (default: blocks "
+     "separated by blank lines)",
      set_lines, NULL},
     {"regions", 0, "LIST", "us-east-1,us-west-1,eu-central,local",
      "the daemon's regions, for its verdict", hr_common_set_regions, NULL},

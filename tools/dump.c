@@ -100,8 +100,9 @@ static int set_json(void *c, const char *v, char *err, size_t errlen)
 
 static const struct hr_opt options[] = {
     {"read", 'r', "FILE", NULL, "read a pcap or pcapng capture ('-' for stdin)", set_file, NULL},
-    {"interface", 'i', "IFACE", NULL, "capture live on this interface (needs root or "
-                                      "CAP_NET_RAW); Ctrl-C prints the totals",
+    {"interface", 'i', "IFACE", NULL,
+     "capture live on this interface (needs root or "
+     "CAP_NET_RAW); Ctrl-C prints the totals",
      set_iface, NULL},
     {"port", 'p', "PORT", "9099", "the daemon's UDP port", set_port, NULL},
     {"count", 'c', "N", "0", "stop after N hostreg datagrams (0: no limit)", set_count, NULL},
@@ -150,9 +151,7 @@ static void emit(struct dump *d, const struct timeval *ts, const char *src, cons
     struct hr_inspect r;
     hr_inspect(payload, len, &d->cfg->common.rules, &r);
     d->t.datagrams++;
-    int ti = !r.header_ok ? 4
-             : r.f.type == HR_MSG_ACK ? 3
-                                      : r.f.type - 1;
+    int ti = !r.header_ok ? 4 : r.f.type == HR_MSG_ACK ? 3 : r.f.type - 1;
     d->t.by_type[ti >= 0 && ti < 5 ? ti : 4]++;
     d->t.by_err[r.err >= 0 && r.err < 64 ? r.err : 0]++;
     char when[40];
@@ -361,9 +360,9 @@ static void print_totals(const struct dump *d)
         for (int i = 0; i < SKIP_N; i++)
             if (t->skipped[i])
                 json_object_set_new(sk, skip_names[i], json_integer((json_int_t)t->skipped[i]));
-        json_t *o = json_pack("{s:{s:I,s:o,s:o,s:o}}", "totals", "datagrams",
-                              (json_int_t)t->datagrams, "by_type", bt, "by_verdict", bv,
-                              "skipped", sk);
+        json_t *o =
+            json_pack("{s:{s:I,s:o,s:o,s:o}}", "totals", "datagrams", (json_int_t)t->datagrams,
+                      "by_type", bt, "by_verdict", bv, "skipped", sk);
         json_dumpf(o, stdout, JSON_COMPACT);
         putchar('\n');
         json_decref(o);

@@ -2,6 +2,7 @@
  * with a table of subcommands (as wg(8) does). */
 #include "decode.h"
 #include "dump.h"
+#include "ls.h"
 #include "send.h"
 
 #include <stdio.h>
@@ -14,6 +15,7 @@ static const struct {
 } commands[] = {
     {"send", hr_cmd_send, "send one heartbeat, status or leave datagram and print the ack"},
     {"decode", hr_cmd_decode, "decode datagrams given as hex or base64 and give the verdict"},
+    {"ls", hr_cmd_ls, "list the hosts in the registry by region and status"},
     {"dump", hr_cmd_dump, "decode the hostreg datagrams of a pcap file or a live interface"},
 };
 

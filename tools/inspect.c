@@ -49,8 +49,7 @@ void hr_inspect_print(FILE *out, const struct hr_inspect *r)
         if (f->flags & HR_WIRE_FLAG_AUTH)
             fprintf(out, " key=%u ts=%" PRIu32, f->key_id, f->timestamp);
         if (r->payload_ok && f->type == HR_MSG_ACK) {
-            fprintf(out, " seq=%" PRIu64 " result=%s", f->ack.seq,
-                    hr_result_name(f->ack.result));
+            fprintf(out, " seq=%" PRIu64 " result=%s", f->ack.seq, hr_result_name(f->ack.result));
             if (f->ack.ttl)
                 fprintf(out, " ttl=%" PRIu32, f->ack.ttl);
             if (f->ack.interval)
@@ -111,9 +110,9 @@ json_t *hr_inspect_json(const struct hr_inspect *r)
             json_object_set_new(o, "region", json_string(q->region));
         }
         if (f->type != HR_MSG_LEAVE)
-            json_object_set_new(o, "status", q->status == HR_STATUS_NONE
-                                                 ? json_null()
-                                                 : json_string(hr_status_name(q->status)));
+            json_object_set_new(
+                o, "status",
+                q->status == HR_STATUS_NONE ? json_null() : json_string(hr_status_name(q->status)));
     }
     json_object_set_new(o, "verdict", json_string(hr_inspect_verdict(r)));
     if (r->err != HR_OK) {

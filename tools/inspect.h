@@ -13,11 +13,11 @@
 #include <stdio.h>
 
 struct hr_inspect {
-    int err;              /* HR_OK: valid; else the hr_err the daemon would give */
-    int header_ok;        /* the fixed header was readable (type and flags are known) */
-    int payload_ok;       /* the payload decoded (fields are known) */
+    int err;        /* HR_OK: valid; else the hr_err the daemon would give */
+    int header_ok;  /* the fixed header was readable (type and flags are known) */
+    int payload_ok; /* the payload decoded (fields are known) */
     size_t len;
-    struct hr_frame f;    /* as decoded, before the rules normalise anything */
+    struct hr_frame f; /* as decoded, before the rules normalise anything */
 };
 
 /* Decodes and judges one datagram against `rules`. */
