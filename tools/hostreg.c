@@ -1,5 +1,6 @@
 /* hostreg: the operator's and host developer's command line, one program
  * with a table of subcommands (as wg(8) does). */
+#include "bench.h"
 #include "decode.h"
 #include "dump.h"
 #include "ls.h"
@@ -15,6 +16,7 @@ static const struct {
 } commands[] = {
     {"send", hr_cmd_send, "send one heartbeat, status or leave datagram and print the ack"},
     {"decode", hr_cmd_decode, "decode datagrams given as hex or base64 and give the verdict"},
+    {"bench", hr_cmd_bench, "load hostregd with simulated hosts; throughput, losses, latency"},
     {"ls", hr_cmd_ls, "list the hosts in the registry by region and status"},
     {"dump", hr_cmd_dump, "decode the hostreg datagrams of a pcap file or a live interface"},
 };
