@@ -1,19 +1,17 @@
 #include "send.h"
 
 #include "config.h"
+#include "hostreg_host.h"
+#include "log.h"
 #include "err.h"
 #include "request.h"
 #include "wire.h"
 
-#include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 /* Exit codes: 0 ok ack, 1 any other ack, 2 usage, 3 no ack at all. */
 #define EXIT_REFUSED 1
@@ -194,55 +192,18 @@ int hr_cmd_send(int argc, char **argv)
     if (!cfg.have_seq)
         cfg.req.seq = clock_us();
 
-    uint8_t out[HR_WIRE_MAX], in[HR_WIRE_MAX + 1];
-    size_t len = hr_wire_encode_request(&cfg.req, out, sizeof(out));
-    if (len == 0) {
-        fprintf(stderr, "error: request does not fit in a datagram\n");
-        return EXIT_USAGE;
-    }
-    int fd = socket(cfg.server.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    /* connect(): the kernel then only hands us datagrams from the server. */
-    if (fd < 0 || connect(fd, (struct sockaddr *)&cfg.server, cfg.server_len) != 0) {
-        fprintf(stderr, "error: cannot reach server: %s\n", strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    struct hr_ack ack;
+    unsigned attempts = 0;
+    char server[HR_ADDRSTRLEN], err[256];
+    hr_addr_str(server, sizeof(server), (struct sockaddr *)&cfg.server);
+    if (hr_host_send_once(server, &cfg.req, cfg.timeout_ms, cfg.retries, &ack, &attempts, err,
+                          sizeof(err)) != 0) {
+        fprintf(stderr, "error: %s\n", err);
         return EXIT_NO_ACK;
     }
-    int rc = EXIT_NO_ACK;
-    uint32_t wait_ms = cfg.timeout_ms;
-    for (uint32_t attempt = 0; attempt <= cfg.retries; attempt++, wait_ms *= 2) {
-        if (send(fd, out, len, 0) < 0 && errno != ECONNREFUSED) {
-            fprintf(stderr, "error: send: %s\n", strerror(errno));
-            break;
-        }
-        struct timespec start, now;
-        clock_gettime(CLOCK_MONOTONIC, &start);
-        for (;;) {
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            long elapsed =
-                (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
-            if (elapsed >= (long)wait_ms)
-                break;
-            struct pollfd p = {fd, POLLIN, 0};
-            if (poll(&p, 1, (int)(wait_ms - (uint32_t)elapsed)) <= 0)
-                break;
-            ssize_t n = recv(fd, in, sizeof(in), 0);
-            if (n < 0)
-                continue; /* ECONNREFUSED from an earlier send: nobody there yet */
-            struct hr_frame f;
-            int drc = hr_wire_decode(in, (size_t)n, &f);
-            if (drc != HR_OK || f.type != HR_MSG_ACK || f.ack.seq != cfg.req.seq)
-                continue; /* not the answer to this request */
-            print_ack(&f.ack, attempt > 0);
-            rc =
-                f.ack.result == HR_RESULT_OK || (f.ack.result == HR_RESULT_DUPLICATE && attempt > 0)
-                    ? 0
-                    : EXIT_REFUSED;
-            goto done;
-        }
-    }
-    fprintf(stderr, "error: no ack from the server after %u attempts\n", cfg.retries + 1);
-done:
-    close(fd);
-    return rc;
+    print_ack(&ack, attempts > 1);
+    /* A duplicate for a retransmission: an earlier copy was applied. */
+    return ack.result == HR_RESULT_OK || (ack.result == HR_RESULT_DUPLICATE && attempts > 1)
+               ? 0
+               : EXIT_REFUSED;
 }
