@@ -642,10 +642,12 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
     if (--st->setup_pending == 0) {
         st->ready = true;
         st->backoff_ms = BACKOFF_MIN_MS;
-        HR_LOG(HR_LOG_INFO, "redis: connected to %s%s%s:%d, scripts loaded",
-               st->cfg.redis.path[0] ? "unix:" : "",
-               st->cfg.redis.path[0] ? st->cfg.redis.path : st->cfg.redis.host, "",
-               st->cfg.redis.path[0] ? 0 : st->cfg.redis.port);
+        if (st->cfg.redis.path[0])
+            HR_LOG(HR_LOG_INFO, "redis: connected to unix:%s db %d, scripts loaded",
+                   st->cfg.redis.path, st->cfg.redis.db);
+        else
+            HR_LOG(HR_LOG_INFO, "redis: connected to %s:%d db %d, scripts loaded",
+                   st->cfg.redis.host, st->cfg.redis.port, st->cfg.redis.db);
     }
 }
 
