@@ -6,6 +6,7 @@
 #include "request.h"
 #include "store.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 #include <time.h>
 
 struct hr_gateway {
@@ -99,6 +101,8 @@ static const char *method_name(enum evhttp_cmd_type m)
         return "OPTIONS";
     case EVHTTP_REQ_PATCH:
         return "PATCH";
+    case EVHTTP_REQ_TRACE:
+        return "TRACE";
     default:
         return "OTHER";
     }
@@ -115,8 +119,12 @@ static void cors_headers(struct call *c, struct evkeyvalq *out)
     } else if (origin) {
         size_t olen = strlen(origin);
         for (const char *p = origins; *p;) {
+            p += strspn(p, " \t"); /* "http://a, http://b" */
             size_t n = strcspn(p, ",");
-            if (n == olen && strncmp(p, origin, n) == 0) {
+            size_t m = n;
+            while (m && (p[m - 1] == ' ' || p[m - 1] == '\t'))
+                m--;
+            if (m == olen && strncmp(p, origin, m) == 0) {
                 evhttp_add_header(out, "Access-Control-Allow-Origin", origin);
                 break;
             }
@@ -739,7 +747,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     c->ep = r->ep;
-    if (m != r->method) {
+    /* HEAD wherever GET: evhttp sends the headers and leaves the body out. */
+    if (m != r->method && !(m == EVHTTP_REQ_HEAD && r->method == EVHTTP_REQ_GET)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
                           r->method == EVHTTP_REQ_POST ? "POST, OPTIONS" : "GET, OPTIONS");
         reply_error(c, 405, "%s %s is not allowed, use %s", method_name(m), r->path,
@@ -789,9 +798,13 @@ struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *stor
     evhttp_set_max_headers_size(gw->http, 8192);
     evhttp_set_max_body_size(gw->http, 4 * HR_GATEWAY_MAX_BODY);
     evhttp_set_timeout(gw->http, (int)cfg->http_timeout_s);
-    evhttp_set_allowed_methods(gw->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    /* These methods reach the router, which answers a wrong one with the
+     * contract's JSON 405 and an Allow header; others get evhttp's HTML 501.
+     * CONNECT stays out: evhttp reads its target as an authority, not a path,
+     * and keeps the connection open after answering it. */
+    evhttp_set_allowed_methods(
+        gw->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                      EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(gw->http, on_request, gw);
     gw->sock = evhttp_bind_socket_with_handle(gw->http, cfg->listen_host, cfg->listen_port);
     if (!gw->sock) {
@@ -799,6 +812,12 @@ struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *stor
                  cfg->listen_port);
         goto fail;
     }
+    /* evhttp listens with a backlog of 128: a burst of more simultaneous
+     * connects (clients of a round all finding a host at once) overflows the
+     * accept queue, and the excess wait for the kernel's 1 s SYN retransmit.
+     * A second listen() sets a new backlog (capped by net.core.somaxconn). */
+    if (listen(evhttp_bound_socket_get_fd(gw->sock), SOMAXCONN) != 0)
+        HR_LOG(HR_LOG_WARN, "cannot raise the listen backlog: %s", strerror(errno));
     return gw;
 fail:
     hr_gateway_free(gw);

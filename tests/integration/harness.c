@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -39,23 +40,89 @@ int h_free_port(int type)
     return ntohs(a.sin_port);
 }
 
-/* Starts argv[0]; its stderr stays the test's, so a failing test shows the
- * daemon's log lines beside its own. */
-static pid_t spawn(const char *const *argv)
+/* Every child started and not reaped yet, killed at exit: a failed cmocka
+ * assertion jumps past the test's own stop calls, and a child left running
+ * would keep ctest waiting on its output pipe until the test's timeout. */
+#define MAX_CHILDREN 64
+static pid_t children[MAX_CHILDREN];
+
+static void kill_children(void)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] > 0) {
+            kill(children[i], SIGKILL);
+            waitpid(children[i], NULL, 0);
+            children[i] = 0;
+        }
+}
+
+static void track(pid_t pid)
+{
+    static bool registered;
+    if (!registered) {
+        atexit(kill_children);
+        registered = true;
+    }
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] == 0) {
+            children[i] = pid;
+            return;
+        }
+}
+
+/* Called once a child is reaped, so its pid is never killed again. */
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (children[i] == pid)
+            children[i] = 0;
+}
+
+/* Starts argv[0] with `env` ("NAME=value" list, or NULL) added to the
+ * environment, after removing every HOSTREG_* variable when `env` is not
+ * NULL. Its stderr goes to `log_fd` when >= 0; otherwise it stays the test's,
+ * so a failing test shows the daemon's log lines beside its own. */
+static pid_t spawn_with(const char *const *argv, const char *const *env, int log_fd)
 {
     pid_t pid = fork();
     if (pid == 0) {
+        if (env) {
+            extern char **environ;
+            char names[64][128];
+            int n = 0;
+            for (char **e = environ; *e && n < 64; e++)
+                if (strncmp(*e, "HOSTREG_", 8) == 0)
+                    snprintf(names[n++], sizeof(names[0]), "%.*s", (int)strcspn(*e, "="), *e);
+            for (int i = 0; i < n; i++)
+                unsetenv(names[i]);
+            for (int i = 0; env[i]; i++)
+                putenv((char *)env[i]); /* the child execs before the list could change */
+        }
+        if (log_fd >= 0 && dup2(log_fd, STDERR_FILENO) < 0)
+            _exit(127);
         execv(argv[0], (char *const *)argv);
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    if (pid > 0)
+        track(pid);
     return pid;
+}
+
+static pid_t spawn(const char *const *argv)
+{
+    return spawn_with(argv, NULL, -1);
 }
 
 bool h_process_alive(pid_t pid)
 {
     int status;
-    return pid > 0 && waitpid(pid, &status, WNOHANG) == 0;
+    if (pid <= 0)
+        return false;
+    if (waitpid(pid, &status, WNOHANG) == 0)
+        return true;
+    forget(pid);
+    return false;
 }
 
 static const char *env_or(const char *name, const char *dflt)
@@ -124,6 +191,7 @@ void h_redis_stop(struct h_redis *r, bool kill9, bool cleanup)
     if (r->pid > 0) {
         kill(r->pid, kill9 ? SIGKILL : SIGTERM);
         waitpid(r->pid, NULL, 0);
+        forget(r->pid);
         r->pid = 0;
     }
     if (cleanup && r->dir[0]) {
@@ -263,10 +331,15 @@ struct hr_request h_leave(const char *host, uint64_t seq)
 
 int h_daemon_start(struct h_daemon *d, int redis_port, const char *const *extra)
 {
+    d->port = h_free_port(SOCK_DGRAM);
+    return h_daemon_restart(d, redis_port, extra);
+}
+
+int h_daemon_restart(struct h_daemon *d, int redis_port, const char *const *extra)
+{
     char bin[256], listen[64], redis[64];
     const char *argv[40];
     int n = 0;
-    d->port = h_free_port(SOCK_DGRAM);
     snprintf(bin, sizeof(bin), "%s/hostregd", env_or("HOSTREG_BIN_DIR", "build/bin"));
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", d->port);
     snprintf(redis, sizeof(redis), "redis://127.0.0.1:%d", redis_port);
@@ -299,23 +372,342 @@ int h_daemon_start(struct h_daemon *d, int redis_port, const char *const *extra)
     return rc;
 }
 
-int h_daemon_stop(struct h_daemon *d)
+/* SIGTERM, then the exit status as h_daemon_stop describes it. */
+static int stop_pid(pid_t pid)
 {
     int status = 0;
-    if (d->pid <= 0)
-        return -1;
-    kill(d->pid, SIGTERM);
+    kill(pid, SIGTERM);
     uint64_t deadline = h_now_ms() + 5000;
     while (h_now_ms() < deadline) {
-        pid_t p = waitpid(d->pid, &status, WNOHANG);
-        if (p == d->pid) {
-            d->pid = 0;
+        pid_t p = waitpid(pid, &status, WNOHANG);
+        if (p == pid) {
+            forget(pid);
             return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         }
-        usleep(5000);
+        if (p < 0) { /* already reaped by h_process_alive: it died on its own */
+            forget(pid);
+            return -1;
+        }
+        usleep(5000); /* a process's exit has no other way to reach us here */
     }
-    kill(d->pid, SIGKILL);
-    waitpid(d->pid, NULL, 0);
-    d->pid = 0;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    forget(pid);
     return -1;
+}
+
+int h_daemon_stop(struct h_daemon *d)
+{
+    if (d->pid <= 0)
+        return -1;
+    int rc = stop_pid(d->pid);
+    d->pid = 0;
+    return rc;
+}
+
+/* --- hostreg-gateway --- */
+
+int h_gateway_start(struct h_gateway *g, int redis_port, const char *const *extra_args,
+                    const char *const *env)
+{
+    static const char *const no_env[] = {NULL};
+    char bin[256], listen[64], redis[64];
+    const char *argv[48];
+    int n = 0;
+    g->pid = 0;
+    g->port = h_free_port(SOCK_STREAM);
+    snprintf(g->log, sizeof(g->log), "/tmp/hostreg-test-gateway-XXXXXX");
+    int log_fd = mkstemp(g->log);
+    if (g->port < 0 || log_fd < 0) {
+        if (log_fd >= 0) {
+            close(log_fd);
+            unlink(g->log);
+        }
+        return -1;
+    }
+    snprintf(bin, sizeof(bin), "%s/hostreg-gateway", env_or("HOSTREG_BIN_DIR", "build/bin"));
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", g->port);
+    snprintf(redis, sizeof(redis), "redis://127.0.0.1:%d", redis_port);
+    argv[n++] = bin;
+    argv[n++] = "--listen";
+    argv[n++] = listen;
+    argv[n++] = "--redis";
+    argv[n++] = redis;
+    for (int i = 0; extra_args && extra_args[i] && n < 46; i++)
+        argv[n++] = extra_args[i];
+    argv[n] = NULL;
+    g->pid = spawn_with(argv, env ? env : no_env, log_fd);
+    close(log_fd);
+    if (g->pid < 0) {
+        g->pid = 0;
+        return -1;
+    }
+    /* Ready when /readyz says so: it answers 200 only after a PONG from
+     * Redis, so the listening socket and the Redis connection are both up. */
+    uint64_t deadline = h_now_ms() + 10000;
+    while (h_now_ms() < deadline && h_process_alive(g->pid)) {
+        struct h_http_resp r;
+        int code = h_http(g->port, "GET", "/readyz", NULL, NULL, &r);
+        h_http_free(&r);
+        if (code == 200)
+            return 0;
+        usleep(10000); /* nothing tells us when it has bound its port */
+    }
+    fprintf(stderr, "hostreg-gateway on port %d did not become ready\n", g->port);
+    h_gateway_stop(g);
+    return -1;
+}
+
+/* Reads the whole log file (malloc'd, NUL-terminated), or NULL. */
+static char *read_log(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while (buf && (n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (cap - len < 2) {
+            char *bigger = realloc(buf, cap * 2);
+            if (!bigger) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+    }
+    fclose(f);
+    if (buf)
+        buf[len] = '\0';
+    return buf;
+}
+
+bool h_gateway_log_contains(const struct h_gateway *g, const char *needle)
+{
+    char *log = read_log(g->log);
+    bool found = log && strstr(log, needle);
+    free(log);
+    return found;
+}
+
+int h_gateway_stop(struct h_gateway *g)
+{
+    if (g->pid <= 0)
+        return 0;
+    int rc = stop_pid(g->pid);
+    g->pid = 0;
+    char *log = read_log(g->log);
+    if (log) {
+        fprintf(stderr, "---- hostreg-gateway log (port %d, exit %d) ----\n%s---- end ----\n",
+                g->port, rc, log);
+        /* A sanitizer's exit code can be configured away; its report cannot. */
+        if (rc == 0 && (strstr(log, "Sanitizer") || strstr(log, "runtime error:")))
+            rc = -2;
+        free(log);
+    }
+    unlink(g->log);
+    return rc;
+}
+
+/* --- HTTP client --- */
+
+void h_http_free(struct h_http_resp *r)
+{
+    free(r->headers);
+    free(r->body);
+    memset(r, 0, sizeof(*r));
+}
+
+const char *h_http_header(const struct h_http_resp *r, const char *name, char *out, size_t outlen)
+{
+    size_t nlen = strlen(name);
+    for (const char *line = r->headers; line && *line;) {
+        const char *eol = strstr(line, "\r\n");
+        if (!eol)
+            eol = line + strlen(line);
+        if ((size_t)(eol - line) > nlen && strncasecmp(line, name, nlen) == 0 &&
+            line[nlen] == ':') {
+            const char *v = line + nlen + 1;
+            while (v < eol && (*v == ' ' || *v == '\t'))
+                v++;
+            snprintf(out, outlen, "%.*s", (int)(eol - v), v);
+            return out;
+        }
+        line = *eol ? eol + 2 : eol;
+    }
+    return NULL;
+}
+
+char *h_http_format(int port, const char *method, const char *path, const char *headers,
+                    const char *body, size_t *len)
+{
+    size_t blen = body ? strlen(body) : 0;
+    size_t cap = strlen(method) + strlen(path) + (headers ? strlen(headers) : 0) + blen + 256;
+    char *req = malloc(cap);
+    if (!req)
+        return NULL;
+    int n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n%s",
+                     method, path, port, headers ? headers : "");
+    if (body)
+        n += snprintf(req + n, cap - (size_t)n, "Content-Length: %zu\r\n", blen);
+    n += snprintf(req + n, cap - (size_t)n, "\r\n");
+    memcpy(req + n, body ? body : "", blen + 1);
+    *len = (size_t)n + blen;
+    return req;
+}
+
+/* Splits what the server sent (buf, len; NUL-terminated) into out. 0, or -1
+ * when it is not a complete HTTP/1.x answer. */
+static int parse_response(const char *buf, size_t len, struct h_http_resp *out)
+{
+    const char *end = strstr(buf, "\r\n\r\n");
+    const char *eol = strstr(buf, "\r\n");
+    int status = 0;
+    if (!end || strncmp(buf, "HTTP/1.", 7) != 0 || sscanf(buf + 8, " %3d", &status) != 1 ||
+        status < 100)
+        return -1;
+    const char *hstart = eol + 2, *bstart = end + 4;
+    size_t hlen = (size_t)(bstart - hstart) - 2; /* keep the last line's \r\n */
+    out->headers = malloc(hlen + 1);
+    out->body_len = len - (size_t)(bstart - buf);
+    out->body = malloc(out->body_len + 1);
+    if (!out->headers || !out->body)
+        return -1;
+    memcpy(out->headers, hstart, hlen);
+    out->headers[hlen] = '\0';
+    memcpy(out->body, bstart, out->body_len);
+    out->body[out->body_len] = '\0';
+    char cl[32];
+    if (h_http_header(out, "Content-Length", cl, sizeof(cl)) &&
+        strtoull(cl, NULL, 10) != out->body_len)
+        return -1; /* cut short: not a complete answer */
+    out->status = status;
+    return 0;
+}
+
+struct conn {
+    int fd;
+    const char *req;
+    size_t len, sent;
+    char *buf;
+    size_t used, cap;
+    bool done;
+};
+
+size_t h_http_many(int port, size_t n, const char *const *reqs, const size_t *lens,
+                   struct h_http_resp *out, int timeout_ms)
+{
+    struct conn *c = calloc(n, sizeof(*c));
+    struct pollfd *p = calloc(n, sizeof(*p));
+    size_t *idx = calloc(n, sizeof(*idx));
+    size_t answered = 0, open = 0;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (size_t i = 0; i < n; i++)
+        memset(&out[i], 0, sizeof(out[i]));
+    if (!c || !p || !idx)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        c[i].req = reqs[i];
+        c[i].len = lens ? lens[i] : strlen(reqs[i]);
+        c[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (c[i].fd < 0 ||
+            (connect(c[i].fd, (struct sockaddr *)&a, sizeof(a)) != 0 && errno != EINPROGRESS))
+            c[i].done = true;
+        else
+            open++;
+    }
+    uint64_t deadline = h_now_ms() + (uint64_t)timeout_ms;
+    while (open > 0) {
+        uint64_t now = h_now_ms();
+        if (now >= deadline)
+            break;
+        nfds_t np = 0;
+        for (size_t i = 0; i < n; i++)
+            if (!c[i].done) {
+                /* POLLOUT also says when a non-blocking connect has finished. */
+                p[np] = (struct pollfd){c[i].fd, c[i].sent < c[i].len ? POLLOUT : POLLIN, 0};
+                idx[np++] = i;
+            }
+        if (poll(p, np, (int)(deadline - now)) < 0 && errno != EINTR)
+            break;
+        for (nfds_t k = 0; k < np; k++) {
+            struct conn *x = &c[idx[k]];
+            if (!p[k].revents)
+                continue;
+            if (x->sent < x->len) {
+                ssize_t w = send(x->fd, x->req + x->sent, x->len - x->sent, MSG_NOSIGNAL);
+                if (w > 0)
+                    x->sent += (size_t)w;
+                else if (w < 0 && errno != EAGAIN && errno != EINTR)
+                    x->sent = x->len; /* refused or reset: read whatever it answered */
+                continue;
+            }
+            if (x->cap - x->used < 4096) {
+                size_t cap = x->cap ? 2 * x->cap : 16384;
+                char *b = realloc(x->buf, cap);
+                if (!b) {
+                    x->done = true;
+                    open--;
+                    continue;
+                }
+                x->buf = b;
+                x->cap = cap;
+            }
+            ssize_t r = recv(x->fd, x->buf + x->used, x->cap - x->used - 1, 0);
+            if (r > 0) {
+                x->used += (size_t)r;
+                continue;
+            }
+            if (r < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            /* EOF, or a reset after the answer (a server that closes without
+             * reading all we sent): what arrived is the answer. */
+            x->done = true;
+            open--;
+            if (x->buf) {
+                x->buf[x->used] = '\0';
+                if (parse_response(x->buf, x->used, &out[idx[k]]) == 0)
+                    answered++;
+                else
+                    h_http_free(&out[idx[k]]);
+            }
+        }
+    }
+out:
+    for (size_t i = 0; c && i < n; i++) {
+        if (c[i].fd >= 0)
+            close(c[i].fd);
+        free(c[i].buf);
+    }
+    free(c);
+    free(p);
+    free(idx);
+    return answered;
+}
+
+int h_http_raw(int port, const void *req, size_t len, struct h_http_resp *out)
+{
+    const char *r = req;
+    if (h_http_many(port, 1, &r, &len, out, 5000) != 1)
+        return -1;
+    return out->status;
+}
+
+int h_http(int port, const char *method, const char *path, const char *headers, const char *body,
+           struct h_http_resp *out)
+{
+    size_t len;
+    char *req = h_http_format(port, method, path, headers, body, &len);
+    memset(out, 0, sizeof(*out));
+    if (!req)
+        return -1;
+    int rc = h_http_raw(port, req, len, out);
+    free(req);
+    return rc;
 }

@@ -1,8 +1,10 @@
-/* Integration test harness: starts real redis-server and hostregd processes
- * on free loopback ports, talks to them over real sockets, and stops them.
- * Every wait is bounded by a deadline and ends on an answer (a PONG, an
- * ack), not on a sleep. Binaries come from $HOSTREG_BIN_DIR and
- * $HOSTREG_REDIS_SERVER, which ctest sets. */
+/* Integration test harness: starts real redis-server, hostregd and
+ * hostreg-gateway processes on free loopback ports, talks to them over real
+ * sockets (UDP, and HTTP/1.1 over raw TCP), and stops them. Every wait is
+ * bounded by a deadline and ends on an answer (a PONG, an ack, a 200), not on
+ * a sleep. Binaries come from $HOSTREG_BIN_DIR and $HOSTREG_REDIS_SERVER,
+ * which ctest sets. Every process started here that is still running when the
+ * test program exits is killed then, so a failed assertion leaks none. */
 #ifndef HR_HARNESS_H
 #define HR_HARNESS_H
 
@@ -37,6 +39,8 @@ struct h_daemon {
  * extra flags (NULL-terminated), and waits until it acks a request (which
  * needs its Redis connection up). 0 or -1. */
 int h_daemon_start(struct h_daemon *d, int redis_port, const char *const *extra);
+/* Starts hostregd again on d->port (after h_daemon_stop), waiting as above. */
+int h_daemon_restart(struct h_daemon *d, int redis_port, const char *const *extra);
 /* Sends SIGTERM and returns the exit status (as waitpid's WEXITSTATUS), or
  * -1 when it did not exit within 5 s (then it is killed). */
 int h_daemon_stop(struct h_daemon *d);
@@ -66,5 +70,66 @@ int h_free_port(int type);
 
 /* A Redis reply helper: the command's integer reply (aborts on others). */
 long long h_redis_int(redisContext *c, const char *fmt, ...);
+
+/* --- hostreg-gateway --- */
+
+struct h_gateway {
+    pid_t pid;
+    int port;     /* HTTP, on 127.0.0.1 */
+    char log[64]; /* its stderr, a file: shown and removed by h_gateway_stop */
+};
+
+/* Starts hostreg-gateway on a free TCP port against redis on `redis_port`,
+ * with extra flags (NULL-terminated) and extra environment ("NAME=value",
+ * NULL-terminated, or NULL). HOSTREG_* variables of the test's own
+ * environment are not passed on, so only what the test names configures it.
+ * Waits (10 s at most) until GET /readyz answers 200. 0, or -1 (then the
+ * process is stopped and its log shown). */
+int h_gateway_start(struct h_gateway *g, int redis_port, const char *const *extra_args,
+                    const char *const *env);
+/* Sends SIGTERM and waits (5 s at most, then SIGKILL). Copies the gateway's
+ * log to stderr and removes it. Returns the exit status (0 for a clean
+ * exit), 128+signal when killed by a signal, -1 when it had to be killed, and
+ * -2 when it exited 0 but its log holds a sanitizer report. Does nothing and
+ * returns 0 when it is not running (pid 0). */
+int h_gateway_stop(struct h_gateway *g);
+/* True when the gateway's log so far contains `needle`. */
+bool h_gateway_log_contains(const struct h_gateway *g, const char *needle);
+
+/* --- a small blocking HTTP/1.1 client --- */
+
+/* One answer. Free with h_http_free (also after a failed request). */
+struct h_http_resp {
+    int status;      /* 0 when no complete answer came */
+    char *headers;   /* the header lines after the status line, raw, "Name: value\r\n"... */
+    char *body;      /* NUL-terminated, body_len bytes before the NUL */
+    size_t body_len; /* checked against Content-Length when the answer has one */
+};
+void h_http_free(struct h_http_resp *r);
+
+/* The value of header `name` (case-insensitive; the first if repeated) into
+ * out, or NULL when the answer has no such header. */
+const char *h_http_header(const struct h_http_resp *r, const char *name, char *out, size_t outlen);
+
+/* A request's bytes (malloc'd, NUL-terminated, *len without the NUL):
+ * request line, Host, Connection: close, the extra `headers` ("Name:
+ * value\r\n" lines, or NULL), Content-Length when `body` is not NULL, body. */
+char *h_http_format(int port, const char *method, const char *path, const char *headers,
+                    const char *body, size_t *len);
+
+/* One request on a fresh connection, read to EOF (5 s at most). Returns the
+ * status code, or -1 when no complete answer came. */
+int h_http(int port, const char *method, const char *path, const char *headers, const char *body,
+           struct h_http_resp *out);
+/* The same with arbitrary bytes, for malformed requests. A server that
+ * answers and closes before taking everything is fine (the answer counts). */
+int h_http_raw(int port, const void *req, size_t len, struct h_http_resp *out);
+
+/* n requests at once: n non-blocking connections, every request sent as its
+ * socket allows, then poll until each is answered (read to EOF) or until
+ * `timeout_ms`. reqs[i] are raw bytes of lens[i] (NULL lens: strlen). Fills
+ * out[0..n) and returns how many got a complete answer. */
+size_t h_http_many(int port, size_t n, const char *const *reqs, const size_t *lens,
+                   struct h_http_resp *out, int timeout_ms);
 
 #endif

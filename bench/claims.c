@@ -1,0 +1,116 @@
+/* bench: claims/s of POST /api/match/find, and whether it depends on how many
+ * idle hosts there are. Each round first returns every host to idle (one Lua
+ * call, not timed), then times K claims over C keep-alive connections.
+ *   hostreg-bench-claims HTTP_PORT REDIS_PORT PREFIX ROUNDS CLAIMS CONNECTIONS
+ * Prints: claims_per_second <x> claims <n> seconds <s> not_found <m> */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char reset_lua[] =
+    "local pfx = ARGV[1] local n = 0 "
+    "for _, key in ipairs(redis.call('KEYS', pfx .. 'i:*:busy')) do "
+    "  local idle = string.sub(key, 1, -5) .. 'idle' "
+    "  local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES') "
+    "  for i = 1, #all, 2 do "
+    "    redis.call('ZADD', idle, all[i + 1], all[i]) "
+    "    redis.call('HSET', pfx .. 'h:' .. all[i], 'status', 'idle') "
+    "    redis.call('HDEL', pfx .. 'h:' .. all[i], 'lease') n = n + 1 end "
+    "  redis.call('DEL', key) end "
+    "redis.call('DEL', pfx .. 'claims') return n";
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int connect_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        perror("connect");
+        exit(1);
+    }
+    return fd;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 7) {
+        fprintf(stderr, "usage: %s HTTP_PORT REDIS_PORT PREFIX ROUNDS CLAIMS CONNECTIONS\n",
+                argv[0]);
+        return 2;
+    }
+    int http = atoi(argv[1]), rounds = atoi(argv[4]), claims = atoi(argv[5]), nconn = atoi(argv[6]);
+    redisContext *rc = redisConnect("127.0.0.1", atoi(argv[2]));
+    if (!rc || rc->err) {
+        fprintf(stderr, "cannot connect to redis\n");
+        return 1;
+    }
+    static const char req[] = "POST /api/match/find HTTP/1.1\r\nHost: b\r\n"
+                              "Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+    int *fds = calloc((size_t)nconn, sizeof(int));
+    struct pollfd *pfd = calloc((size_t)nconn, sizeof(*pfd));
+    for (int i = 0; i < nconn; i++)
+        fds[i] = connect_to(http);
+    double total = 0;
+    long done_all = 0, not_found = 0;
+    char buf[8192];
+    for (int r = 0; r < rounds; r++) {
+        redisReply *rep = redisCommand(rc, "EVAL %s 0 %s", reset_lua, argv[3]);
+        freeReplyObject(rep);
+        int sent = 0, done = 0;
+        double t0 = now();
+        for (int i = 0; i < nconn && sent < claims; i++, sent++)
+            if (write(fds[i], req, sizeof(req) - 1) < 0)
+                return 1;
+        while (done < claims) {
+            for (int i = 0; i < nconn; i++)
+                pfd[i] = (struct pollfd){fds[i], POLLIN, 0};
+            if (poll(pfd, (nfds_t)nconn, 5000) <= 0) {
+                fprintf(stderr, "timeout waiting for answers\n");
+                return 1;
+            }
+            for (int i = 0; i < nconn; i++) {
+                if (!(pfd[i].revents & POLLIN))
+                    continue;
+                /* One answer per read: small, and each connection has one
+                 * request in flight. */
+                ssize_t n = read(fds[i], buf, sizeof(buf) - 1);
+                if (n <= 0) {
+                    fprintf(stderr, "connection closed\n");
+                    return 1;
+                }
+                buf[n] = '\0';
+                if (strncmp(buf, "HTTP/1.1 200", 12) != 0)
+                    not_found++;
+                done++;
+                if (sent < claims) {
+                    if (write(fds[i], req, sizeof(req) - 1) < 0)
+                        return 1;
+                    sent++;
+                }
+            }
+        }
+        total += now() - t0;
+        done_all += done;
+    }
+    printf("claims_per_second %.0f claims %ld seconds %.3f not_found %ld\n",
+           (double)done_all / total, done_all, total, not_found);
+    return not_found ? 1 : 0;
+}

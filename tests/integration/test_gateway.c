@@ -1,0 +1,1498 @@
+/* hostreg-gateway against a real redis-server, over real HTTP: the endpoints
+ * of the original JSON service and its clients' exact requests, the same
+ * registry as hostregd's over UDP, matchmaking under concurrency and leases,
+ * secrets, operations (health, metrics, CORS, request ids, TURN credentials)
+ * and faults (bad input, Redis paused, stopped and restarted). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The shared Redis and the shared gateway (default flags, prefix hr:). A test
+ * that needs a registry of its own starts its own gateway (gw2) with another
+ * prefix, or its own Redis (redis2) when it counts every key or stops Redis. */
+static struct h_redis redis;
+static struct h_gateway gw;
+static redisContext *rc;
+/* Per test, stopped by teardown_each whatever happened in the test. */
+static struct h_gateway gw2;
+static struct h_redis redis2;
+static struct h_daemon dmn;
+/* A gateway exited badly (crash, sanitizer report): the run fails even when
+ * cmocka only reports a fixture error. */
+static int child_failed;
+
+static int setup(void **state)
+{
+    (void)state;
+    if (h_redis_start(&redis, 0, NULL) != 0)
+        return -1;
+    if (h_gateway_start(&gw, redis.port, NULL, NULL) != 0)
+        return -1;
+    rc = h_redis_connect(redis.port);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    /* SIGTERM: the gateway answers what it owes and exits 0; anything else
+     * (a crash, an ASan or UBSan report, a leak) fails the run. */
+    int status = h_gateway_stop(&gw);
+    redisFree(rc);
+    h_redis_stop(&redis, false, true);
+    if (status != 0)
+        child_failed = 1;
+    return status == 0 ? 0 : -1;
+}
+
+static int teardown_each(void **state)
+{
+    (void)state;
+    int bad = 0;
+    if (dmn.pid > 0 && h_daemon_stop(&dmn) != 0)
+        bad = 1;
+    if (gw2.pid > 0 && h_gateway_stop(&gw2) != 0)
+        bad = 1;
+    if (redis2.pid > 0 || redis2.dir[0])
+        h_redis_stop(&redis2, false, true);
+    /* The shared gateway must survive whatever a test sent it. */
+    if (!h_process_alive(gw.pid))
+        bad = 1;
+    if (bad)
+        child_failed = 1;
+    return bad ? -1 : 0;
+}
+
+/* --- helpers --- */
+
+struct reply {
+    int code; /* -1: no complete answer */
+    struct h_http_resp r;
+    json_t *j; /* the body as JSON, NULL when it is not */
+};
+
+static int call(struct reply *rep, int port, const char *method, const char *path,
+                const char *headers, const char *body)
+{
+    memset(rep, 0, sizeof(*rep));
+    rep->code = h_http(port, method, path, headers, body, &rep->r);
+    if (rep->code > 0 && rep->r.body_len)
+        rep->j = json_loadb(rep->r.body, rep->r.body_len, 0, NULL);
+    return rep->code;
+}
+
+/* POSTs `body` (the reference is stolen) as JSON. */
+static int post(struct reply *rep, int port, const char *path, const char *headers, json_t *body)
+{
+    char *s = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    assert_non_null(s);
+    int code = call(rep, port, "POST", path, headers, s);
+    free(s);
+    return code;
+}
+
+static void reply_free(struct reply *rep)
+{
+    json_decref(rep->j);
+    h_http_free(&rep->r);
+}
+
+static const char *header(const struct reply *rep, const char *name)
+{
+    static char v[1024];
+    return h_http_header(&rep->r, name, v, sizeof(v));
+}
+
+static const char *jstr(json_t *o, const char *key)
+{
+    return json_string_value(json_object_get(o, key));
+}
+
+static void assert_code(const struct reply *rep, int code)
+{
+    if (rep->code != code)
+        fail_msg("expected %d, got %d: %s", code, rep->code, rep->r.body ? rep->r.body : "");
+}
+
+static void assert_json(const struct reply *rep)
+{
+    const char *ct = header(rep, "Content-Type");
+    assert_non_null(ct);
+    assert_string_equal(ct, "application/json");
+    if (!rep->j)
+        fail_msg("body is not JSON: %s", rep->r.body ? rep->r.body : "(none)");
+}
+
+/* An error answer: `code`, {"success":false,"error":"..."} with `says` in the
+ * message, and for matchmaking also found:false and a message. */
+static void assert_error(const struct reply *rep, int code, const char *says)
+{
+    assert_code(rep, code);
+    assert_json(rep);
+    assert_true(json_is_false(json_object_get(rep->j, "success")));
+    const char *e = jstr(rep->j, "error");
+    assert_non_null(e);
+    assert_true(e[0] != '\0');
+    if (says && !strstr(e, says))
+        fail_msg("error '%s' does not say '%s'", e, says);
+}
+
+static void assert_not_found_match(const struct reply *rep)
+{
+    assert_code(rep, 404);
+    assert_json(rep);
+    assert_true(json_is_false(json_object_get(rep->j, "found")));
+    assert_non_null(jstr(rep->j, "message"));
+}
+
+static void heartbeat_ok(int port, const char *host, const char *room, const char *region,
+                         const char *status)
+{
+    struct reply rep;
+    json_t *b = json_pack("{s:s,s:s}", "hostId", host, "roomId", room);
+    if (region)
+        json_object_set_new(b, "region", json_string(region));
+    if (status)
+        json_object_set_new(b, "status", json_string(status));
+    post(&rep, port, "/api/host/heartbeat", NULL, b);
+    assert_code(&rep, 200);
+    assert_json(&rep);
+    assert_true(json_is_true(json_object_get(rep.j, "success")));
+    reply_free(&rep);
+}
+
+static void status_ok(int port, const char *host, const char *status)
+{
+    struct reply rep;
+    post(&rep, port, "/api/host/status", NULL,
+         json_pack("{s:s,s:s}", "hostId", host, "status", status));
+    assert_code(&rep, 200);
+    assert_json(&rep);
+    json_t *want = json_pack("{s:b}", "success", 1);
+    assert_true(json_equal(rep.j, want));
+    json_decref(want);
+    reply_free(&rep);
+}
+
+/* Claims over HTTP; returns the answer's code and copies the roomId. */
+static int find(int port, json_t *query, char *room, size_t roomlen)
+{
+    struct reply rep;
+    int code = query ? post(&rep, port, "/api/match/find", NULL, query)
+                     : call(&rep, port, "POST", "/api/match/find", NULL, NULL);
+    if (room)
+        room[0] = '\0';
+    if (code == 200) {
+        assert_json(&rep);
+        assert_true(json_is_true(json_object_get(rep.j, "found")));
+        assert_true(json_is_array(json_object_get(rep.j, "iceServers")));
+        assert_non_null(jstr(rep.j, "signalingUrl"));
+        if (room)
+            snprintf(room, roomlen, "%s", jstr(rep.j, "roomId"));
+    } else if (code == 404) {
+        assert_not_found_match(&rep);
+    }
+    reply_free(&rep);
+    return code;
+}
+
+/* HGET as a C string, "" when the field or key is missing. */
+static const char *hget(redisContext *c, const char *key, const char *field)
+{
+    static char v[128];
+    redisReply *r = redisCommand(c, "HGET %s %s", key, field);
+    assert_non_null(r);
+    snprintf(v, sizeof(v), "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+    return v;
+}
+
+/* The score of `member` in a sorted set, -1 when absent. */
+static long long zscore(redisContext *c, const char *key, const char *member)
+{
+    redisReply *r = redisCommand(c, "ZSCORE %s %s", key, member);
+    assert_non_null(r);
+    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
+    freeReplyObject(r);
+    return v;
+}
+
+/* The value of one sample in a /metrics text (series written exactly as the
+ * gateway renders it, labels included), or -1 when absent. */
+static double metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *l = text; l && *l;) {
+        if (strncmp(l, series, n) == 0 && l[n] == ' ')
+            return strtod(l + n + 1, NULL);
+        l = strchr(l, '\n');
+        if (l)
+            l++;
+    }
+    return -1;
+}
+
+static int start_gw2(int redis_port, const char *const *args, const char *const *env)
+{
+    return h_gateway_start(&gw2, redis_port, args, env);
+}
+
+/* --- the original service's clients --- */
+
+static void test_gateway_cpp_host_heartbeat(void **state)
+{
+    (void)state;
+    /* Byte for byte what the original C++ host sends; an open gateway
+     * ignores its Bearer secret. */
+    static const char body[] = "{\"hostId\":\"550e8400-e29b-41d4-a716-446655440000\","
+                               "\"roomId\":\"room-abc123xyz\",\"region\":\"local\","
+                               "\"status\":\"idle\",\"capacity\":4,\"availableSlots\":4}";
+    struct reply rep;
+    call(&rep, gw.port, "POST", "/api/host/heartbeat",
+         "Content-Type: application/json\r\nAuthorization: Bearer some-host-secret\r\n", body);
+    assert_code(&rep, 200);
+    assert_json(&rep);
+    json_t *want = json_pack("{s:b,s:i}", "success", 1, "ttl", 30);
+    assert_true(json_equal(rep.j, want));
+    json_decref(want);
+    reply_free(&rep);
+
+    const char *key = "hr:h:550e8400-e29b-41d4-a716-446655440000";
+    assert_string_equal(hget(rc, key, "room"), "room-abc123xyz");
+    assert_string_equal(hget(rc, key, "region"), "local");
+    assert_string_equal(hget(rc, key, "status"), "idle");
+    assert_int_equal(h_redis_int(rc, "HEXISTS %s capacity", key), 0); /* extra fields ignored */
+    long long ttl = h_redis_int(rc, "PTTL %s", key);
+    assert_true(ttl > 28000 && ttl <= 30000);
+    assert_true(zscore(rc, "hr:i:local:idle", "550e8400-e29b-41d4-a716-446655440000") > 0);
+}
+
+static void test_gateway_simulator_host_with_game_info(void **state)
+{
+    (void)state;
+    struct reply rep;
+    post(&rep, gw.port, "/api/host/heartbeat", "Content-Type: application/json\r\n",
+         json_pack("{s:s,s:s,s:s,s:s,s:{s:s,s:i,s:i,s:[s,s]}}", "hostId", "sim-host-1-1a2b3c4d",
+                   "roomId", "sim-room-1-1a2b3c4d", "region", "us-east-1", "status", "idle",
+                   "gameInfo", "name", "Simulated Game", "players", 0, "maxPlayers", 4, "tags",
+                   "casual", "coop"));
+    assert_code(&rep, 200);
+    assert_json(&rep);
+    assert_int_equal(json_integer_value(json_object_get(rep.j, "ttl")), 30);
+    reply_free(&rep);
+    assert_string_equal(hget(rc, "hr:h:sim-host-1-1a2b3c4d", "room"), "sim-room-1-1a2b3c4d");
+    assert_string_equal(hget(rc, "hr:h:sim-host-1-1a2b3c4d", "region"), "us-east-1");
+    assert_string_equal(hget(rc, "hr:h:sim-host-1-1a2b3c4d", "status"), "idle");
+
+    /* Region and status are optional: the default region, idle. */
+    heartbeat_ok(gw.port, "sim-host-2-5e6f7a8b", "sim-room-2", NULL, NULL);
+    assert_string_equal(hget(rc, "hr:h:sim-host-2-5e6f7a8b", "region"), "local");
+    assert_string_equal(hget(rc, "hr:h:sim-host-2-5e6f7a8b", "status"), "idle");
+}
+
+static void test_gateway_busy_survives_idle_heartbeats(void **state)
+{
+    (void)state;
+    const char *key = "hr:h:http-busy-1";
+    heartbeat_ok(gw.port, "http-busy-1", "room-busy-1", "eu-central", "idle");
+    status_ok(gw.port, "http-busy-1", "busy");
+    for (int i = 0; i < 3; i++) /* what every client of the original service sends */
+        heartbeat_ok(gw.port, "http-busy-1", "room-busy-1", "eu-central", "idle");
+    assert_string_equal(hget(rc, key, "status"), "busy");
+    assert_true(zscore(rc, "hr:i:eu-central:busy", "http-busy-1") > 0);
+    assert_int_equal(zscore(rc, "hr:i:eu-central:idle", "http-busy-1"), -1);
+
+    status_ok(gw.port, "http-busy-1", "idle");
+    assert_string_equal(hget(rc, key, "status"), "idle");
+    assert_true(zscore(rc, "hr:i:eu-central:idle", "http-busy-1") > 0);
+    assert_int_equal(zscore(rc, "hr:i:eu-central:busy", "http-busy-1"), -1);
+
+    /* A heartbeat that creates the entry does set its status. */
+    heartbeat_ok(gw.port, "http-born-busy", "room-born-busy", NULL, "busy");
+    assert_string_equal(hget(rc, "hr:h:http-born-busy", "status"), "busy");
+}
+
+static void test_gateway_status_unknown_host(void **state)
+{
+    (void)state;
+    struct reply rep;
+    post(&rep, gw.port, "/api/host/status", NULL,
+         json_pack("{s:s,s:s}", "hostId", "http-never-seen", "status", "busy"));
+    assert_error(&rep, 404, "unknown");
+    reply_free(&rep);
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:h:http-never-seen"), 0);
+    assert_int_equal(zscore(rc, "hr:i:local:busy", "http-never-seen"), -1);
+}
+
+/* --- bad input --- */
+
+static void test_gateway_bad_requests_refused(void **state)
+{
+    (void)state;
+    /* A Redis of its own: DBSIZE counts every key. */
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    assert_int_equal(start_gw2(redis2.port, NULL, NULL), 0);
+    redisContext *c = h_redis_connect(redis2.port);
+    /* A witness the bad requests name, so a refused request that still
+     * wrote would show; and the longest hostId there may be (64). */
+    static const char id64[] = "h123456789012345678901234567890123456789012345678901234567890123";
+    heartbeat_ok(gw2.port, "witness-1", "room-w", "us-east-1", NULL);
+    heartbeat_ok(gw2.port, id64, "room-64", NULL, NULL);
+    long long keys = h_redis_int(c, "DBSIZE");
+
+    static const struct {
+        const char *method, *path, *body;
+        int code;
+        const char *says;  /* in the error message */
+        const char *allow; /* the Allow header of a 405 */
+    } cases[] = {
+        {"POST", "/api/host/heartbeat", "{\"hostId\":\"witness-1\",\n\"roomId\":}", 400, "line 2",
+         NULL},
+        {"POST", "/api/host/heartbeat", "", 400, "empty", NULL},
+        {"POST", "/api/host/heartbeat", "{\"roomId\":\"r\"}", 400, "'hostId'", NULL},
+        {"POST", "/api/host/heartbeat", "{\"hostId\":\"witness-1\"}", 400, "'roomId'", NULL},
+        {"POST", "/api/host/heartbeat", "{\"hostId\":42,\"roomId\":\"r\"}", 400,
+         "'hostId' must be a string", NULL},
+        {"POST", "/api/host/heartbeat", "{\"hostId\":\"witness-1\",\"roomId\":{}}", 400,
+         "'roomId' must be a string", NULL},
+        {"POST", "/api/host/heartbeat", "{\"hostId\":\"witness-1\",\"roomId\":\"r\",\"region\":7}",
+         400, "'region' must be a string", NULL},
+        {"POST", "/api/host/heartbeat",
+         "{\"hostId\":\"witness-1\",\"roomId\":\"r\",\"status\":true}", 400,
+         "'status' must be a string", NULL},
+        {"POST", "/api/host/heartbeat",
+         "{\"hostId\":\"h1234567890123456789012345678901234567890123456789012345678901234\","
+         "\"roomId\":\"r\"}",
+         400, "hostId", NULL},
+        {"POST", "/api/host/heartbeat", "{\"hostId\":\"witness 1\",\"roomId\":\"r\"}", 400,
+         "hostId", NULL},
+        {"POST", "/api/host/heartbeat", "{\"hostId\":\"witness-1\\u0000x\",\"roomId\":\"r\"}", 400,
+         "column 28", NULL},
+        {"POST", "/api/host/heartbeat", "{\"hostId\":\"witness-1\",\"roomId\":\"room/1\"}", 400,
+         "roomId", NULL},
+        {"POST", "/api/host/heartbeat",
+         "{\"hostId\":\"witness-1\",\"roomId\":\"r\",\"region\":\"mars\"}", 400,
+         "us-east-1, us-west-1, eu-central, local", NULL},
+        {"POST", "/api/host/heartbeat",
+         "{\"hostId\":\"witness-1\",\"roomId\":\"r\",\"status\":\"away\"}", 400, "idle or busy",
+         NULL},
+        {"POST", "/api/host/heartbeat", "[{\"hostId\":\"witness-1\",\"roomId\":\"r\"}]", 400,
+         "JSON object", NULL},
+        {"POST", "/api/host/heartbeat", "\"witness-1\"", 400, "expected", NULL},
+        {"POST", "/api/host/heartbeat",
+         "{\"hostId\":\"witness-1\",\"hostId\":\"other\",\"roomId\":\"r\"}", 400, "duplicate",
+         NULL},
+        {"POST", "/api/host/status", "{\"hostId\":\"witness-1\",\"status\":\"away\"}", 400,
+         "idle or busy", NULL},
+        {"POST", "/api/host/status", "{\"hostId\":\"witness-1\"}", 400, "'status'", NULL},
+        {"POST", "/api/host/status", "{\"status\":\"busy\"}", 400, "'hostId'", NULL},
+        {"POST", "/api/host/status", "{\"hostId\":\"witness-1\",\"status\":2}", 400,
+         "'status' must be a string", NULL},
+        {"PUT", "/api/host/heartbeat", "{}", 405, "use POST", "POST"},
+        {"GET", "/api/host/heartbeat", NULL, 405, "use POST", "POST"},
+        {"TRACE", "/api/host/heartbeat", NULL, 405, "use POST", "POST"}, /* was evhttp's HTML 501 */
+        {"PATCH", "/api/hosts", "{}", 405, "use GET", "GET"},
+        {"DELETE", "/api/host/status", NULL, 405, "use POST", "POST"},
+        {"POST", "/api/hosts", "{}", 405, "use GET", "GET"},
+        {"GET", "/api/match/find", NULL, 405, "use POST", "POST"},
+        {"POST", "/healthz", "{}", 405, "use GET", "GET"},
+        {"GET", "/nope", NULL, 404, "/nope", NULL},
+        {"POST", "/api/host", "{}", 404, "/api/host", NULL},
+        {"GET", "/api/hosts?region=mars", NULL, 400, "us-east-1, us-west-1, eu-central, local",
+         NULL},
+        {"GET", "/api/hosts?status=away", NULL, 400, "idle or busy", NULL},
+        {"GET", "/api/hosts?limit=0", NULL, 400, "limit", NULL},
+        {"POST", "/api/match/find", "{\"region\":\"mars\"}", 400, "eu-central", NULL},
+        {"POST", "/api/match/find", "{\"regions\":\"eu-central\"}", 400, "'regions'", NULL},
+        {"POST", "/api/match/find", "{\"regions\":[\"eu-central\",7]}", 400, "regions[1]", NULL},
+        {"POST", "/api/match/find", "{\"hostId\":\"witness 1\"}", 400, "hostId", NULL},
+        {"POST", "/api/match/find", "{\"region\":", 400, "invalid JSON", NULL},
+        {"POST", "/api/match/find", "[\"local\"]", 400, "JSON object", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct reply rep;
+        call(&rep, gw2.port, cases[i].method, cases[i].path, NULL, cases[i].body);
+        print_message("case %zu: %s %s -> %d %s\n", i, cases[i].method, cases[i].path, rep.code,
+                      rep.r.body ? rep.r.body : "");
+        assert_error(&rep, cases[i].code, cases[i].says);
+        if (cases[i].allow) {
+            const char *allow = header(&rep, "Allow");
+            assert_non_null(allow);
+            assert_non_null(strstr(allow, cases[i].allow));
+        }
+        if (strcmp(cases[i].path, "/api/match/find") == 0)
+            assert_true(json_is_false(json_object_get(rep.j, "found")));
+        reply_free(&rep);
+    }
+
+    /* A body over 16 KiB, even one that is otherwise a fine heartbeat. */
+    size_t pad = 20000;
+    char *big = malloc(pad + 100);
+    assert_non_null(big);
+    int n = snprintf(big, 100, "{\"hostId\":\"witness-1\",\"roomId\":\"room-big\",\"pad\":\"");
+    memset(big + n, 'x', pad);
+    strcpy(big + n + pad, "\"}");
+    struct reply rep;
+    call(&rep, gw2.port, "POST", "/api/host/heartbeat", "Content-Type: application/json\r\n", big);
+    free(big);
+    assert_error(&rep, 413, "16384");
+    reply_free(&rep);
+
+    /* Nesting deep enough to exhaust a recursive parser, under the size limit. */
+    char *deep = malloc(16001);
+    assert_non_null(deep);
+    memset(deep, '[', 16000);
+    deep[16000] = '\0';
+    call(&rep, gw2.port, "POST", "/api/host/heartbeat", NULL, deep);
+    free(deep);
+    assert_error(&rep, 400, "invalid JSON");
+    reply_free(&rep);
+
+    /* Nothing was written, and the witness is as it was. */
+    assert_int_equal(h_redis_int(c, "DBSIZE"), keys);
+    assert_string_equal(hget(c, "hr:h:witness-1", "room"), "room-w");
+    assert_string_equal(hget(c, "hr:h:witness-1", "region"), "us-east-1");
+    assert_string_equal(hget(c, "hr:h:witness-1", "status"), "idle");
+    redisFree(c);
+}
+
+static void test_gateway_malformed_requests_survived(void **state)
+{
+    (void)state;
+    /* A 20 KB header: over evhttp's header limit (8 KiB). */
+    size_t big = 20000;
+    char *req = malloc(big + 200);
+    assert_non_null(req);
+    int n = snprintf(req, 200, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: ");
+    memset(req + n, 'a', big);
+    strcpy(req + n + big, "\r\nConnection: close\r\n\r\n");
+    struct h_http_resp r;
+    int code = h_http_raw(gw.port, req, strlen(req), &r);
+    /* Refused: an error status, or the connection closed (reset) unanswered. */
+    print_message("20 KB header -> %d\n", code);
+    assert_true(code == -1 || (code >= 400 && code < 500));
+    h_http_free(&r);
+
+    /* A body over evhttp's own cap (64 KiB): evhttp refuses it itself. */
+    size_t blen = 70000;
+    char *body = malloc(blen + 1);
+    assert_non_null(body);
+    memset(body, 'x', blen);
+    body[blen] = '\0';
+    size_t len;
+    char *post_big = h_http_format(gw.port, "POST", "/api/host/heartbeat", NULL, body, &len);
+    code = h_http_raw(gw.port, post_big, len, &r);
+    print_message("70 KB body -> %d\n", code);
+    assert_true(code == -1 || code == 413);
+    h_http_free(&r);
+    free(post_big);
+    free(body);
+    free(req);
+
+    /* Each is answered (an error) or dropped, and never takes the gateway down. */
+#define RAW(s)                                                                                     \
+    {                                                                                              \
+        s, sizeof(s) - 1                                                                           \
+    }
+    static const struct {
+        const char *bytes;
+        size_t len;
+    } raw[] = {
+        RAW("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n"), /* a TLS ClientHello */
+        RAW("GET /healthz HTTP/9.9\r\nConnection: close\r\n\r\n"),
+        RAW("GET\r\n\r\n"),
+        RAW("\r\n\r\n"),
+        RAW("GET /healthz HTTP/1.1\r\nNoColonHere\r\nConnection: close\r\n\r\n"),
+        RAW("GET /heal\0thz HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: -5\r\n\r\n"),
+        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 7\r\n"
+            "Connection: close\r\n\r\n{}"),
+        RAW("POST /api/host/heartbeat HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+        RAW("POST /api/host/heartbeat HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "ffffffffffffffffff\r\n{}\r\n"),
+        RAW("GET /api/hosts?%zz=%%%&region HTTP/1.1\r\nConnection: close\r\n\r\n"),
+        RAW("GET http://[::1/ HTTP/1.1\r\nConnection: close\r\n\r\n"),
+    };
+#undef RAW
+    for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
+        uint64_t t0 = h_now_ms();
+        code = h_http_raw(gw.port, raw[i].bytes, raw[i].len, &r);
+        print_message("raw case %zu -> %d in %llu ms\n", i, code,
+                      (unsigned long long)(h_now_ms() - t0));
+        h_http_free(&r);
+        assert_true(h_process_alive(gw.pid));
+    }
+
+    /* Clients that go away before their answer (which waits for Redis):
+     * half close normally, half reset the connection. */
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)gw.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (int i = 0; i < 40; i++) {
+        static const char *const paths[] = {"/readyz", "/api/hosts", "/metrics"};
+        char *q = h_http_format(gw.port, "GET", paths[i % 3], NULL, NULL, &len);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        assert_true(fd >= 0);
+        assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+        assert_int_equal(send(fd, q, len, MSG_NOSIGNAL), (ssize_t)len);
+        if (i % 2) {
+            struct linger lg = {1, 0};
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        }
+        close(fd);
+        free(q);
+    }
+
+    /* A chunked body is a fine request. */
+    static const char part1[] = "{\"hostId\":\"chun",
+                      part2[] = "ked-1\",\"roomId\":\"room-chunk\"}";
+    char chunked[512];
+    snprintf(chunked, sizeof(chunked),
+             "POST /api/host/heartbeat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+             "Transfer-Encoding: chunked\r\n\r\n%zx\r\n%s\r\n%zx\r\n%s\r\n0\r\n\r\n",
+             strlen(part1), part1, strlen(part2), part2);
+    code = h_http_raw(gw.port, chunked, strlen(chunked), &r);
+    h_http_free(&r);
+    assert_int_equal(code, 200);
+    assert_string_equal(hget(rc, "hr:h:chunked-1", "room"), "room-chunk");
+
+    /* Still serving. */
+    struct reply rep;
+    call(&rep, gw.port, "GET", "/healthz", NULL, NULL);
+    assert_code(&rep, 200);
+    reply_free(&rep);
+    call(&rep, gw.port, "GET", "/readyz", NULL, NULL);
+    assert_code(&rep, 200);
+    reply_free(&rep);
+    assert_true(h_process_alive(gw.pid));
+}
+
+static void test_gateway_idle_connection_closed(void **state)
+{
+    (void)state;
+    const char *args[] = {"--http-timeout", "1", NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)gw2.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    /* Half a request, then nothing: a slow client holding a socket. */
+    static const char part[] = "POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: 50\r\n\r\n{";
+    assert_int_equal(send(fd, part, sizeof(part) - 1, 0), (ssize_t)(sizeof(part) - 1));
+    uint64_t sent = h_now_ms(), closed = 0;
+    char buf[1024];
+    /* Waiting on time itself: the gateway's timeout must pass. */
+    while (h_now_ms() < sent + 5000) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) == 1) {
+            ssize_t r = recv(fd, buf, sizeof(buf), 0);
+            if (r <= 0) {
+                closed = h_now_ms();
+                break;
+            }
+        }
+    }
+    close(fd);
+    assert_true(closed != 0);
+    printf("# idle connection closed after %llu ms (--http-timeout 1)\n",
+           (unsigned long long)(closed - sent));
+    assert_true(closed - sent >= 500);
+    assert_true(closed - sent <= 3000);
+    struct reply rep;
+    call(&rep, gw2.port, "GET", "/healthz", NULL, NULL);
+    assert_code(&rep, 200);
+    reply_free(&rep);
+}
+
+/* A TCP connection to the gateway on `port`. */
+static int tcp_connect(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* Reads into buf (NUL-terminated) until `until` appears in it, or until EOF
+ * when `until` is NULL; 3 s at most. Returns the bytes read. */
+static size_t read_until(int fd, char *buf, size_t cap, const char *until)
+{
+    size_t used = 0;
+    uint64_t deadline = h_now_ms() + 3000;
+    buf[0] = '\0';
+    while (used + 1 < cap && h_now_ms() < deadline) {
+        if (until && strstr(buf, until))
+            break;
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, (int)(deadline - h_now_ms())) != 1)
+            break;
+        ssize_t r = recv(fd, buf + used, cap - used - 1, 0);
+        if (r <= 0)
+            break;
+        used += (size_t)r;
+        buf[used] = '\0';
+    }
+    return used;
+}
+
+static int count(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+static void test_gateway_keep_alive_and_expect_continue(void **state)
+{
+    (void)state;
+    /* HTTP/1.1 clients keep the connection open and may pipeline: three
+     * requests in one write, answered in order on the same connection. */
+    static const char hb[] = "{\"hostId\":\"ka-1\",\"roomId\":\"ka-room-1\"}";
+    static const char busy[] = "{\"hostId\":\"ka-1\",\"status\":\"busy\"}";
+    char reqs[1024], buf[8192];
+    snprintf(reqs, sizeof(reqs),
+             "POST /api/host/heartbeat HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             "Content-Length: %zu\r\n\r\n%s"
+             "POST /api/host/status HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n%s"
+             "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+             strlen(hb), hb, strlen(busy), busy);
+    int fd = tcp_connect(gw.port);
+    assert_int_equal(send(fd, reqs, strlen(reqs), 0), (ssize_t)strlen(reqs));
+    read_until(fd, buf, sizeof(buf), NULL);
+    close(fd);
+    assert_int_equal(count(buf, "HTTP/1.1 200 OK\r\n"), 3);
+    const char *ttl = strstr(buf, "{\"success\":true,\"ttl\":30}");
+    const char *st = strstr(buf, "{\"success\":true}");
+    const char *alive = strstr(buf, "\"alive\"");
+    assert_true(ttl && st && alive && ttl < st && st < alive);
+    assert_string_equal(hget(rc, "hr:h:ka-1", "status"), "busy");
+
+    /* Expect: 100-continue (sent by libcurl for larger bodies): the body
+     * only after the interim answer. */
+    fd = tcp_connect(gw.port);
+    snprintf(reqs, sizeof(reqs),
+             "POST /api/host/heartbeat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+             "Expect: 100-continue\r\nContent-Length: %zu\r\n\r\n",
+             strlen(hb));
+    assert_int_equal(send(fd, reqs, strlen(reqs), 0), (ssize_t)strlen(reqs));
+    read_until(fd, buf, sizeof(buf), "\r\n\r\n");
+    assert_non_null(strstr(buf, "HTTP/1.1 100 Continue\r\n"));
+    assert_int_equal(send(fd, hb, strlen(hb), 0), (ssize_t)strlen(hb));
+    read_until(fd, buf, sizeof(buf), NULL);
+    close(fd);
+    assert_non_null(strstr(buf, "HTTP/1.1 200 OK\r\n"));
+    assert_non_null(strstr(buf, "{\"success\":true,\"ttl\":30}"));
+}
+
+/* --- one registry for UDP and HTTP --- */
+
+static void test_gateway_udp_host_listed_and_claimable(void **state)
+{
+    (void)state;
+    const char *args[] = {"--prefix", "u1:", NULL};
+    assert_int_equal(h_daemon_start(&dmn, redis.port, args), 0);
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    struct hr_request hb = h_heartbeat("udp-host-1", "udp-room-1", "eu-central", HR_STATUS_NONE, 0);
+    struct hr_ack ack;
+    assert_int_equal(h_send(dmn.port, &hb, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+
+    struct reply rep;
+    call(&rep, gw2.port, "GET", "/api/hosts?region=eu-central", NULL, NULL);
+    assert_code(&rep, 200);
+    assert_json(&rep);
+    assert_true(json_is_array(rep.j));
+    assert_int_equal(json_array_size(rep.j), 1);
+    json_t *h = json_array_get(rep.j, 0);
+    assert_string_equal(jstr(h, "roomId"), "udp-room-1");
+    assert_string_equal(jstr(h, "region"), "eu-central");
+    assert_string_equal(jstr(h, "status"), "idle");
+    json_int_t ttl = json_integer_value(json_object_get(h, "ttl"));
+    assert_true(ttl >= 28 && ttl <= 30);
+    assert_null(json_object_get(h, "hostId")); /* no secret presented */
+    reply_free(&rep);
+
+    char room[80];
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "region", "eu-central"), room, sizeof(room)),
+                     200);
+    assert_string_equal(room, "udp-room-1");
+    assert_string_equal(hget(rc, "u1:h:udp-host-1", "status"), "busy");
+    assert_true(zscore(rc, "u1:claims", "udp-host-1") > 0);
+
+    /* The host confirms over UDP: the claim's lease is settled. */
+    struct hr_request st = h_status("udp-host-1", HR_STATUS_BUSY, 0);
+    assert_int_equal(h_send(dmn.port, &st, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    assert_int_equal(zscore(rc, "u1:claims", "udp-host-1"), -1);
+    assert_int_equal(h_redis_int(rc, "HEXISTS u1:h:udp-host-1 lease"), 0);
+    call(&rep, gw2.port, "GET", "/api/hosts?status=busy", NULL, NULL);
+    assert_code(&rep, 200);
+    assert_int_equal(json_array_size(rep.j), 1);
+    assert_string_equal(jstr(json_array_get(rep.j, 0), "roomId"), "udp-room-1");
+    reply_free(&rep);
+}
+
+static void test_gateway_http_host_takes_udp_status(void **state)
+{
+    (void)state;
+    const char *args[] = {"--prefix", "u2:", NULL};
+    assert_int_equal(h_daemon_start(&dmn, redis.port, args), 0);
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    heartbeat_ok(gw2.port, "http-host-1", "http-room-1", "us-west-1", "idle");
+
+    struct hr_request st = h_status("http-host-1", HR_STATUS_BUSY, 0);
+    struct hr_ack ack;
+    assert_int_equal(h_send(dmn.port, &st, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    assert_string_equal(hget(rc, "u2:h:http-host-1", "status"), "busy");
+    assert_true(zscore(rc, "u2:i:us-west-1:busy", "http-host-1") > 0);
+
+    /* Later HTTP heartbeats keep it busy; UDP ones keep it alive. */
+    heartbeat_ok(gw2.port, "http-host-1", "http-room-1", "us-west-1", "idle");
+    struct hr_request hb =
+        h_heartbeat("http-host-1", "http-room-1", "us-west-1", HR_STATUS_IDLE, 0);
+    assert_int_equal(h_send(dmn.port, &hb, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    assert_string_equal(hget(rc, "u2:h:http-host-1", "status"), "busy");
+
+    st = h_status("http-host-1", HR_STATUS_IDLE, 0);
+    assert_int_equal(h_send(dmn.port, &st, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    struct reply rep;
+    call(&rep, gw2.port, "GET", "/api/hosts?status=idle", NULL, NULL);
+    assert_code(&rep, 200);
+    assert_int_equal(json_array_size(rep.j), 1);
+    assert_string_equal(jstr(json_array_get(rep.j, 0), "roomId"), "http-room-1");
+    reply_free(&rep);
+
+    /* And an HTTP status update after ordered UDP ones still applies. */
+    status_ok(gw2.port, "http-host-1", "busy");
+    assert_string_equal(hget(rc, "u2:h:http-host-1", "status"), "busy");
+}
+
+static void test_gateway_hosts_list_filters(void **state)
+{
+    (void)state;
+    /* With a TTL other than the default, as configured everywhere. */
+    const char *args[] = {"--prefix", "hl:", "--ttl", "45", NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    struct reply rep;
+    post(
+        &rep, gw2.port, "/api/host/heartbeat", NULL,
+        json_pack("{s:s,s:s,s:s}", "hostId", "hl-1", "roomId", "hl-room-1", "region", "us-east-1"));
+    assert_code(&rep, 200);
+    assert_int_equal(json_integer_value(json_object_get(rep.j, "ttl")), 45);
+    reply_free(&rep);
+    long long pttl = h_redis_int(rc, "PTTL hl:h:hl-1");
+    assert_true(pttl > 43000 && pttl <= 45000);
+    heartbeat_ok(gw2.port, "hl-2", "hl-room-2", "eu-central", NULL);
+    heartbeat_ok(gw2.port, "hl-3", "hl-room-3", "eu-central", "busy");
+
+    static const struct {
+        const char *query;
+        size_t count;
+        const char *room; /* the one room expected, when count is 1 */
+    } cases[] = {
+        {"/api/hosts", 3, NULL},
+        {"/api/hosts?region=eu-central", 2, NULL},
+        {"/api/hosts?region=eu-central&status=idle", 1, "hl-room-2"},
+        {"/api/hosts?status=busy", 1, "hl-room-3"},
+        {"/api/hosts?region=us-west-1", 0, NULL},
+        {"/api/hosts?limit=1", 1, NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        call(&rep, gw2.port, "GET", cases[i].query, NULL, NULL);
+        assert_code(&rep, 200);
+        assert_json(&rep);
+        assert_true(json_is_array(rep.j));
+        if (json_array_size(rep.j) != cases[i].count)
+            fail_msg("%s: %zu hosts, want %zu", cases[i].query, json_array_size(rep.j),
+                     cases[i].count);
+        size_t k;
+        json_t *h;
+        json_array_foreach(rep.j, k, h)
+        {
+            assert_non_null(jstr(h, "roomId"));
+            assert_non_null(jstr(h, "region"));
+            assert_non_null(jstr(h, "status"));
+            json_int_t ttl = json_integer_value(json_object_get(h, "ttl"));
+            assert_true(ttl > 40 && ttl <= 45);
+            assert_null(json_object_get(h, "hostId"));
+        }
+        if (cases[i].room)
+            assert_string_equal(jstr(json_array_get(rep.j, 0), "roomId"), cases[i].room);
+        reply_free(&rep);
+    }
+}
+
+/* --- matchmaking --- */
+
+static void test_gateway_concurrent_finds_claim_each_host_once(void **state)
+{
+    (void)state;
+    enum { HOSTS = 50, FINDS = 200 };
+    const char *args[] = {"--prefix", "cc:", "--log-level", "warn", NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+
+    char *reqs[FINDS];
+    size_t lens[FINDS];
+    struct h_http_resp out[FINDS];
+    for (int i = 0; i < HOSTS; i++) {
+        char body[128];
+        snprintf(body, sizeof(body),
+                 "{\"hostId\":\"cc-host-%02d\",\"roomId\":\"cc-room-%02d\",\"region\":"
+                 "\"us-west-1\"}",
+                 i, i);
+        reqs[i] = h_http_format(gw2.port, "POST", "/api/host/heartbeat", NULL, body, &lens[i]);
+    }
+    assert_int_equal(h_http_many(gw2.port, HOSTS, (const char *const *)reqs, lens, out, 20000),
+                     HOSTS);
+    for (int i = 0; i < HOSTS; i++) {
+        assert_int_equal(out[i].status, 200);
+        h_http_free(&out[i]);
+        free(reqs[i]);
+    }
+    assert_int_equal(h_redis_int(rc, "ZCARD cc:i:us-west-1:idle"), HOSTS);
+
+    for (int i = 0; i < FINDS; i++)
+        reqs[i] = h_http_format(gw2.port, "POST", "/api/match/find", NULL,
+                                "{\"region\":\"us-west-1\"}", &lens[i]);
+    /* The burst lands while the gateway is busy (stopped for 300 ms), so the
+     * kernel must queue every connection until it accepts again. */
+    assert_int_equal(kill(gw2.pid, SIGSTOP), 0);
+    pid_t waker = fork();
+    if (waker == 0) {
+        usleep(300000);
+        kill(gw2.pid, SIGCONT);
+        _exit(0);
+    }
+    assert_true(waker > 0);
+    uint64_t t0 = h_now_ms();
+    size_t answered = h_http_many(gw2.port, FINDS, (const char *const *)reqs, lens, out, 20000);
+    uint64_t took = h_now_ms() - t0;
+    waitpid(waker, NULL, 0);
+    printf("# %d concurrent finds answered in %llu ms (300 ms of them paused)\n", FINDS,
+           (unsigned long long)took);
+    assert_int_equal(answered, FINDS);
+    /* A second or more is the kernel's SYN retransmit: the accept queue
+     * overflowed (evhttp's own backlog is 128). Only a system that caps every
+     * backlog below the burst (net.core.somaxconn) is excused. */
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+    int somaxconn = 0;
+    if (f) {
+        if (fscanf(f, "%d", &somaxconn) != 1)
+            somaxconn = 0;
+        fclose(f);
+    }
+    if (somaxconn > FINDS)
+        assert_true(took < 1000);
+    int found = 0, not_found = 0, seen[HOSTS] = {0};
+    for (int i = 0; i < FINDS; i++) {
+        json_t *j = json_loadb(out[i].body, out[i].body_len, 0, NULL);
+        assert_non_null(j);
+        if (out[i].status == 200) {
+            int k = -1;
+            assert_true(json_is_true(json_object_get(j, "found")));
+            assert_int_equal(sscanf(jstr(j, "roomId"), "cc-room-%d", &k), 1);
+            assert_true(k >= 0 && k < HOSTS);
+            seen[k]++;
+            found++;
+        } else {
+            assert_int_equal(out[i].status, 404);
+            assert_true(json_is_false(json_object_get(j, "found")));
+            assert_non_null(jstr(j, "message"));
+            not_found++;
+        }
+        json_decref(j);
+        h_http_free(&out[i]);
+        free(reqs[i]);
+    }
+    assert_int_equal(found, HOSTS);
+    assert_int_equal(not_found, FINDS - HOSTS);
+    for (int k = 0; k < HOSTS; k++)
+        assert_int_equal(seen[k], 1); /* every host exactly once */
+    assert_int_equal(h_redis_int(rc, "ZCARD cc:i:us-west-1:idle"), 0);
+    assert_int_equal(h_redis_int(rc, "ZCARD cc:i:us-west-1:busy"), HOSTS);
+}
+
+static void test_gateway_unconfirmed_claim_returns_to_idle(void **state)
+{
+    (void)state;
+    const char *args[] = {"--prefix", "ls:", "--claim-lease", "1", NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    heartbeat_ok(gw2.port, "ls-a", "ls-room-a", "local", NULL);
+    heartbeat_ok(gw2.port, "ls-b", "ls-room-b", "local", NULL);
+
+    char room[80];
+    uint64_t claimed = h_now_ms();
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "hostId", "ls-a"), room, sizeof(room)), 200);
+    assert_string_equal(room, "ls-room-a");
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "hostId", "ls-b"), room, sizeof(room)), 200);
+    assert_string_equal(room, "ls-room-b");
+    /* ls-b's host confirms; ls-a's is a legacy host that only heartbeats. */
+    status_ok(gw2.port, "ls-b", "busy");
+    heartbeat_ok(gw2.port, "ls-a", "ls-room-a", "local", "idle");
+    assert_string_equal(hget(rc, "ls:h:ls-a", "status"), "busy");
+    assert_string_equal(hget(rc, "ls:h:ls-b", "status"), "busy");
+
+    /* Waiting on time itself: the lease must run out. */
+    uint64_t idle_at = 0;
+    while (h_now_ms() < claimed + 5000) {
+        if (strcmp(hget(rc, "ls:h:ls-a", "status"), "idle") == 0) {
+            idle_at = h_now_ms();
+            break;
+        }
+        assert_string_equal(hget(rc, "ls:h:ls-b", "status"), "busy");
+        usleep(20000);
+    }
+    assert_true(idle_at != 0);
+    printf("# unconfirmed claim back to idle %llu ms after the claim (lease 1 s)\n",
+           (unsigned long long)(idle_at - claimed));
+    assert_true(idle_at - claimed >= 900);
+    assert_true(zscore(rc, "ls:i:local:idle", "ls-a") > 0);
+    assert_int_equal(zscore(rc, "ls:i:local:busy", "ls-a"), -1);
+    assert_int_equal(zscore(rc, "ls:claims", "ls-a"), -1);
+
+    /* The confirmed one stays busy past its lease and a sweep after it. */
+    while (h_now_ms() < claimed + 2500) {
+        assert_string_equal(hget(rc, "ls:h:ls-b", "status"), "busy");
+        usleep(50000);
+    }
+    assert_string_equal(hget(rc, "ls:h:ls-b", "status"), "busy");
+    assert_true(zscore(rc, "ls:i:local:busy", "ls-b") > 0);
+
+    /* And the returned one can be claimed again. */
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "region", "local"), room, sizeof(room)),
+                     200);
+    assert_string_equal(room, "ls-room-a");
+}
+
+static void test_gateway_find_preference_and_specific_host(void **state)
+{
+    (void)state;
+    const char *args[] = {"--prefix", "fp:", NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    heartbeat_ok(gw2.port, "fp-east", "fp-room-east", "us-east-1", NULL);
+    heartbeat_ok(gw2.port, "fp-eu", "fp-room-eu", "eu-central", NULL);
+    heartbeat_ok(gw2.port, "fp-local", "fp-room-local", "local", NULL);
+    heartbeat_ok(gw2.port, "6F9619FF-8B86-D011-B42D-00C04FC964FF", "fp-room-uuid", "local", NULL);
+
+    char room[80];
+    /* In the order of preference; the empty first region is skipped. */
+    const char *pref = "{s:[s,s,s]}";
+    assert_int_equal(find(gw2.port,
+                          json_pack(pref, "regions", "us-west-1", "eu-central", "us-east-1"), room,
+                          sizeof(room)),
+                     200);
+    assert_string_equal(room, "fp-room-eu");
+    assert_int_equal(find(gw2.port,
+                          json_pack(pref, "regions", "us-west-1", "eu-central", "us-east-1"), room,
+                          sizeof(room)),
+                     200);
+    assert_string_equal(room, "fp-room-east");
+    assert_int_equal(find(gw2.port,
+                          json_pack(pref, "regions", "us-west-1", "eu-central", "us-east-1"), room,
+                          sizeof(room)),
+                     404);
+
+    /* A specific host: only it, only when idle, only in the region asked. */
+    assert_int_equal(find(gw2.port,
+                          json_pack("{s:s,s:s}", "hostId", "fp-local", "region", "eu-central"),
+                          room, sizeof(room)),
+                     404);
+    assert_string_equal(hget(rc, "fp:h:fp-local", "status"), "idle");
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "hostId", "fp-local"), room, sizeof(room)),
+                     200);
+    assert_string_equal(room, "fp-room-local");
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "hostId", "fp-local"), room, sizeof(room)),
+                     404);
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "hostId", "fp-never"), room, sizeof(room)),
+                     404);
+    /* A UUID in either case names the same host. */
+    assert_int_equal(find(gw2.port,
+                          json_pack("{s:s}", "hostId", "6f9619ff-8b86-d011-b42d-00c04fc964ff"),
+                          room, sizeof(room)),
+                     200);
+    assert_string_equal(room, "fp-room-uuid");
+
+    /* No body at all, as the original clients may send: any region. */
+    heartbeat_ok(gw2.port, "fp-west", "fp-room-west", "us-west-1", NULL);
+    assert_int_equal(find(gw2.port, NULL, room, sizeof(room)), 200);
+    assert_string_equal(room, "fp-room-west");
+    assert_int_equal(find(gw2.port, json_object(), room, sizeof(room)), 404);
+}
+
+/* --- secrets --- */
+
+static void test_gateway_host_secrets(void **state)
+{
+    (void)state;
+    const char *args[] = {"--prefix", "sc:", NULL};
+    const char *env[] = {"HOSTREG_HOST_SECRET=s1", "HOSTREG_HOST_SECRET_PREVIOUS=s0", NULL};
+    assert_int_equal(start_gw2(redis.port, args, env), 0);
+    /* Open gateways say so at start; this one is not open. */
+    assert_true(h_gateway_log_contains(&gw, "no HOSTREG_HOST_SECRET"));
+    assert_false(h_gateway_log_contains(&gw2, "no HOSTREG_HOST_SECRET"));
+
+    static const struct {
+        const char *auth; /* the Authorization header, or NULL */
+        int code;
+    } cases[] = {
+        {NULL, 401},       {"Basic abc", 401},    {"Bearer ", 401},
+        {"Bearer", 401},   {"Bearer wrong", 403}, {"Bearer s1x", 403},
+        {"Bearer s", 403}, {"Bearer s1", 200},    {"Bearer s0", 200},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char host[32], hdr[64], key[64];
+        snprintf(host, sizeof(host), "sc-host-%zu", i);
+        snprintf(key, sizeof(key), "sc:h:%s", host);
+        if (cases[i].auth)
+            snprintf(hdr, sizeof(hdr), "Authorization: %s\r\n", cases[i].auth);
+        struct reply rep;
+        post(&rep, gw2.port, "/api/host/heartbeat", cases[i].auth ? hdr : NULL,
+             json_pack("{s:s,s:s}", "hostId", host, "roomId", "sc-room"));
+        print_message("Authorization %s -> %d\n", cases[i].auth ? cases[i].auth : "(none)",
+                      rep.code);
+        if (cases[i].code == 200) {
+            assert_code(&rep, 200);
+            assert_int_equal(h_redis_int(rc, "EXISTS %s", key), 1);
+        } else {
+            assert_error(&rep, cases[i].code, NULL);
+            assert_int_equal(h_redis_int(rc, "EXISTS %s", key), 0);
+            if (cases[i].code == 401)
+                assert_non_null(header(&rep, "WWW-Authenticate"));
+        }
+        reply_free(&rep);
+    }
+
+    /* The status endpoint too. */
+    struct reply rep;
+    const char *busy = "{\"hostId\":\"sc-host-7\",\"status\":\"busy\"}";
+    call(&rep, gw2.port, "POST", "/api/host/status", NULL, busy);
+    assert_error(&rep, 401, "Authorization");
+    reply_free(&rep);
+    call(&rep, gw2.port, "POST", "/api/host/status", "Authorization: Bearer s2\r\n", busy);
+    assert_error(&rep, 403, NULL);
+    reply_free(&rep);
+    assert_string_equal(hget(rc, "sc:h:sc-host-7", "status"), "idle");
+    call(&rep, gw2.port, "POST", "/api/host/status", "Authorization: Bearer s1\r\n", busy);
+    assert_code(&rep, 200);
+    reply_free(&rep);
+    assert_string_equal(hget(rc, "sc:h:sc-host-7", "status"), "busy");
+
+    /* The C++ host, with the secret it was given. */
+    call(&rep, gw2.port, "POST", "/api/host/heartbeat",
+         "Content-Type: application/json\r\nAuthorization: Bearer s1\r\n",
+         "{\"hostId\":\"4a4b4c4d-0000-4000-8000-000000000001\",\"roomId\":\"sc-room-cpp\","
+         "\"region\":\"local\",\"status\":\"idle\",\"capacity\":4,\"availableSlots\":4}");
+    assert_code(&rep, 200);
+    reply_free(&rep);
+
+    /* hostIds are listed only for the hosts' secret (current or previous). */
+    static const struct {
+        const char *hdr;
+        bool ids;
+    } lists[] = {
+        {NULL, false},
+        {"Authorization: Bearer nope\r\n", false},
+        {"Authorization: Bearer s1\r\n", true},
+        {"Authorization: Bearer s0\r\n", true},
+    };
+    for (size_t i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+        call(&rep, gw2.port, "GET", "/api/hosts", lists[i].hdr, NULL);
+        assert_code(&rep, 200);
+        assert_true(json_array_size(rep.j) == 3);
+        size_t k;
+        json_t *h;
+        json_array_foreach(rep.j, k, h)
+        {
+            const char *id = jstr(h, "hostId");
+            if (lists[i].ids)
+                assert_non_null(id);
+            else
+                assert_null(json_object_get(h, "hostId"));
+        }
+        reply_free(&rep);
+    }
+
+    /* Matchmaking is a client endpoint: no host secret needed. */
+    char room[80];
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "region", "local"), room, sizeof(room)),
+                     200);
+}
+
+/* --- operations --- */
+
+static void test_gateway_health_and_metrics(void **state)
+{
+    (void)state;
+    const char *args[] = {"--prefix", "mt:", NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    struct reply rep;
+    call(&rep, gw2.port, "GET", "/healthz", NULL, NULL);
+    assert_code(&rep, 200);
+    assert_json(&rep);
+    assert_true(json_is_true(json_object_get(rep.j, "success")));
+    reply_free(&rep);
+
+    heartbeat_ok(gw2.port, "mt-1", "mt-room-1", "local", NULL);
+    heartbeat_ok(gw2.port, "mt-2", "mt-room-2", "local", NULL);
+    heartbeat_ok(gw2.port, "mt-3", "mt-room-3", "local", NULL);
+    status_ok(gw2.port, "mt-3", "busy");
+    call(&rep, gw2.port, "POST", "/api/host/heartbeat", NULL, "{\"hostId\":\"mt-4\"}");
+    assert_code(&rep, 400);
+    reply_free(&rep);
+
+    call(&rep, gw2.port, "GET", "/metrics", NULL, NULL);
+    assert_code(&rep, 200);
+    const char *ct = header(&rep, "Content-Type");
+    assert_non_null(ct);
+    assert_non_null(strstr(ct, "text/plain"));
+    const char *m = rep.r.body;
+    static const struct {
+        const char *series;
+        double value;
+    } want[] = {
+        {"hostreg_http_requests_total{endpoint=\"heartbeat\",code=\"200\"}", 3},
+        {"hostreg_http_requests_total{endpoint=\"heartbeat\",code=\"400\"}", 1},
+        {"hostreg_http_requests_total{endpoint=\"status\",code=\"200\"}", 1},
+        {"hostreg_http_requests_total{endpoint=\"healthz\",code=\"200\"}", 1},
+        {"hostreg_http_request_duration_seconds_count{endpoint=\"heartbeat\"}", 4},
+        {"hostreg_http_request_duration_seconds_bucket{endpoint=\"heartbeat\",le=\"+Inf\"}", 4},
+        {"hostreg_hosts{region=\"local\",status=\"idle\"}", 2},
+        {"hostreg_hosts{region=\"local\",status=\"busy\"}", 1},
+        {"hostreg_hosts{region=\"eu-central\",status=\"idle\"}", 0},
+        {"hostreg_redis_up", 1},
+        {"hostreg_redis_errors_total", 0},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        double v = metric(m, want[i].series);
+        if (v != want[i].value)
+            fail_msg("%s is %g, want %g\n%s", want[i].series, v, want[i].value, m);
+    }
+    /* At least the start-up probe; every sample line is "name{labels} number". */
+    assert_true(metric(m, "hostreg_http_requests_total{endpoint=\"readyz\",code=\"200\"}") >= 1);
+    assert_true(metric(m, "hostreg_http_request_duration_seconds_sum{endpoint=\"heartbeat\"}") > 0);
+    assert_non_null(strstr(m, "# TYPE hostreg_http_requests_total counter\n"));
+    assert_non_null(strstr(m, "# TYPE hostreg_hosts gauge\n"));
+    reply_free(&rep);
+}
+
+static void test_gateway_cors(void **state)
+{
+    (void)state;
+    struct reply rep;
+    static const char pre[] = "Origin: http://b.example\r\nAccess-Control-Request-Method: POST\r\n"
+                              "Access-Control-Request-Headers: content-type, authorization\r\n";
+    call(&rep, gw.port, "OPTIONS", "/api/host/heartbeat", pre, NULL);
+    assert_code(&rep, 204);
+    assert_int_equal(rep.r.body_len, 0);
+    assert_string_equal(header(&rep, "Access-Control-Allow-Origin"), "*");
+    assert_non_null(strstr(header(&rep, "Access-Control-Allow-Methods"), "POST"));
+    assert_non_null(strstr(header(&rep, "Access-Control-Allow-Headers"), "authorization"));
+    reply_free(&rep);
+    call(&rep, gw.port, "OPTIONS", "/api/match/find", pre, NULL);
+    assert_code(&rep, 204);
+    reply_free(&rep);
+    call(&rep, gw.port, "GET", "/healthz", "Origin: http://b.example\r\n", NULL);
+    assert_code(&rep, 200);
+    assert_string_equal(header(&rep, "Access-Control-Allow-Origin"), "*");
+    reply_free(&rep);
+
+    /* A configured list: only those origins, echoed. */
+    const char *args[] = {"--cors-origins", "http://a.example,http://c.example", NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    static const struct {
+        const char *origin;
+        bool allowed;
+    } origins[] = {
+        {"http://a.example", true},       {"http://c.example", true},
+        {"http://b.example", false},      {"http://a.exampl", false},
+        {"http://a.example.evil", false}, {"http://a.example,http://c.example", false},
+    };
+    for (size_t i = 0; i < sizeof(origins) / sizeof(origins[0]); i++) {
+        char hdr[128];
+        snprintf(hdr, sizeof(hdr), "Origin: %s\r\nAccess-Control-Request-Method: POST\r\n",
+                 origins[i].origin);
+        for (int get = 0; get < 2; get++) {
+            call(&rep, gw2.port, get ? "GET" : "OPTIONS", get ? "/healthz" : "/api/host/status",
+                 hdr, NULL);
+            assert_code(&rep, get ? 200 : 204);
+            const char *acao = header(&rep, "Access-Control-Allow-Origin");
+            if (origins[i].allowed) {
+                assert_non_null(acao);
+                assert_string_equal(acao, origins[i].origin);
+            } else if (acao) {
+                fail_msg("origin %s was allowed (%s)", origins[i].origin, acao);
+            }
+            reply_free(&rep);
+        }
+    }
+}
+
+static void test_gateway_request_id(void **state)
+{
+    (void)state;
+    struct reply rep;
+    call(&rep, gw.port, "GET", "/healthz", "X-Request-Id: trace-abc-123\r\n", NULL);
+    assert_code(&rep, 200);
+    assert_string_equal(header(&rep, "X-Request-Id"), "trace-abc-123");
+    reply_free(&rep);
+    assert_true(h_gateway_log_contains(&gw, "rid=trace-abc-123"));
+
+    /* On error answers too. */
+    call(&rep, gw.port, "GET", "/nope", "X-Request-Id: trace-err-9\r\n", NULL);
+    assert_code(&rep, 404);
+    assert_string_equal(header(&rep, "X-Request-Id"), "trace-err-9");
+    reply_free(&rep);
+
+    /* Absent, or not a sane id: a fresh one, different each time. */
+    char first[80] = "", logged[100];
+    static const char *const hdrs[] = {NULL, NULL, "X-Request-Id: has spaces in it\r\n",
+                                       "X-Request-Id: "
+                                       "0123456789012345678901234567890123456789012345678901234567"
+                                       "89012345678901234567890123456789\r\n"};
+    for (size_t i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++) {
+        call(&rep, gw.port, "GET", "/healthz", hdrs[i], NULL);
+        assert_code(&rep, 200);
+        const char *rid = header(&rep, "X-Request-Id");
+        assert_non_null(rid);
+        assert_int_equal(strlen(rid), 16);
+        assert_int_equal(strspn(rid, "0123456789abcdef"), 16);
+        assert_string_not_equal(rid, first);
+        snprintf(first, sizeof(first), "%s", rid);
+        snprintf(logged, sizeof(logged), "rid=%s", rid);
+        assert_true(h_gateway_log_contains(&gw, logged));
+        reply_free(&rep);
+    }
+}
+
+static void test_gateway_turn_credentials(void **state)
+{
+    (void)state;
+    const char *args[] = {"--prefix",
+                          "tn:",
+                          "--turn",
+                          "turn:turn.example:3478,turns:turn.example:5349",
+                          "--turn-secret",
+                          "s3cret",
+                          "--turn-ttl",
+                          "3600",
+                          "--stun",
+                          "stun:stun.example:3478",
+                          "--signaling-url",
+                          "wss://signal.example/ws",
+                          NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    heartbeat_ok(gw2.port, "tn-1", "tn-room-1", "local", NULL);
+
+    struct reply rep;
+    time_t before = time(NULL);
+    post(&rep, gw2.port, "/api/match/find", NULL, json_object());
+    time_t after = time(NULL);
+    assert_code(&rep, 200);
+    assert_string_equal(jstr(rep.j, "roomId"), "tn-room-1");
+    assert_string_equal(jstr(rep.j, "signalingUrl"), "wss://signal.example/ws");
+    json_t *ice = json_object_get(rep.j, "iceServers");
+    assert_int_equal(json_array_size(ice), 2);
+    json_t *stun = json_array_get(ice, 0), *turn = json_array_get(ice, 1);
+    json_t *want = json_pack("[s]", "stun:stun.example:3478");
+    assert_true(json_equal(json_object_get(stun, "urls"), want));
+    json_decref(want);
+    assert_null(json_object_get(stun, "username"));
+    want = json_pack("[s,s]", "turn:turn.example:3478", "turns:turn.example:5349");
+    assert_true(json_equal(json_object_get(turn, "urls"), want));
+    json_decref(want);
+
+    /* coturn's use-auth-secret: "<expiry>:<id>", base64(HMAC-SHA1(secret, username)). */
+    const char *user = jstr(turn, "username"), *cred = jstr(turn, "credential");
+    assert_non_null(user);
+    assert_non_null(cred);
+    char *end;
+    long long expiry = strtoll(user, &end, 10);
+    assert_true(*end == ':');
+    assert_string_equal(end + 1, "tn-room-1");
+    assert_true(expiry >= (long long)before + 3600 && expiry <= (long long)after + 3600);
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    assert_non_null(
+        HMAC(EVP_sha1(), "s3cret", 6, (const unsigned char *)user, strlen(user), mac, &maclen));
+    assert_int_equal(maclen, 20);
+    unsigned char b64[64];
+    EVP_EncodeBlock(b64, mac, (int)maclen);
+    assert_string_equal(cred, (const char *)b64);
+    reply_free(&rep);
+}
+
+/* --- Redis faults --- */
+
+static void test_gateway_redis_paused_stopped_and_back(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    assert_int_equal(start_gw2(redis2.port, NULL, NULL), 0);
+    heartbeat_ok(gw2.port, "rf-1", "rf-room-1", "local", NULL);
+    const char *hb = "{\"hostId\":\"rf-1\",\"roomId\":\"rf-room-1\"}";
+    struct reply rep;
+
+    /* Slow: Redis paused. The gateway's own timeout answers. A client that
+     * gives up first leaves an answer owed to a closed connection. */
+    kill(redis2.pid, SIGSTOP);
+    size_t len;
+    char *q = h_http_format(gw2.port, "POST", "/api/host/heartbeat", NULL, hb, &len);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)gw2.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(send(fd, q, len, MSG_NOSIGNAL), (ssize_t)len);
+    close(fd);
+    free(q);
+    uint64_t t0 = h_now_ms();
+    call(&rep, gw2.port, "POST", "/api/host/heartbeat", NULL, hb);
+    uint64_t paused_ms = h_now_ms() - t0;
+    kill(redis2.pid, SIGCONT);
+    printf("# 503 with Redis paused after %llu ms\n", (unsigned long long)paused_ms);
+    assert_error(&rep, 503, NULL);
+    assert_string_equal(header(&rep, "Retry-After"), "1");
+    reply_free(&rep);
+    assert_true(paused_ms < 1000);
+    /* Back once Redis answers again. */
+    int code = 0;
+    for (uint64_t end = h_now_ms() + 3000; code != 200 && h_now_ms() < end;) {
+        code = call(&rep, gw2.port, "GET", "/readyz", NULL, NULL);
+        reply_free(&rep);
+        if (code != 200)
+            usleep(10000);
+    }
+    assert_int_equal(code, 200);
+
+    /* Stopped. */
+    h_redis_stop(&redis2, false, false);
+    uint64_t down_at = h_now_ms();
+    t0 = h_now_ms();
+    call(&rep, gw2.port, "POST", "/api/host/heartbeat", NULL, hb);
+    uint64_t stopped_ms = h_now_ms() - t0;
+    printf("# 503 with Redis stopped after %llu ms\n", (unsigned long long)stopped_ms);
+    assert_error(&rep, 503, NULL);
+    assert_string_equal(header(&rep, "Retry-After"), "1");
+    assert_true(stopped_ms < 1000);
+    reply_free(&rep);
+    static const struct {
+        const char *method, *path, *body;
+        int code;
+    } down[] = {
+        {"POST", "/api/host/status", "{\"hostId\":\"rf-1\",\"status\":\"busy\"}", 503},
+        {"POST", "/api/match/find", "{}", 503},
+        {"GET", "/api/hosts", NULL, 503},
+        {"GET", "/readyz", NULL, 503},
+        {"GET", "/healthz", NULL, 200},
+        {"GET", "/metrics", NULL, 200},
+    };
+    for (size_t i = 0; i < sizeof(down) / sizeof(down[0]); i++) {
+        t0 = h_now_ms();
+        call(&rep, gw2.port, down[i].method, down[i].path, NULL, down[i].body);
+        assert_true(h_now_ms() - t0 < 1000);
+        assert_code(&rep, down[i].code);
+        if (down[i].code == 503) {
+            assert_error(&rep, 503, NULL);
+            assert_non_null(header(&rep, "Retry-After"));
+        }
+        if (strcmp(down[i].path, "/api/match/find") == 0)
+            assert_true(json_is_false(json_object_get(rep.j, "found")));
+        if (strcmp(down[i].path, "/metrics") == 0)
+            assert_true(metric(rep.r.body, "hostreg_redis_up") == 0);
+        reply_free(&rep);
+    }
+    /* Down long enough for the reconnect backoff to reach its cap, every
+     * heartbeat meanwhile answered 503 promptly. Time itself must pass. */
+    while (h_now_ms() < down_at + 2500) {
+        t0 = h_now_ms();
+        call(&rep, gw2.port, "POST", "/api/host/heartbeat", NULL, hb);
+        assert_true(h_now_ms() - t0 < 1000);
+        assert_code(&rep, 503);
+        reply_free(&rep);
+        usleep(100000);
+    }
+
+    /* Back on the same port (empty: no persistence): full service within 2 s. */
+    assert_int_equal(h_redis_start(&redis2, redis2.port, NULL), 0);
+    uint64_t back = h_now_ms(), ok_at = 0;
+    while (h_now_ms() < back + 5000) {
+        code = call(&rep, gw2.port, "POST", "/api/host/heartbeat", NULL, hb);
+        reply_free(&rep);
+        if (code == 200) {
+            ok_at = h_now_ms();
+            break;
+        }
+        assert_int_equal(code, 503);
+        usleep(10000);
+    }
+    assert_true(ok_at != 0);
+    printf("# gateway back to 200 %llu ms after Redis answered again\n",
+           (unsigned long long)(ok_at - back));
+    assert_true(ok_at - back < 2000);
+    call(&rep, gw2.port, "GET", "/readyz", NULL, NULL);
+    assert_code(&rep, 200);
+    reply_free(&rep);
+    status_ok(gw2.port, "rf-1", "busy");
+    redisContext *c = h_redis_connect(redis2.port);
+    assert_string_equal(hget(c, "hr:h:rf-1", "status"), "busy");
+    redisFree(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_gateway_cpp_host_heartbeat, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_simulator_host_with_game_info, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_busy_survives_idle_heartbeats, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_status_unknown_host, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_bad_requests_refused, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_malformed_requests_survived, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_idle_connection_closed, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_keep_alive_and_expect_continue, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_udp_host_listed_and_claimable, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_http_host_takes_udp_status, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_hosts_list_filters, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_concurrent_finds_claim_each_host_once,
+                                  teardown_each),
+        cmocka_unit_test_teardown(test_gateway_unconfirmed_claim_returns_to_idle, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_find_preference_and_specific_host, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_host_secrets, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_health_and_metrics, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_cors, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_request_id, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_turn_credentials, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_redis_paused_stopped_and_back, teardown_each),
+    };
+    int failed = cmocka_run_group_tests_name("gateway", tests, setup, teardown);
+    return failed || child_failed ? 1 : 0;
+}

@@ -1,0 +1,472 @@
+/* The hostreg tools against real processes and real files: decode on the
+ * protocol document's examples, dump and tshark on a capture this test
+ * writes, the host library and bench against a real hostregd and Redis. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "hostreg_host.h"
+#include "wire.h"
+
+#include <arpa/inet.h>
+#include <jansson.h>
+#include <pcap/pcap.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static struct h_redis redis;
+static struct h_daemon daemon_;
+static redisContext *rc;
+
+static const char *bin_dir(void)
+{
+    const char *d = getenv("HOSTREG_BIN_DIR");
+    return d && *d ? d : "build/bin";
+}
+
+static const char *src_dir(void)
+{
+    const char *d = getenv("HOSTREG_SOURCE_DIR");
+    return d && *d ? d : ".";
+}
+
+/* Runs a shell command; returns its exit status and its stdout (malloc'd). */
+static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int run(char **out, const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (cap - len < 4096)
+            buf = realloc(buf, cap *= 2);
+    }
+    buf[len] = '\0';
+    int status = pclose(p);
+    *out = buf;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (h_redis_start(&redis, 0, NULL) != 0 || h_daemon_start(&daemon_, redis.port, NULL) != 0)
+        return -1;
+    rc = h_redis_connect(redis.port);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    int status = h_daemon_stop(&daemon_);
+    redisFree(rc);
+    h_redis_stop(&redis, false, true);
+    return status == 0 ? 0 : -1;
+}
+
+/* --- decode --- */
+
+static void test_tools_decode_protocol_examples(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/docs/PROTOCOL.md", src_dir());
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[2048], hex[2048] = "", name[128] = "";
+    int checked = 0, refused = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (!strncmp(line, "name: ", 6))
+            snprintf(name, sizeof(name), "%.100s", line + 6);
+        else if (!strncmp(line, "hex: ", 5))
+            snprintf(hex, sizeof(hex), "%.2000s", line + 5);
+        else if (!strncmp(line, "expect: ", 8)) {
+            hex[strcspn(hex, "\n")] = name[strcspn(name, "\n")] = '\0';
+            char *out;
+            int st = run(&out, "%s/hostreg decode --json %s", bin_dir(), hex);
+            json_error_t e;
+            json_t *j = json_loads(out, 0, &e);
+            if (!j)
+                fail_msg("%s: decode printed no JSON: %s", name, out);
+            const char *verdict = json_string_value(json_object_get(j, "verdict"));
+            const char *want_err = strstr(line, "error=");
+            if (want_err) {
+                char want[64];
+                sscanf(want_err + 6, "%63s", want);
+                const char *reason = json_string_value(json_object_get(j, "reason"));
+                if (!reason || strcmp(reason, want) != 0 || st != 1)
+                    fail_msg("%s: reason %s (exit %d), want %s", name, reason ? reason : "none", st,
+                             want);
+                refused++;
+            } else {
+                /* The documented fields come back as documented. */
+                char want_seq[32] = "";
+                const char *s = strstr(line, "seq=");
+                if (s)
+                    sscanf(s + 4, "%31[0-9]", want_seq);
+                if (strcmp(verdict, "valid") != 0 || st != 0)
+                    fail_msg("%s: verdict %s (exit %d)", name, verdict, st);
+                if (want_seq[0] &&
+                    strcmp(json_string_value(json_object_get(j, "seq")), want_seq) != 0)
+                    fail_msg("%s: seq %s, want %s", name,
+                             json_string_value(json_object_get(j, "seq")), want_seq);
+            }
+            json_decref(j);
+            free(out);
+            checked++;
+        }
+    }
+    fclose(f);
+    assert_true(checked >= 12);
+    assert_true(refused >= 6);
+
+    /* The same datagram as base64 and as xxd -p lines on stdin. */
+    char *out;
+    assert_int_equal(run(&out, "printf 'SFIBAwAICRoEaG9zdA==' | %s/hostreg decode", bin_dir()), 0);
+    assert_non_null(strstr(out, "leave"));
+    free(out);
+    assert_int_equal(run(&out, "printf 'hello' | %s/hostreg decode", bin_dir()), 1);
+    assert_non_null(strstr(out, "unreadable"));
+    free(out);
+}
+
+/* --- a capture written by the test --- */
+
+static size_t ip4_udp(uint8_t *pkt, const char *src, const char *dst, uint16_t sport,
+                      uint16_t dport, const uint8_t *payload, size_t plen, uint16_t frag)
+{
+    memset(pkt, 0, 14);
+    pkt[12] = 0x08; /* ethertype IPv4 */
+    uint8_t *ip = pkt + 14;
+    memset(ip, 0, 20);
+    ip[0] = 0x45;
+    uint16_t tot = (uint16_t)(20 + 8 + plen);
+    ip[2] = (uint8_t)(tot >> 8);
+    ip[3] = (uint8_t)tot;
+    ip[6] = (uint8_t)(frag >> 8);
+    ip[7] = (uint8_t)frag;
+    ip[8] = 64;
+    ip[9] = 17;
+    inet_pton(AF_INET, src, ip + 12);
+    inet_pton(AF_INET, dst, ip + 16);
+    uint8_t *udp = ip + 20;
+    udp[0] = (uint8_t)(sport >> 8), udp[1] = (uint8_t)sport;
+    udp[2] = (uint8_t)(dport >> 8), udp[3] = (uint8_t)dport;
+    udp[4] = (uint8_t)((8 + plen) >> 8), udp[5] = (uint8_t)(8 + plen);
+    udp[6] = udp[7] = 0;
+    memcpy(udp + 8, payload, plen);
+    return 14 + 20 + 8 + plen;
+}
+
+static size_t ip6_udp(uint8_t *pkt, uint16_t sport, uint16_t dport, const uint8_t *payload,
+                      size_t plen)
+{
+    memset(pkt, 0, 14 + 40);
+    pkt[12] = 0x86, pkt[13] = 0xdd;
+    uint8_t *ip = pkt + 14;
+    ip[0] = 0x60;
+    ip[4] = (uint8_t)((8 + plen) >> 8), ip[5] = (uint8_t)(8 + plen);
+    ip[6] = 17;
+    ip[7] = 64;
+    inet_pton(AF_INET6, "::1", ip + 8);
+    inet_pton(AF_INET6, "::1", ip + 24);
+    uint8_t *udp = ip + 40;
+    udp[0] = (uint8_t)(sport >> 8), udp[1] = (uint8_t)sport;
+    udp[2] = (uint8_t)(dport >> 8), udp[3] = (uint8_t)dport;
+    udp[4] = (uint8_t)((8 + plen) >> 8), udp[5] = (uint8_t)(8 + plen);
+    udp[6] = udp[7] = 0;
+    memcpy(udp + 8, payload, plen);
+    return 14 + 40 + 8 + plen;
+}
+
+static void put(pcap_dumper_t *d, const uint8_t *pkt, size_t len, size_t caplen, int i)
+{
+    struct pcap_pkthdr h = {{1795000000 + i, 0}, (bpf_u_int32)caplen, (bpf_u_int32)len};
+    pcap_dump((u_char *)d, &h, pkt);
+}
+
+/* valid heartbeat + its ack, garbage, a packet cut by the snap length, an
+ * IPv6 status update, a later IP fragment, other UDP traffic and TCP. */
+static void write_capture(const char *path)
+{
+    pcap_t *p = pcap_open_dead(DLT_EN10MB, 65535);
+    pcap_dumper_t *d = pcap_dump_open(p, path);
+    assert_non_null(d);
+    uint8_t pkt[1024], dgram[HR_WIRE_MAX];
+    struct hr_request hb = h_heartbeat("550e8400-e29b-41d4-a716-446655440000", "room-cap1",
+                                       "eu-central", HR_STATUS_NONE, 1001);
+    size_t n = hr_wire_encode_request(&hb, dgram, sizeof(dgram));
+    size_t len = ip4_udp(pkt, "10.1.1.1", "10.1.1.2", 40000, 9099, dgram, n, 0);
+    put(d, pkt, len, len, 0);
+    struct hr_ack ack = {1001, HR_RESULT_OK, 30, 20, 0};
+    n = hr_wire_encode_ack(&ack, dgram, sizeof(dgram));
+    len = ip4_udp(pkt, "10.1.1.2", "10.1.1.1", 9099, 40000, dgram, n, 0);
+    put(d, pkt, len, len, 1);
+    len = ip4_udp(pkt, "10.1.1.3", "10.1.1.2", 40001, 9099, (const uint8_t *)"hello", 5, 0);
+    put(d, pkt, len, len, 2);
+    n = hr_wire_encode_request(&hb, dgram, sizeof(dgram));
+    len = ip4_udp(pkt, "10.1.1.4", "10.1.1.2", 40002, 9099, dgram, n, 0);
+    put(d, pkt, len, len - 10, 3); /* snap length cut the payload */
+    struct hr_request st = h_status("host-v6", HR_STATUS_BUSY, 1002);
+    n = hr_wire_encode_request(&st, dgram, sizeof(dgram));
+    len = ip6_udp(pkt, 40003, 9099, dgram, n);
+    put(d, pkt, len, len, 4);
+    len = ip4_udp(pkt, "10.1.1.5", "10.1.1.2", 40004, 9099, dgram, n, 185); /* offset != 0 */
+    put(d, pkt, len, len, 5);
+    len = ip4_udp(pkt, "10.1.1.6", "10.1.1.2", 40005, 53, dgram, n, 0);
+    put(d, pkt, len, len, 6);
+    len = ip4_udp(pkt, "10.1.1.7", "10.1.1.2", 40006, 9099, dgram, n, 0);
+    pkt[14 + 9] = 6; /* TCP */
+    put(d, pkt, len, len, 7);
+    pcap_dump_close(d);
+    pcap_close(p);
+}
+
+static void test_tools_dump_capture(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/hostreg-test-capture-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    write_capture(path);
+    char *out;
+    assert_int_equal(run(&out, "%s/hostreg dump -r %s", bin_dir(), path), 0);
+    static const char *want[] = {
+        "10.1.1.1:40000 > 10.1.1.2:9099 request heartbeat seq=1001 "
+        "host=550e8400-e29b-41d4-a716-446655440000(uuid) room=room-cap1 region=eu-central",
+        "10.1.1.2:9099 > 10.1.1.1:40000 reply ack seq=1001 result=ok ttl=30 interval=20",
+        "10.1.1.3:40001 > 10.1.1.2:9099 request ? len=5 dropped: bad_magic",
+        "10.1.1.4:40002 > 10.1.1.2:9099 capture_truncated",
+        "[::1]:40003 > [::1]:9099 request status seq=1002 host=host-v6 status=busy",
+        "10.1.1.5 > 10.1.1.2 ip_fragment",
+        "totals: 4 hostreg datagrams",
+        "by type: heartbeat=1 status=1 ack=1 unreadable=1",
+        "by verdict: valid=3 bad_magic=1",
+        "not decoded: not_udp=1 other_port=1 ip_fragment=1 capture_truncated=1",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (!strstr(out, want[i]))
+            fail_msg("dump output lacks '%s':\n%s", want[i], out);
+    free(out);
+
+    assert_int_equal(run(&out, "%s/hostreg dump --json -r %s | tail -n 1", bin_dir(), path), 0);
+    json_error_t e;
+    json_t *j = json_loads(out, 0, &e);
+    assert_non_null(j);
+    json_t *t = json_object_get(j, "totals");
+    assert_int_equal(json_integer_value(json_object_get(t, "datagrams")), 4);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(t, "by_verdict"), "bad_magic")), 1);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(t, "skipped"), "capture_truncated")), 1);
+    json_decref(j);
+    free(out);
+
+    /* tshark with the Lua dissector shows the decoded fields. */
+    assert_int_equal(run(&out,
+                         "tshark -X lua_script:%s/tools/wireshark/hostreg.lua -r %s -T fields "
+                         "-E separator=, -e hostreg.type -e hostreg.seq -e hostreg.host_uuid -e "
+                         "hostreg.host_id -e hostreg.room_id -e hostreg.region -e hostreg.status "
+                         "-e hostreg.result 2>/dev/null",
+                         src_dir(), path),
+                     0);
+    static const char *fields[] = {
+        "0x01,1001,550e8400-e29b-41d4-a716-446655440000,,room-cap1,eu-central,,",
+        "0x81,1001,,,,,,1",
+        "0x02,1002,,host-v6,,,2,",
+    };
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+        if (!strstr(out, fields[i]))
+            fail_msg("tshark output lacks '%s':\n%s", fields[i], out);
+    free(out);
+    unlink(path);
+}
+
+/* --- the host library against the real daemon --- */
+
+struct events {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int registered, confirmed, left;
+    enum hr_status status;
+};
+
+static void on_host_event(struct hr_host *h, const struct hr_host_event_info *ev, void *arg)
+{
+    (void)h;
+    struct events *e = arg;
+    pthread_mutex_lock(&e->mu);
+    if (ev->event == HR_HOST_REGISTERED)
+        e->registered++;
+    if (ev->event == HR_HOST_STATUS_CONFIRMED) {
+        e->confirmed++;
+        e->status = ev->status;
+    }
+    if (ev->event == HR_HOST_LEFT)
+        e->left++;
+    pthread_cond_broadcast(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Waits until *counter reaches `want` or `ms` pass; returns the counter. */
+static int wait_for(struct events *e, int *counter, int want, int ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L)
+        until.tv_sec++, until.tv_nsec -= 1000000000L;
+    pthread_mutex_lock(&e->mu);
+    while (*counter < want && pthread_cond_timedwait(&e->cv, &e->mu, &until) == 0)
+        ;
+    int v = *counter;
+    pthread_mutex_unlock(&e->mu);
+    return v;
+}
+
+static void hget(const char *key, const char *field, char *out, size_t outlen)
+{
+    redisReply *r = redisCommand(rc, "HGET %s %s", key, field);
+    snprintf(out, outlen, "%s", r && r->type == REDIS_REPLY_STRING ? r->str : "");
+    freeReplyObject(r);
+}
+
+static void test_tools_host_library(void **state)
+{
+    (void)state;
+    struct events e = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
+    char server[64], err[256], key[128], v[16];
+    snprintf(server, sizeof(server), "127.0.0.1:%d", daemon_.port);
+    struct hr_host_config cfg = {.server = server,
+                                 .room_id = "room-lib",
+                                 .region = "us-west-1",
+                                 .retry_ms = 100,
+                                 .cb = on_host_event,
+                                 .cb_arg = &e};
+    struct hr_host *h = hr_host_start(NULL, &cfg, err, sizeof(err));
+    assert_non_null(h);
+    uint8_t uuid[16];
+    assert_true(hr_uuid_parse(hr_host_id(h), strlen(hr_host_id(h)), uuid));
+    assert_int_equal(uuid[6] >> 4, 4); /* version 4 */
+    assert_int_equal(wait_for(&e, &e.registered, 1, 5000), 1);
+    snprintf(key, sizeof(key), "hr:h:%s", hr_host_id(h));
+    hget(key, "status", v, sizeof(v));
+    assert_string_equal(v, "idle");
+    hget(key, "room", v, sizeof(v));
+    assert_string_equal(v, "room-lib");
+
+    /* The daemon goes away; the status change waits and is retransmitted
+     * until a daemon is back on the same port. */
+    assert_int_equal(h_daemon_stop(&daemon_), 0);
+    assert_int_equal(hr_host_set_status(h, HR_STATUS_BUSY), 0);
+    assert_int_equal(wait_for(&e, &e.confirmed, 1, 600), 0); /* nobody to confirm it */
+    hget(key, "status", v, sizeof(v));
+    assert_string_equal(v, "idle");
+    assert_int_equal(h_daemon_restart(&daemon_, redis.port, NULL), 0);
+    assert_int_equal(wait_for(&e, &e.confirmed, 1, 10000), 1);
+    assert_int_equal(e.status, HR_STATUS_BUSY);
+    hget(key, "status", v, sizeof(v));
+    assert_string_equal(v, "busy");
+
+    /* Leave on free: the entry is gone at once, not after the TTL. */
+    hr_host_free(h);
+    assert_int_equal(e.left, 1);
+    assert_int_equal(h_redis_int(rc, "EXISTS %s", key), 0);
+}
+
+static void test_tools_bench_modest_rate_loses_nothing(void **state)
+{
+    (void)state;
+    char *out;
+    int st = run(&out,
+                 "%s/hostreg bench --server 127.0.0.1:%d --hosts 500 --rate 2000 --duration 2 "
+                 "--json",
+                 bin_dir(), daemon_.port);
+    json_error_t e;
+    json_t *j = json_loads(out, 0, &e);
+    if (!j)
+        fail_msg("bench printed no JSON: %s", out);
+    printf("# bench: %s", out);
+    assert_int_equal(st, 0);
+    json_int_t sent = json_integer_value(json_object_get(j, "sent"));
+    assert_true(sent >= 3800 && sent <= 4100);
+    assert_int_equal(json_integer_value(json_object_get(j, "acked")), sent);
+    assert_int_equal(json_integer_value(json_object_get(j, "lost")), 0);
+    assert_int_equal(
+        json_integer_value(json_object_get(json_object_get(j, "results"), "ok")) +
+            json_integer_value(json_object_get(json_object_get(j, "results"), "duplicate")),
+        sent);
+    json_decref(j);
+    free(out);
+    /* The simulated hosts are in the registry. */
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:h:b0b0b0b0-0000-4000-8000-000000000000"), 1);
+}
+
+static void test_tools_ls_lists_hosts(void **state)
+{
+    (void)state;
+    struct hr_request r = h_heartbeat("host-ls-1", "room-ls", "eu-central", HR_STATUS_BUSY, 0);
+    struct hr_ack ack;
+    assert_int_equal(h_send(daemon_.port, &r, &ack), 0);
+    char *out;
+    assert_int_equal(run(&out, "%s/hostreg ls --redis redis://127.0.0.1:%d --region eu-central",
+                         bin_dir(), redis.port),
+                     0);
+    assert_non_null(strstr(out, "host-ls-1"));
+    assert_non_null(strstr(out, "room-ls"));
+    assert_non_null(strstr(out, "busy"));
+    free(out);
+    assert_int_equal(run(&out, "%s/hostreg ls --json --redis redis://127.0.0.1:%d --status busy",
+                         bin_dir(), redis.port),
+                     0);
+    json_error_t e;
+    json_t *j = json_loads(out, 0, &e);
+    assert_non_null(j);
+    json_t *hosts = json_object_get(j, "hosts");
+    size_t i;
+    json_t *hst;
+    int found = 0;
+    json_array_foreach(hosts, i, hst)
+    {
+        assert_string_equal(json_string_value(json_object_get(hst, "status")), "busy");
+        if (!strcmp(json_string_value(json_object_get(hst, "hostId")), "host-ls-1"))
+            found = 1;
+    }
+    assert_true(found);
+    assert_true(json_integer_value(json_object_get(
+                    json_object_get(json_object_get(j, "regions"), "eu-central"), "busy")) >= 1);
+    json_decref(j);
+    free(out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tools_decode_protocol_examples),
+        cmocka_unit_test(test_tools_dump_capture),
+        cmocka_unit_test(test_tools_ls_lists_hosts),
+        cmocka_unit_test(test_tools_bench_modest_rate_loses_nothing),
+        cmocka_unit_test(test_tools_host_library),
+    };
+    return cmocka_run_group_tests_name("tools", tests, setup, teardown);
+}
