@@ -17,9 +17,7 @@
 #include <time.h>
 
 enum {
-    SCRIPT_HEARTBEAT,
-    SCRIPT_STATUS,
-    SCRIPT_LEAVE,
+    SCRIPT_REQUESTS,
     SCRIPT_CLAIM,
     SCRIPT_SWEEP,
     SCRIPT_LIST,
@@ -32,9 +30,8 @@ static const struct {
     const char *name;
     const char *body;
 } scripts[NSCRIPTS] = {
-    {"heartbeat", HR_LUA_HEARTBEAT}, {"status", HR_LUA_STATUS}, {"leave", HR_LUA_LEAVE},
-    {"claim", HR_LUA_CLAIM},         {"sweep", HR_LUA_SWEEP},   {"list", HR_LUA_LIST},
-    {"count", HR_LUA_COUNT},
+    {"requests", HR_LUA_REQUESTS}, {"claim", HR_LUA_CLAIM}, {"sweep", HR_LUA_SWEEP},
+    {"list", HR_LUA_LIST},         {"count", HR_LUA_COUNT},
 };
 
 /* Reconnect backoff: quick first retries so a Redis restart costs well under
@@ -42,19 +39,27 @@ static const struct {
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
 
-/* Arguments of one command: keys and script arguments, copied into the
- * command so that it can be sent again (EVAL after NOSCRIPT). The largest is a
- * claim or list over every region: 4 + HR_REGIONS_MAX arguments. */
-#define CMD_MAXARGS (8 + HR_REGIONS_MAX)
-#define CMD_BUF (512 + HR_REGIONS_MAX * (HR_REGION_MAX + 1))
+/* Requests coalesced into one script call: what one receive batch of the
+ * daemon brings (it reads up to 8 x 64 datagrams per wake-up); more would
+ * hold Redis longer per call for no gain. */
+#define BATCH_MAX 128
 
 struct cmd;
-/* Turns a reply into the caller's callback; `reply` is NULL when the command
+/* Turns a reply into the callers' callbacks; `reply` is NULL when the command
  * failed (connection lost, timed out, error reply). */
 typedef void cmd_handler(struct cmd *c, redisReply *reply);
 
+/* A request waiting in a batch. */
+struct slot {
+    hr_store_cb *cb;
+    void *arg;
+};
+
 /* One command in flight. Commands on one connection are answered in order,
- * so the list is oldest-first and the timeout check looks at its head only. */
+ * so the list is oldest-first and the timeout check looks at its head only.
+ * Its arguments are copied into it (so that it can be sent again, as EVAL,
+ * after NOSCRIPT); the buffers grow as needed and stay with the command when
+ * it is recycled, so a warm store does not allocate per request. */
 struct cmd {
     struct cmd *prev, *next;
     struct hr_store *st;
@@ -63,18 +68,18 @@ struct cmd {
     uint64_t sent_ms;
     cmd_handler *handle;
     union {
-        hr_store_cb *req;
         hr_store_claim_cb *claim;
         hr_store_list_cb *list;
         hr_store_count_cb *count;
         hr_store_ping_cb *ping;
     } cb;
     void *arg;
-    int nkeys, argc, overflow;
-    const char *argv[CMD_MAXARGS];
-    size_t argvlen[CMD_MAXARGS];
-    size_t used;
-    char buf[CMD_BUF];
+    int argc, argcap, failed;
+    size_t *argoff, *argvlen; /* argument i is buf[argoff[i]], argvlen[i] bytes */
+    char *buf;
+    size_t used, bufcap;
+    struct slot *slots; /* SCRIPT_REQUESTS: one per request, in order */
+    int nslots, slotcap;
 };
 
 struct hr_store {
@@ -92,6 +97,11 @@ struct hr_store {
     struct cmd head; /* sentinel of the in-flight list */
     size_t inflight;
     struct cmd *freelist; /* recycled cmds: no malloc per request once warm */
+    struct cmd *open;     /* the batch being filled, sent at the end of this loop turn */
+    struct event *flush_ev;
+    const char **argv; /* scratch for sending */
+    size_t *argvlen;
+    int argvcap;
     struct hr_store_stats stats;
 };
 
@@ -272,7 +282,7 @@ static struct cmd *cmd_new(struct hr_store *st, int script, cmd_handler *handle,
     struct cmd *c = st->freelist;
     if (c)
         st->freelist = c->next;
-    else if (!(c = malloc(sizeof(*c)))) {
+    else if (!(c = calloc(1, sizeof(*c)))) {
         *err = HR_E_NOMEM;
         return NULL;
     }
@@ -281,8 +291,9 @@ static struct cmd *cmd_new(struct hr_store *st, int script, cmd_handler *handle,
     c->retried = 0;
     c->handle = handle;
     c->arg = arg;
-    c->nkeys = c->argc = c->overflow = 0;
+    c->argc = c->failed = 0;
     c->used = 0;
+    c->nslots = 0;
     return c;
 }
 
@@ -292,15 +303,61 @@ static void cmd_recycle(struct hr_store *st, struct cmd *c)
     st->freelist = c;
 }
 
-/* Appends one argument (copied). Keys come first, counted in nkeys. */
+static void cmd_destroy(struct cmd *c)
+{
+    free(c->argoff);
+    free(c->argvlen);
+    free(c->buf);
+    free(c->slots);
+    free(c);
+}
+
+static int grow(void **p, int *cap, int need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    int n = *cap ? *cap : 16;
+    while (n < need)
+        n *= 2;
+    void *q = realloc(*p, (size_t)n * elem);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = n;
+    return 0;
+}
+
+/* Grows two parallel arrays that share one capacity. */
+static int grow2(void **a, size_t ea, void **b, size_t eb, int *cap, int need)
+{
+    int c = *cap;
+    if (grow(a, &c, need, ea) != 0)
+        return -1;
+    return grow(b, cap, need, eb); /* same old capacity, same need: same new size */
+}
+
+/* Appends one argument (copied). A failure marks the command failed. */
 static void cmd_arg(struct cmd *c, const char *s, size_t len)
 {
-    if (c->argc == CMD_MAXARGS || len > sizeof(c->buf) - c->used) {
-        c->overflow = 1;
+    if (grow2((void **)&c->argoff, sizeof(*c->argoff), (void **)&c->argvlen, sizeof(*c->argvlen),
+              &c->argcap, c->argc + 1)) {
+        c->failed = 1;
         return;
     }
+    if (c->used + len > c->bufcap) {
+        size_t n = c->bufcap ? c->bufcap : 1024;
+        while (n < c->used + len)
+            n *= 2;
+        char *b = realloc(c->buf, n);
+        if (!b) {
+            c->failed = 1;
+            return;
+        }
+        c->buf = b;
+        c->bufcap = n;
+    }
     memcpy(c->buf + c->used, s, len);
-    c->argv[c->argc] = c->buf + c->used;
+    c->argoff[c->argc] = c->used;
     c->argvlen[c->argc++] = len;
     c->used += len;
 }
@@ -319,38 +376,33 @@ static void cmd_fmt(struct cmd *c, const char *fmt, ...)
     int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
     if (n < 0 || (size_t)n >= sizeof(tmp)) {
-        c->overflow = 1;
+        c->failed = 1;
         return;
     }
     cmd_arg(c, tmp, (size_t)n);
 }
 
-/* Sends c; on success c is at the tail of the in-flight list. */
+/* Sends c; on success c is at the tail of the in-flight list. Scripts get no
+ * declared keys: they build key names from the prefix (a single Redis, not a
+ * cluster). */
 static int cmd_send(struct hr_store *st, struct cmd *c)
 {
-    const char *argv[CMD_MAXARGS + 3];
-    size_t argvlen[CMD_MAXARGS + 3];
-    char nkeys[8];
     int n = 0;
+    if (grow2((void **)&st->argv, sizeof(*st->argv), (void **)&st->argvlen, sizeof(*st->argvlen),
+              &st->argvcap, c->argc + 3))
+        return HR_E_NOMEM;
     if (c->script != PLAIN) {
-        if (c->retried) {
-            argv[n] = "EVAL";
-            argv[n + 1] = scripts[c->script].body;
-        } else {
-            argv[n] = "EVALSHA";
-            argv[n + 1] = st->sha[c->script];
-        }
-        argvlen[n] = strlen(argv[n]);
-        argvlen[n + 1] = strlen(argv[n + 1]);
-        n += 2;
-        snprintf(nkeys, sizeof(nkeys), "%d", c->nkeys);
-        argv[n] = nkeys;
-        argvlen[n++] = strlen(nkeys);
+        st->argv[n++] = c->retried ? "EVAL" : "EVALSHA";
+        st->argv[n++] = c->retried ? scripts[c->script].body : st->sha[c->script];
+        st->argv[n++] = "0";
+        for (int i = 0; i < 3; i++)
+            st->argvlen[i] = strlen(st->argv[i]);
     }
-    memcpy(argv + n, c->argv, sizeof(c->argv[0]) * (size_t)c->argc);
-    memcpy(argvlen + n, c->argvlen, sizeof(c->argvlen[0]) * (size_t)c->argc);
-    n += c->argc;
-    if (!st->ac || redisAsyncCommandArgv(st->ac, on_reply, c, n, argv, argvlen) != REDIS_OK)
+    for (int i = 0; i < c->argc; i++, n++) {
+        st->argv[n] = c->buf + c->argoff[i];
+        st->argvlen[n] = c->argvlen[i];
+    }
+    if (!st->ac || redisAsyncCommandArgv(st->ac, on_reply, c, n, st->argv, st->argvlen) != REDIS_OK)
         return HR_E_UNAVAILABLE;
     c->sent_ms = now_ms();
     cmd_append(st, c);
@@ -360,15 +412,15 @@ static int cmd_send(struct hr_store *st, struct cmd *c)
 /* Sends a command built with cmd_new/cmd_arg, or recycles it and says why not. */
 static int cmd_submit(struct hr_store *st, struct cmd *c)
 {
-    if (c->overflow) {
+    if (c->failed) {
         cmd_recycle(st, c);
-        return HR_E_BUFFER;
+        return HR_E_NOMEM;
     }
     if (cmd_send(st, c) != HR_OK) {
         cmd_recycle(st, c);
         return HR_E_UNAVAILABLE;
     }
-    st->inflight++;
+    st->inflight += c->nslots ? (size_t)c->nslots : 1;
     st->stats.submitted++;
     return HR_OK;
 }
@@ -400,70 +452,102 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     /* reply NULL here also means the connection was lost or freed: the
      * outcome is unknown, so the caller is told to retry. */
     cmd_unlink(c);
-    st->inflight--;
+    st->inflight -= c->nslots ? (size_t)c->nslots : 1;
     c->handle(c, reply);
     cmd_recycle(st, c);
 }
 
-static void handle_request(struct cmd *c, redisReply *reply)
+/* Each request of a batch gets its own answer, in order. */
+static void handle_requests(struct cmd *c, redisReply *reply)
 {
     struct hr_store *st = c->st;
-    enum hr_result res = HR_RESULT_RETRY_LATER;
-    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer >= HR_RESULT_OK &&
-        reply->integer <= HR_RESULT_UNKNOWN_HOST)
-        res = (enum hr_result)reply->integer;
-    else if (reply) {
+    if (reply && (reply->type != REDIS_REPLY_ARRAY || reply->elements != (size_t)c->nslots)) {
         st->stats.redis_errors++;
-        HR_LOG_LIMITED(HR_LOG_ERROR, "redis: unexpected %s reply type %d", scripts[c->script].name,
-                       reply->type);
+        HR_LOG_LIMITED(HR_LOG_ERROR, "redis: unexpected requests reply (type %d)", reply->type);
+        reply = NULL;
     }
-    switch (res) {
-    case HR_RESULT_OK:
-        st->stats.ok++;
-        break;
-    case HR_RESULT_DUPLICATE:
-        st->stats.duplicate++;
-        break;
-    case HR_RESULT_UNKNOWN_HOST:
-        st->stats.unknown_host++;
-        break;
-    default:
-        st->stats.failed++;
-        break;
+    for (int i = 0; i < c->nslots; i++) {
+        enum hr_result res = HR_RESULT_RETRY_LATER;
+        redisReply *e = reply ? reply->element[i] : NULL;
+        if (e && e->type == REDIS_REPLY_INTEGER && e->integer >= HR_RESULT_OK &&
+            e->integer <= HR_RESULT_UNKNOWN_HOST)
+            res = (enum hr_result)e->integer;
+        switch (res) {
+        case HR_RESULT_OK:
+            st->stats.ok++;
+            break;
+        case HR_RESULT_DUPLICATE:
+            st->stats.duplicate++;
+            break;
+        case HR_RESULT_UNKNOWN_HOST:
+            st->stats.unknown_host++;
+            break;
+        default:
+            st->stats.failed++;
+            break;
+        }
+        c->slots[i].cb(c->slots[i].arg, res);
     }
-    c->cb.req(c->arg, res);
 }
 
+/* Sends the open batch. Its requests were all promised an answer, so when it
+ * cannot be sent each is answered RETRY_LATER now. */
+static void flush_batch(struct hr_store *st)
+{
+    struct cmd *c = st->open;
+    if (!c)
+        return;
+    st->open = NULL;
+    st->inflight -= (size_t)c->nslots; /* counted as queued; cmd_submit counts them again */
+    if (!c->failed && cmd_send(st, c) == HR_OK) {
+        st->inflight += (size_t)c->nslots;
+        st->stats.submitted++;
+        return;
+    }
+    c->handle(c, NULL);
+    cmd_recycle(st, c);
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    flush_batch(arg);
+}
+
+/* Requests of one event-loop turn go to Redis as one script call: the daemon's
+ * receive batch costs one round trip and one script invocation instead of one
+ * per datagram, and a lone request still leaves at the end of its turn. */
 int hr_store_submit(struct hr_store *st, const struct hr_request *req, hr_store_cb *cb, void *arg)
 {
-    int script = req->type == HR_MSG_HEARTBEAT ? SCRIPT_HEARTBEAT
-                 : req->type == HR_MSG_STATUS  ? SCRIPT_STATUS
-                                               : SCRIPT_LEAVE;
     int err;
-    struct cmd *c = cmd_new(st, script, handle_request, arg, &err);
-    if (!c)
-        return err;
-    c->cb.req = cb;
-    cmd_fmt(c, "%sh:%s", st->cfg.prefix, req->host_id);
-    if (script != SCRIPT_STATUS)
-        cmd_fmt(c, "%st:%s", st->cfg.prefix, req->host_id);
-    c->nkeys = c->argc;
+    if (!st->ready || !st->ac)
+        return HR_E_UNAVAILABLE;
+    if (st->inflight >= st->cfg.max_inflight)
+        return HR_E_OVERLOAD;
+    struct cmd *c = st->open;
+    if (!c) {
+        if (!(c = cmd_new(st, SCRIPT_REQUESTS, handle_requests, NULL, &err)))
+            return err;
+        cmd_str(c, st->cfg.prefix);
+        cmd_fmt(c, "%" PRIu32, st->cfg.ttl_ms);
+        st->open = c;
+        event_active(st->flush_ev, EV_TIMEOUT, 0);
+    }
+    if (grow((void **)&c->slots, &c->slotcap, c->nslots + 1, sizeof(*c->slots)))
+        return HR_E_NOMEM;
+    cmd_str(c, req->type == HR_MSG_HEARTBEAT ? "h" : req->type == HR_MSG_STATUS ? "s" : "l");
     /* Zero-padded to 20 digits: Lua compares them as strings, exactly, where
      * its doubles would round sequence numbers above 2^53. */
     cmd_fmt(c, "%020" PRIu64, req->seq);
-    cmd_str(c, st->cfg.prefix);
     cmd_str(c, req->host_id);
-    if (script == SCRIPT_HEARTBEAT) {
-        cmd_str(c, req->room_id);
-        cmd_str(c, req->region);
-        cmd_str(c, hr_status_name(req->status));
-        cmd_fmt(c, "%" PRIu32, st->cfg.ttl_ms);
-    } else if (script == SCRIPT_STATUS) {
-        cmd_str(c, hr_status_name(req->status));
-    } else {
-        cmd_fmt(c, "%" PRIu32, st->cfg.ttl_ms);
-    }
-    return cmd_submit(st, c);
+    cmd_str(c, req->room_id);
+    cmd_str(c, req->region);
+    cmd_str(c, hr_status_name(req->status));
+    c->slots[c->nslots++] = (struct slot){cb, arg};
+    st->inflight++;
+    if (c->nslots == BATCH_MAX)
+        flush_batch(st);
+    return HR_OK;
 }
 
 static void copy_str(char *dst, size_t cap, const redisReply *r)
@@ -781,9 +865,10 @@ struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_con
     st->backoff_ms = BACKOFF_MIN_MS;
     st->reconnect_ev = evtimer_new(base, on_reconnect_timer, st);
     st->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, st);
+    st->flush_ev = event_new(base, -1, 0, on_flush, st);
     uint32_t tick = cfg->timeout_ms / 4 ? cfg->timeout_ms / 4 : 1;
     struct timeval tv = {tick / 1000, (tick % 1000) * 1000};
-    if (!st->reconnect_ev || !st->tick_ev || event_add(st->tick_ev, &tv) != 0) {
+    if (!st->reconnect_ev || !st->tick_ev || !st->flush_ev || event_add(st->tick_ev, &tv) != 0) {
         snprintf(err, errlen, "cannot create timers");
         hr_store_free(st);
         return NULL;
@@ -796,7 +881,12 @@ void hr_store_free(struct hr_store *st)
 {
     if (!st)
         return;
+    flush_batch(st); /* sent or failed: either way its callbacks run */
     drop_connection(st, false);
+    if (st->flush_ev)
+        event_free(st->flush_ev);
+    free(st->argv);
+    free(st->argvlen);
     if (st->reconnect_ev)
         event_free(st->reconnect_ev);
     if (st->tick_ev)
@@ -804,7 +894,7 @@ void hr_store_free(struct hr_store *st)
     while (st->freelist) {
         struct cmd *c = st->freelist;
         st->freelist = c->next;
-        free(c);
+        cmd_destroy(c);
     }
     free(st);
 }

@@ -1,0 +1,114 @@
+-- hostreg requests: heartbeats, status updates and leaves, any number of them
+-- in one atomic call (the daemon sends each receive batch as one call; a
+-- single request is a batch of one). The rules of the registry live here.
+--
+-- ARGV[1] key prefix, ARGV[2] ttl in ms, then 6 per request:
+--   op ('h' heartbeat, 's' status, 'l' leave), seq, hostId, roomId, region, status
+-- seq: 20 digits, zero-padded, compared as strings (exact for 64 bits, where
+-- Lua's doubles are not); all zeros = unordered (HTTP), applied in arrival
+-- order and leaving the stored sequence alone.
+-- Returns one integer per request: 1 applied, 2 duplicate (seq not newer than
+-- the last applied: nothing changed), 3 unknown host (status update).
+--
+-- Keys (prefix hr:):
+--   h:<id>  hash: room, region, status, hseq (last heartbeat seq), sseq (last
+--           status seq), lease (claim.lua); TTL = ttl
+--   t:<id>  the seq of the host's last leave, for one TTL
+--   i:<region>:<status>  sorted set of hostIds scored by their entry's expiry
+--           in ms: a reader asking for scores >= now never sees an expired host
+--   claims  sorted set of claimed hostIds scored by their lease's end
+local pfx, ttl = ARGV[1], tonumber(ARGV[2])
+local UNORDERED = '00000000000000000000'
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local expiry = now + ttl
+local touched = {} -- index keys written: expired members trimmed once, at the end
+
+local function heartbeat(seq, id, room, region, status)
+  local h = pfx .. 'h:' .. id
+  local ordered = seq ~= UNORDERED
+  local cur = redis.call('HMGET', h, 'hseq', 'region', 'status', 'room')
+  if cur[1] then
+    if ordered and seq <= cur[1] then return 2 end
+    -- A heartbeat never changes the status of an existing entry: only a
+    -- status update (or a claim) does.
+    status = cur[3]
+    if cur[2] ~= region then
+      redis.call('ZREM', pfx .. 'i:' .. cur[2] .. ':' .. status, id)
+      redis.call('HSET', h, 'region', region)
+    end
+    if cur[4] ~= room then redis.call('HSET', h, 'room', room) end
+    if ordered then redis.call('HSET', h, 'hseq', seq) end
+  else
+    if ordered then
+      -- A late heartbeat must not resurrect a host that has left after it.
+      local tomb = redis.call('GET', pfx .. 't:' .. id)
+      if tomb and seq <= tomb then return 2 end
+    end
+    redis.call('HSET', h, 'room', room, 'region', region, 'status', status, 'hseq', seq,
+               'sseq', seq)
+  end
+  redis.call('PEXPIRE', h, ttl)
+  local idx = pfx .. 'i:' .. region .. ':' .. status
+  redis.call('ZADD', idx, expiry, id)
+  touched[idx] = true
+  return 1
+end
+
+-- Status updates apply only to a live entry and leave its TTL alone. One from
+-- the host also settles a client's claim (claim.lua): a busy confirms it, an
+-- idle ends the session.
+local function status_update(seq, id, status)
+  local h = pfx .. 'h:' .. id
+  local ordered = seq ~= UNORDERED
+  local cur = redis.call('HMGET', h, 'sseq', 'region', 'status', 'lease')
+  if not cur[1] then return 3 end
+  if ordered and seq <= cur[1] then return 2 end
+  if cur[3] ~= status then
+    local pttl = redis.call('PTTL', h)
+    redis.call('ZREM', pfx .. 'i:' .. cur[2] .. ':' .. cur[3], id)
+    redis.call('ZADD', pfx .. 'i:' .. cur[2] .. ':' .. status, now + pttl, id)
+    redis.call('HSET', h, 'status', status)
+  end
+  if ordered then redis.call('HSET', h, 'sseq', seq) end
+  if cur[4] then
+    redis.call('HDEL', h, 'lease')
+    redis.call('ZREM', pfx .. 'claims', id)
+  end
+  return 1
+end
+
+-- A leave removes the entry and keeps a tombstone with its seq for one TTL,
+-- so that a heartbeat sent before the leave but delivered after it cannot
+-- bring the host back. Leaving a host that is not there is fine.
+local function leave(seq, id)
+  local h = pfx .. 'h:' .. id
+  local ordered = seq ~= UNORDERED
+  local cur = redis.call('HMGET', h, 'hseq', 'sseq', 'region', 'status')
+  if cur[1] then
+    if ordered and (seq <= cur[1] or seq <= cur[2]) then return 2 end
+    redis.call('DEL', h)
+    redis.call('ZREM', pfx .. 'i:' .. cur[3] .. ':' .. cur[4], id)
+    redis.call('ZREM', pfx .. 'claims', id)
+  end
+  if ordered then
+    local tk = pfx .. 't:' .. id
+    local tomb = redis.call('GET', tk)
+    if not tomb or seq > tomb then redis.call('SET', tk, seq, 'PX', ttl) end
+  end
+  return 1
+end
+
+local out = {}
+for i = 3, #ARGV - 5, 6 do
+  local op = ARGV[i]
+  if op == 'h' then
+    out[#out + 1] = heartbeat(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+  elseif op == 's' then
+    out[#out + 1] = status_update(ARGV[i + 1], ARGV[i + 2], ARGV[i + 5])
+  else
+    out[#out + 1] = leave(ARGV[i + 1], ARGV[i + 2])
+  end
+end
+for idx in pairs(touched) do redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. now) end
+return out
