@@ -7,6 +7,8 @@
 #include "store.h"
 
 #include <event2/event.h>
+#include <event2/thread.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,7 @@ struct daemon_config {
     struct sockaddr_storage listen;
     socklen_t listen_len;
     uint32_t error_ack_rate;
+    uint32_t workers;
 };
 
 static int set_listen(void *c, const char *v, char *err, size_t errlen)
@@ -35,6 +38,16 @@ static int set_error_ack_rate(void *c, const char *v, char *err, size_t errlen)
     return 0;
 }
 
+static int set_workers(void *c, const char *v, char *err, size_t errlen)
+{
+    struct daemon_config *d = c;
+    if (hr_parse_u32(v, 1, 64, &d->workers) != 0) {
+        snprintf(err, errlen, "want 1-64");
+        return -1;
+    }
+    return 0;
+}
+
 static const struct hr_opt options[] = {
     {"listen", 'L', "HOST:PORT", "127.0.0.1:9099", "UDP address to receive datagrams on",
      set_listen, NULL},
@@ -43,34 +56,49 @@ static const struct hr_opt options[] = {
      * unanswerable requests they are the first thing to shed. */
     {"error-ack-rate", 0, "N", "1000", "error acks (invalid, retry-later, ...) per second at most",
      set_error_ack_rate, NULL},
+    /* One loop saturates a core; more only pay with cores (and Redis) to spare. */
+    {"workers", 'w', "N", "1",
+     "event loops, each with its own SO_REUSEPORT socket and Redis connection", set_workers,
+     NULL},
     {0},
 };
 
-struct app {
+/* One event loop with its own socket (SO_REUSEPORT), store and Redis
+ * connection, on a thread of its own. */
+struct worker {
+    int id;
     struct event_base *base;
     struct hr_store *store;
     struct hr_server *server;
     struct event *drain_timer;
+    pthread_t thread;
+    int started;
+};
+
+struct app {
+    struct event_base *base; /* the main thread's: signals only */
+    struct worker *workers;
+    uint32_t nworkers;
     int stopping;
 };
 
-static void log_stats(struct app *app)
+static void log_stats(const struct worker *w)
 {
-    const struct hr_server_stats *s = hr_server_get_stats(app->server);
-    const struct hr_store_stats *r = hr_store_get_stats(app->store);
+    const struct hr_server_stats *s = hr_server_get_stats(w->server);
+    const struct hr_store_stats *r = hr_store_get_stats(w->store);
     char drops[512] = "";
     size_t o = 0;
     for (int i = 1; i < HR_SERVER_DROP_REASONS; i++)
         if (s->dropped[i] && o < sizeof(drops))
-            o += (size_t)snprintf(drops + o, sizeof(drops) - o, " dropped_%s=%llu", hr_errname(i),
-                                  (unsigned long long)s->dropped[i]);
+            o += (size_t)snprintf(drops + o, sizeof(drops) - o, " dropped_%s=%llu",
+                                  hr_errname(i), (unsigned long long)s->dropped[i]);
     HR_LOG(HR_LOG_INFO,
-           "stats: received=%llu bytes_in=%llu bytes_out=%llu invalid=%llu acked_ok=%llu "
-           "acked_duplicate=%llu acked_unknown_host=%llu acked_invalid=%llu "
+           "stats worker=%d: received=%llu bytes_in=%llu bytes_out=%llu invalid=%llu "
+           "acked_ok=%llu acked_duplicate=%llu acked_unknown_host=%llu acked_invalid=%llu "
            "acked_retry_later=%llu ack_send_failed=%llu ack_suppressed=%llu "
-           "error_acks_limited=%llu%s redis_submitted=%llu redis_errors=%llu "
+           "error_acks_limited=%llu%s redis_calls=%llu redis_errors=%llu "
            "redis_timeouts=%llu redis_connects=%llu redis_inflight=%zu redis_ready=%d",
-           (unsigned long long)s->received, (unsigned long long)s->bytes_in,
+           w->id, (unsigned long long)s->received, (unsigned long long)s->bytes_in,
            (unsigned long long)s->bytes_out, (unsigned long long)s->invalid,
            (unsigned long long)s->acked[HR_RESULT_OK],
            (unsigned long long)s->acked[HR_RESULT_DUPLICATE],
@@ -80,24 +108,41 @@ static void log_stats(struct app *app)
            (unsigned long long)s->ack_send_failed, (unsigned long long)s->ack_suppressed,
            (unsigned long long)s->error_acks_limited, drops, (unsigned long long)r->submitted,
            (unsigned long long)r->redis_errors, (unsigned long long)r->timeouts,
-           (unsigned long long)r->reconnects, hr_store_inflight(app->store),
-           hr_store_ready(app->store));
+           (unsigned long long)r->reconnects, hr_store_inflight(w->store),
+           hr_store_ready(w->store));
+}
+
+/* These run on the worker's own thread (event_base_once from the main one),
+ * so the worker's state is only ever touched by its thread. */
+static void on_worker_stats(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    log_stats(arg);
 }
 
 static void on_drained(void *arg)
 {
-    struct app *app = arg;
-    event_base_loopexit(app->base, NULL);
+    struct worker *w = arg;
+    event_base_loopexit(w->base, NULL);
 }
 
 static void on_drain_timeout(evutil_socket_t fd, short what, void *arg)
 {
-    (void)fd;
-    (void)what;
-    struct app *app = arg;
+    (void)fd, (void)what;
+    struct worker *w = arg;
     HR_LOG(HR_LOG_WARN, "shutdown: %zu requests still unanswered by Redis, giving up on them",
-           hr_store_inflight(app->store));
-    event_base_loopexit(app->base, NULL);
+           hr_store_inflight(w->store));
+    event_base_loopexit(w->base, NULL);
+}
+
+static void on_worker_stop(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct worker *w = arg;
+    /* Bounded: after a few Redis timeouts the store has failed them all. */
+    struct timeval tv = {2, 0};
+    evtimer_add(w->drain_timer, &tv);
+    hr_server_drain(w->server, on_drained, w);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -105,20 +150,69 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     (void)what;
     struct app *app = arg;
     if (sig == SIGUSR1) {
-        log_stats(app);
+        for (uint32_t i = 0; i < app->nworkers; i++)
+            event_base_once(app->workers[i].base, -1, EV_TIMEOUT, on_worker_stats,
+                            &app->workers[i], NULL);
         return;
     }
-    if (app->stopping++) {
-        HR_LOG(HR_LOG_WARN, "second signal: exiting now");
-        event_base_loopexit(app->base, NULL);
+    if (app->stopping++)
         return;
+    HR_LOG(HR_LOG_INFO, "signal %d: no longer reading, finishing the requests in flight",
+           (int)sig);
+    for (uint32_t i = 0; i < app->nworkers; i++)
+        event_base_once(app->workers[i].base, -1, EV_TIMEOUT, on_worker_stop, &app->workers[i],
+                        NULL);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    return NULL;
+}
+
+static int worker_start(struct worker *w, const struct daemon_config *cfg, char *err,
+                        size_t errlen)
+{
+    w->base = event_base_new();
+    if (!w->base) {
+        snprintf(err, errlen, "cannot create an event loop");
+        return -1;
     }
-    HR_LOG(HR_LOG_INFO, "signal %d: no longer reading, finishing %zu requests in flight", (int)sig,
-           hr_store_inflight(app->store));
-    /* Bounded: after twice the Redis timeout, the store has failed them all. */
-    struct timeval tv = {2, 0};
-    evtimer_add(app->drain_timer, &tv);
-    hr_server_drain(app->server, on_drained, app);
+    w->store = hr_store_new(w->base, &cfg->common.store, err, errlen);
+    if (!w->store)
+        return -1;
+    struct hr_server_config scfg = {
+        .listen = cfg->listen,
+        .listen_len = cfg->listen_len,
+        .ttl_s = cfg->common.ttl_s,
+        .interval_s = cfg->common.interval_s,
+        .error_ack_rate = cfg->error_ack_rate,
+        .rules = &cfg->common.rules,
+        .reuseport = cfg->workers > 1,
+    };
+    w->server = hr_server_new(w->base, w->store, &scfg, err, errlen);
+    if (!w->server)
+        return -1;
+    w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
+    if (!w->drain_timer || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+        snprintf(err, errlen, "cannot start the worker thread");
+        return -1;
+    }
+    w->started = 1;
+    return 0;
+}
+
+static void worker_free(struct worker *w)
+{
+    if (w->drain_timer)
+        event_free(w->drain_timer);
+    /* Store first: its last callbacks queue acks on the server, which the
+     * server then flushes as it goes. */
+    hr_store_free(w->store);
+    hr_server_free(w->server);
+    if (w->base)
+        event_base_free(w->base);
 }
 
 int main(int argc, char **argv)
@@ -139,34 +233,18 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* The main thread schedules work on the workers' loops. */
+    evthread_use_pthreads();
 
     struct app app = {0};
     int rc = 1;
     struct event *sigs[3] = {0};
     app.base = event_base_new();
-    if (!app.base) {
+    app.workers = calloc(cfg.workers, sizeof(*app.workers));
+    if (!app.base || !app.workers) {
         fprintf(stderr, "error: cannot create the event loop\n");
-        return 1;
-    }
-    app.store = hr_store_new(app.base, &cfg.common.store, err, sizeof(err));
-    if (!app.store) {
-        fprintf(stderr, "error: %s\n", err);
         goto out;
     }
-    struct hr_server_config scfg = {
-        .listen = cfg.listen,
-        .listen_len = cfg.listen_len,
-        .ttl_s = cfg.common.ttl_s,
-        .interval_s = cfg.common.interval_s,
-        .error_ack_rate = cfg.error_ack_rate,
-        .rules = &cfg.common.rules,
-    };
-    app.server = hr_server_new(app.base, app.store, &scfg, err, sizeof(err));
-    if (!app.server) {
-        fprintf(stderr, "error: %s\n", err);
-        goto out;
-    }
-    app.drain_timer = evtimer_new(app.base, on_drain_timeout, &app);
     int signums[3] = {SIGTERM, SIGINT, SIGUSR1};
     for (int i = 0; i < 3; i++) {
         sigs[i] = evsignal_new(app.base, signums[i], on_signal, &app);
@@ -175,27 +253,49 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    for (app.nworkers = 0; app.nworkers < cfg.workers; app.nworkers++) {
+        struct worker *w = &app.workers[app.nworkers];
+        w->id = (int)app.nworkers;
+        if (worker_start(w, &cfg, err, sizeof(err)) != 0) {
+            fprintf(stderr, "error: %s\n", err);
+            app.nworkers++;
+            goto out;
+        }
+    }
     struct sockaddr_storage bound;
     socklen_t blen;
     char addr[HR_ADDRSTRLEN];
-    hr_server_local_addr(app.server, &bound, &blen);
-    HR_LOG(HR_LOG_INFO, "hostregd listening on udp %s, ttl %us, interval %us, default region %s",
-           hr_addr_str(addr, sizeof(addr), (struct sockaddr *)&bound), cfg.common.ttl_s,
-           cfg.common.interval_s, cfg.common.default_region);
-    event_base_dispatch(app.base);
-    log_stats(&app);
+    hr_server_local_addr(app.workers[0].server, &bound, &blen);
+    HR_LOG(HR_LOG_INFO,
+           "hostregd listening on udp %s, %u worker%s, ttl %us, interval %us, default region %s",
+           hr_addr_str(addr, sizeof(addr), (struct sockaddr *)&bound), cfg.workers,
+           cfg.workers > 1 ? "s" : "", cfg.common.ttl_s, cfg.common.interval_s,
+           cfg.common.default_region);
+    /* The main thread only waits for signals; the workers drain and stop
+     * on the first SIGTERM or SIGINT (each within 2 s). */
+    while (!app.stopping)
+        event_base_loop(app.base, EVLOOP_ONCE);
+    for (uint32_t i = 0; i < app.nworkers; i++) {
+        pthread_join(app.workers[i].thread, NULL);
+        app.workers[i].started = 0;
+        log_stats(&app.workers[i]);
+    }
     HR_LOG(HR_LOG_INFO, "hostregd stopped");
     rc = 0;
 out:
+    for (uint32_t i = 0; i < app.nworkers; i++) {
+        struct worker *w = &app.workers[i];
+        if (w->started) { /* a later worker failed to start: stop this one */
+            event_base_loopbreak(w->base);
+            pthread_join(w->thread, NULL);
+        }
+        worker_free(w);
+    }
     for (int i = 0; i < 3; i++)
         if (sigs[i])
             event_free(sigs[i]);
-    if (app.drain_timer)
-        event_free(app.drain_timer);
-    /* Store first: its last callbacks queue acks on the server, which the
-     * server then flushes as it goes. */
-    hr_store_free(app.store);
-    hr_server_free(app.server);
-    event_base_free(app.base);
+    free(app.workers);
+    if (app.base)
+        event_base_free(app.base);
     return rc;
 }

@@ -272,6 +272,13 @@ struct hr_server *hr_server_new(struct event_base *base, struct hr_store *store,
      * caps it at net.core.rmem_max, which is fine. */
     int rcvbuf = 8 << 20;
     setsockopt(srv->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    /* Workers each bind the address; the kernel spreads datagrams by source,
+     * so one host's requests always reach the same worker, in order. */
+    int one = 1;
+    if (cfg->reuseport && setsockopt(srv->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        snprintf(err, errlen, "SO_REUSEPORT: %s", strerror(errno));
+        goto fail;
+    }
     if (bind(srv->fd, (const struct sockaddr *)&cfg->listen, cfg->listen_len) != 0) {
         char addr[HR_ADDRSTRLEN];
         snprintf(err, errlen, "bind %s: %s",

@@ -33,6 +33,7 @@ struct hr_server_config {
     socklen_t listen_len;
     uint32_t ttl_s, interval_s;
     uint32_t error_ack_rate; /* error acks per second at most, all peers together */
+    int reuseport;           /* SO_REUSEPORT: several workers share the address */
     const struct hr_rules *rules;
 };
 

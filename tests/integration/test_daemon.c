@@ -409,6 +409,25 @@ static void test_daemon_survives_redis_restart(void **state)
     h_redis_stop(&r2, false, true);
 }
 
+static void test_daemon_workers_share_the_port(void **state)
+{
+    (void)state;
+    struct h_daemon d2;
+    const char *args[] = {"--workers", "2", NULL};
+    assert_int_equal(h_daemon_start(&d2, redis.port, args), 0);
+    /* Distinct source ports: the kernel spreads them over both workers. */
+    for (int i = 0; i < 40; i++) {
+        char host[32];
+        snprintf(host, sizeof(host), "host-worker-%d", i);
+        struct hr_request r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, 0);
+        struct hr_ack ack;
+        assert_int_equal(h_send(d2.port, &r, &ack), 0);
+        assert_int_equal(ack.result, HR_RESULT_OK);
+        assert_int_equal(h_redis_int(rc, "EXISTS hr:h:%s", host), 1);
+    }
+    assert_int_equal(h_daemon_stop(&d2), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -423,6 +442,7 @@ int main(void)
         cmocka_unit_test(test_daemon_random_datagrams),
         cmocka_unit_test(test_daemon_entry_expires_with_short_ttl),
         cmocka_unit_test(test_daemon_survives_redis_restart),
+        cmocka_unit_test(test_daemon_workers_share_the_port),
     };
     return cmocka_run_group_tests_name("daemon", tests, setup, teardown);
 }
