@@ -36,7 +36,9 @@ end
 
 for i = 4, #ARGV do
   local idx = pfx .. 'i:' .. ARGV[i] .. ':idle'
-  redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. now)
+  -- Bounded, as in requests.lua: readers skip expired members by score.
+  local old = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. now, 'LIMIT', 0, 64)
+  if #old > 0 then redis.call('ZREM', idx, unpack(old)) end
   -- The most recently refreshed idle host: the likeliest to be alive. A few
   -- tries in case the index and the hash disagree (an entry deleted by hand).
   for _ = 1, 4 do

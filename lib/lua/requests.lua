@@ -24,6 +24,15 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local expiry = now + ttl
 local touched = {} -- index keys written: expired members trimmed once, at the end
 
+-- Removes up to 64 expired members of an index. Bounded: after a mass expiry
+-- (a region's hosts all gone at once) an unbounded ZREMRANGEBYSCORE would hold
+-- Redis for as long as it takes to drop them all; readers skip expired members
+-- by score anyway, so the backlog can drain a little per call.
+local function trim(idx)
+  local old = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. now, 'LIMIT', 0, 64)
+  if #old > 0 then redis.call('ZREM', idx, unpack(old)) end
+end
+
 local function heartbeat(seq, id, room, region, status)
   local h = pfx .. 'h:' .. id
   local ordered = seq ~= UNORDERED
@@ -110,5 +119,5 @@ for i = 3, #ARGV - 5, 6 do
     out[#out + 1] = leave(ARGV[i + 1], ARGV[i + 2])
   end
 end
-for idx in pairs(touched) do redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. now) end
+for idx in pairs(touched) do trim(idx) end
 return out
