@@ -58,8 +58,7 @@ static const struct hr_opt options[] = {
      set_error_ack_rate, NULL},
     /* One loop saturates a core; more only pay with cores (and Redis) to spare. */
     {"workers", 'w', "N", "1",
-     "event loops, each with its own SO_REUSEPORT socket and Redis connection", set_workers,
-     NULL},
+     "event loops, each with its own SO_REUSEPORT socket and Redis connection", set_workers, NULL},
     {0},
 };
 
@@ -90,8 +89,8 @@ static void log_stats(const struct worker *w)
     size_t o = 0;
     for (int i = 1; i < HR_SERVER_DROP_REASONS; i++)
         if (s->dropped[i] && o < sizeof(drops))
-            o += (size_t)snprintf(drops + o, sizeof(drops) - o, " dropped_%s=%llu",
-                                  hr_errname(i), (unsigned long long)s->dropped[i]);
+            o += (size_t)snprintf(drops + o, sizeof(drops) - o, " dropped_%s=%llu", hr_errname(i),
+                                  (unsigned long long)s->dropped[i]);
     HR_LOG(HR_LOG_INFO,
            "stats worker=%d: received=%llu bytes_in=%llu bytes_out=%llu invalid=%llu "
            "acked_ok=%llu acked_duplicate=%llu acked_unknown_host=%llu acked_invalid=%llu "
@@ -151,14 +150,13 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     struct app *app = arg;
     if (sig == SIGUSR1) {
         for (uint32_t i = 0; i < app->nworkers; i++)
-            event_base_once(app->workers[i].base, -1, EV_TIMEOUT, on_worker_stats,
-                            &app->workers[i], NULL);
+            event_base_once(app->workers[i].base, -1, EV_TIMEOUT, on_worker_stats, &app->workers[i],
+                            NULL);
         return;
     }
     if (app->stopping++)
         return;
-    HR_LOG(HR_LOG_INFO, "signal %d: no longer reading, finishing the requests in flight",
-           (int)sig);
+    HR_LOG(HR_LOG_INFO, "signal %d: no longer reading, finishing the requests in flight", (int)sig);
     for (uint32_t i = 0; i < app->nworkers; i++)
         event_base_once(app->workers[i].base, -1, EV_TIMEOUT, on_worker_stop, &app->workers[i],
                         NULL);
@@ -171,8 +169,7 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static int worker_start(struct worker *w, const struct daemon_config *cfg, char *err,
-                        size_t errlen)
+static int worker_start(struct worker *w, const struct daemon_config *cfg, char *err, size_t errlen)
 {
     w->base = event_base_new();
     if (!w->base) {
