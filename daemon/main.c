@@ -20,7 +20,20 @@ struct daemon_config {
     socklen_t listen_len;
     uint32_t error_ack_rate;
     uint32_t workers;
+    struct hr_keyring keys;
+    int have_keys;
 };
+
+static int set_key_file(void *c, const char *v, char *err, size_t errlen)
+{
+    struct daemon_config *d = c;
+    if (!v[0])
+        return 0;
+    if (hr_keys_load(&d->keys, v, err, errlen) != HR_OK)
+        return -1;
+    d->have_keys = 1;
+    return 0;
+}
 
 static int set_listen(void *c, const char *v, char *err, size_t errlen)
 {
@@ -57,6 +70,10 @@ static const struct hr_opt options[] = {
     {"error-ack-rate", 0, "N", "1000", "error acks (invalid, retry-later, ...) per second at most",
      set_error_ack_rate, NULL},
     /* One loop saturates a core; more only pay with cores (and Redis) to spare. */
+    {"key-file", 'k', "FILE", "",
+     "datagram keys (mode 600): only frames signed with one of them are accepted; "
+     "none: open",
+     set_key_file, NULL},
     {"workers", 'w', "N", "1",
      "event loops, each with its own SO_REUSEPORT socket and Redis connection", set_workers, NULL},
     {0},
@@ -95,7 +112,7 @@ static void log_stats(const struct worker *w)
            "stats worker=%d: received=%llu bytes_in=%llu bytes_out=%llu invalid=%llu "
            "acked_ok=%llu acked_duplicate=%llu acked_unknown_host=%llu acked_invalid=%llu "
            "acked_retry_later=%llu ack_send_failed=%llu ack_suppressed=%llu "
-           "error_acks_limited=%llu%s redis_calls=%llu redis_errors=%llu "
+           "error_acks_limited=%llu auth_stale=%llu%s redis_calls=%llu redis_errors=%llu "
            "redis_timeouts=%llu redis_connects=%llu redis_inflight=%zu redis_ready=%d",
            w->id, (unsigned long long)s->received, (unsigned long long)s->bytes_in,
            (unsigned long long)s->bytes_out, (unsigned long long)s->invalid,
@@ -105,10 +122,10 @@ static void log_stats(const struct worker *w)
            (unsigned long long)s->acked[HR_RESULT_INVALID],
            (unsigned long long)s->acked[HR_RESULT_RETRY_LATER],
            (unsigned long long)s->ack_send_failed, (unsigned long long)s->ack_suppressed,
-           (unsigned long long)s->error_acks_limited, drops, (unsigned long long)r->submitted,
-           (unsigned long long)r->redis_errors, (unsigned long long)r->timeouts,
-           (unsigned long long)r->reconnects, hr_store_inflight(w->store),
-           hr_store_ready(w->store));
+           (unsigned long long)s->error_acks_limited, (unsigned long long)s->auth_stale, drops,
+           (unsigned long long)r->submitted, (unsigned long long)r->redis_errors,
+           (unsigned long long)r->timeouts, (unsigned long long)r->reconnects,
+           hr_store_inflight(w->store), hr_store_ready(w->store));
 }
 
 /* These run on the worker's own thread (event_base_once from the main one),
@@ -187,6 +204,7 @@ static int worker_start(struct worker *w, const struct daemon_config *cfg, char 
         .error_ack_rate = cfg->error_ack_rate,
         .rules = &cfg->common.rules,
         .reuseport = cfg->workers > 1,
+        .keys = cfg->have_keys ? &cfg->keys : NULL,
     };
     w->server = hr_server_new(w->base, w->store, &scfg, err, errlen);
     if (!w->server)
@@ -259,6 +277,12 @@ int main(int argc, char **argv)
             goto out;
         }
     }
+    if (!cfg.have_keys)
+        HR_LOG(HR_LOG_WARN, "no --key-file: datagrams are not authenticated, anyone can speak "
+                            "for any host");
+    else
+        HR_LOG(HR_LOG_INFO, "authenticated datagrams only: %zu key%s loaded", cfg.keys.n,
+               cfg.keys.n == 1 ? "" : "s");
     struct sockaddr_storage bound;
     socklen_t blen;
     char addr[HR_ADDRSTRLEN];

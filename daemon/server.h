@@ -6,6 +6,7 @@
 #define HR_SERVER_H
 
 #include "err.h"
+#include "keys.h"
 #include "request.h"
 
 #include <stdint.h>
@@ -26,14 +27,16 @@ struct hr_server_stats {
     uint64_t ack_send_failed;                 /* sendmmsg refused (full buffer) */
     uint64_t ack_suppressed;                  /* would have been larger than the request */
     uint64_t error_acks_limited;              /* error acks not sent: rate limit */
+    uint64_t auth_stale;                      /* of dropped[HR_E_AUTH]: timestamp outside ±TTL */
 };
 
 struct hr_server_config {
     struct sockaddr_storage listen;
     socklen_t listen_len;
     uint32_t ttl_s, interval_s;
-    uint32_t error_ack_rate; /* error acks per second at most, all peers together */
-    int reuseport;           /* SO_REUSEPORT: several workers share the address */
+    uint32_t error_ack_rate;       /* error acks per second at most, all peers together */
+    int reuseport;                 /* SO_REUSEPORT: several workers share the address */
+    const struct hr_keyring *keys; /* NULL: open, unauthenticated frames accepted */
     const struct hr_rules *rules;
 };
 

@@ -28,6 +28,7 @@ struct hr_host {
     struct event *read_ev, *hb_timer, *status_timer, *leave_timer, *status_ev, *stop_ev;
     hr_host_cb *cb;
     void *cb_arg;
+    struct hr_host_auth auth;
     uint32_t retry_ms;
     struct hr_request hb; /* the heartbeat: host, room, region */
     uint64_t last_seq;
@@ -75,10 +76,20 @@ static void emit(struct hr_host *h, enum hr_host_event e, enum hr_msg_type req, 
     h->cb(h, &ev, h->cb_arg);
 }
 
+/* The frame for r, signed when the host has a key (a fresh timestamp each
+ * time: a retransmission is a new frame with the same seq). */
+static size_t encode(const struct hr_host_auth *auth, const struct hr_request *r, uint8_t *buf,
+                     size_t cap)
+{
+    if (!auth || !auth->key_id)
+        return hr_wire_encode_request(r, buf, cap);
+    return hr_wire_encode_request_auth(r, auth->key, auth->key_id, (uint32_t)time(NULL), buf, cap);
+}
+
 static void send_req(struct hr_host *h, const struct hr_request *r)
 {
     uint8_t buf[HR_WIRE_MAX];
-    size_t len = hr_wire_encode_request(r, buf, sizeof(buf));
+    size_t len = encode(&h->auth, r, buf, sizeof(buf));
     /* A lost datagram and a refused send are the same to us: the timer resends. */
     if (len && send(h->fd, buf, len, 0) < 0 && errno != ECONNREFUSED)
         (void)0;
@@ -337,6 +348,7 @@ struct hr_host *hr_host_start(struct event_base *base, const struct hr_host_conf
     h->fd = -1;
     h->cb = cfg->cb;
     h->cb_arg = cfg->cb_arg;
+    h->auth = cfg->auth;
     h->retry_ms = cfg->retry_ms ? cfg->retry_ms : 500;
     h->interval_s = 20; /* until the first ack says otherwise */
     h->ttl_s = 30;
@@ -447,16 +459,16 @@ const char *hr_host_id(const struct hr_host *h)
     return h->hb.host_id;
 }
 
-int hr_host_send_once(const char *server, const struct hr_request *req, uint32_t timeout_ms,
-                      uint32_t retries, struct hr_ack *ack, unsigned *attempts, char *err,
-                      size_t errlen)
+int hr_host_send_once(const char *server, const struct hr_request *req,
+                      const struct hr_host_auth *auth, uint32_t timeout_ms, uint32_t retries,
+                      struct hr_ack *ack, unsigned *attempts, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     socklen_t sslen;
     uint8_t out[HR_WIRE_MAX], in[HR_WIRE_MAX + 1];
     if (hr_parse_hostport(server, "127.0.0.1", &ss, &sslen, err, errlen) != 0)
         return -1;
-    size_t len = hr_wire_encode_request(req, out, sizeof(out));
+    size_t len = encode(auth, req, out, sizeof(out));
     if (len == 0) {
         snprintf(err, errlen, "request does not fit in a datagram");
         return -1;

@@ -46,6 +46,13 @@ struct hr_host_event_info {
  * It may call hr_host_set_status() but not hr_host_free(). */
 typedef void hr_host_cb(struct hr_host *h, const struct hr_host_event_info *ev, void *arg);
 
+/* The key a host signs its datagrams with (what `hostreg key` prints for it):
+ * for a registry started with --key-file. */
+struct hr_host_auth {
+    uint8_t key[32];
+    uint8_t key_id; /* 0: no authentication */
+};
+
 struct hr_host_config {
     const char *server;    /* "host:port"; NULL: 127.0.0.1:9099 */
     const char *host_id;   /* NULL: a random UUID v4 */
@@ -55,6 +62,7 @@ struct hr_host_config {
     uint32_t retry_ms;     /* first retransmission; doubled up to 8 s. 0: 500 ms */
     hr_host_cb *cb;        /* may be NULL */
     void *cb_arg;
+    struct hr_host_auth auth; /* key_id 0: unauthenticated */
 };
 
 /* Starts heartbeating now. base NULL: on a thread of its own. Returns NULL
@@ -80,10 +88,10 @@ const char *hr_host_id(const struct hr_host *h);
 
 /* One request, retransmitted (same seq) every timeout_ms, doubling, up to
  * `retries` more times, until an ack with its seq comes: a blocking helper
- * for tools. Returns 0 with *ack filled (and *attempts the number of sends),
- * -1 when no ack came or the server address is bad (err says which). */
-int hr_host_send_once(const char *server, const struct hr_request *req, uint32_t timeout_ms,
-                      uint32_t retries, struct hr_ack *ack, unsigned *attempts, char *err,
-                      size_t errlen);
+ * for tools; signed when auth is given (key_id > 0). Returns 0 with *ack filled (and *attempts the
+ * number of sends), -1 when no ack came or the server address is bad (err says which). */
+int hr_host_send_once(const char *server, const struct hr_request *req,
+                      const struct hr_host_auth *auth, uint32_t timeout_ms, uint32_t retries,
+                      struct hr_ack *ack, unsigned *attempts, char *err, size_t errlen);
 
 #endif

@@ -3,6 +3,9 @@
 #include "err.h"
 #include "hostreg.pb-c.h"
 
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <string.h>
 
 /* protobuf-c allocates while unpacking; a bump arena keeps decoding free of
@@ -272,4 +275,115 @@ size_t hr_wire_encode_ack(const struct hr_ack *ack, uint8_t *buf, size_t limit)
             return n;
     }
     return 0;
+}
+
+/* HMAC-SHA256 of buf[0..len) truncated to the tag. */
+static void tag_of(const uint8_t key[32], const uint8_t *buf, size_t len, uint8_t tag[HR_WIRE_TAG])
+{
+    uint8_t mac[EVP_MAX_MD_SIZE];
+    unsigned int maclen = 0;
+    HMAC(EVP_sha256(), key, 32, buf, len, mac, &maclen);
+    memcpy(tag, mac, HR_WIRE_TAG);
+}
+
+size_t hr_wire_encode_request_auth(const struct hr_request *req, const uint8_t key[32],
+                                   uint8_t key_id, uint32_t timestamp, uint8_t *buf, size_t cap)
+{
+    uint8_t plain[HR_WIRE_MAX];
+    size_t n = hr_wire_encode_request(req, plain, sizeof(plain));
+    size_t total = n + HR_WIRE_AUTH_HDR + HR_WIRE_TAG;
+    if (n == 0 || total > cap || total > HR_WIRE_MAX)
+        return 0;
+    memcpy(buf, plain, HR_WIRE_HDR);
+    buf[4] = HR_WIRE_FLAG_AUTH;
+    buf[5] = key_id;
+    buf[6] = (uint8_t)(timestamp >> 24);
+    buf[7] = (uint8_t)(timestamp >> 16);
+    buf[8] = (uint8_t)(timestamp >> 8);
+    buf[9] = (uint8_t)timestamp;
+    memcpy(buf + HR_WIRE_HDR + HR_WIRE_AUTH_HDR, plain + HR_WIRE_HDR, n - HR_WIRE_HDR);
+    tag_of(key, buf, total - HR_WIRE_TAG, buf + total - HR_WIRE_TAG);
+    return total;
+}
+
+int hr_wire_verify(const uint8_t *buf, size_t len, const struct hr_frame *f, const uint8_t key[32])
+{
+    uint8_t tag[HR_WIRE_TAG];
+    if (!(f->flags & HR_WIRE_FLAG_AUTH) || !f->tag || len < HR_WIRE_TAG)
+        return HR_E_AUTH;
+    tag_of(key, buf, len - HR_WIRE_TAG, tag);
+    return CRYPTO_memcmp(tag, f->tag, HR_WIRE_TAG) == 0 ? HR_OK : HR_E_AUTH;
+}
+
+/* A protobuf varint at *p (< end): 0, or -1 when malformed. */
+static int varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *out = v;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int hr_wire_peek_host(const struct hr_frame *f, char out[HR_ID_MAX + 1])
+{
+    const uint8_t *p = f->payload, *end = f->payload + f->payload_len;
+    const uint8_t *host = NULL;
+    size_t hlen = 0;
+    int is_uuid = 0;
+    while (p < end) {
+        uint64_t key, v;
+        if (varint(&p, end, &key) != 0)
+            return HR_E_DECODE;
+        switch (key & 7) {
+        case 0:
+            if (varint(&p, end, &v) != 0)
+                return HR_E_DECODE;
+            break;
+        case 1:
+            if (end - p < 8)
+                return HR_E_DECODE;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4)
+                return HR_E_DECODE;
+            p += 4;
+            break;
+        case 2:
+            if (varint(&p, end, &v) != 0 || v > (uint64_t)(end - p))
+                return HR_E_DECODE;
+            /* Fields 2 (host_uuid) and 3 (host_id) in every request message. */
+            if ((key >> 3) == 2 || (key >> 3) == 3) {
+                host = p;
+                hlen = (size_t)v;
+                is_uuid = (key >> 3) == 2;
+            }
+            p += v;
+            break;
+        default:
+            return HR_E_DECODE;
+        }
+    }
+    if (!host)
+        return HR_E_HOST_ID;
+    if (is_uuid) {
+        if (hlen != 16)
+            return HR_E_HOST_ID;
+        hr_uuid_format(host, out);
+        return HR_OK;
+    }
+    uint8_t uuid[16];
+    if (!hr_id_valid((const char *)host, hlen))
+        return HR_E_HOST_ID;
+    memcpy(out, host, hlen);
+    out[hlen] = '\0';
+    if (hr_uuid_parse(out, hlen, uuid))
+        hr_uuid_format(uuid, out);
+    return HR_OK;
 }

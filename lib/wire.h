@@ -62,6 +62,24 @@ int hr_wire_decode(const uint8_t *buf, size_t len, struct hr_frame *f);
  * NUL-terminated within its array. */
 size_t hr_wire_encode_request(const struct hr_request *req, uint8_t *buf, size_t cap);
 
+/* As hr_wire_encode_request, authenticated: flag bit 0, the key id and
+ * timestamp after the header, and HMAC-SHA256(key, every byte before the tag)
+ * truncated to HR_WIRE_TAG bytes at the end. `key` is the host's key
+ * (keys.h: hr_keys_host_key). */
+size_t hr_wire_encode_request_auth(const struct hr_request *req, const uint8_t key[32],
+                                   uint8_t key_id, uint32_t timestamp, uint8_t *buf, size_t cap);
+
+/* Checks a parsed authenticated frame's tag against `key`, in constant time.
+ * HR_OK or HR_E_AUTH (also for a frame without the flag). Call it before
+ * hr_wire_decode_payload: nothing of an unauthenticated payload is unpacked. */
+int hr_wire_verify(const uint8_t *buf, size_t len, const struct hr_frame *f, const uint8_t key[32]);
+
+/* The hostId of a parsed request frame, read from its payload without
+ * unpacking it (the last host field wins, as in protobuf), in canonical form:
+ * what a per-host key is derived from. HR_OK, or HR_E_HOST_ID when there is
+ * none or it breaks the id rule, HR_E_DECODE when the payload is malformed. */
+int hr_wire_peek_host(const struct hr_frame *f, char out[HR_ID_MAX + 1]);
+
 /* Encodes an ack in at most `limit` bytes (the size of the request it answers:
  * an ack never amplifies). When the full ack does not fit it drops, in order,
  * ttl and interval, then reason; returns 0 when even seq and result do not fit. */

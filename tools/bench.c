@@ -2,6 +2,7 @@
 #include "bench.h"
 
 #include "config.h"
+#include "keyopt.h"
 #include "err.h"
 #include "wire.h"
 
@@ -33,7 +34,18 @@ struct bench_config {
     socklen_t server_len;
     uint32_t hosts, rate, duration_s, window, status_pct, drain_ms;
     int json;
+    struct hr_key_opt key;
 };
+
+static int set_key_file(void *c, const char *v, char *err, size_t errlen)
+{
+    return hr_key_opt_file(&((struct bench_config *)c)->key, v, err, errlen);
+}
+
+static int set_key_id(void *c, const char *v, char *err, size_t errlen)
+{
+    return hr_key_opt_id(&((struct bench_config *)c)->key, v, err, errlen);
+}
 
 struct bench {
     struct bench_config *cfg;
@@ -91,6 +103,9 @@ static const struct hr_opt options[] = {
     {"status-percent", 0, "P", "5", "share of status updates (idle/busy) among the datagrams",
      set_status, NULL},
     {"drain", 0, "MS", "1000", "after sending, wait this long for the last acks", set_drain, NULL},
+    {"key-file", 'k', "FILE", NULL,
+     "sign every datagram with its host's key from the registry's key file", set_key_file, NULL},
+    {"key-id", 0, "ID", "0", "which key of the file (0: the first)", set_key_id, NULL},
     {"json", 'j', NULL, NULL, "one JSON object with every figure", set_json, NULL},
     {0},
 };
@@ -257,7 +272,15 @@ static void run_sender(struct bench *b)
             } else {
                 host_request(&r, h, HR_MSG_HEARTBEAT, HR_STATUS_NONE, seq);
             }
-            size_t len = hr_wire_encode_request(&r, buf[i], sizeof(buf[i]));
+            size_t len;
+            if (cfg->key.loaded) {
+                struct hr_host_auth auth;
+                hr_key_opt_auth(&cfg->key, r.host_id, &auth);
+                len = hr_wire_encode_request_auth(&r, auth.key, auth.key_id, (uint32_t)time(NULL),
+                                                  buf[i], sizeof(buf[i]));
+            } else {
+                len = hr_wire_encode_request(&r, buf[i], sizeof(buf[i]));
+            }
             iov[i] = (struct iovec){buf[i], len};
             msg[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i], .msg_iovlen = 1};
             atomic_store(&b->sent_ns[seq & (RING - 1)], now_ns());

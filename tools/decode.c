@@ -3,6 +3,7 @@
 #include "config.h"
 #include "err.h"
 #include "inspect.h"
+#include "keyopt.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 
 struct decode_config {
     struct hr_common common; /* regions, for the daemon's verdict */
+    struct hr_key_opt key;
     int json;
     int lines;
 };
@@ -28,7 +30,14 @@ static int set_lines(void *c, const char *v, char *err, size_t errlen)
     return 0;
 }
 
+static int set_key_file(void *c, const char *v, char *err, size_t errlen)
+{
+    return hr_key_opt_file(&((struct decode_config *)c)->key, v, err, errlen);
+}
+
 static const struct hr_opt options[] = {
+    {"key-file", 'k', "FILE", NULL, "the registry's key file: check authentication as it would",
+     set_key_file, NULL},
     {"json", 'j', NULL, NULL, "one JSON object per datagram", set_json, NULL},
     {"lines", 0, NULL, NULL,
      "stdin: every non-empty line is a datagram (default: blocks "
@@ -54,7 +63,7 @@ static int one(const struct decode_config *cfg, const char *text)
         return 1;
     }
     struct hr_inspect r;
-    hr_inspect(buf, (size_t)n, &cfg->common.rules, &r);
+    hr_inspect(buf, (size_t)n, &cfg->common.rules, cfg->key.loaded ? &cfg->key.kr : NULL, &r);
     if (cfg->json) {
         json_t *o = hr_inspect_json(&r);
         json_dumpf(o, stdout, JSON_COMPACT);

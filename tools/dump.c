@@ -3,6 +3,7 @@
 #include "config.h"
 #include "err.h"
 #include "inspect.h"
+#include "keyopt.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -16,6 +17,7 @@
 
 struct dump_config {
     struct hr_common common; /* regions, for the daemon's verdict */
+    struct hr_key_opt key;
     char file[512];
     char iface[64];
     uint32_t port;
@@ -98,7 +100,14 @@ static int set_json(void *c, const char *v, char *err, size_t errlen)
     return 0;
 }
 
+static int set_key_file(void *c, const char *v, char *err, size_t errlen)
+{
+    return hr_key_opt_file(&((struct dump_config *)c)->key, v, err, errlen);
+}
+
 static const struct hr_opt options[] = {
+    {"key-file", 'k', "FILE", NULL, "the registry's key file: check authentication as it would",
+     set_key_file, NULL},
     {"read", 'r', "FILE", NULL, "read a pcap or pcapng capture ('-' for stdin)", set_file, NULL},
     {"interface", 'i', "IFACE", NULL,
      "capture live on this interface (needs root or "
@@ -149,7 +158,8 @@ static void emit(struct dump *d, const struct timeval *ts, const char *src, cons
                  int to_server, const uint8_t *payload, size_t len)
 {
     struct hr_inspect r;
-    hr_inspect(payload, len, &d->cfg->common.rules, &r);
+    hr_inspect(payload, len, &d->cfg->common.rules, d->cfg->key.loaded ? &d->cfg->key.kr : NULL,
+               &r);
     d->t.datagrams++;
     int ti = !r.header_ok ? 4 : r.f.type == HR_MSG_ACK ? 3 : r.f.type - 1;
     d->t.by_type[ti >= 0 && ti < 5 ? ti : 4]++;

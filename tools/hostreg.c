@@ -3,6 +3,7 @@
 #include "bench.h"
 #include "decode.h"
 #include "dump.h"
+#include "key.h"
 #include "ls.h"
 #include "send.h"
 
@@ -17,6 +18,7 @@ static const struct {
     {"send", hr_cmd_send, "send one heartbeat, status or leave datagram and print the ack"},
     {"decode", hr_cmd_decode, "decode datagrams given as hex or base64 and give the verdict"},
     {"bench", hr_cmd_bench, "load hostregd with simulated hosts; throughput, losses, latency"},
+    {"key", hr_cmd_key, "print the key a host signs its datagrams with"},
     {"ls", hr_cmd_ls, "list the hosts in the registry by region and status"},
     {"dump", hr_cmd_dump, "decode the hostreg datagrams of a pcap file or a live interface"},
 };

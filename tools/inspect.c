@@ -8,7 +8,7 @@
 #include <string.h>
 
 void hr_inspect(const uint8_t *buf, size_t len, const struct hr_rules *rules,
-                struct hr_inspect *out)
+                const struct hr_keyring *keys, struct hr_inspect *out)
 {
     memset(out, 0, sizeof(*out));
     out->len = len;
@@ -16,6 +16,20 @@ void hr_inspect(const uint8_t *buf, size_t len, const struct hr_rules *rules,
     if (out->err != HR_OK)
         return;
     out->header_ok = 1;
+    if (keys && out->f.type != HR_MSG_ACK) {
+        const struct hr_key *k = hr_keys_find(keys, out->f.key_id);
+        char host[HR_ID_MAX + 1] = "";
+        uint8_t key[HR_KEY_LEN];
+        if (!(out->f.flags & HR_WIRE_FLAG_AUTH) || !k ||
+            (k->mode == HR_KEY_MASTER && hr_wire_peek_host(&out->f, host) != HR_OK)) {
+            out->err = HR_E_AUTH;
+            return;
+        }
+        hr_keys_host_key(k, host, key);
+        out->err = hr_wire_verify(buf, len, &out->f, key);
+        if (out->err != HR_OK)
+            return;
+    }
     out->err = hr_wire_decode_payload(&out->f);
     if (out->err == HR_E_DECODE)
         return;

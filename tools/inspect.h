@@ -4,6 +4,7 @@
 #ifndef HR_TOOLS_INSPECT_H
 #define HR_TOOLS_INSPECT_H
 
+#include "keys.h"
 #include "request.h"
 #include "wire.h"
 
@@ -20,9 +21,11 @@ struct hr_inspect {
     struct hr_frame f; /* as decoded, before the rules normalise anything */
 };
 
-/* Decodes and judges one datagram against `rules`. */
+/* Decodes and judges one datagram against `rules`, and with `keys` (may be
+ * NULL: open registry) its authentication as hostregd --key-file would,
+ * except the timestamp window (captures are read after the fact). */
 void hr_inspect(const uint8_t *buf, size_t len, const struct hr_rules *rules,
-                struct hr_inspect *out);
+                const struct hr_keyring *keys, struct hr_inspect *out);
 
 /* "refused (dropped, no answer)" for frame errors, "refused (answered invalid)"
  * for rule errors, "valid" otherwise. */

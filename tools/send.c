@@ -2,6 +2,7 @@
 
 #include "config.h"
 #include "hostreg_host.h"
+#include "keyopt.h"
 #include "log.h"
 #include "err.h"
 #include "request.h"
@@ -25,7 +26,23 @@ struct send_config {
     uint32_t timeout_ms;
     uint32_t retries;
     int have_seq;
+    struct hr_key_opt key;
 };
+
+static int set_key_file(void *c, const char *v, char *err, size_t errlen)
+{
+    return hr_key_opt_file(&((struct send_config *)c)->key, v, err, errlen);
+}
+
+static int set_key_hex(void *c, const char *v, char *err, size_t errlen)
+{
+    return hr_key_opt_hex(&((struct send_config *)c)->key, v, err, errlen);
+}
+
+static int set_key_id(void *c, const char *v, char *err, size_t errlen)
+{
+    return hr_key_opt_id(&((struct send_config *)c)->key, v, err, errlen);
+}
 
 static int set_server(void *c, const char *v, char *err, size_t errlen)
 {
@@ -115,6 +132,11 @@ static const struct hr_opt options[] = {
     {"seq", 0, "N", NULL, "sequence number (default: the clock in microseconds)", set_seq, NULL},
     {"timeout", 't', "MS", "500", "wait for the first ack; doubled at each retry", set_timeout,
      NULL},
+    {"key-file", 'k', "FILE", NULL, "sign with the host's key from the registry's key file",
+     set_key_file, NULL},
+    {"key", 0, "HEX", NULL, "sign with this host key (what hostreg key prints); needs --key-id",
+     set_key_hex, NULL},
+    {"key-id", 0, "ID", "0", "the key's id (0 with --key-file: its first key)", set_key_id, NULL},
     {"retries", 0, "N", "3", "retransmissions without an ack before giving up", set_retries, NULL},
     {0},
 };
@@ -196,8 +218,13 @@ int hr_cmd_send(int argc, char **argv)
     unsigned attempts = 0;
     char server[HR_ADDRSTRLEN], err[256];
     hr_addr_str(server, sizeof(server), (struct sockaddr *)&cfg.server);
-    if (hr_host_send_once(server, &cfg.req, cfg.timeout_ms, cfg.retries, &ack, &attempts, err,
-                          sizeof(err)) != 0) {
+    struct hr_host_auth auth;
+    if (hr_key_opt_auth(&cfg.key, cfg.req.host_id, &auth) != 0) {
+        fprintf(stderr, "error: no key with --key-id %u\n", cfg.key.key_id);
+        return EXIT_USAGE;
+    }
+    if (hr_host_send_once(server, &cfg.req, &auth, cfg.timeout_ms, cfg.retries, &ack, &attempts,
+                          err, sizeof(err)) != 0) {
         fprintf(stderr, "error: %s\n", err);
         return EXIT_NO_ACK;
     }

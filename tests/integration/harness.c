@@ -337,22 +337,7 @@ int h_daemon_start(struct h_daemon *d, int redis_port, const char *const *extra)
 
 int h_daemon_restart(struct h_daemon *d, int redis_port, const char *const *extra)
 {
-    char bin[256], listen[64], redis[64];
-    const char *argv[40];
-    int n = 0;
-    snprintf(bin, sizeof(bin), "%s/hostregd", env_or("HOSTREG_BIN_DIR", "build/bin"));
-    snprintf(listen, sizeof(listen), "127.0.0.1:%d", d->port);
-    snprintf(redis, sizeof(redis), "redis://127.0.0.1:%d", redis_port);
-    argv[n++] = bin;
-    argv[n++] = "--listen";
-    argv[n++] = listen;
-    argv[n++] = "--redis";
-    argv[n++] = redis;
-    for (int i = 0; extra && extra[i] && n < 38; i++)
-        argv[n++] = extra[i];
-    argv[n] = NULL;
-    d->pid = spawn(argv);
-    if (d->pid < 0)
+    if (h_daemon_spawn(d, redis_port, extra) != 0)
         return -1;
     /* Ready when it acks: a leave of a host that never existed is harmless
      * and answered ok only once Redis is connected. */
@@ -370,6 +355,26 @@ int h_daemon_restart(struct h_daemon *d, int redis_port, const char *const *extr
     }
     close(fd);
     return rc;
+}
+
+int h_daemon_spawn(struct h_daemon *d, int redis_port, const char *const *extra)
+{
+    char bin[256], listen[64], redis[64];
+    const char *argv[40];
+    int n = 0;
+    snprintf(bin, sizeof(bin), "%s/hostregd", env_or("HOSTREG_BIN_DIR", "build/bin"));
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", d->port);
+    snprintf(redis, sizeof(redis), "redis://127.0.0.1:%d", redis_port);
+    argv[n++] = bin;
+    argv[n++] = "--listen";
+    argv[n++] = listen;
+    argv[n++] = "--redis";
+    argv[n++] = redis;
+    for (int i = 0; extra && extra[i] && n < 38; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    d->pid = spawn(argv);
+    return d->pid < 0 ? -1 : 0;
 }
 
 /* SIGTERM, then the exit status as h_daemon_stop describes it. */

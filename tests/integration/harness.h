@@ -39,6 +39,10 @@ struct h_daemon {
  * extra flags (NULL-terminated), and waits until it acks a request (which
  * needs its Redis connection up). 0 or -1. */
 int h_daemon_start(struct h_daemon *d, int redis_port, const char *const *extra);
+/* Starts hostregd on d->port without waiting (for a daemon that answers no
+ * unsigned probe); the caller awaits its first ack itself. 0 or -1. */
+int h_daemon_spawn(struct h_daemon *d, int redis_port, const char *const *extra);
+
 /* Starts hostregd again on d->port (after h_daemon_stop), waiting as above. */
 int h_daemon_restart(struct h_daemon *d, int redis_port, const char *const *extra);
 /* Sends SIGTERM and returns the exit status (as waitpid's WEXITSTATUS), or

@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "keys.h"
 #include "wire.h"
 
 #include <poll.h>
@@ -14,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static struct h_redis redis;
@@ -428,6 +431,144 @@ static void test_daemon_workers_share_the_port(void **state)
     assert_int_equal(h_daemon_stop(&d2), 0);
 }
 
+/* --- authenticated datagrams --- */
+
+#define KEY1 "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+#define KEY2 "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
+
+static void write_keys(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+    chmod(path, 0600);
+}
+
+/* Signs r as a host holding key `id` of the file above (per-host for id 2). */
+static size_t sign(const struct hr_request *r, uint8_t id, int64_t skew, uint8_t *buf)
+{
+    struct hr_key k = {.id = id, .mode = id == 2 ? HR_KEY_MASTER : HR_KEY_DEPLOYMENT};
+    uint8_t key[HR_KEY_LEN];
+    hr_keys_parse_hex(id == 2 ? KEY2 : KEY1, k.secret);
+    hr_keys_host_key(&k, r->host_id, key);
+    return hr_wire_encode_request_auth(r, key, id, (uint32_t)(time(NULL) + skew), buf, HR_WIRE_MAX);
+}
+
+/* Sends `bad`, then a good probe signed with key `probe_id` on the same
+ * socket; the probe's ack comes after any answer to `bad` would have (one
+ * worker, in order), so its arrival proves `bad` got none. */
+static void assert_silent(int port, const uint8_t *bad, size_t badlen, uint64_t badseq,
+                          uint8_t probe_id)
+{
+    int fd = h_udp_socket(port);
+    struct hr_request probe = h_heartbeat("auth-probe", "room1", "local", HR_STATUS_NONE, 0);
+    uint8_t pb[HR_WIRE_MAX], in[HR_WIRE_MAX];
+    size_t plen = sign(&probe, probe_id, 0, pb);
+    assert_int_equal(send(fd, bad, badlen, 0), (ssize_t)badlen);
+    assert_int_equal(send(fd, pb, plen, 0), (ssize_t)plen);
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        assert_int_equal(poll(&p, 1, 3000), 1);
+        ssize_t n = recv(fd, in, sizeof(in), 0);
+        struct hr_frame f;
+        assert_int_equal(hr_wire_decode(in, (size_t)n, &f), 0);
+        assert_true(f.ack.seq != badseq); /* the refused frame was answered */
+        if (f.ack.seq == probe.seq)
+            break;
+    }
+    close(fd);
+}
+
+/* Sends r signed and awaits its ack, resending while the daemon starts. */
+static struct hr_ack send_signed(int port, const struct hr_request *r, uint8_t id)
+{
+    uint8_t buf[HR_WIRE_MAX], in[HR_WIRE_MAX];
+    size_t len = sign(r, id, 0, buf);
+    int fd = h_udp_socket(port);
+    ssize_t n = -1;
+    uint64_t deadline = h_now_ms() + 5000;
+    while (n <= 0 && h_now_ms() < deadline) {
+        send(fd, buf, len, 0); /* refused until the daemon has bound: resent */
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) == 1 && (n = recv(fd, in, sizeof(in), 0)) <= 0)
+            usleep(20000); /* the port refused us: nobody there yet */
+    }
+    assert_true(n > 0);
+    struct hr_frame f;
+    assert_int_equal(hr_wire_decode(in, (size_t)n, &f), 0);
+    assert_int_equal(f.ack.seq, r->seq);
+    assert_true((size_t)n <= len); /* no amplification */
+    close(fd);
+    return f.ack;
+}
+
+static void test_daemon_authenticated_datagrams(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/hostreg-test-keys-XXXXXX";
+    int kfd = mkstemp(path);
+    assert_true(kfd >= 0);
+    close(kfd);
+    write_keys(path, "1 deployment " KEY1 "\n2 master " KEY2 "\n");
+    struct h_daemon d2;
+    const char *args[] = {"--key-file", path, "--prefix", "au:", NULL};
+    /* The harness's readiness probe is unsigned and must go unanswered: the
+     * first signed request below is what waits for the daemon. */
+    d2.port = h_free_port(SOCK_DGRAM);
+    assert_int_equal(h_daemon_spawn(&d2, redis.port, args), 0);
+    struct hr_request r = h_heartbeat("host-deploy", "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(send_signed(d2.port, &r, 1).result, HR_RESULT_OK);
+    assert_int_equal(h_redis_int(rc, "EXISTS au:h:host-deploy"), 1);
+
+    /* A master key: each host signs with its own derived key. */
+    r = h_heartbeat("host-master", "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(send_signed(d2.port, &r, 2).result, HR_RESULT_OK);
+
+    /* Unsigned: silence, and nothing stored. */
+    uint8_t buf[HR_WIRE_MAX];
+    r = h_heartbeat("host-unsigned", "room1", "local", HR_STATUS_NONE, 0);
+    size_t len = hr_wire_encode_request(&r, buf, sizeof(buf));
+    assert_silent(d2.port, buf, len, r.seq, 1);
+    assert_int_equal(h_redis_int(rc, "EXISTS au:h:host-unsigned"), 0);
+
+    /* host-master's own key cannot speak for host-deploy. */
+    struct hr_request forged = h_status("host-deploy", HR_STATUS_BUSY, 0);
+    struct hr_key mk = {.id = 2, .mode = HR_KEY_MASTER};
+    uint8_t hk[HR_KEY_LEN];
+    hr_keys_parse_hex(KEY2, mk.secret);
+    hr_keys_host_key(&mk, "host-master", hk);
+    len = hr_wire_encode_request_auth(&forged, hk, 2, (uint32_t)time(NULL), buf, sizeof(buf));
+    assert_silent(d2.port, buf, len, forged.seq, 1);
+    redisReply *rep = redisCommand(rc, "HGET au:h:host-deploy status");
+    assert_string_equal(rep->str, "idle");
+    freeReplyObject(rep);
+
+    /* A replay from outside the ±TTL window, an unknown key id, a flipped bit. */
+    r = h_heartbeat("host-stale", "room1", "local", HR_STATUS_NONE, 0);
+    len = sign(&r, 1, -3600, buf);
+    assert_silent(d2.port, buf, len, r.seq, 1);
+    len = sign(&r, 1, 0, buf);
+    buf[5] = 9; /* key id 9: not in the file */
+    assert_silent(d2.port, buf, len, r.seq, 1);
+    len = sign(&r, 1, 0, buf);
+    buf[len - 20] ^= 1;
+    assert_silent(d2.port, buf, len, r.seq, 1);
+    assert_int_equal(h_redis_int(rc, "EXISTS au:h:host-stale"), 0);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+
+    /* Rotation: key 1 retired from the file, key 2 still accepted. */
+    write_keys(path, "2 master " KEY2 "\n");
+    assert_int_equal(h_daemon_spawn(&d2, redis.port, args), 0);
+    r = h_heartbeat("host-master", "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(send_signed(d2.port, &r, 2).result, HR_RESULT_OK);
+    r = h_heartbeat("host-deploy", "room1", "local", HR_STATUS_NONE, 0);
+    len = sign(&r, 1, 0, buf);
+    assert_silent(d2.port, buf, len, r.seq, 2);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -443,6 +584,7 @@ int main(void)
         cmocka_unit_test(test_daemon_entry_expires_with_short_ttl),
         cmocka_unit_test(test_daemon_survives_redis_restart),
         cmocka_unit_test(test_daemon_workers_share_the_port),
+        cmocka_unit_test(test_daemon_authenticated_datagrams),
     };
     return cmocka_run_group_tests_name("daemon", tests, setup, teardown);
 }
