@@ -20,6 +20,7 @@ struct daemon_config {
     socklen_t listen_len;
     uint32_t error_ack_rate;
     uint32_t workers;
+    uint32_t source_rate, source_burst, error_gap_ms;
     struct hr_keyring keys;
     int have_keys;
 };
@@ -51,6 +52,20 @@ static int set_error_ack_rate(void *c, const char *v, char *err, size_t errlen)
     return 0;
 }
 
+#define U32_SETTER(fn, field, lo, hi, what)                                                        \
+    static int fn(void *c, const char *v, char *err, size_t errlen)                                \
+    {                                                                                              \
+        struct daemon_config *d = c;                                                               \
+        if (hr_parse_u32(v, lo, hi, &d->field) != 0) {                                             \
+            snprintf(err, errlen, "want %s, %u-%u", what, lo, hi);                                 \
+            return -1;                                                                             \
+        }                                                                                          \
+        return 0;                                                                                  \
+    }
+U32_SETTER(set_source_rate, source_rate, 0u, 10000000u, "datagrams per second")
+U32_SETTER(set_source_burst, source_burst, 1u, 10000000u, "datagrams")
+U32_SETTER(set_error_gap, error_gap_ms, 0u, 600000u, "milliseconds")
+
 static int set_workers(void *c, const char *v, char *err, size_t errlen)
 {
     struct daemon_config *d = c;
@@ -70,6 +85,15 @@ static const struct hr_opt options[] = {
     {"error-ack-rate", 0, "N", "1000", "error acks (invalid, retry-later, ...) per second at most",
      set_error_ack_rate, NULL},
     /* One loop saturates a core; more only pay with cores (and Redis) to spare. */
+    /* A host sends one datagram every 20 s; even thousands of hosts behind one
+     * NAT address stay far below 1,000/s, while one flooding address cannot
+     * take more than its share. */
+    {"source-rate", 0, "N", "1000",
+     "datagrams per second from one source (an IPv4 address or IPv6 /64); 0: unlimited",
+     set_source_rate, NULL},
+    {"source-burst", 0, "N", "2000", "datagrams a source may send at once", set_source_burst, NULL},
+    {"error-ack-gap", 0, "MS", "1000", "at most one error ack per host this often (0: no limit)",
+     set_error_gap, NULL},
     {"key-file", 'k', "FILE", "",
      "datagram keys (mode 600): only frames signed with one of them are accepted; "
      "none: open",
@@ -112,7 +136,8 @@ static void log_stats(const struct worker *w)
            "stats worker=%d: received=%llu bytes_in=%llu bytes_out=%llu invalid=%llu "
            "acked_ok=%llu acked_duplicate=%llu acked_unknown_host=%llu acked_invalid=%llu "
            "acked_retry_later=%llu ack_send_failed=%llu ack_suppressed=%llu "
-           "error_acks_limited=%llu auth_stale=%llu%s redis_calls=%llu redis_errors=%llu "
+           "error_acks_limited=%llu auth_stale=%llu rate_limited=%llu%s redis_calls=%llu "
+           "redis_errors=%llu "
            "redis_timeouts=%llu redis_connects=%llu redis_inflight=%zu redis_ready=%d",
            w->id, (unsigned long long)s->received, (unsigned long long)s->bytes_in,
            (unsigned long long)s->bytes_out, (unsigned long long)s->invalid,
@@ -122,10 +147,11 @@ static void log_stats(const struct worker *w)
            (unsigned long long)s->acked[HR_RESULT_INVALID],
            (unsigned long long)s->acked[HR_RESULT_RETRY_LATER],
            (unsigned long long)s->ack_send_failed, (unsigned long long)s->ack_suppressed,
-           (unsigned long long)s->error_acks_limited, (unsigned long long)s->auth_stale, drops,
-           (unsigned long long)r->submitted, (unsigned long long)r->redis_errors,
-           (unsigned long long)r->timeouts, (unsigned long long)r->reconnects,
-           hr_store_inflight(w->store), hr_store_ready(w->store));
+           (unsigned long long)s->error_acks_limited, (unsigned long long)s->auth_stale,
+           (unsigned long long)s->rate_limited, drops, (unsigned long long)r->submitted,
+           (unsigned long long)r->redis_errors, (unsigned long long)r->timeouts,
+           (unsigned long long)r->reconnects, hr_store_inflight(w->store),
+           hr_store_ready(w->store));
 }
 
 /* These run on the worker's own thread (event_base_once from the main one),
@@ -205,6 +231,9 @@ static int worker_start(struct worker *w, const struct daemon_config *cfg, char 
         .rules = &cfg->common.rules,
         .reuseport = cfg->workers > 1,
         .keys = cfg->have_keys ? &cfg->keys : NULL,
+        .source_rate = cfg->source_rate,
+        .source_burst = cfg->source_burst,
+        .error_gap_ms = cfg->error_gap_ms,
     };
     w->server = hr_server_new(w->base, w->store, &scfg, err, errlen);
     if (!w->server)

@@ -1,6 +1,7 @@
 #define _GNU_SOURCE /* recvmmsg, sendmmsg */
 #include "server.h"
 
+#include "limits.h"
 #include "log.h"
 #include "store.h"
 #include "wire.h"
@@ -35,6 +36,7 @@ struct pending {
     socklen_t peerlen;
     uint64_t seq;
     uint16_t req_len;
+    char host_id[HR_ID_MAX + 1]; /* for the per-host pacing of error acks */
 };
 
 struct hr_server {
@@ -63,6 +65,7 @@ struct hr_server {
     void (*drain_done)(void *);
     void *drain_arg;
 
+    struct hr_limits *limits;
     double err_tokens; /* error-ack token bucket */
     struct timespec err_last;
 
@@ -114,10 +117,23 @@ static bool error_ack_allowed(struct hr_server *srv)
     return true;
 }
 
-static void queue_ack(struct hr_server *srv, const struct sockaddr_storage *peer, socklen_t peerlen,
-                      uint64_t seq, enum hr_result result, uint32_t reason, size_t req_len)
+static uint64_t mono_ms(void)
 {
-    if (result != HR_RESULT_OK && result != HR_RESULT_DUPLICATE && !error_ack_allowed(srv)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Error acks are paced twice: per host (a host retransmitting into a Redis
+ * outage hears "retry later" once a second, not once a datagram) and in all
+ * (a flood of bad requests cannot turn us into a sender). */
+static void queue_ack(struct hr_server *srv, const struct sockaddr_storage *peer, socklen_t peerlen,
+                      uint64_t seq, enum hr_result result, uint32_t reason, size_t req_len,
+                      const char *host_id)
+{
+    if (result != HR_RESULT_OK && result != HR_RESULT_DUPLICATE &&
+        ((host_id && host_id[0] && !hr_limits_host_error(srv->limits, host_id, mono_ms())) ||
+         !error_ack_allowed(srv))) {
         srv->stats.error_acks_limited++;
         return;
     }
@@ -145,7 +161,7 @@ static void on_stored(void *arg, enum hr_result result)
     struct pending *p = arg;
     struct hr_server *srv = p->srv;
     queue_ack(srv, &p->peer, p->peerlen, p->seq, result,
-              result == HR_RESULT_RETRY_LATER ? HR_E_UNAVAILABLE : 0, p->req_len);
+              result == HR_RESULT_RETRY_LATER ? HR_E_UNAVAILABLE : 0, p->req_len, p->host_id);
     p->next = srv->free_pending;
     srv->free_pending = p;
     srv->npending--;
@@ -225,14 +241,14 @@ static void handle(struct hr_server *srv, const uint8_t *buf, size_t len, int tr
                        (unsigned long long)f.req.seq,
                        hr_addr_str(addr, sizeof(addr), (const struct sockaddr *)peer),
                        hr_strerror(rc));
-        queue_ack(srv, peer, peerlen, f.req.seq, HR_RESULT_INVALID, (uint32_t)rc, len);
+        queue_ack(srv, peer, peerlen, f.req.seq, HR_RESULT_INVALID, (uint32_t)rc, len, NULL);
         return;
     }
     struct pending *p = srv->free_pending;
     if (p)
         srv->free_pending = p->next;
     else if (!(p = malloc(sizeof(*p)))) {
-        queue_ack(srv, peer, peerlen, f.req.seq, HR_RESULT_RETRY_LATER, HR_E_NOMEM, len);
+        queue_ack(srv, peer, peerlen, f.req.seq, HR_RESULT_RETRY_LATER, HR_E_NOMEM, len, NULL);
         return;
     }
     p->srv = srv;
@@ -240,11 +256,13 @@ static void handle(struct hr_server *srv, const uint8_t *buf, size_t len, int tr
     p->peerlen = peerlen;
     p->seq = f.req.seq;
     p->req_len = (uint16_t)len;
+    memcpy(p->host_id, f.req.host_id, sizeof(p->host_id));
     rc = hr_store_submit(srv->store, &f.req, on_stored, p);
     if (rc != HR_OK) {
         p->next = srv->free_pending;
         srv->free_pending = p;
-        queue_ack(srv, peer, peerlen, f.req.seq, HR_RESULT_RETRY_LATER, (uint32_t)rc, len);
+        queue_ack(srv, peer, peerlen, f.req.seq, HR_RESULT_RETRY_LATER, (uint32_t)rc, len,
+                  f.req.host_id);
         return;
     }
     srv->npending++;
@@ -265,10 +283,16 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
                 HR_LOG_LIMITED(HR_LOG_ERROR, "recvmmsg: %s", strerror(errno));
             return;
         }
+        uint64_t now = mono_ms();
         for (int i = 0; i < n; i++) {
             struct mmsghdr *m = &srv->rx_msg[i];
             srv->stats.received++;
             srv->stats.bytes_in += m->msg_len;
+            /* Before any work at all: an empty bucket costs one table lookup. */
+            if (!hr_limits_source(srv->limits, (struct sockaddr *)&srv->rx_addr[i], now)) {
+                srv->stats.rate_limited++;
+                continue;
+            }
             handle(srv, srv->rx[i], m->msg_len, (m->msg_hdr.msg_flags & MSG_TRUNC) != 0,
                    &srv->rx_addr[i], m->msg_hdr.msg_namelen);
         }
@@ -290,6 +314,11 @@ struct hr_server *hr_server_new(struct event_base *base, struct hr_store *store,
     srv->cfg = *cfg;
     srv->fd = -1;
     srv->err_tokens = cfg->error_ack_rate;
+    srv->limits = hr_limits_new(cfg->source_rate, cfg->source_burst, cfg->error_gap_ms);
+    if (!srv->limits) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     clock_gettime(CLOCK_MONOTONIC_COARSE, &srv->err_last);
     for (unsigned i = 0; i < BATCH; i++) {
         srv->rx_iov[i] = (struct iovec){srv->rx[i], RXBUF};
@@ -348,6 +377,7 @@ void hr_server_free(struct hr_server *srv)
         event_free(srv->flush_ev);
     if (srv->fd >= 0)
         close(srv->fd);
+    hr_limits_free(srv->limits);
     while (srv->free_pending) {
         struct pending *p = srv->free_pending;
         srv->free_pending = p->next;

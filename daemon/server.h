@@ -28,6 +28,7 @@ struct hr_server_stats {
     uint64_t ack_suppressed;                  /* would have been larger than the request */
     uint64_t error_acks_limited;              /* error acks not sent: rate limit */
     uint64_t auth_stale;                      /* of dropped[HR_E_AUTH]: timestamp outside ±TTL */
+    uint64_t rate_limited;                    /* dropped unread: the source's bucket was empty */
 };
 
 struct hr_server_config {
@@ -37,6 +38,9 @@ struct hr_server_config {
     uint32_t error_ack_rate;       /* error acks per second at most, all peers together */
     int reuseport;                 /* SO_REUSEPORT: several workers share the address */
     const struct hr_keyring *keys; /* NULL: open, unauthenticated frames accepted */
+    uint32_t source_rate;          /* datagrams/s per source address (0: unlimited) */
+    uint32_t source_burst;
+    uint32_t error_gap_ms; /* at most one error ack per host this often */
     const struct hr_rules *rules;
 };
 

@@ -569,6 +569,40 @@ static void test_daemon_authenticated_datagrams(void **state)
     unlink(path);
 }
 
+static void test_daemon_source_rate_limit(void **state)
+{
+    (void)state;
+    struct h_daemon d2;
+    const char *args[] = {"--source-rate", "100", "--source-burst", "50", "--prefix", "rl:", NULL};
+    assert_int_equal(h_daemon_start(&d2, redis.port, args), 0);
+    int fd = h_udp_socket(d2.port);
+    uint64_t t0 = h_now_ms();
+    for (int i = 0; i < 500; i++) {
+        char host[32];
+        uint8_t buf[HR_WIRE_MAX];
+        snprintf(host, sizeof(host), "host-flood-%d", i);
+        struct hr_request r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, 0);
+        size_t len = hr_wire_encode_request(&r, buf, sizeof(buf));
+        assert_int_equal(send(fd, buf, len, 0), (ssize_t)len);
+    }
+    close(fd);
+    /* Acked once the bucket has a token again, and after every earlier
+     * datagram was handled. */
+    struct hr_request probe = h_heartbeat("host-flood-probe", "room1", "local", HR_STATUS_NONE, 0);
+    struct hr_ack ack;
+    assert_int_equal(h_send(d2.port, &probe, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    uint64_t elapsed = h_now_ms() - t0;
+    redisReply *keys = redisCommand(rc, "KEYS rl:h:host-flood-*");
+    long long stored = (long long)keys->elements - 1; /* less the probe */
+    freeReplyObject(keys);
+    printf("# 500 datagrams in a burst, burst 50, 100/s: %lld stored in %llu ms\n", stored,
+           (unsigned long long)elapsed);
+    assert_true(stored >= 45); /* the harness's readiness probes took a token or two */
+    assert_true(stored <= 50 + (long long)(elapsed / 10) + 2);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -585,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_daemon_survives_redis_restart),
         cmocka_unit_test(test_daemon_workers_share_the_port),
         cmocka_unit_test(test_daemon_authenticated_datagrams),
+        cmocka_unit_test(test_daemon_source_rate_limit),
     };
     return cmocka_run_group_tests_name("daemon", tests, setup, teardown);
 }
