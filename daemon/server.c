@@ -156,12 +156,12 @@ static void queue_ack(struct hr_server *srv, const struct sockaddr_storage *peer
         event_active(srv->flush_ev, EV_WRITE, 0);
 }
 
-static void on_stored(void *arg, enum hr_result result)
+static void on_stored(void *arg, enum hr_result result, int reason)
 {
     struct pending *p = arg;
     struct hr_server *srv = p->srv;
     queue_ack(srv, &p->peer, p->peerlen, p->seq, result,
-              result == HR_RESULT_RETRY_LATER ? HR_E_UNAVAILABLE : 0, p->req_len, p->host_id);
+              result == HR_RESULT_RETRY_LATER ? (uint32_t)reason : 0, p->req_len, p->host_id);
     p->next = srv->free_pending;
     srv->free_pending = p;
     srv->npending--;

@@ -341,7 +341,7 @@ static int check_secret(struct call *c, bool answer)
 
 /* --- host endpoints --- */
 
-static void on_stored(void *arg, enum hr_result result)
+static void on_stored(void *arg, enum hr_result result, int reason)
 {
     struct call *c = arg;
     c->gw->pending--;
@@ -359,7 +359,10 @@ static void on_stored(void *arg, enum hr_result result)
         reply_error(c, 404, "unknown or expired host (send a heartbeat first)");
         break;
     default:
-        reply_unavailable(c);
+        if (reason == HR_E_FULL)
+            reply_error(c, 503, "%s", hr_strerror(HR_E_FULL));
+        else
+            reply_unavailable(c);
         break;
     }
 }

@@ -222,6 +222,16 @@ int hr_common_set_max_inflight(void *c, const char *v, char *err, size_t errlen)
     return 0;
 }
 
+int hr_common_set_max_hosts(void *c, const char *v, char *err, size_t errlen)
+{
+    struct hr_common *h = c;
+    if (hr_parse_u32(v, 0, 4000000000u, &h->store.max_hosts) != 0) {
+        snprintf(err, errlen, "want a count (0: no cap)");
+        return -1;
+    }
+    return 0;
+}
+
 int hr_common_set_prefix(void *c, const char *v, char *err, size_t errlen)
 {
     struct hr_common *h = c;
@@ -280,6 +290,7 @@ int hr_common_finish(struct hr_common *c, char *err, size_t errlen)
     if (hr_rules_set_regions(&c->rules, c->regions_list, c->default_region, err, errlen) != HR_OK)
         return -1;
     c->store.ttl_ms = c->ttl_s * 1000;
+    snprintf(c->store.regions, sizeof(c->store.regions), "%s", c->regions_list);
     if (c->interval_s == 0)
         c->interval_s = c->ttl_s * 2 / 3 ? c->ttl_s * 2 / 3 : 1;
     /* Advising hosts to refresh no sooner than the entry expires makes every

@@ -63,6 +63,7 @@ int hr_common_set_regions(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_default_region(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_log_level(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_max_inflight(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_max_hosts(void *c, const char *v, char *err, size_t errlen);
 
 /* The struct hr_common must be the first member of the program's config. */
 /* clang-format off */
@@ -81,6 +82,9 @@ int hr_common_set_max_inflight(void *c, const char *v, char *err, size_t errlen)
     {"max-inflight", 0, "N", "65536",                                                              \
      "Redis commands in flight at most; beyond it requests get retry-later",                      \
      hr_common_set_max_inflight, NULL},                                                            \
+    {"max-hosts", 0, "N", "10000000",                                                              \
+     "live hosts at most (0: no cap); a new host beyond it is told to retry later",              \
+     hr_common_set_max_hosts, NULL},                                                               \
     {"prefix", 0, "PREFIX", "hr:", "prefix of every Redis key", hr_common_set_prefix, NULL},      \
     {"regions", 0, "LIST", "us-east-1,us-west-1,eu-central,local",                                \
      "comma-separated list of valid regions", hr_common_set_regions, NULL},                       \

@@ -22,6 +22,7 @@ static const struct {
     {HR_E_STATUS, "bad_status", "status must be idle or busy"},
     {HR_E_UNAVAILABLE, "unavailable", "registry unavailable, retry later"},
     {HR_E_OVERLOAD, "overload", "registry overloaded, retry later"},
+    {HR_E_FULL, "full", "registry full: it holds the most hosts it may"},
     {HR_E_CONFIG, "config", "bad configuration value"},
     {HR_E_SYSTEM, "system", "system call failed"},
     {HR_E_NOMEM, "nomem", "out of memory"},

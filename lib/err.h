@@ -28,6 +28,7 @@ enum hr_err {
     /* Registry errors: the request was fine, the store could not take it now. */
     HR_E_UNAVAILABLE = 32, /* Redis not connected, timed out, or answered an error */
     HR_E_OVERLOAD = 33,    /* too much work in flight */
+    HR_E_FULL = 34,        /* the registry holds the most hosts it may (--max-hosts) */
 
     /* Local errors of setup and tools. */
     HR_E_CONFIG = 48, /* a bad option value */

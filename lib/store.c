@@ -468,10 +468,16 @@ static void handle_requests(struct cmd *c, redisReply *reply)
     }
     for (int i = 0; i < c->nslots; i++) {
         enum hr_result res = HR_RESULT_RETRY_LATER;
+        int reason = HR_E_UNAVAILABLE;
         redisReply *e = reply ? reply->element[i] : NULL;
         if (e && e->type == REDIS_REPLY_INTEGER && e->integer >= HR_RESULT_OK &&
-            e->integer <= HR_RESULT_UNKNOWN_HOST)
+            e->integer <= HR_RESULT_UNKNOWN_HOST) {
             res = (enum hr_result)e->integer;
+            reason = HR_OK;
+        } else if (e && e->type == REDIS_REPLY_INTEGER && e->integer == 4) {
+            reason = HR_E_FULL;
+            st->stats.full++;
+        }
         switch (res) {
         case HR_RESULT_OK:
             st->stats.ok++;
@@ -486,7 +492,7 @@ static void handle_requests(struct cmd *c, redisReply *reply)
             st->stats.failed++;
             break;
         }
-        c->slots[i].cb(c->slots[i].arg, res);
+        c->slots[i].cb(c->slots[i].arg, res, reason);
     }
 }
 
@@ -530,6 +536,8 @@ int hr_store_submit(struct hr_store *st, const struct hr_request *req, hr_store_
             return err;
         cmd_str(c, st->cfg.prefix);
         cmd_fmt(c, "%" PRIu32, st->cfg.ttl_ms);
+        cmd_fmt(c, "%" PRIu32, st->cfg.max_hosts);
+        cmd_str(c, st->cfg.regions);
         st->open = c;
         event_active(st->flush_ev, EV_TIMEOUT, 0);
     }

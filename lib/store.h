@@ -38,19 +38,23 @@ struct hr_store_config {
     uint32_t timeout_ms;   /* a command not answered by then counts as failed */
     uint32_t max_inflight; /* commands waiting for Redis; beyond: HR_E_OVERLOAD */
     uint32_t sweep_ms;     /* return unconfirmed claims to idle this often; 0: never */
+    uint32_t max_hosts;    /* live hosts at most; a new one beyond: retry later, full */
+    char regions[HR_REGIONS_MAX * (HR_REGION_MAX + 1)]; /* comma-separated, to count them */
 };
 
 struct hr_store_stats {
     uint64_t submitted, ok, duplicate, unknown_host;
     uint64_t failed; /* answered RETRY_LATER after submission */
     uint64_t redis_errors, timeouts, reconnects, noscript;
+    uint64_t full; /* new hosts refused: --max-hosts */
 };
 
 /* Called exactly once per accepted submission, with the outcome:
- * HR_RESULT_OK, _DUPLICATE, _UNKNOWN_HOST, or _RETRY_LATER when Redis failed,
- * timed out, or the store is being freed. Like every callback of the store
+ * HR_RESULT_OK, _DUPLICATE, _UNKNOWN_HOST, or _RETRY_LATER with `reason`
+ * HR_E_FULL (the host cap) or HR_E_UNAVAILABLE (Redis failed, timed out, or the
+ * store is being freed). Like every callback of the store
  * it may submit more work, but must not call hr_store_free(). */
-typedef void hr_store_cb(void *arg, enum hr_result result);
+typedef void hr_store_cb(void *arg, enum hr_result result, int reason);
 
 /* Creates the store and starts connecting; it never blocks. Returns NULL with
  * a reason in err when `cfg` is unusable. */

@@ -2,13 +2,16 @@
 -- in one atomic call (the daemon sends each receive batch as one call; a
 -- single request is a batch of one). The rules of the registry live here.
 --
--- ARGV[1] key prefix, ARGV[2] ttl in ms, then 6 per request:
+-- ARGV[1] key prefix, ARGV[2] ttl in ms, ARGV[3] most live hosts (0: no
+-- cap), ARGV[4] the configured regions, comma-separated (to count them),
+-- then 6 per request:
 --   op ('h' heartbeat, 's' status, 'l' leave), seq, hostId, roomId, region, status
 -- seq: 20 digits, zero-padded, compared as strings (exact for 64 bits, where
 -- Lua's doubles are not); all zeros = unordered (HTTP), applied in arrival
 -- order and leaving the stored sequence alone.
 -- Returns one integer per request: 1 applied, 2 duplicate (seq not newer than
--- the last applied: nothing changed), 3 unknown host (status update).
+-- the last applied: nothing changed), 3 unknown host (status update), 4 full
+-- (a new host, and the registry already holds the most it may).
 --
 -- Keys (prefix hr:):
 --   h:<id>  hash: room, region, status, hseq (last heartbeat seq), sseq (last
@@ -17,7 +20,7 @@
 --   i:<region>:<status>  sorted set of hostIds scored by their entry's expiry
 --           in ms: a reader asking for scores >= now never sees an expired host
 --   claims  sorted set of claimed hostIds scored by their lease's end
-local pfx, ttl = ARGV[1], tonumber(ARGV[2])
+local pfx, ttl, cap, regions = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local UNORDERED = '00000000000000000000'
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -31,6 +34,24 @@ local touched = {} -- index keys written: expired members trimmed once, at the e
 local function trim(idx)
   local old = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. now, 'LIMIT', 0, 64)
   if #old > 0 then redis.call('ZREM', idx, unpack(old)) end
+end
+
+-- Live hosts, counted once per call and only when a new host asks: the index
+-- sizes (expired members not trimmed yet count too, so the cap errs on the
+-- safe side).
+local live
+local function room_for_one_more()
+  if cap == 0 then return true end
+  if not live then
+    live = 0
+    for r in string.gmatch(regions, '[^,]+') do
+      live = live + redis.call('ZCARD', pfx .. 'i:' .. r .. ':idle') +
+             redis.call('ZCARD', pfx .. 'i:' .. r .. ':busy')
+    end
+  end
+  if live >= cap then return false end
+  live = live + 1
+  return true
 end
 
 local function heartbeat(seq, id, room, region, status)
@@ -54,6 +75,7 @@ local function heartbeat(seq, id, room, region, status)
       local tomb = redis.call('GET', pfx .. 't:' .. id)
       if tomb and seq <= tomb then return 2 end
     end
+    if not room_for_one_more() then return 4 end
     redis.call('HSET', h, 'room', room, 'region', region, 'status', status, 'hseq', seq,
                'sseq', seq)
   end
@@ -109,7 +131,7 @@ local function leave(seq, id)
 end
 
 local out = {}
-for i = 3, #ARGV - 5, 6 do
+for i = 5, #ARGV - 5, 6 do
   local op = ARGV[i]
   if op == 'h' then
     out[#out + 1] = heartbeat(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])

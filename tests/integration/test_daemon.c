@@ -603,6 +603,37 @@ static void test_daemon_source_rate_limit(void **state)
     assert_int_equal(h_daemon_stop(&d2), 0);
 }
 
+static void test_daemon_max_hosts(void **state)
+{
+    (void)state;
+    struct h_daemon d2;
+    const char *args[] = {"--max-hosts", "3", "--prefix", "mx:", NULL};
+    assert_int_equal(h_daemon_start(&d2, redis.port, args), 0);
+    static const char *hosts[] = {"host-cap-1", "host-cap-2", "host-cap-3", "host-cap-4"};
+    struct hr_ack ack;
+    for (int i = 0; i < 3; i++) {
+        struct hr_request r = h_heartbeat(hosts[i], "room1", "local", HR_STATUS_NONE, 0);
+        assert_int_equal(h_send(d2.port, &r, &ack), 0);
+        assert_int_equal(ack.result, HR_RESULT_OK);
+    }
+    /* A fourth host: told to retry later, the registry is full. */
+    struct hr_request r = h_heartbeat(hosts[3], "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(h_send(d2.port, &r, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_RETRY_LATER);
+    assert_int_equal(ack.reason, 34 /* full */);
+    assert_int_equal(h_redis_int(rc, "EXISTS mx:h:host-cap-4"), 0);
+    /* Hosts already in keep refreshing, and a leave makes room. */
+    r = h_heartbeat(hosts[0], "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(h_send(d2.port, &r, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    r = h_leave(hosts[1], 0);
+    assert_int_equal(h_send(d2.port, &r, &ack), 0);
+    r = h_heartbeat(hosts[3], "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(h_send(d2.port, &r, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -620,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_daemon_workers_share_the_port),
         cmocka_unit_test(test_daemon_authenticated_datagrams),
         cmocka_unit_test(test_daemon_source_rate_limit),
+        cmocka_unit_test(test_daemon_max_hosts),
     };
     return cmocka_run_group_tests_name("daemon", tests, setup, teardown);
 }
