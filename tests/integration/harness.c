@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -339,6 +340,11 @@ int h_daemon_restart(struct h_daemon *d, int redis_port, const char *const *extr
 {
     if (h_daemon_spawn(d, redis_port, extra) != 0)
         return -1;
+    return h_daemon_await(d);
+}
+
+int h_daemon_await(const struct h_daemon *d)
+{
     /* Ready when it acks: a leave of a host that never existed is harmless
      * and answered ok only once Redis is connected. */
     struct hr_request probe = h_leave("harness-probe", 0);
@@ -357,7 +363,8 @@ int h_daemon_restart(struct h_daemon *d, int redis_port, const char *const *extr
     return rc;
 }
 
-int h_daemon_spawn(struct h_daemon *d, int redis_port, const char *const *extra)
+/* Starts hostregd on d->port; its stderr goes to log_fd when >= 0. */
+static int spawn_daemon(struct h_daemon *d, int redis_port, const char *const *extra, int log_fd)
 {
     char bin[256], listen[64], redis[64];
     const char *argv[40];
@@ -373,8 +380,27 @@ int h_daemon_spawn(struct h_daemon *d, int redis_port, const char *const *extra)
     for (int i = 0; extra && extra[i] && n < 38; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
-    d->pid = spawn(argv);
+    d->pid = spawn_with(argv, NULL, log_fd);
     return d->pid < 0 ? -1 : 0;
+}
+
+int h_daemon_spawn(struct h_daemon *d, int redis_port, const char *const *extra)
+{
+    return spawn_daemon(d, redis_port, extra, -1);
+}
+
+int h_daemon_start_logged(struct h_daemon *d, int redis_port, const char *const *extra,
+                          const char *log_path)
+{
+    int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (log_fd < 0)
+        return -1;
+    d->port = h_free_port(SOCK_DGRAM);
+    int rc = spawn_daemon(d, redis_port, extra, log_fd);
+    close(log_fd); /* the child has its own copy */
+    if (rc != 0)
+        return -1;
+    return h_daemon_await(d);
 }
 
 /* SIGTERM, then the exit status as h_daemon_stop describes it. */

@@ -43,6 +43,15 @@ int h_daemon_start(struct h_daemon *d, int redis_port, const char *const *extra)
  * unsigned probe); the caller awaits its first ack itself. 0 or -1. */
 int h_daemon_spawn(struct h_daemon *d, int redis_port, const char *const *extra);
 
+/* h_daemon_start with the daemon's stderr written to `log_path` (created or
+ * truncated) instead of the test's, for a test that reads its log lines
+ * (the counters SIGUSR1 logs). 0 or -1. */
+int h_daemon_start_logged(struct h_daemon *d, int redis_port, const char *const *extra,
+                          const char *log_path);
+/* Waits (10 s at most) until the daemon on d->port acks ok, as h_daemon_start
+ * does. 0, or -1 when it did not or has exited. */
+int h_daemon_await(const struct h_daemon *d);
+
 /* Starts hostregd again on d->port (after h_daemon_stop), waiting as above. */
 int h_daemon_restart(struct h_daemon *d, int redis_port, const char *const *extra);
 /* Sends SIGTERM and returns the exit status (as waitpid's WEXITSTATUS), or

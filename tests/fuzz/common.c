@@ -1,0 +1,138 @@
+#include "common.h"
+
+#include "err.h"
+#include "fuzz.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const struct hr_rules *fuzz_default_rules(void)
+{
+    static struct hr_rules rules;
+    static bool ready;
+    if (!ready) {
+        hr_rules_default(&rules);
+        ready = true;
+    }
+    return &rules;
+}
+
+const struct hr_rules *fuzz_full_rules(void)
+{
+    static struct hr_rules rules;
+    static bool ready;
+    if (!ready) {
+        /* "r00-xxxx...,r01-xxxx...": HR_REGION_MAX characters each. */
+        char list[HR_REGIONS_MAX * (HR_REGION_MAX + 1)], dflt[HR_REGION_MAX + 1] = "";
+        size_t o = 0;
+        for (int i = 0; i < HR_REGIONS_MAX; i++) {
+            char name[HR_REGION_MAX + 1];
+            snprintf(name, sizeof(name), "r%02d-%.*s", i, HR_REGION_MAX - 4,
+                     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+            o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? "," : "", name);
+            memcpy(dflt, name, sizeof(name));
+        }
+        char err[128];
+        hr_rules_default(&rules);
+        CHECK(hr_rules_set_regions(&rules, list, dflt, err, sizeof(err)) == HR_OK);
+        CHECK(rules.nregions == HR_REGIONS_MAX);
+        ready = true;
+    }
+    return &rules;
+}
+
+bool fuzz_terminated(const char *s, size_t cap)
+{
+    return strnlen(s, cap) < cap;
+}
+
+bool fuzz_canonical_host(const char *host, char out[HR_ID_MAX + 1])
+{
+    uint8_t raw[16];
+    size_t n = strlen(host);
+    if (!hr_id_valid(host, n))
+        return false;
+    memcpy(out, host, n + 1);
+    if (hr_uuid_parse(host, n, raw))
+        hr_uuid_format(raw, out);
+    return true;
+}
+
+static bool same_host(const char *a, const char *b)
+{
+    uint8_t ra[16], rb[16];
+    if (strcmp(a, b) == 0)
+        return true;
+    return hr_uuid_parse(a, strlen(a), ra) && hr_uuid_parse(b, strlen(b), rb) &&
+           memcmp(ra, rb, 16) == 0;
+}
+
+bool fuzz_same_request(const struct hr_request *a, const struct hr_request *b, bool exact_host)
+{
+    return a->type == b->type && a->seq == b->seq &&
+           (exact_host ? strcmp(a->host_id, b->host_id) == 0 : same_host(a->host_id, b->host_id)) &&
+           strcmp(a->room_id, b->room_id) == 0 && strcmp(a->region, b->region) == 0 &&
+           a->status == b->status;
+}
+
+size_t fuzz_round_trip(const struct hr_request *req, bool exact_host, uint8_t *buf, size_t cap,
+                       struct hr_frame *out)
+{
+    size_t n = hr_wire_encode_request(req, buf, cap);
+    CHECK(n >= HR_WIRE_HDR && n <= HR_WIRE_MAX && n <= cap);
+    CHECK(buf[0] == HR_WIRE_MAGIC0 && buf[1] == HR_WIRE_MAGIC1 && buf[2] == HR_WIRE_VERSION);
+    CHECK(buf[3] == req->type && buf[4] == 0);
+    CHECK(hr_wire_decode(buf, n, out) == HR_OK);
+    CHECK(out->type == req->type && out->flags == 0 && out->tag == NULL);
+    CHECK(fuzz_same_request(&out->req, req, exact_host));
+    return n;
+}
+
+static bool region_configured(const struct hr_rules *rules, const char *name)
+{
+    for (size_t i = 0; i < rules->nregions; i++)
+        if (strcmp(rules->regions[i], name) == 0)
+            return true;
+    return false;
+}
+
+void fuzz_check_accepted(const struct hr_request *r, const struct hr_rules *rules)
+{
+    char canon[HR_ID_MAX + 1];
+    CHECK(fuzz_terminated(r->host_id, sizeof(r->host_id)));
+    CHECK(fuzz_terminated(r->room_id, sizeof(r->room_id)));
+    CHECK(fuzz_terminated(r->region, sizeof(r->region)));
+    CHECK(fuzz_canonical_host(r->host_id, canon));
+    CHECK(strcmp(canon, r->host_id) == 0);
+    switch (r->type) {
+    case HR_MSG_HEARTBEAT:
+        CHECK(hr_id_valid(r->room_id, strlen(r->room_id)));
+        CHECK(region_configured(rules, r->region));
+        CHECK(r->status == HR_STATUS_IDLE || r->status == HR_STATUS_BUSY);
+        break;
+    case HR_MSG_STATUS:
+        CHECK(r->status == HR_STATUS_IDLE || r->status == HR_STATUS_BUSY);
+        break;
+    case HR_MSG_LEAVE:
+        break;
+    default:
+        CHECK(!"hr_request_check accepted a type that is not a request");
+    }
+
+    struct hr_request again = *r;
+    CHECK(hr_request_check(&again, rules) == HR_OK);
+    CHECK(fuzz_same_request(&again, r, true));
+
+    /* Only the fields of its type travel: a leave carries no room, region or
+     * status, a status update no room or region. */
+    struct hr_request sent = *r;
+    if (sent.type != HR_MSG_HEARTBEAT)
+        sent.room_id[0] = sent.region[0] = '\0';
+    if (sent.type == HR_MSG_LEAVE)
+        sent.status = HR_STATUS_NONE;
+    uint8_t buf[HR_WIRE_MAX];
+    struct hr_frame f;
+    fuzz_round_trip(&sent, true, buf, sizeof(buf), &f);
+    CHECK(hr_request_check(&f.req, rules) == HR_OK);
+    CHECK(fuzz_same_request(&f.req, &sent, true));
+}
