@@ -187,6 +187,15 @@ static void on_worker_stop(evutil_socket_t fd, short what, void *arg)
     hr_server_drain(w->server, on_drained, w);
 }
 
+/* Ends a worker's loop from inside it: a loopbreak from outside before the
+ * loop has started would be forgotten when it starts. */
+static void on_worker_break(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct worker *w = arg;
+    event_base_loopbreak(w->base);
+}
+
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
@@ -336,7 +345,7 @@ out:
     for (uint32_t i = 0; i < app.nworkers; i++) {
         struct worker *w = &app.workers[i];
         if (w->started) { /* a later worker failed to start: stop this one */
-            event_base_loopbreak(w->base);
+            event_base_once(w->base, -1, EV_TIMEOUT, on_worker_break, w, NULL);
             pthread_join(w->thread, NULL);
         }
         worker_free(w);

@@ -836,6 +836,14 @@ void hr_gateway_free(struct hr_gateway *gw)
     free(gw);
 }
 
+void hr_gateway_stop_accepting(struct hr_gateway *gw)
+{
+    if (gw->sock) {
+        evhttp_del_accept_socket(gw->http, gw->sock);
+        gw->sock = NULL;
+    }
+}
+
 size_t hr_gateway_pending(const struct hr_gateway *gw)
 {
     return gw->pending;
@@ -843,6 +851,8 @@ size_t hr_gateway_pending(const struct hr_gateway *gw)
 
 int hr_gateway_port(const struct hr_gateway *gw)
 {
+    if (!gw->sock)
+        return -1;
     evutil_socket_t fd = evhttp_bound_socket_get_fd(gw->sock);
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);

@@ -39,10 +39,14 @@ struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *stor
 /* Closes every connection; requests still waiting for Redis are dropped. */
 void hr_gateway_free(struct hr_gateway *gw);
 
+/* Closes the listening socket: new connections are refused, the open ones
+ * are still served (the first step of a clean shutdown). */
+void hr_gateway_stop_accepting(struct hr_gateway *gw);
+
 /* Requests accepted and not answered yet (they wait for Redis). */
 size_t hr_gateway_pending(const struct hr_gateway *gw);
 
-/* The bound port (for --listen with port 0). */
+/* The bound port (for --listen with port 0); -1 once it stopped accepting. */
 int hr_gateway_port(const struct hr_gateway *gw);
 
 #endif

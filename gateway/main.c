@@ -107,8 +107,9 @@ struct app {
     int waited_ms;
 };
 
-/* Shutdown: no new work is taken once the loop ends; this waits (up to 2 s)
- * for answers already owed to clients. */
+/* Shutdown: the first signal closes the listening socket, then this waits
+ * (up to 2 s) for the answers already owed to clients; a second signal stops
+ * waiting. */
 static void on_wait(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -129,6 +130,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     }
     HR_LOG(HR_LOG_INFO, "signal %d: finishing %zu requests in flight", (int)sig,
            hr_gateway_pending(app->gw));
+    hr_gateway_stop_accepting(app->gw);
     struct timeval tv = {0, 10000};
     event_add(app->wait_ev, &tv);
 }
@@ -193,8 +195,11 @@ out:
     if (app.wait_ev)
         event_free(app.wait_ev);
     /* Store first: requests still waiting on Redis get their 503 while the
-     * HTTP server can still send it. */
+     * HTTP server can still send it, and a few more turns of the loop write
+     * those answers out before the connections close. */
     hr_store_free(app.store);
+    for (int i = 0; app.gw && i < 4; i++)
+        event_base_loop(app.base, EVLOOP_NONBLOCK);
     hr_gateway_free(app.gw);
     event_base_free(app.base);
     return rc;

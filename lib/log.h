@@ -22,7 +22,8 @@ void hr_log_write(int level, const char *fmt, ...) __attribute__((format(printf,
             hr_log_write((lvl), __VA_ARGS__);                                                      \
     } while (0)
 
-/* At most HR_LOG_LIMIT_BURST lines per second from one call site; the lines
+/* At most HR_LOG_LIMIT_BURST lines per second from one call site (per thread:
+ * each daemon worker has its own allowance); the lines
  * it suppressed are counted in the next line it lets through. */
 #define HR_LOG_LIMIT_BURST 10
 struct hr_log_limit {
@@ -36,7 +37,7 @@ long hr_log_limit_take(struct hr_log_limit *l);
 
 #define HR_LOG_LIMITED(lvl, fmt, ...)                                                              \
     do {                                                                                           \
-        static struct hr_log_limit hr_ll_;                                                         \
+        static _Thread_local struct hr_log_limit hr_ll_;                                           \
         if ((lvl) <= hr_log_level) {                                                               \
             long hr_sup_ = hr_log_limit_take(&hr_ll_);                                             \
             if (hr_sup_ > 0)                                                                       \

@@ -98,6 +98,7 @@ struct hr_store {
     size_t inflight;
     struct cmd *freelist; /* recycled cmds: no malloc per request once warm */
     struct cmd *open;     /* the batch being filled, sent at the end of this loop turn */
+    struct cmd *failed;   /* batches that could not be sent, answered by flush_ev */
     struct event *flush_ev;
     const char **argv; /* scratch for sending */
     size_t *argvlen;
@@ -496,28 +497,46 @@ static void handle_requests(struct cmd *c, redisReply *reply)
     }
 }
 
+/* Answers RETRY_LATER to every request of the batches that could not be sent. */
+static void answer_failed(struct hr_store *st)
+{
+    struct cmd *c;
+    while ((c = st->failed)) {
+        st->failed = c->next;
+        st->inflight -= (size_t)c->nslots;
+        c->handle(c, NULL);
+        cmd_recycle(st, c);
+    }
+}
+
 /* Sends the open batch. Its requests were all promised an answer, so when it
- * cannot be sent each is answered RETRY_LATER now. */
+ * cannot be sent each is answered RETRY_LATER, from the flush event: never
+ * inside hr_store_submit(), whose caller may still use `arg` when it returns. */
 static void flush_batch(struct hr_store *st)
 {
     struct cmd *c = st->open;
     if (!c)
         return;
     st->open = NULL;
-    st->inflight -= (size_t)c->nslots; /* counted as queued; cmd_submit counts them again */
+    if (c->nslots == 0) { /* opened, then its first request did not fit */
+        cmd_recycle(st, c);
+        return;
+    }
+    /* Its requests stay counted in `inflight` either way. */
     if (!c->failed && cmd_send(st, c) == HR_OK) {
-        st->inflight += (size_t)c->nslots;
         st->stats.submitted++;
         return;
     }
-    c->handle(c, NULL);
-    cmd_recycle(st, c);
+    c->next = st->failed;
+    st->failed = c;
+    event_active(st->flush_ev, EV_TIMEOUT, 0);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     flush_batch(arg);
+    answer_failed(arg);
 }
 
 /* Requests of one event-loop turn go to Redis as one script call: the daemon's
@@ -889,7 +908,15 @@ void hr_store_free(struct hr_store *st)
 {
     if (!st)
         return;
-    flush_batch(st); /* sent or failed: either way its callbacks run */
+    /* Everything promised an answer gets RETRY_LATER; callbacks that submit
+     * more are refused (not ready). */
+    st->ready = false;
+    if (st->open) {
+        st->open->next = st->failed;
+        st->failed = st->open;
+        st->open = NULL;
+    }
+    answer_failed(st);
     drop_connection(st, false);
     if (st->flush_ev)
         event_free(st->flush_ev);

@@ -36,17 +36,17 @@ local function trim(idx)
   if #old > 0 then redis.call('ZREM', idx, unpack(old)) end
 end
 
--- Live hosts, counted once per call and only when a new host asks: the index
--- sizes (expired members not trimmed yet count too, so the cap errs on the
--- safe side).
+-- Live hosts, counted once per call and only when a new host asks: the
+-- members of the indexes whose entries have not expired (ZCOUNT from now, so
+-- a backlog of expired members never holds the cap shut).
 local live
 local function room_for_one_more()
   if cap == 0 then return true end
   if not live then
     live = 0
     for r in string.gmatch(regions, '[^,]+') do
-      live = live + redis.call('ZCARD', pfx .. 'i:' .. r .. ':idle') +
-             redis.call('ZCARD', pfx .. 'i:' .. r .. ':busy')
+      live = live + redis.call('ZCOUNT', pfx .. 'i:' .. r .. ':idle', now, '+inf') +
+             redis.call('ZCOUNT', pfx .. 'i:' .. r .. ':busy', now, '+inf')
     end
   end
   if live >= cap then return false end
@@ -97,8 +97,10 @@ local function status_update(seq, id, status)
   if ordered and seq <= cur[1] then return 2 end
   if cur[3] ~= status then
     local pttl = redis.call('PTTL', h)
+    local idx = pfx .. 'i:' .. cur[2] .. ':' .. status
     redis.call('ZREM', pfx .. 'i:' .. cur[2] .. ':' .. cur[3], id)
-    redis.call('ZADD', pfx .. 'i:' .. cur[2] .. ':' .. status, now + pttl, id)
+    redis.call('ZADD', idx, now + pttl, id)
+    touched[idx] = true
     redis.call('HSET', h, 'status', status)
   end
   if ordered then redis.call('HSET', h, 'sseq', seq) end
@@ -111,22 +113,27 @@ end
 
 -- A leave removes the entry and keeps a tombstone with its seq for one TTL,
 -- so that a heartbeat sent before the leave but delivered after it cannot
--- bring the host back. Leaving a host that is not there is fine.
+-- bring the host back. Leaving a host that is not there is fine, and writes
+-- nothing: a tombstone per invented hostId would be memory without a bound
+-- (the cost: a host's very first heartbeat overtaken by its leave registers
+-- it for one TTL).
 local function leave(seq, id)
   local h = pfx .. 'h:' .. id
   local ordered = seq ~= UNORDERED
   local cur = redis.call('HMGET', h, 'hseq', 'sseq', 'region', 'status')
-  if cur[1] then
-    if ordered and (seq <= cur[1] or seq <= cur[2]) then return 2 end
-    redis.call('DEL', h)
-    redis.call('ZREM', pfx .. 'i:' .. cur[3] .. ':' .. cur[4], id)
-    redis.call('ZREM', pfx .. 'claims', id)
+  if not cur[1] then
+    -- Gone already (a retransmitted leave, or expired): a duplicate when the
+    -- tombstone says so, fine either way.
+    local tomb = ordered and redis.call('GET', pfx .. 't:' .. id)
+    if tomb and seq <= tomb then return 2 end
+    return 1
   end
-  if ordered then
-    local tk = pfx .. 't:' .. id
-    local tomb = redis.call('GET', tk)
-    if not tomb or seq > tomb then redis.call('SET', tk, seq, 'PX', ttl) end
-  end
+  if ordered and (seq <= cur[1] or seq <= cur[2]) then return 2 end
+  redis.call('DEL', h)
+  redis.call('ZREM', pfx .. 'i:' .. cur[3] .. ':' .. cur[4], id)
+  redis.call('ZREM', pfx .. 'claims', id)
+  -- The entry was created after any older tombstone (by a newer seq).
+  if ordered then redis.call('SET', pfx .. 't:' .. id, seq, 'PX', ttl) end
   return 1
 end
 

@@ -404,10 +404,12 @@ int h_daemon_start_logged(struct h_daemon *d, int redis_port, const char *const 
 }
 
 /* SIGTERM, then the exit status as h_daemon_stop describes it. */
-static int stop_pid(pid_t pid)
+/* Sends `sig` (none when 0) and waits for the exit. */
+static int stop_pid(pid_t pid, int sig)
 {
     int status = 0;
-    kill(pid, SIGTERM);
+    if (sig)
+        kill(pid, sig);
     uint64_t deadline = h_now_ms() + 5000;
     while (h_now_ms() < deadline) {
         pid_t p = waitpid(pid, &status, WNOHANG);
@@ -431,7 +433,7 @@ int h_daemon_stop(struct h_daemon *d)
 {
     if (d->pid <= 0)
         return -1;
-    int rc = stop_pid(d->pid);
+    int rc = stop_pid(d->pid, SIGTERM);
     d->pid = 0;
     return rc;
 }
@@ -525,11 +527,11 @@ bool h_gateway_log_contains(const struct h_gateway *g, const char *needle)
     return found;
 }
 
-int h_gateway_stop(struct h_gateway *g)
+static int gateway_end(struct h_gateway *g, int sig)
 {
     if (g->pid <= 0)
         return 0;
-    int rc = stop_pid(g->pid);
+    int rc = stop_pid(g->pid, sig);
     g->pid = 0;
     char *log = read_log(g->log);
     if (log) {
@@ -542,6 +544,16 @@ int h_gateway_stop(struct h_gateway *g)
     }
     unlink(g->log);
     return rc;
+}
+
+int h_gateway_stop(struct h_gateway *g)
+{
+    return gateway_end(g, SIGTERM);
+}
+
+int h_gateway_wait(struct h_gateway *g)
+{
+    return gateway_end(g, 0);
 }
 
 /* --- HTTP client --- */

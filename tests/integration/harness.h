@@ -106,6 +106,8 @@ int h_gateway_start(struct h_gateway *g, int redis_port, const char *const *extr
  * -2 when it exited 0 but its log holds a sanitizer report. Does nothing and
  * returns 0 when it is not running (pid 0). */
 int h_gateway_stop(struct h_gateway *g);
+/* The same for a gateway told to stop already: waits, sends nothing. */
+int h_gateway_wait(struct h_gateway *g);
 /* True when the gateway's log so far contains `needle`. */
 bool h_gateway_log_contains(const struct h_gateway *g, const char *needle);
 

@@ -486,19 +486,28 @@ static struct hr_ack send_signed(int port, const struct hr_request *r, uint8_t i
     uint8_t buf[HR_WIRE_MAX], in[HR_WIRE_MAX];
     size_t len = sign(r, id, 0, buf);
     int fd = h_udp_socket(port);
-    ssize_t n = -1;
-    uint64_t deadline = h_now_ms() + 5000;
-    while (n <= 0 && h_now_ms() < deadline) {
-        send(fd, buf, len, 0); /* refused until the daemon has bound: resent */
-        struct pollfd p = {fd, POLLIN, 0};
-        if (poll(&p, 1, 100) == 1 && (n = recv(fd, in, sizeof(in), 0)) <= 0)
-            usleep(20000); /* the port refused us: nobody there yet */
-    }
-    assert_true(n > 0);
     struct hr_frame f;
-    assert_int_equal(hr_wire_decode(in, (size_t)n, &f), 0);
-    assert_int_equal(f.ack.seq, r->seq);
-    assert_true((size_t)n <= len); /* no amplification */
+    bool answered = false;
+    uint64_t deadline = h_now_ms() + 5000;
+    /* Resent until answered with something other than retry-later: the
+     * daemon is not bound yet (the port refuses us) or not connected to
+     * Redis yet (retry-later, at most one a second per host). */
+    while (!answered && h_now_ms() < deadline) {
+        send(fd, buf, len, 0);
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        ssize_t n = recv(fd, in, sizeof(in), 0);
+        if (n <= 0) {
+            usleep(20000); /* the port refused us: nobody there yet */
+            continue;
+        }
+        assert_true((size_t)n <= len); /* no amplification */
+        assert_int_equal(hr_wire_decode(in, (size_t)n, &f), 0);
+        assert_int_equal(f.ack.seq, r->seq);
+        answered = f.ack.result != HR_RESULT_RETRY_LATER;
+    }
+    assert_true(answered);
     close(fd);
     return f.ack;
 }
@@ -634,6 +643,40 @@ static void test_daemon_max_hosts(void **state)
     assert_int_equal(h_daemon_stop(&d2), 0);
 }
 
+/* Hosts that died free their places when their entries expire, even though
+ * nothing has trimmed their index members yet (refused creations write
+ * nothing). */
+static void test_daemon_max_hosts_frees_expired(void **state)
+{
+    (void)state;
+    struct h_daemon d2;
+    const char *args[] = {"--max-hosts", "2", "--ttl", "1", "--prefix", "mxe:", NULL};
+    assert_int_equal(h_daemon_start(&d2, redis.port, args), 0);
+    struct hr_ack ack;
+    struct hr_request r;
+    for (int i = 0; i < 2; i++) {
+        char host[32];
+        snprintf(host, sizeof(host), "host-gone-%d", i);
+        r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, 0);
+        assert_int_equal(h_send(d2.port, &r, &ack), 0);
+        assert_int_equal(ack.result, HR_RESULT_OK);
+    }
+    r = h_heartbeat("host-new", "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(h_send(d2.port, &r, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_RETRY_LATER);
+    /* Both entries expire (Redis drops them after their 1 s TTL); their
+     * index members stay behind. */
+    uint64_t deadline = h_now_ms() + 5000;
+    while (h_redis_int(rc, "EXISTS mxe:h:host-gone-0 mxe:h:host-gone-1") > 0) {
+        assert_true(h_now_ms() < deadline);
+        usleep(20 * 1000); /* polling Redis for the expiry */
+    }
+    assert_int_equal(h_redis_int(rc, "ZCARD mxe:i:local:idle"), 2);
+    assert_int_equal(h_send(d2.port, &r, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -652,6 +695,7 @@ int main(void)
         cmocka_unit_test(test_daemon_authenticated_datagrams),
         cmocka_unit_test(test_daemon_source_rate_limit),
         cmocka_unit_test(test_daemon_max_hosts),
+        cmocka_unit_test(test_daemon_max_hosts_frees_expired),
     };
     return cmocka_run_group_tests_name("daemon", tests, setup, teardown);
 }

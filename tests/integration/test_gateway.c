@@ -1353,6 +1353,51 @@ static void test_gateway_turn_credentials(void **state)
 
 /* --- Redis faults --- */
 
+/* Shutdown: the first signal closes the listening socket; the requests owed
+ * an answer get one, even when a second signal cuts the wait short while
+ * they still wait for Redis (503, never an empty reply). */
+static void test_gateway_shutdown_answers_what_it_owes(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    const char *args[] = {"--redis-timeout", "30000", NULL};
+    assert_int_equal(start_gw2(redis2.port, args, NULL), 0);
+    kill(redis2.pid, SIGSTOP);
+    size_t len;
+    char *q = h_http_format(gw2.port, "POST", "/api/host/heartbeat", NULL,
+                            "{\"hostId\":\"sd-1\",\"roomId\":\"r\"}", &len);
+    int fd = tcp_connect(gw2.port);
+    assert_int_equal(send(fd, q, len, MSG_NOSIGNAL), (ssize_t)len);
+    free(q);
+    /* Answered after the heartbeat was read (the gateway takes ready
+     * connections in order): the heartbeat now waits for Redis. */
+    struct reply rep;
+    assert_int_equal(call(&rep, gw2.port, "GET", "/healthz", NULL, NULL), 200);
+    reply_free(&rep);
+
+    assert_int_equal(kill(gw2.pid, SIGTERM), 0);
+    uint64_t deadline = h_now_ms() + 5000;
+    while (!h_gateway_log_contains(&gw2, "finishing 1 requests in flight")) {
+        assert_true(h_now_ms() < deadline);
+        usleep(5000); /* polling the log */
+    }
+    /* No new connections. */
+    struct h_http_resp refused;
+    assert_int_equal(h_http(gw2.port, "GET", "/healthz", NULL, NULL, &refused), -1);
+    h_http_free(&refused);
+    /* A second signal: stop waiting. The heartbeat still gets its answer. */
+    assert_int_equal(kill(gw2.pid, SIGINT), 0);
+    char buf[4096];
+    read_until(fd, buf, sizeof(buf), NULL);
+    close(fd);
+    kill(redis2.pid, SIGCONT);
+    int code = 0;
+    assert_int_equal(sscanf(buf, "HTTP/1.1 %d", &code), 1);
+    assert_int_equal(code, 503);
+    assert_non_null(strstr(buf, "\"success\":false"));
+    assert_int_equal(h_gateway_wait(&gw2), 0);
+}
+
 static void test_gateway_redis_paused_stopped_and_back(void **state)
 {
     (void)state;
@@ -1492,6 +1537,7 @@ int main(void)
         cmocka_unit_test_teardown(test_gateway_request_id, teardown_each),
         cmocka_unit_test_teardown(test_gateway_turn_credentials, teardown_each),
         cmocka_unit_test_teardown(test_gateway_redis_paused_stopped_and_back, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_shutdown_answers_what_it_owes, teardown_each),
     };
     int failed = cmocka_run_group_tests_name("gateway", tests, setup, teardown);
     return failed || child_failed ? 1 : 0;
