@@ -1,5 +1,6 @@
 #include "limits.h"
 
+#include <math.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,13 @@
  * seen are forgotten (and start again with a full bucket). */
 #define SLOTS (1u << 16)
 #define PROBE 8
+/* Host tallies: 8,192 sources x ~600 bytes = 5 MiB. A source that creates
+ * hosts keeps its slot warm (it sends all the time); the many sources with a
+ * host or two each come and go, and start from zero when they come back,
+ * which is where they are anyway. */
+#define TALLY_SLOTS (1u << 13)
+#define EXACT 16 /* host hashes kept exactly per window */
+#define REGS 256 /* HyperLogLog registers per window */
 
 struct source {
     uint64_t key[2]; /* family and address prefix; 0,0 = empty */
@@ -23,11 +31,27 @@ struct host {
     uint64_t last_ms;
 };
 
+/* The hosts a source spoke for in one window: exactly while there are at most
+ * EXACT of them, and always as HyperLogLog registers. */
+struct window_set {
+    uint32_t exact[EXACT];
+    uint8_t nexact; /* EXACT + 1: more than EXACT, count with the registers */
+    uint8_t regs[REGS];
+};
+
+struct tally {
+    uint64_t key[2]; /* as struct source; 0,0 = empty */
+    uint64_t last_ms;
+    uint64_t window; /* the number of the current window, kept in w[window & 1] */
+    struct window_set w[2];
+};
+
 struct hr_limits {
-    uint32_t rate, burst, error_gap_ms;
+    struct hr_limits_config cfg;
     uint64_t seed; /* keyed hashing: nobody outside can aim at one slot */
     struct source *sources;
     struct host *hosts;
+    struct tally *tallies;
 };
 
 static uint64_t mix(uint64_t x, uint64_t seed)
@@ -41,19 +65,24 @@ static uint64_t mix(uint64_t x, uint64_t seed)
     return x;
 }
 
-struct hr_limits *hr_limits_new(uint32_t rate, uint32_t burst, uint32_t error_gap_ms)
+struct hr_limits *hr_limits_new(const struct hr_limits_config *cfg)
 {
     struct hr_limits *l = calloc(1, sizeof(*l));
     if (!l)
         return NULL;
-    l->rate = rate;
-    l->burst = burst ? burst : 1;
-    l->error_gap_ms = error_gap_ms;
-    if (getrandom(&l->seed, sizeof(l->seed), 0) != (ssize_t)sizeof(l->seed))
+    l->cfg = *cfg;
+    if (!l->cfg.burst)
+        l->cfg.burst = 1;
+    if (!l->cfg.window_ms)
+        l->cfg.source_hosts = 0;
+    l->seed = cfg->seed;
+    if (!l->seed && getrandom(&l->seed, sizeof(l->seed), 0) != (ssize_t)sizeof(l->seed))
         l->seed = (uint64_t)(uintptr_t)l ^ 0x9e3779b97f4a7c15ULL;
     l->sources = calloc(SLOTS, sizeof(*l->sources));
     l->hosts = calloc(SLOTS, sizeof(*l->hosts));
-    if (!l->sources || !l->hosts) {
+    if (l->cfg.source_hosts)
+        l->tallies = calloc(TALLY_SLOTS, sizeof(*l->tallies));
+    if (!l->sources || !l->hosts || (l->cfg.source_hosts && !l->tallies)) {
         hr_limits_free(l);
         return NULL;
     }
@@ -66,33 +95,57 @@ void hr_limits_free(struct hr_limits *l)
         return;
     free(l->sources);
     free(l->hosts);
+    free(l->tallies);
     free(l);
 }
 
-bool hr_limits_source(struct hr_limits *l, const struct sockaddr *sa, uint64_t now_ms)
+/* The bucket key of a source address: an IPv4 address (also when it reaches
+ * an IPv6 socket as ::ffff:a.b.c.d), or the /64 of an IPv6 one. False for
+ * other families. */
+static bool source_key(const struct sockaddr *sa, uint64_t key[2])
 {
-    if (!l->rate)
-        return true;
-    uint64_t key[2] = {0, 0};
     if (sa->sa_family == AF_INET) {
         uint32_t a;
         memcpy(&a, &((const struct sockaddr_in *)sa)->sin_addr, 4);
         key[0] = 4;
         key[1] = a;
-    } else if (sa->sa_family == AF_INET6) {
-        /* A /64 is one site: its owner has 2^64 addresses to rotate through. */
-        key[0] = 6;
-        memcpy(&key[1], &((const struct sockaddr_in6 *)sa)->sin6_addr, 8);
-    } else {
         return true;
     }
-    uint32_t base = (uint32_t)mix(key[0] ^ key[1] * 31, l->seed) & (SLOTS - 1);
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a6)) {
+            uint32_t a;
+            memcpy(&a, &a6->s6_addr[12], 4);
+            key[0] = 4;
+            key[1] = a;
+            return true;
+        }
+        /* A /64 is one site: its owner has 2^64 addresses to rotate through. */
+        key[0] = 6;
+        memcpy(&key[1], a6, 8);
+        return true;
+    }
+    return false;
+}
+
+static uint32_t slot_of(const uint64_t key[2], uint64_t seed, uint32_t slots)
+{
+    return (uint32_t)mix(key[0] ^ key[1] * 31, seed) & (slots - 1);
+}
+
+bool hr_limits_source(struct hr_limits *l, const struct sockaddr *sa, uint64_t now_ms)
+{
+    uint64_t key[2];
+    if (!l->cfg.rate || !source_key(sa, key))
+        return true;
+    uint32_t base = slot_of(key, l->seed, SLOTS);
     struct source *victim = NULL;
     for (uint32_t i = 0; i < PROBE; i++) {
         struct source *s = &l->sources[(base + i) & (SLOTS - 1)];
         if (s->key[0] == key[0] && s->key[1] == key[1]) {
-            double refill = (double)(now_ms - s->last_ms) * l->rate / 1000.0;
-            s->tokens = (float)(s->tokens + refill > l->burst ? l->burst : s->tokens + refill);
+            double refill = (double)(now_ms - s->last_ms) * l->cfg.rate / 1000.0;
+            s->tokens =
+                (float)(s->tokens + refill > l->cfg.burst ? l->cfg.burst : s->tokens + refill);
             s->last_ms = now_ms;
             if (s->tokens < 1.0f)
                 return false;
@@ -106,20 +159,108 @@ bool hr_limits_source(struct hr_limits *l, const struct sockaddr *sa, uint64_t n
     victim->key[0] = key[0];
     victim->key[1] = key[1];
     victim->last_ms = now_ms;
-    victim->tokens = (float)l->burst - 1.0f;
+    victim->tokens = (float)l->cfg.burst - 1.0f;
     return true;
+}
+
+static uint64_t hash_id(const char *id, uint64_t seed)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a, then keyed */
+    for (const char *p = id; *p; p++)
+        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+    return mix(h, seed);
+}
+
+static void window_add(struct window_set *w, uint64_t h)
+{
+    uint32_t h32 = (uint32_t)(h >> 32) | 1; /* 0 is never a stored hash */
+    if (w->nexact <= EXACT) {
+        bool seen = false;
+        for (unsigned i = 0; i < w->nexact && !seen; i++)
+            seen = w->exact[i] == h32;
+        if (!seen && w->nexact < EXACT)
+            w->exact[w->nexact++] = h32;
+        else if (!seen)
+            w->nexact = EXACT + 1;
+    }
+    /* Register: the low 8 bits; rank: where the first 1 is in the next 56. */
+    uint64_t rest = h >> 8;
+    uint8_t rank = rest ? (uint8_t)(__builtin_clzll(rest) - 8 + 1) : 57;
+    uint8_t *r = &w->regs[h & (REGS - 1)];
+    if (*r < rank)
+        *r = rank;
+}
+
+/* Distinct hosts in both windows. */
+static double tally_count(const struct tally *t)
+{
+    const struct window_set *a = &t->w[0], *b = &t->w[1];
+    if (a->nexact <= EXACT && b->nexact <= EXACT) {
+        unsigned n = a->nexact;
+        for (unsigned i = 0; i < b->nexact; i++) {
+            bool seen = false;
+            for (unsigned k = 0; k < a->nexact && !seen; k++)
+                seen = a->exact[k] == b->exact[i];
+            n += !seen;
+        }
+        return n;
+    }
+    double sum = 0;
+    unsigned zeros = 0;
+    for (unsigned i = 0; i < REGS; i++) {
+        uint8_t m = a->regs[i] > b->regs[i] ? a->regs[i] : b->regs[i];
+        sum += ldexp(1.0, -(int)m);
+        zeros += m == 0;
+    }
+    double alpha = 0.7213 / (1.0 + 1.079 / REGS);
+    double e = alpha * REGS * REGS / sum;
+    if (e <= 2.5 * REGS && zeros) /* small range: linear counting */
+        e = REGS * log((double)REGS / zeros);
+    return e;
+}
+
+bool hr_limits_source_hosts(struct hr_limits *l, const struct sockaddr *sa, const char *host_id,
+                            uint64_t now_ms)
+{
+    uint64_t key[2];
+    if (!l->cfg.source_hosts || !source_key(sa, key))
+        return true;
+    uint64_t window = now_ms / l->cfg.window_ms;
+    uint32_t base = slot_of(key, l->seed, TALLY_SLOTS);
+    struct tally *t = NULL, *victim = NULL;
+    for (uint32_t i = 0; i < PROBE && !t; i++) {
+        struct tally *s = &l->tallies[(base + i) & (TALLY_SLOTS - 1)];
+        if (s->key[0] == key[0] && s->key[1] == key[1])
+            t = s;
+        else if (!victim || s->key[0] == 0 || (victim->key[0] != 0 && s->last_ms < victim->last_ms))
+            victim = s;
+    }
+    if (!t) { /* new (or forgotten): starts from nothing */
+        t = victim;
+        memset(t, 0, sizeof(*t));
+        t->key[0] = key[0];
+        t->key[1] = key[1];
+        t->window = window;
+    } else if (window != t->window) {
+        /* The window before the current one stays: a host heard from just
+         * before the turn is still alive. Older ones go. */
+        if (window != t->window + 1)
+            memset(&t->w[(window + 1) & 1], 0, sizeof(t->w[0]));
+        memset(&t->w[window & 1], 0, sizeof(t->w[0]));
+        t->window = window;
+    }
+    t->last_ms = now_ms;
+    window_add(&t->w[window & 1], hash_id(host_id, l->seed));
+    return tally_count(t) < (double)l->cfg.source_hosts + 0.5;
 }
 
 bool hr_limits_host_error(struct hr_limits *l, const char *host_id, uint64_t now_ms)
 {
-    if (!l->error_gap_ms)
+    if (!l->cfg.error_gap_ms)
         return true;
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a, then keyed */
-    for (const char *p = host_id; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
-    h = mix(h, l->seed) | 1;
+    uint64_t h = hash_id(host_id, l->seed) | 1;
     struct host *slot = &l->hosts[h & (SLOTS - 1)];
-    if (slot->hash == h && now_ms - slot->last_ms < l->error_gap_ms)
+    if (slot->hash == h && now_ms - slot->last_ms < l->cfg.error_gap_ms)
         return false;
     slot->hash = h;
     slot->last_ms = now_ms;

@@ -20,7 +20,7 @@ struct daemon_config {
     socklen_t listen_len;
     uint32_t error_ack_rate;
     uint32_t workers;
-    uint32_t source_rate, source_burst, error_gap_ms;
+    uint32_t source_rate, source_burst, error_gap_ms, source_hosts;
     struct hr_keyring keys;
     int have_keys;
 };
@@ -65,6 +65,7 @@ static int set_error_ack_rate(void *c, const char *v, char *err, size_t errlen)
 U32_SETTER(set_source_rate, source_rate, 0u, 10000000u, "datagrams per second")
 U32_SETTER(set_source_burst, source_burst, 1u, 10000000u, "datagrams")
 U32_SETTER(set_error_gap, error_gap_ms, 0u, 600000u, "milliseconds")
+U32_SETTER(set_source_hosts, source_hosts, 0u, 100000000u, "hosts")
 
 static int set_workers(void *c, const char *v, char *err, size_t errlen)
 {
@@ -92,6 +93,13 @@ static const struct hr_opt options[] = {
      "datagrams per second from one source (an IPv4 address or IPv6 /64); 0: unlimited",
      set_source_rate, NULL},
     {"source-burst", 0, "N", "2000", "datagrams a source may send at once", set_source_burst, NULL},
+    /* Home machines have a host or two per address, a NAT of a provider or a
+     * rack of game servers hundreds; one address inventing hostIds stops here,
+     * long before --max-hosts. */
+    {"source-hosts", 0, "N", "1000",
+     "hosts one source (IPv4 address or IPv6 /64) may speak for; beyond, it refreshes them "
+     "but adds none (per worker; 0: no cap)",
+     set_source_hosts, NULL},
     {"error-ack-gap", 0, "MS", "1000", "at most one error ack per host this often (0: no limit)",
      set_error_gap, NULL},
     {"key-file", 'k', "FILE", "",
@@ -136,7 +144,8 @@ static void log_stats(const struct worker *w)
            "stats worker=%d: received=%llu bytes_in=%llu bytes_out=%llu invalid=%llu "
            "acked_ok=%llu acked_duplicate=%llu acked_unknown_host=%llu acked_invalid=%llu "
            "acked_retry_later=%llu ack_send_failed=%llu ack_suppressed=%llu "
-           "error_acks_limited=%llu auth_stale=%llu rate_limited=%llu%s redis_calls=%llu "
+           "error_acks_limited=%llu auth_stale=%llu rate_limited=%llu source_hosts_over=%llu "
+           "refused_full=%llu refused_source_full=%llu%s redis_calls=%llu "
            "redis_errors=%llu "
            "redis_timeouts=%llu redis_connects=%llu redis_inflight=%zu redis_ready=%d",
            w->id, (unsigned long long)s->received, (unsigned long long)s->bytes_in,
@@ -148,10 +157,11 @@ static void log_stats(const struct worker *w)
            (unsigned long long)s->acked[HR_RESULT_RETRY_LATER],
            (unsigned long long)s->ack_send_failed, (unsigned long long)s->ack_suppressed,
            (unsigned long long)s->error_acks_limited, (unsigned long long)s->auth_stale,
-           (unsigned long long)s->rate_limited, drops, (unsigned long long)r->submitted,
-           (unsigned long long)r->redis_errors, (unsigned long long)r->timeouts,
-           (unsigned long long)r->reconnects, hr_store_inflight(w->store),
-           hr_store_ready(w->store));
+           (unsigned long long)s->rate_limited, (unsigned long long)s->source_hosts_over,
+           (unsigned long long)r->full, (unsigned long long)r->source_full, drops,
+           (unsigned long long)r->submitted, (unsigned long long)r->redis_errors,
+           (unsigned long long)r->timeouts, (unsigned long long)r->reconnects,
+           hr_store_inflight(w->store), hr_store_ready(w->store));
 }
 
 /* These run on the worker's own thread (event_base_once from the main one),
@@ -243,6 +253,7 @@ static int worker_start(struct worker *w, const struct daemon_config *cfg, char 
         .source_rate = cfg->source_rate,
         .source_burst = cfg->source_burst,
         .error_gap_ms = cfg->error_gap_ms,
+        .source_hosts = cfg->source_hosts,
     };
     w->server = hr_server_new(w->base, w->store, &scfg, err, errlen);
     if (!w->server)

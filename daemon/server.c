@@ -257,7 +257,15 @@ static void handle(struct hr_server *srv, const uint8_t *buf, size_t len, int tr
     p->seq = f.req.seq;
     p->req_len = (uint16_t)len;
     memcpy(p->host_id, f.req.host_id, sizeof(p->host_id));
-    rc = hr_store_submit(srv->store, &f.req, on_stored, p);
+    /* A source over its cap of hosts keeps the ones it has, gets no new one. */
+    unsigned flags = 0;
+    if (f.req.type == HR_MSG_HEARTBEAT &&
+        !hr_limits_source_hosts(srv->limits, (const struct sockaddr *)peer, f.req.host_id,
+                                mono_ms())) {
+        srv->stats.source_hosts_over++;
+        flags = HR_STORE_NO_CREATE;
+    }
+    rc = hr_store_submit(srv->store, &f.req, flags, on_stored, p);
     if (rc != HR_OK) {
         p->next = srv->free_pending;
         srv->free_pending = p;
@@ -314,7 +322,14 @@ struct hr_server *hr_server_new(struct event_base *base, struct hr_store *store,
     srv->cfg = *cfg;
     srv->fd = -1;
     srv->err_tokens = cfg->error_ack_rate;
-    srv->limits = hr_limits_new(cfg->source_rate, cfg->source_burst, cfg->error_gap_ms);
+    struct hr_limits_config lc = {
+        .rate = cfg->source_rate,
+        .burst = cfg->source_burst,
+        .error_gap_ms = cfg->error_gap_ms,
+        .source_hosts = cfg->source_hosts,
+        .window_ms = cfg->ttl_s * 1000,
+    };
+    srv->limits = hr_limits_new(&lc);
     if (!srv->limits) {
         snprintf(err, errlen, "out of memory");
         goto fail;

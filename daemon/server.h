@@ -29,6 +29,7 @@ struct hr_server_stats {
     uint64_t error_acks_limited;              /* error acks not sent: rate limit */
     uint64_t auth_stale;                      /* of dropped[HR_E_AUTH]: timestamp outside ±TTL */
     uint64_t rate_limited;                    /* dropped unread: the source's bucket was empty */
+    uint64_t source_hosts_over; /* heartbeats sent refresh-only: their source is over its cap */
 };
 
 struct hr_server_config {
@@ -41,6 +42,7 @@ struct hr_server_config {
     uint32_t source_rate;          /* datagrams/s per source address (0: unlimited) */
     uint32_t source_burst;
     uint32_t error_gap_ms; /* at most one error ack per host this often */
+    uint32_t source_hosts; /* hosts one source address may create (0: no cap) */
     const struct hr_rules *rules;
 };
 

@@ -375,7 +375,7 @@ static void submit(struct call *c, struct hr_request *r)
         reply_rule(c, rc);
         return;
     }
-    rc = hr_store_submit(c->gw->store, r, on_stored, c);
+    rc = hr_store_submit(c->gw->store, r, 0, on_stored, c);
     if (rc != HR_OK) {
         reply_unavailable(c);
         return;

@@ -78,7 +78,8 @@ int hr_host_set_status(struct hr_host *h, enum hr_status status);
  * HR_HOST_LEFT follows. Then call hr_host_free(). */
 void hr_host_stop(struct hr_host *h);
 
-/* Own-thread mode: stops (if not yet), waits up to 2 s for HR_HOST_LEFT, and
+/* Own-thread mode: stops (if not yet), waits for HR_HOST_LEFT (the leave is
+ * sent 4 times, 250 ms to 2 s apart: 3.75 s at most when nobody answers), and
  * joins the thread. Caller's-base mode: frees at once (a leave not acked yet
  * is abandoned). hr_host_free(NULL) does nothing. */
 void hr_host_free(struct hr_host *h);

@@ -23,6 +23,8 @@ static const struct {
     {HR_E_UNAVAILABLE, "unavailable", "registry unavailable, retry later"},
     {HR_E_OVERLOAD, "overload", "registry overloaded, retry later"},
     {HR_E_FULL, "full", "registry full: it holds the most hosts it may"},
+    {HR_E_SOURCE_FULL, "source_full",
+     "this source address already speaks for the most hosts it may"},
     {HR_E_CONFIG, "config", "bad configuration value"},
     {HR_E_SYSTEM, "system", "system call failed"},
     {HR_E_NOMEM, "nomem", "out of memory"},

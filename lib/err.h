@@ -29,6 +29,8 @@ enum hr_err {
     HR_E_UNAVAILABLE = 32, /* Redis not connected, timed out, or answered an error */
     HR_E_OVERLOAD = 33,    /* too much work in flight */
     HR_E_FULL = 34,        /* the registry holds the most hosts it may (--max-hosts) */
+    HR_E_SOURCE_FULL =
+        35, /* the source address speaks for the most hosts it may (--source-hosts) */
 
     /* Local errors of setup and tools. */
     HR_E_CONFIG = 48, /* a bad option value */

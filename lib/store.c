@@ -478,6 +478,9 @@ static void handle_requests(struct cmd *c, redisReply *reply)
         } else if (e && e->type == REDIS_REPLY_INTEGER && e->integer == 4) {
             reason = HR_E_FULL;
             st->stats.full++;
+        } else if (e && e->type == REDIS_REPLY_INTEGER && e->integer == 5) {
+            reason = HR_E_SOURCE_FULL;
+            st->stats.source_full++;
         }
         switch (res) {
         case HR_RESULT_OK:
@@ -542,7 +545,8 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 /* Requests of one event-loop turn go to Redis as one script call: the daemon's
  * receive batch costs one round trip and one script invocation instead of one
  * per datagram, and a lone request still leaves at the end of its turn. */
-int hr_store_submit(struct hr_store *st, const struct hr_request *req, hr_store_cb *cb, void *arg)
+int hr_store_submit(struct hr_store *st, const struct hr_request *req, unsigned flags,
+                    hr_store_cb *cb, void *arg)
 {
     int err;
     if (!st->ready || !st->ac)
@@ -562,7 +566,9 @@ int hr_store_submit(struct hr_store *st, const struct hr_request *req, hr_store_
     }
     if (grow((void **)&c->slots, &c->slotcap, c->nslots + 1, sizeof(*c->slots)))
         return HR_E_NOMEM;
-    cmd_str(c, req->type == HR_MSG_HEARTBEAT ? "h" : req->type == HR_MSG_STATUS ? "s" : "l");
+    cmd_str(c, req->type == HR_MSG_HEARTBEAT ? (flags & HR_STORE_NO_CREATE ? "r" : "h")
+               : req->type == HR_MSG_STATUS  ? "s"
+                                             : "l");
     /* Zero-padded to 20 digits: Lua compares them as strings, exactly, where
      * its doubles would round sequence numbers above 2^53. */
     cmd_fmt(c, "%020" PRIu64, req->seq);

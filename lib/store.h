@@ -46,14 +46,15 @@ struct hr_store_stats {
     uint64_t submitted, ok, duplicate, unknown_host;
     uint64_t failed; /* answered RETRY_LATER after submission */
     uint64_t redis_errors, timeouts, reconnects, noscript;
-    uint64_t full; /* new hosts refused: --max-hosts */
+    uint64_t full;        /* new hosts refused: --max-hosts */
+    uint64_t source_full; /* new hosts refused: HR_STORE_NO_CREATE (--source-hosts) */
 };
 
 /* Called exactly once per accepted submission, with the outcome:
  * HR_RESULT_OK, _DUPLICATE, _UNKNOWN_HOST, or _RETRY_LATER with `reason`
- * HR_E_FULL (the host cap) or HR_E_UNAVAILABLE (Redis failed, timed out, or the
- * store is being freed). Like every callback of the store
- * it may submit more work, but must not call hr_store_free(). */
+ * HR_E_FULL (the host cap), HR_E_SOURCE_FULL (HR_STORE_NO_CREATE) or HR_E_UNAVAILABLE (Redis
+ * failed, timed out, or the store is being freed). Like every callback of the store it may submit
+ * more work, but must not call hr_store_free(). */
 typedef void hr_store_cb(void *arg, enum hr_result result, int reason);
 
 /* Creates the store and starts connecting; it never blocks. Returns NULL with
@@ -65,10 +66,16 @@ struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_con
  * connection. hr_store_free(NULL) does nothing. */
 void hr_store_free(struct hr_store *st);
 
+/* A heartbeat with this flag refreshes its host's entry but does not create
+ * one: RETRY_LATER with reason HR_E_SOURCE_FULL instead (the daemon's cap on
+ * the hosts of one source address). */
+#define HR_STORE_NO_CREATE 1u
+
 /* Applies a request that passed hr_request_check(). Returns HR_OK when `cb`
  * will be called later, or, with nothing sent and `cb` never called:
  * HR_E_UNAVAILABLE (not connected to Redis) or HR_E_OVERLOAD (max_inflight). */
-int hr_store_submit(struct hr_store *st, const struct hr_request *req, hr_store_cb *cb, void *arg);
+int hr_store_submit(struct hr_store *st, const struct hr_request *req, unsigned flags,
+                    hr_store_cb *cb, void *arg);
 
 /* A host as the registry holds it (claim and list answers). */
 struct hr_host_info {

@@ -5,13 +5,15 @@
 -- ARGV[1] key prefix, ARGV[2] ttl in ms, ARGV[3] most live hosts (0: no
 -- cap), ARGV[4] the configured regions, comma-separated (to count them),
 -- then 6 per request:
---   op ('h' heartbeat, 's' status, 'l' leave), seq, hostId, roomId, region, status
+--   op ('h' heartbeat, 'r' heartbeat that may refresh but not create, 's'
+--   status, 'l' leave), seq, hostId, roomId, region, status
 -- seq: 20 digits, zero-padded, compared as strings (exact for 64 bits, where
 -- Lua's doubles are not); all zeros = unordered (HTTP), applied in arrival
 -- order and leaving the stored sequence alone.
 -- Returns one integer per request: 1 applied, 2 duplicate (seq not newer than
 -- the last applied: nothing changed), 3 unknown host (status update), 4 full
--- (a new host, and the registry already holds the most it may).
+-- (a new host, and the registry already holds the most it may), 5 source full
+-- (a new host in an 'r' request: its source speaks for the most hosts it may).
 --
 -- Keys (prefix hr:):
 --   h:<id>  hash: room, region, status, hseq (last heartbeat seq), sseq (last
@@ -54,7 +56,7 @@ local function room_for_one_more()
   return true
 end
 
-local function heartbeat(seq, id, room, region, status)
+local function heartbeat(seq, id, room, region, status, may_create)
   local h = pfx .. 'h:' .. id
   local ordered = seq ~= UNORDERED
   local cur = redis.call('HMGET', h, 'hseq', 'region', 'status', 'room')
@@ -75,6 +77,7 @@ local function heartbeat(seq, id, room, region, status)
       local tomb = redis.call('GET', pfx .. 't:' .. id)
       if tomb and seq <= tomb then return 2 end
     end
+    if not may_create then return 5 end
     if not room_for_one_more() then return 4 end
     redis.call('HSET', h, 'room', room, 'region', region, 'status', status, 'hseq', seq,
                'sseq', seq)
@@ -140,8 +143,9 @@ end
 local out = {}
 for i = 5, #ARGV - 5, 6 do
   local op = ARGV[i]
-  if op == 'h' then
-    out[#out + 1] = heartbeat(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5])
+  if op == 'h' or op == 'r' then
+    out[#out + 1] = heartbeat(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
+                              op == 'h')
   elseif op == 's' then
     out[#out + 1] = status_update(ARGV[i + 1], ARGV[i + 2], ARGV[i + 5])
   else

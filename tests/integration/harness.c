@@ -230,15 +230,22 @@ long long h_redis_int(redisContext *c, const char *fmt, ...)
     return v;
 }
 
-int h_udp_socket(int port)
+int h_udp_socket_from(int port, uint32_t src)
 {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in from = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(src)};
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+    if (fd < 0 || bind(fd, (struct sockaddr *)&from, sizeof(from)) != 0 ||
+        connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
         abort();
     return fd;
+}
+
+int h_udp_socket(int port)
+{
+    return h_udp_socket_from(port, INADDR_LOOPBACK);
 }
 
 int h_request(int fd, const struct hr_request *req, struct hr_ack *ack, int timeout_ms, int tries)

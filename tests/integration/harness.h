@@ -61,6 +61,9 @@ bool h_process_alive(pid_t pid);
 
 /* A UDP client socket connected to the daemon. */
 int h_udp_socket(int port);
+/* The same from another loopback source address (127.0.0.0/8, host order):
+ * a different source, as far as the daemon's limits go. */
+int h_udp_socket_from(int port, uint32_t src);
 
 /* Sends `req` on `fd` and waits for the ack with its seq, retransmitting
  * every `timeout_ms` up to `tries` times. Returns 0 with *ack filled, or -1. */

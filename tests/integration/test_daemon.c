@@ -643,6 +643,47 @@ static void test_daemon_max_hosts(void **state)
     assert_int_equal(h_daemon_stop(&d2), 0);
 }
 
+/* One source address cannot fill the registry: past --source-hosts it keeps
+ * refreshing the hosts it has and gets no new one; other sources are not
+ * affected. */
+static void test_daemon_source_hosts_cap(void **state)
+{
+    (void)state;
+    struct h_daemon d2;
+    const char *args[] = {"--source-hosts", "3", "--prefix", "sc:", NULL};
+    assert_int_equal(h_daemon_start(&d2, redis.port, args), 0);
+    int fd = h_udp_socket(d2.port), other = h_udp_socket_from(d2.port, 0x7f000003);
+    struct hr_ack ack;
+    struct hr_request r;
+    for (int i = 0; i < 3; i++) {
+        char host[32];
+        snprintf(host, sizeof(host), "host-src-%d", i);
+        r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, 0);
+        assert_int_equal(h_request(fd, &r, &ack, 200, 10), 0);
+        assert_int_equal(ack.result, HR_RESULT_OK);
+    }
+    r = h_heartbeat("host-src-3", "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(h_request(fd, &r, &ack, 200, 10), 0);
+    assert_int_equal(ack.result, HR_RESULT_RETRY_LATER);
+    assert_int_equal(ack.reason, 35 /* source_full */);
+    assert_int_equal(h_redis_int(rc, "EXISTS sc:h:host-src-3"), 0);
+    /* Its hosts keep refreshing, status updates work. */
+    r = h_heartbeat("host-src-0", "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(h_request(fd, &r, &ack, 200, 10), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    r = h_status("host-src-1", HR_STATUS_BUSY, 0);
+    assert_int_equal(h_request(fd, &r, &ack, 200, 10), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    /* Another source registers the same new host. */
+    r = h_heartbeat("host-src-3", "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(h_request(other, &r, &ack, 200, 10), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    assert_int_equal(h_redis_int(rc, "EXISTS sc:h:host-src-3"), 1);
+    close(fd);
+    close(other);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+}
+
 /* Hosts that died free their places when their entries expire, even though
  * nothing has trimmed their index members yet (refused creations write
  * nothing). */
@@ -696,6 +737,7 @@ int main(void)
         cmocka_unit_test(test_daemon_source_rate_limit),
         cmocka_unit_test(test_daemon_max_hosts),
         cmocka_unit_test(test_daemon_max_hosts_frees_expired),
+        cmocka_unit_test(test_daemon_source_hosts_cap),
     };
     return cmocka_run_group_tests_name("daemon", tests, setup, teardown);
 }

@@ -67,8 +67,9 @@ static int run(char **out, const char *fmt, ...)
 static int setup(void **state)
 {
     (void)state;
-    /* bench sends thousands of datagrams a second from one address. */
-    static const char *const args[] = {"--source-rate", "0", NULL};
+    /* bench sends thousands of datagrams a second, for as many hosts, from one
+     * address. */
+    static const char *const args[] = {"--source-rate", "0", "--source-hosts", "0", NULL};
     if (h_redis_start(&redis, 0, NULL) != 0 || h_daemon_start(&daemon_, redis.port, args) != 0)
         return -1;
     rc = h_redis_connect(redis.port);
@@ -384,7 +385,7 @@ static void test_tools_host_library(void **state)
     assert_int_equal(wait_for(&e, &e.confirmed, 1, 600), 0); /* nobody to confirm it */
     hget(key, "status", v, sizeof(v));
     assert_string_equal(v, "idle");
-    static const char *const args[] = {"--source-rate", "0", NULL};
+    static const char *const args[] = {"--source-rate", "0", "--source-hosts", "0", NULL};
     assert_int_equal(h_daemon_restart(&daemon_, redis.port, args), 0);
     assert_int_equal(wait_for(&e, &e.confirmed, 1, 10000), 1);
     assert_int_equal(e.status, HR_STATUS_BUSY);
