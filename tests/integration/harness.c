@@ -396,22 +396,65 @@ int h_daemon_spawn(struct h_daemon *d, int redis_port, const char *const *extra)
     return spawn_daemon(d, redis_port, extra, -1);
 }
 
-int h_daemon_start_logged(struct h_daemon *d, int redis_port, const char *const *extra,
+static char *read_log(const char *path);
+
+int h_daemon_spawn_logged(struct h_daemon *d, int redis_port, const char *const *extra,
                           const char *log_path)
 {
     int log_fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (log_fd < 0)
         return -1;
-    d->port = h_free_port(SOCK_DGRAM);
     int rc = spawn_daemon(d, redis_port, extra, log_fd);
     close(log_fd); /* the child has its own copy */
-    if (rc != 0)
+    return rc;
+}
+
+int h_daemon_start_logged(struct h_daemon *d, int redis_port, const char *const *extra,
+                          const char *log_path)
+{
+    d->port = h_free_port(SOCK_DGRAM);
+    if (h_daemon_spawn_logged(d, redis_port, extra, log_path) != 0)
         return -1;
     return h_daemon_await(d);
 }
 
-/* SIGTERM, then the exit status as h_daemon_stop describes it. */
-/* Sends `sig` (none when 0) and waits for the exit. */
+char *h_daemon_stats(const struct h_daemon *d, const char *log_path, int nth)
+{
+    if (kill(d->pid, SIGUSR1) != 0)
+        return NULL;
+    char *log = NULL;
+    for (uint64_t end = h_now_ms() + 3000; h_now_ms() < end;) {
+        free(log);
+        log = read_log(log_path);
+        int n = 0;
+        for (const char *p = log; p && (p = strstr(p, "stats worker=")); p++)
+            n++;
+        if (n >= nth)
+            return log;
+        usleep(10000); /* a log line has no other way to reach us */
+    }
+    free(log);
+    return NULL;
+}
+
+long long h_stats_counter(const char *log, const char *name)
+{
+    const char *line = NULL;
+    for (const char *p = log; p && (p = strstr(p, "stats worker=")); p++)
+        line = p;
+    if (!line)
+        return -1;
+    char key[64];
+    snprintf(key, sizeof(key), " %s=", name);
+    const char *v = strstr(line, key);
+    const char *eol = strchr(line, '\n');
+    if (!v || (eol && v > eol))
+        return 0; /* dropped_<reason> counters appear only once non-zero */
+    return strtoll(v + strlen(key), NULL, 10);
+}
+
+/* Sends `sig` (none when 0) and waits for the exit: the exit status as
+ * h_daemon_stop describes it. */
 static int stop_pid(pid_t pid, int sig)
 {
     int status = 0;

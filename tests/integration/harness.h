@@ -48,6 +48,16 @@ int h_daemon_spawn(struct h_daemon *d, int redis_port, const char *const *extra)
  * (the counters SIGUSR1 logs). 0 or -1. */
 int h_daemon_start_logged(struct h_daemon *d, int redis_port, const char *const *extra,
                           const char *log_path);
+/* h_daemon_spawn with the daemon's stderr written to `log_path`. */
+int h_daemon_spawn_logged(struct h_daemon *d, int redis_port, const char *const *extra,
+                          const char *log_path);
+/* Sends SIGUSR1 and waits (3 s at most) for the daemon's `nth` stats line in
+ * its log at `log_path`: the whole log (malloc'd), or NULL. */
+char *h_daemon_stats(const struct h_daemon *d, const char *log_path, int nth);
+/* Counter `name` of the last stats line in `log` (0 for a dropped_<reason>
+ * counter not shown, which means 0), or -1 when there is no stats line. */
+long long h_stats_counter(const char *log, const char *name);
+
 /* Waits (10 s at most) until the daemon on d->port acks ok, as h_daemon_start
  * does. 0, or -1 when it did not or has exited. */
 int h_daemon_await(const struct h_daemon *d);

@@ -522,10 +522,14 @@ static void test_daemon_authenticated_datagrams(void **state)
     write_keys(path, "1 deployment " KEY1 "\n2 master " KEY2 "\n");
     struct h_daemon d2;
     const char *args[] = {"--key-file", path, "--prefix", "au:", NULL};
+    char log_path[] = "/tmp/hostreg-test-auth-log-XXXXXX";
+    int lfd = mkstemp(log_path);
+    assert_true(lfd >= 0);
+    close(lfd);
     /* The harness's readiness probe is unsigned and must go unanswered: the
      * first signed request below is what waits for the daemon. */
     d2.port = h_free_port(SOCK_DGRAM);
-    assert_int_equal(h_daemon_spawn(&d2, redis.port, args), 0);
+    assert_int_equal(h_daemon_spawn_logged(&d2, redis.port, args, log_path), 0);
     struct hr_request r = h_heartbeat("host-deploy", "room1", "local", HR_STATUS_NONE, 0);
     assert_int_equal(send_signed(d2.port, &r, 1).result, HR_RESULT_OK);
     assert_int_equal(h_redis_int(rc, "EXISTS au:h:host-deploy"), 1);
@@ -563,8 +567,21 @@ static void test_daemon_authenticated_datagrams(void **state)
     len = sign(&r, 1, 0, buf);
     buf[len - 20] ^= 1;
     assert_silent(d2.port, buf, len, r.seq, 1);
+    /* A tag cut short: the last 16 bytes, taken as the tag, do not verify. */
+    len = sign(&r, 1, 0, buf);
+    assert_silent(d2.port, buf, len - 4, r.seq, 1);
     assert_int_equal(h_redis_int(rc, "EXISTS au:h:host-stale"), 0);
+    /* Each refusal counted: unsigned, another host's key, stale, unknown
+     * key id, bad tag, short tag (assert_silent saw that none of them was
+     * answered). */
+    char *log = h_daemon_stats(&d2, log_path, 1);
+    assert_non_null(log);
+    assert_int_equal(h_stats_counter(log, "dropped_bad_auth"), 6);
+    assert_int_equal(h_stats_counter(log, "auth_stale"), 1);
+    assert_int_equal(h_stats_counter(log, "invalid"), 0);
+    free(log);
     assert_int_equal(h_daemon_stop(&d2), 0);
+    unlink(log_path);
 
     /* Rotation: key 1 retired from the file, key 2 still accepted. */
     write_keys(path, "2 master " KEY2 "\n");

@@ -1097,6 +1097,8 @@ struct flood {
     long sent; /* garbage datagrams sent so far */
     bool done;
     long send_errors;
+    int fd;             /* the flood's socket, left open for its answers */
+    long long bytes_in; /* bytes of garbage the daemon was sent */
 };
 
 static struct flood flood; /* the thread ends on its own, within a second */
@@ -1106,6 +1108,7 @@ static void *flood_main(void *arg)
     struct flood *fl = arg;
     /* A source of its own (127.0.0.2), as an attacker's would be. */
     int fd = h_udp_socket_from(fl->port, 0x7f000002);
+    long long bytes = 0;
     uint64_t x = 0x9e3779b97f4a7c15ULL; /* xorshift64: the same datagrams every run */
     static uint8_t buf[FLOOD_BATCH][600];
     struct iovec iov[FLOOD_BATCH];
@@ -1137,6 +1140,8 @@ static void *flood_main(void *arg)
                 errors += FLOOD_BATCH - off;
                 break;
             }
+            for (int k = 0; k < n; k++)
+                bytes += msg[off + k].msg_len;
             off += n;
         }
         if ((i + FLOOD_BATCH) % 500 == 0) {
@@ -1146,11 +1151,12 @@ static void *flood_main(void *arg)
             pthread_mutex_unlock(&fl->mu);
         }
     }
-    close(fd);
     pthread_mutex_lock(&fl->mu);
     fl->sent = GARBAGE;
     fl->done = true;
     fl->send_errors = errors;
+    fl->fd = fd;
+    fl->bytes_in = bytes;
     pthread_cond_broadcast(&fl->cv);
     pthread_mutex_unlock(&fl->mu);
     return NULL;
@@ -1181,42 +1187,6 @@ static long udp_drops(int port)
 }
 
 /* A counter "name=N" of the last stats line in the daemon's log, -1 if none. */
-static long long log_counter(const char *text, const char *name)
-{
-    const char *line = NULL;
-    for (const char *p = text; (p = strstr(p, "stats worker=")); p++)
-        line = p;
-    if (!line)
-        return -1;
-    char key[64];
-    snprintf(key, sizeof(key), " %s=", name);
-    const char *v = strstr(line, key);
-    const char *eol = strchr(line, '\n');
-    if (!v || (eol && v > eol))
-        return -1;
-    return strtoll(v + strlen(key), NULL, 10);
-}
-
-/* Sends SIGUSR1 and waits (3 s at most) for the daemon's `nth` stats line
- * in its log: the log (malloc'd). */
-static char *daemon_stats(int nth)
-{
-    assert_int_equal(kill(dmn.pid, SIGUSR1), 0);
-    char *log = NULL;
-    for (uint64_t end = h_now_ms() + 3000; h_now_ms() < end;) {
-        free(log);
-        log = read_file(daemon_log);
-        int n = 0;
-        for (const char *p = log; p && (p = strstr(p, "stats worker=")); p++)
-            n++;
-        if (n >= nth)
-            return log;
-        usleep(10000); /* a log line has no other way to reach us */
-    }
-    fail_msg("no stats line in the daemon's log after SIGUSR1");
-    return NULL;
-}
-
 static void test_faults_flood_of_garbage(void **state)
 {
     (void)state;
@@ -1229,8 +1199,9 @@ static void test_faults_flood_of_garbage(void **state)
      * those of a flood from spoofed sources would. */
     const char *args[] = {"--source-rate", "0", NULL};
     assert_int_equal(h_daemon_start_logged(&dmn, redis.port, args, daemon_log), 0);
-    char *log = daemon_stats(1);
-    long long received0 = log_counter(log, "received");
+    char *log = h_daemon_stats(&dmn, daemon_log, 1);
+    assert_non_null(log);
+    long long received0 = h_stats_counter(log, "received");
     free(log);
     long drops0 = udp_drops(dmn.port);
 
@@ -1292,12 +1263,13 @@ static void test_faults_flood_of_garbage(void **state)
     last_seq[0] = r.seq;
     close(fd);
 
-    log = daemon_stats(2);
+    log = h_daemon_stats(&dmn, daemon_log, 2);
+    assert_non_null(log);
     const char *stats = strstr(log, "stats worker=");
     stats = strstr(stats + 1, "stats worker=");
     assert_non_null(stats);
     long drops = udp_drops(dmn.port) - drops0;
-    long long received = log_counter(log, "received") - received0;
+    long long received = h_stats_counter(log, "received") - received0;
     long long expected = GARBAGE - fl->send_errors + REAL_HOSTS * REAL_BEATS + retransmissions + 1;
     printf("# flood: %d garbage datagrams in %llu ms (%ld not sent), %d real heartbeats acked in "
            "%llu ms\n",
@@ -1310,10 +1282,27 @@ static void test_faults_flood_of_garbage(void **state)
            "full receive buffer)\n",
            expected, received, drops);
     printf("# hostregd %.*s\n", (int)strcspn(stats, "\n"), stats);
-    long long limited = log_counter(log, "rate_limited");
+    long long limited = h_stats_counter(log, "rate_limited");
+    long long bytes_in = h_stats_counter(log, "bytes_in"),
+              bytes_out = h_stats_counter(log, "bytes_out");
     free(log);
     assert_int_equal(unanswered, 0);
     assert_int_equal(limited, 0);
+    assert_true(bytes_out <= bytes_in);
+    /* No amplification, per source: the flood's address got fewer bytes back
+     * than it sent. Its answers are all in its socket by now (the daemon
+     * wrote them before it logged the counters above). */
+    pthread_mutex_lock(&fl->mu);
+    while (!fl->done)
+        pthread_cond_wait(&fl->cv, &fl->mu);
+    pthread_mutex_unlock(&fl->mu);
+    long long back = 0;
+    uint8_t answer[2048];
+    for (ssize_t k; (k = recv(fl->fd, answer, sizeof(answer), MSG_DONTWAIT)) > 0;)
+        back += k;
+    close(fl->fd);
+    printf("# flood source: %lld bytes sent, %lld bytes answered\n", fl->bytes_in, back);
+    assert_true(back <= fl->bytes_in);
     /* Every datagram accounted for: read and counted, or dropped by the
      * kernel before the daemon could read it. */
     if (drops >= 0)
