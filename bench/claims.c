@@ -1,8 +1,10 @@
 /* bench: claims/s of POST /api/match/find, and whether it depends on how many
- * idle hosts there are. Each round first returns every host to idle (one Lua
- * call, not timed), then times K claims over C keep-alive connections.
+ * idle hosts there are. Each round first returns every claimed host to idle
+ * (status updates, not timed), then times K claims over C keep-alive connections.
  *   hostreg-bench-claims HTTP_PORT REDIS_PORT PREFIX ROUNDS CLAIMS CONNECTIONS
  * Prints: claims_per_second <x> claims <n> seconds <s> not_found <m> */
+#include "store.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -16,17 +18,34 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char reset_lua[] =
-    "local pfx = ARGV[1] local n = 0 "
-    "for _, key in ipairs(redis.call('KEYS', pfx .. 'i:*:busy')) do "
-    "  local idle = string.sub(key, 1, -5) .. 'idle' "
-    "  local all = redis.call('ZRANGE', key, 0, -1, 'WITHSCORES') "
-    "  for i = 1, #all, 2 do "
-    "    redis.call('ZADD', idle, all[i + 1], all[i]) "
-    "    redis.call('HSET', pfx .. 'h:' .. all[i], 'status', 'idle') "
-    "    redis.call('HDEL', pfx .. 'h:' .. all[i], 'lease') n = n + 1 end "
-    "  redis.call('DEL', key) end "
-    "redis.call('DEL', pfx .. 'claims') return n";
+/* Returns every claimed host to idle with the registry's own rule: a status
+ * update (requests.lua, unordered, as the gateway sends one), which also
+ * settles the claim. Not timed. */
+static void reset(redisContext *rc, const char *prefix)
+{
+    redisReply *keys = redisCommand(rc, "KEYS %si:*:busy", prefix);
+    for (size_t k = 0; keys && k < keys->elements; k++) {
+        redisReply *ids = redisCommand(rc, "ZRANGE %s 0 -1", keys->element[k]->str);
+        size_t argc = 7 + 6 * ids->elements, n = 0;
+        const char **argv = calloc(argc, sizeof(*argv));
+        argv[n++] = "EVAL";
+        argv[n++] = hr_store_script("requests");
+        argv[n++] = "0";
+        argv[n++] = prefix;
+        argv[n++] = "30000"; /* ttl: not used by status updates */
+        argv[n++] = "0";     /* no cap */
+        argv[n++] = "";
+        for (size_t i = 0; i < ids->elements; i++) {
+            static const char *const upd[] = {"s", "0", NULL, "", "", "idle"};
+            for (int j = 0; j < 6; j++)
+                argv[n++] = upd[j] ? upd[j] : ids->element[i]->str;
+        }
+        freeReplyObject(redisCommandArgv(rc, (int)n, argv, NULL));
+        free(argv);
+        freeReplyObject(ids);
+    }
+    freeReplyObject(keys);
+}
 
 static double now(void)
 {
@@ -72,8 +91,7 @@ int main(int argc, char **argv)
     long done_all = 0, not_found = 0;
     char buf[8192];
     for (int r = 0; r < rounds; r++) {
-        redisReply *rep = redisCommand(rc, "EVAL %s 0 %s", reset_lua, argv[3]);
-        freeReplyObject(rep);
+        reset(rc, argv[3]);
         int sent = 0, done = 0;
         double t0 = now();
         for (int i = 0; i < nconn && sent < claims; i++, sent++)

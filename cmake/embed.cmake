@@ -1,15 +1,22 @@
-# Turns text files into C string constants: cmake -DOUT=x.h "-DNAMES=a|b" "-DFILES=a.lua|b.lua" -P embed.cmake
+# Turns text files into C string constants, each with the PRELUDE file (if
+# any) in front: cmake -DOUT=x.h "-DNAMES=a|b" "-DFILES=a.lua|b.lua"
+# [-DPRELUDE=common.lua] -P embed.cmake
 # The scripts stay readable .lua files in the tree and are compiled into the
 # library, so the binaries need nothing from the source tree at run time.
 string(REPLACE "|" ";" FILES "${FILES}")
 string(REPLACE "|" ";" NAMES "${NAMES}")
-set(body "/* Generated from ${FILES} by cmake/embed.cmake; do not edit. */\n")
+set(body "/* Generated from ${PRELUDE} ${FILES} by cmake/embed.cmake; do not edit. */\n")
+set(prelude "")
+if(PRELUDE)
+  file(READ "${PRELUDE}" prelude)
+endif()
 list(LENGTH FILES n)
 math(EXPR last "${n} - 1")
 foreach(i RANGE ${last})
   list(GET FILES ${i} f)
   list(GET NAMES ${i} name)
   file(READ "${f}" text)
+  string(PREPEND text "${prelude}")
   string(REPLACE "\\" "\\\\" text "${text}")
   string(REPLACE "\"" "\\\"" text "${text}")
   string(REPLACE "\n" "\\n\"\n    \"" text "${text}")

@@ -1,5 +1,6 @@
 #include "gateway.h"
 
+#include "body.h"
 #include "err.h"
 #include "log.h"
 #include "metrics.h"
@@ -38,7 +39,6 @@ struct hr_gateway {
     unsigned char auth_key[32];
     unsigned char secret_mac[2][32];
     int nsecrets;
-    char regions_text[HR_REGIONS_MAX * (HR_REGION_MAX + 2)];
 };
 
 /* One HTTP request from arrival to its one answer. */
@@ -198,7 +198,7 @@ static void reply_error(struct call *c, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void reply_error(struct call *c, int code, const char *fmt, ...)
 {
-    char msg[512];
+    char msg[HR_BODY_ERR_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -221,88 +221,21 @@ static void reply_unavailable(struct call *c)
  * what was wrong. */
 static void reply_rule(struct call *c, int err)
 {
-    if (err == HR_E_REGION)
-        reply_error(c, 400, "%s (%s)", hr_strerror(err), c->gw->regions_text);
-    else
-        reply_error(c, 400, "%s", hr_strerror(err));
+    char msg[HR_BODY_ERR_MAX];
+    hr_body_rule_message(&c->gw->cfg.common.rules, err, msg, sizeof(msg));
+    reply_error(c, 400, "%s", msg);
 }
 
-/* --- request parsing --- */
+/* --- request bodies (body.c reads them) --- */
 
-/* The body as a JSON object, or NULL after answering why not. An empty body
- * is {} when `empty_ok`. The caller owns the result. */
-static json_t *read_json(struct call *c, bool empty_ok)
+/* The request body as one block of bytes for hr_body_*. evhttp has read all
+ * of it (up to its own cap, 4 * HR_GATEWAY_MAX_BODY), so making it
+ * contiguous costs at most one copy; NULL when it is empty. */
+static const void *body_of(struct call *c, size_t *len)
 {
     struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
-    size_t len = evbuffer_get_length(in);
-    if (len > HR_GATEWAY_MAX_BODY) {
-        reply_error(c, 413, "request body is %zu bytes, the limit is %d", len, HR_GATEWAY_MAX_BODY);
-        return NULL;
-    }
-    if (len == 0) {
-        if (empty_ok)
-            return json_object();
-        reply_error(c, 400, "request body is empty, expected a JSON object");
-        return NULL;
-    }
-    json_error_t e;
-    json_t *j = json_loadb((const char *)evbuffer_pullup(in, (ev_ssize_t)len), len,
-                           JSON_REJECT_DUPLICATES, &e);
-    if (!j) {
-        reply_error(c, 400, "invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        reply_error(c, 400, "request body must be a JSON object");
-        return NULL;
-    }
-    return j;
-}
-
-/* Copies string field `key` of `o` into dst. Returns 0 (also when absent or
- * null and not required; then dst is ""), or -1 after answering 400. A value
- * too long for dst fails with `too_long`'s message. */
-static int get_str(struct call *c, json_t *o, const char *key, bool required, char *dst, size_t cap,
-                   int too_long)
-{
-    json_t *v = json_object_get(o, key);
-    dst[0] = '\0';
-    if (!v || json_is_null(v)) {
-        if (!required)
-            return 0;
-        reply_error(c, 400, "missing field '%s'", key);
-        return -1;
-    }
-    if (!json_is_string(v)) {
-        reply_error(c, 400, "field '%s' must be a string", key);
-        return -1;
-    }
-    size_t n = json_string_length(v);
-    const char *s = json_string_value(v);
-    if (n >= cap || strlen(s) != n) { /* too long, or a \u0000 inside */
-        reply_rule(c, too_long);
-        return -1;
-    }
-    memcpy(dst, s, n + 1);
-    return 0;
-}
-
-/* The optional "status" field: absent is HR_STATUS_NONE. -1 after a 400. */
-static int get_status(struct call *c, json_t *o, bool required, enum hr_status *out)
-{
-    char s[8];
-    if (get_str(c, o, "status", required, s, sizeof(s), HR_E_STATUS) != 0)
-        return -1;
-    *out = HR_STATUS_NONE;
-    if (!s[0])
-        return 0;
-    *out = hr_status_parse(s, strlen(s));
-    if (*out == HR_STATUS_NONE) {
-        reply_rule(c, HR_E_STATUS);
-        return -1;
-    }
-    return 0;
+    *len = evbuffer_get_length(in);
+    return evbuffer_pullup(in, -1);
 }
 
 /* Bearer secret check for the host endpoints: 0 when it may proceed,
@@ -368,70 +301,44 @@ static void on_stored(void *arg, enum hr_result result, int reason)
 }
 
 /* The same checked request and the same store call as hostregd's. */
-static void submit(struct call *c, struct hr_request *r)
+static void submit(struct call *c, const struct hr_request *r)
 {
-    int rc = hr_request_check(r, &c->gw->cfg.common.rules);
-    if (rc != HR_OK) {
-        reply_rule(c, rc);
-        return;
-    }
-    rc = hr_store_submit(c->gw->store, r, 0, on_stored, c);
-    if (rc != HR_OK) {
+    if (hr_store_submit(c->gw->store, r, 0, on_stored, c) != HR_OK) {
         reply_unavailable(c);
         return;
     }
     c->gw->pending++;
 }
 
-static void h_heartbeat(struct call *c)
+/* A heartbeat or a status update: the secret, the body (body.c), the store. */
+static void host_request(struct call *c,
+                         int (*read)(const void *body, size_t len, const struct hr_rules *rules,
+                                     struct hr_request *out, char *err, size_t errlen))
 {
     if (check_secret(c, true) != 0)
         return;
-    json_t *j = read_json(c, false);
-    if (!j)
-        return;
-    /* seq 0: HTTP requests carry no sequence number and apply in arrival order. */
-    struct hr_request r = {.type = HR_MSG_HEARTBEAT, .seq = 0};
-    if (get_str(c, j, "hostId", true, r.host_id, sizeof(r.host_id), HR_E_HOST_ID) == 0 &&
-        get_str(c, j, "roomId", true, r.room_id, sizeof(r.room_id), HR_E_ROOM_ID) == 0 &&
-        get_str(c, j, "region", false, r.region, sizeof(r.region), HR_E_REGION) == 0 &&
-        get_status(c, j, false, &r.status) == 0)
+    struct hr_request r;
+    char err[HR_BODY_ERR_MAX];
+    size_t len;
+    const void *body = body_of(c, &len);
+    int code = read(body, len, &c->gw->cfg.common.rules, &r, err, sizeof(err));
+    if (code != 0)
+        reply_error(c, code, "%s", err);
+    else
         submit(c, &r);
-    json_decref(j);
+}
+
+static void h_heartbeat(struct call *c)
+{
+    host_request(c, hr_body_heartbeat);
 }
 
 static void h_status(struct call *c)
 {
-    if (check_secret(c, true) != 0)
-        return;
-    json_t *j = read_json(c, false);
-    if (!j)
-        return;
-    struct hr_request r = {.type = HR_MSG_STATUS, .seq = 0};
-    if (get_str(c, j, "hostId", true, r.host_id, sizeof(r.host_id), HR_E_HOST_ID) == 0 &&
-        get_status(c, j, true, &r.status) == 0)
-        submit(c, &r);
-    json_decref(j);
+    host_request(c, hr_body_status);
 }
 
 /* --- client endpoints --- */
-
-static int region_index(const struct hr_rules *rules, const char *name)
-{
-    for (size_t i = 0; i < rules->nregions; i++)
-        if (strcmp(rules->regions[i], name) == 0)
-            return (int)i;
-    return -1;
-}
-
-/* Adds a region to an ordered list once. */
-static void add_region(const char **list, size_t *n, const char *name)
-{
-    for (size_t i = 0; i < *n; i++)
-        if (strcmp(list[i], name) == 0)
-            return;
-    list[(*n)++] = name;
-}
 
 static void on_claimed(void *arg, int err, const struct hr_host_info *h)
 {
@@ -456,63 +363,21 @@ static void on_claimed(void *arg, int err, const struct hr_host_info *h)
 static void h_find(struct call *c)
 {
     struct hr_gateway *gw = c->gw;
-    const struct hr_rules *rules = &gw->cfg.common.rules;
-    json_t *j = read_json(c, true);
-    if (!j)
+    struct hr_find_body f;
+    char err[HR_BODY_ERR_MAX];
+    size_t len;
+    const void *body = body_of(c, &len);
+    int code = hr_body_find(body, len, &gw->cfg.common.rules, &f, err, sizeof(err));
+    if (code != 0) {
+        reply_error(c, code, "%s", err);
         return;
-    struct hr_claim_query q = {.lease_ms = gw->cfg.claim_lease_s * 1000};
-    char region[HR_REGION_MAX + 1];
-    struct hr_request host = {.type = HR_MSG_LEAVE};
-    if (get_str(c, j, "region", false, region, sizeof(region), HR_E_REGION) != 0 ||
-        get_str(c, j, "hostId", false, host.host_id, sizeof(host.host_id), HR_E_HOST_ID) != 0)
-        goto out;
-    if (region[0]) {
-        int i = region_index(rules, region);
-        if (i < 0) {
-            reply_rule(c, HR_E_REGION);
-            goto out;
-        }
-        add_region(q.regions, &q.nregions, rules->regions[i]);
     }
-    json_t *list = json_object_get(j, "regions");
-    if (list && !json_is_null(list)) {
-        size_t k;
-        json_t *v;
-        if (!json_is_array(list)) {
-            reply_error(c, 400, "field 'regions' must be an array of region names");
-            goto out;
-        }
-        json_array_foreach(list, k, v)
-        {
-            int i = json_is_string(v) ? region_index(rules, json_string_value(v)) : -1;
-            if (i < 0) {
-                reply_error(c, 400, "regions[%zu]: %s (%s)", k, hr_strerror(HR_E_REGION),
-                            gw->regions_text);
-                goto out;
-            }
-            add_region(q.regions, &q.nregions, rules->regions[i]);
-        }
-    }
-    if (host.host_id[0]) {
-        /* The same canonical form as everywhere else (lower-case UUIDs). */
-        int rc = hr_request_check(&host, rules);
-        if (rc != HR_OK) {
-            reply_rule(c, rc);
-            goto out;
-        }
-        q.host_id = host.host_id;
-    } else if (q.nregions == 0) {
-        /* Any region: the default one first, then the others as configured. */
-        add_region(q.regions, &q.nregions, rules->regions[rules->default_region]);
-        for (size_t i = 0; i < rules->nregions; i++)
-            add_region(q.regions, &q.nregions, rules->regions[i]);
-    }
-    if (hr_store_claim(gw->store, &q, on_claimed, c) != HR_OK)
+    f.query.lease_ms = gw->cfg.claim_lease_s * 1000;
+    /* f.query points into f: hr_store_claim has copied what it needs on return. */
+    if (hr_store_claim(gw->store, &f.query, on_claimed, c) != HR_OK)
         reply_unavailable(c);
     else
         gw->pending++;
-out:
-    json_decref(j);
 }
 
 static void on_listed(void *arg, int err, const struct hr_host_info *hosts, size_t n)
@@ -553,7 +418,7 @@ static void h_hosts(struct call *c)
     const char *status = evhttp_find_header(&params, "status");
     const char *limit = evhttp_find_header(&params, "limit");
     if (region) {
-        int i = region_index(rules, region);
+        int i = hr_body_region_index(rules, region);
         if (i < 0) {
             reply_rule(c, HR_E_REGION);
             goto out;
@@ -784,11 +649,6 @@ struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *stor
         HMAC(EVP_sha256(), gw->auth_key, sizeof(gw->auth_key), (const unsigned char *)secrets[i],
              strlen(secrets[i]), gw->secret_mac[gw->nsecrets++], &len);
     }
-    size_t o = 0;
-    for (size_t i = 0; i < cfg->common.rules.nregions; i++)
-        o += (size_t)snprintf(gw->regions_text + o, sizeof(gw->regions_text) - o, "%s%s",
-                              i ? ", " : "", cfg->common.rules.regions[i]);
-
     gw->http = evhttp_new(base);
     if (!gw->http) {
         snprintf(err, errlen, "cannot create the HTTP server");

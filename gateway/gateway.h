@@ -15,9 +15,6 @@ struct event_base;
 struct hr_store;
 struct hr_gateway;
 
-/* The largest request body (the original service's clients send < 1 KiB). */
-#define HR_GATEWAY_MAX_BODY 16384
-
 struct hr_gateway_config {
     struct hr_common common; /* first: the shared setters expect it there */
     char listen_host[256];

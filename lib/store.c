@@ -569,9 +569,9 @@ int hr_store_submit(struct hr_store *st, const struct hr_request *req, unsigned 
     cmd_str(c, req->type == HR_MSG_HEARTBEAT ? (flags & HR_STORE_NO_CREATE ? "r" : "h")
                : req->type == HR_MSG_STATUS  ? "s"
                                              : "l");
-    /* Zero-padded to 20 digits: Lua compares them as strings, exactly, where
-     * its doubles would round sequence numbers above 2^53. */
-    cmd_fmt(c, "%020" PRIu64, req->seq);
+    /* Decimal: the scripts compare them as strings (length, then bytes),
+     * exactly, where Lua's doubles would round those above 2^53. */
+    cmd_fmt(c, "%" PRIu64, req->seq);
     cmd_str(c, req->host_id);
     cmd_str(c, req->room_id);
     cmd_str(c, req->region);

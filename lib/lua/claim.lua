@@ -2,27 +2,27 @@
 -- that two concurrent claims never get the same host.
 -- ARGV[1] key prefix, ARGV[2] lease in ms, ARGV[3] hostId wanted ('' = any),
 -- ARGV[4..] regions in order of preference.
--- The host becomes busy with a lease: `lease` in its hash and a member of
+-- The host becomes busy with a lease: `lease` in its entry and a member of
 -- <prefix>claims scored by the lease's end. A status update from the host
 -- confirms (or ends) the session and removes the lease; sweep.lua returns
 -- hosts whose lease ended unconfirmed to idle.
 -- Returns {hostId, roomId, region} or an empty array when no idle host fits.
 -- Cost: O(log N) per region tried, whatever the number of hosts.
 local pfx, lease, want = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
 
 local function take(id, region)
   local h = pfx .. 'h:' .. id
-  local cur = redis.call('HMGET', h, 'room', 'region', 'status')
-  if not cur[1] or cur[3] ~= 'idle' then return nil end
-  if region and cur[2] ~= region then return nil end
+  local e = get_entry(h)
+  if not e or e.status ~= 'idle' then return nil end
+  if region and e.region ~= region then return nil end
   local expiry = now + redis.call('PTTL', h)
-  redis.call('HSET', h, 'status', 'busy', 'lease', now + lease)
-  redis.call('ZREM', pfx .. 'i:' .. cur[2] .. ':idle', id)
-  redis.call('ZADD', pfx .. 'i:' .. cur[2] .. ':busy', expiry, id)
+  e.status = 'busy'
+  e.lease = string.format('%.0f', now + lease)
+  put_entry(h, e)
+  redis.call('ZREM', pfx .. 'i:' .. e.region .. ':idle', id)
+  redis.call('ZADD', pfx .. 'i:' .. e.region .. ':busy', expiry, id)
   redis.call('ZADD', pfx .. 'claims', now + lease, id)
-  return {id, cur[1], cur[2]}
+  return {id, e.room, e.region}
 end
 
 if want ~= '' then
@@ -40,7 +40,7 @@ for i = 4, #ARGV do
   local old = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. now, 'LIMIT', 0, 64)
   if #old > 0 then redis.call('ZREM', idx, unpack(old)) end
   -- The most recently refreshed idle host: the likeliest to be alive. A few
-  -- tries in case the index and the hash disagree (an entry deleted by hand).
+  -- tries in case the index and the entry disagree (an entry deleted by hand).
   for _ = 1, 4 do
     local m = redis.call('ZREVRANGEBYSCORE', idx, '+inf', now, 'LIMIT', 0, 1)
     if #m == 0 then break end

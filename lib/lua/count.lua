@@ -2,8 +2,6 @@
 -- ARGV[1] key prefix, ARGV[2..] regions.
 -- Returns idle, busy counts for each region in order.
 local pfx = ARGV[1]
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local out = {}
 for i = 2, #ARGV do
   out[#out + 1] = redis.call('ZCOUNT', pfx .. 'i:' .. ARGV[i] .. ':idle', now, '+inf')

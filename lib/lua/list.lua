@@ -3,8 +3,6 @@
 -- ARGV[3] limit, ARGV[4..] regions.
 -- Returns a flat array: hostId, roomId, region, status, ttl ms, claimed (0/1), ...
 local pfx, want, limit = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local out = {}
 local n = 0
 local statuses = want == '' and {'idle', 'busy'} or {want}
@@ -15,15 +13,15 @@ for i = 4, #ARGV do
                            'LIMIT', 0, limit - n)
     for _, id in ipairs(ids) do
       local h = pfx .. 'h:' .. id
-      local cur = redis.call('HMGET', h, 'room', 'region', 'status', 'lease')
+      local e = get_entry(h)
       local pttl = redis.call('PTTL', h)
-      if cur[1] and pttl > 0 then
+      if e and pttl > 0 then
         out[#out + 1] = id
-        out[#out + 1] = cur[1]
-        out[#out + 1] = cur[2]
-        out[#out + 1] = cur[3]
+        out[#out + 1] = e.room
+        out[#out + 1] = e.region
+        out[#out + 1] = e.status
         out[#out + 1] = pttl
-        out[#out + 1] = cur[4] and 1 or 0
+        out[#out + 1] = e.lease and 1 or 0
         n = n + 1
       end
     end

@@ -7,25 +7,21 @@
 -- then 6 per request:
 --   op ('h' heartbeat, 'r' heartbeat that may refresh but not create, 's'
 --   status, 'l' leave), seq, hostId, roomId, region, status
--- seq: 20 digits, zero-padded, compared as strings (exact for 64 bits, where
--- Lua's doubles are not); all zeros = unordered (HTTP), applied in arrival
--- order and leaving the stored sequence alone.
+-- seq: decimal, no leading zeros (entry.lua: newer); '0' = unordered (HTTP),
+-- applied in arrival order and leaving the stored sequence alone.
 -- Returns one integer per request: 1 applied, 2 duplicate (seq not newer than
 -- the last applied: nothing changed), 3 unknown host (status update), 4 full
 -- (a new host, and the registry already holds the most it may), 5 source full
 -- (a new host in an 'r' request: its source speaks for the most hosts it may).
 --
 -- Keys (prefix hr:):
---   h:<id>  hash: room, region, status, hseq (last heartbeat seq), sseq (last
---           status seq), lease (claim.lua); TTL = ttl
+--   h:<id>  the host's entry (entry.lua); TTL = ttl
 --   t:<id>  the seq of the host's last leave, for one TTL
 --   i:<region>:<status>  sorted set of hostIds scored by their entry's expiry
 --           in ms: a reader asking for scores >= now never sees an expired host
 --   claims  sorted set of claimed hostIds scored by their lease's end
 local pfx, ttl, cap, regions = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local UNORDERED = '00000000000000000000'
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local UNORDERED = '0'
 local expiry = now + ttl
 local touched = {} -- index keys written: expired members trimmed once, at the end
 
@@ -59,31 +55,29 @@ end
 local function heartbeat(seq, id, room, region, status, may_create)
   local h = pfx .. 'h:' .. id
   local ordered = seq ~= UNORDERED
-  local cur = redis.call('HMGET', h, 'hseq', 'region', 'status', 'room')
-  if cur[1] then
-    if ordered and seq <= cur[1] then return 2 end
+  local e = get_entry(h)
+  if e then
+    if ordered and not newer(seq, e.hseq) then return 2 end
     -- A heartbeat never changes the status of an existing entry: only a
     -- status update (or a claim) does.
-    status = cur[3]
-    if cur[2] ~= region then
-      redis.call('ZREM', pfx .. 'i:' .. cur[2] .. ':' .. status, id)
-      redis.call('HSET', h, 'region', region)
+    if e.region ~= region then
+      redis.call('ZREM', pfx .. 'i:' .. e.region .. ':' .. e.status, id)
+      e.region = region
     end
-    if cur[4] ~= room then redis.call('HSET', h, 'room', room) end
-    if ordered then redis.call('HSET', h, 'hseq', seq) end
+    e.room = room
+    if ordered then e.hseq = seq end
   else
     if ordered then
       -- A late heartbeat must not resurrect a host that has left after it.
       local tomb = redis.call('GET', pfx .. 't:' .. id)
-      if tomb and seq <= tomb then return 2 end
+      if tomb and not newer(seq, tomb) then return 2 end
     end
     if not may_create then return 5 end
     if not room_for_one_more() then return 4 end
-    redis.call('HSET', h, 'room', room, 'region', region, 'status', status, 'hseq', seq,
-               'sseq', seq)
+    e = {hseq = seq, sseq = seq, status = status, region = region, room = room}
   end
-  redis.call('PEXPIRE', h, ttl)
-  local idx = pfx .. 'i:' .. region .. ':' .. status
+  put_entry(h, e, ttl)
+  local idx = pfx .. 'i:' .. region .. ':' .. e.status
   redis.call('ZADD', idx, expiry, id)
   touched[idx] = true
   return 1
@@ -95,22 +89,25 @@ end
 local function status_update(seq, id, status)
   local h = pfx .. 'h:' .. id
   local ordered = seq ~= UNORDERED
-  local cur = redis.call('HMGET', h, 'sseq', 'region', 'status', 'lease')
-  if not cur[1] then return 3 end
-  if ordered and seq <= cur[1] then return 2 end
-  if cur[3] ~= status then
+  local e = get_entry(h)
+  if not e then return 3 end
+  if ordered and not newer(seq, e.sseq) then return 2 end
+  local changed = ordered or e.lease
+  if e.status ~= status then
     local pttl = redis.call('PTTL', h)
-    local idx = pfx .. 'i:' .. cur[2] .. ':' .. status
-    redis.call('ZREM', pfx .. 'i:' .. cur[2] .. ':' .. cur[3], id)
+    local idx = pfx .. 'i:' .. e.region .. ':' .. status
+    redis.call('ZREM', pfx .. 'i:' .. e.region .. ':' .. e.status, id)
     redis.call('ZADD', idx, now + pttl, id)
     touched[idx] = true
-    redis.call('HSET', h, 'status', status)
+    e.status = status
+    changed = true
   end
-  if ordered then redis.call('HSET', h, 'sseq', seq) end
-  if cur[4] then
-    redis.call('HDEL', h, 'lease')
+  if ordered then e.sseq = seq end
+  if e.lease then
+    e.lease = nil
     redis.call('ZREM', pfx .. 'claims', id)
   end
+  if changed then put_entry(h, e) end
   return 1
 end
 
@@ -123,17 +120,17 @@ end
 local function leave(seq, id)
   local h = pfx .. 'h:' .. id
   local ordered = seq ~= UNORDERED
-  local cur = redis.call('HMGET', h, 'hseq', 'sseq', 'region', 'status')
-  if not cur[1] then
+  local e = get_entry(h)
+  if not e then
     -- Gone already (a retransmitted leave, or expired): a duplicate when the
     -- tombstone says so, fine either way.
     local tomb = ordered and redis.call('GET', pfx .. 't:' .. id)
-    if tomb and seq <= tomb then return 2 end
+    if tomb and not newer(seq, tomb) then return 2 end
     return 1
   end
-  if ordered and (seq <= cur[1] or seq <= cur[2]) then return 2 end
+  if ordered and (not newer(seq, e.hseq) or not newer(seq, e.sseq)) then return 2 end
   redis.call('DEL', h)
-  redis.call('ZREM', pfx .. 'i:' .. cur[3] .. ':' .. cur[4], id)
+  redis.call('ZREM', pfx .. 'i:' .. e.region .. ':' .. e.status, id)
   redis.call('ZREM', pfx .. 'claims', id)
   -- The entry was created after any older tombstone (by a newer seq).
   if ordered then redis.call('SET', pfx .. 't:' .. id, seq, 'PX', ttl) end

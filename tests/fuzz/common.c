@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include "body.h"
 #include "err.h"
 #include "fuzz.h"
 
@@ -88,7 +89,7 @@ size_t fuzz_round_trip(const struct hr_request *req, bool exact_host, uint8_t *b
     return n;
 }
 
-static bool region_configured(const struct hr_rules *rules, const char *name)
+bool fuzz_region_configured(const struct hr_rules *rules, const char *name)
 {
     for (size_t i = 0; i < rules->nregions; i++)
         if (strcmp(rules->regions[i], name) == 0)
@@ -107,7 +108,7 @@ void fuzz_check_accepted(const struct hr_request *r, const struct hr_rules *rule
     switch (r->type) {
     case HR_MSG_HEARTBEAT:
         CHECK(hr_id_valid(r->room_id, strlen(r->room_id)));
-        CHECK(region_configured(rules, r->region));
+        CHECK(fuzz_region_configured(rules, r->region));
         CHECK(r->status == HR_STATUS_IDLE || r->status == HR_STATUS_BUSY);
         break;
     case HR_MSG_STATUS:
@@ -135,4 +136,90 @@ void fuzz_check_accepted(const struct hr_request *r, const struct hr_rules *rule
     fuzz_round_trip(&sent, true, buf, sizeof(buf), &f);
     CHECK(hr_request_check(&f.req, rules) == HR_OK);
     CHECK(fuzz_same_request(&f.req, &sent, true));
+}
+
+json_t *fuzz_json_object(const uint8_t *data, size_t size, bool empty_ok)
+{
+    if (size == 0)
+        return empty_ok ? json_object() : NULL;
+    json_t *j = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+    if (j && !json_is_object(j)) {
+        json_decref(j);
+        j = NULL;
+    }
+    return j;
+}
+
+const char *fuzz_json_field(json_t *o, const char *key, bool required, size_t cap)
+{
+    json_t *v = json_object_get(o, key);
+    if (!v || json_is_null(v))
+        return required ? NULL : "";
+    if (!json_is_string(v) || json_string_length(v) >= cap)
+        return NULL;
+    return json_string_value(v);
+}
+
+bool fuzz_json_request(json_t *o, enum hr_msg_type type, struct hr_request *out)
+{
+    const bool hb = type == HR_MSG_HEARTBEAT;
+    const char *host = fuzz_json_field(o, "hostId", true, sizeof(out->host_id));
+    const char *room = hb ? fuzz_json_field(o, "roomId", true, sizeof(out->room_id)) : "";
+    const char *region = hb ? fuzz_json_field(o, "region", false, sizeof(out->region)) : "";
+    const char *status = fuzz_json_field(o, "status", !hb, sizeof("busy"));
+    memset(out, 0, sizeof(*out));
+    if (!host || !room || !region || !status)
+        return false;
+    out->type = type;
+    snprintf(out->host_id, sizeof(out->host_id), "%s", host);
+    snprintf(out->room_id, sizeof(out->room_id), "%s", room);
+    snprintf(out->region, sizeof(out->region), "%s", region);
+    out->status = hr_status_parse(status, strlen(status));
+    return !status[0] || out->status != HR_STATUS_NONE;
+}
+
+bool fuzz_check_body_verdict(int code, size_t size, const char *err, size_t errlen)
+{
+    CHECK(code == 0 || code == 400 || code == 413);
+    CHECK((code == 413) == (size > HR_GATEWAY_MAX_BODY));
+    if (code != 0)
+        CHECK(fuzz_terminated(err, errlen) && err[0] != '\0');
+    return code != 413;
+}
+
+int fuzz_check_request_body(enum hr_msg_type type, const uint8_t *data, size_t size,
+                            const struct hr_rules *rules, const struct hr_request *want,
+                            struct hr_request *got)
+{
+    char err[HR_BODY_ERR_MAX];
+    int code = type == HR_MSG_HEARTBEAT
+                   ? hr_body_heartbeat(data, size, rules, got, err, sizeof(err))
+                   : hr_body_status(data, size, rules, got, err, sizeof(err));
+    if (!fuzz_check_body_verdict(code, size, err, sizeof(err)))
+        return code;
+    if (!want) {
+        CHECK(code == 400);
+        return code;
+    }
+    CHECK(want->type == type);
+    struct hr_request checked = *want;
+    int rc = hr_request_check(&checked, rules);
+    CHECK(rc == HR_OK || rc == HR_E_HOST_ID || rc == HR_E_ROOM_ID || rc == HR_E_REGION ||
+          rc == HR_E_STATUS);
+
+    uint8_t buf[HR_WIRE_MAX];
+    struct hr_frame f;
+    fuzz_round_trip(want, false, buf, sizeof(buf), &f);
+    CHECK(hr_request_check(&f.req, rules) == rc);
+    if (rc != HR_OK) {
+        char msg[HR_BODY_ERR_MAX];
+        hr_body_rule_message(rules, rc, msg, sizeof(msg));
+        CHECK(code == 400 && strcmp(err, msg) == 0);
+        return code;
+    }
+    CHECK(code == 0);
+    CHECK(fuzz_same_request(got, &checked, true));
+    CHECK(fuzz_same_request(&f.req, &checked, true));
+    fuzz_check_accepted(got, rules);
+    return code;
 }

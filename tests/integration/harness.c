@@ -214,6 +214,29 @@ redisContext *h_redis_connect(int port)
     return c;
 }
 
+const char *h_entry_field(redisContext *c, const char *key, const char *field, char *out,
+                          size_t cap)
+{
+    static const char *const names[] = {"hseq", "sseq", "status", "region", "room", "lease"};
+    out[0] = '\0';
+    redisReply *r = redisCommand(c, "GET %s", key);
+    if (!r)
+        abort();
+    if (r->type == REDIS_REPLY_STRING) {
+        const char *p = r->str;
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && *p; i++) {
+            size_t len = strcspn(p, " ");
+            if (strcmp(names[i], field) == 0) {
+                snprintf(out, cap, "%.*s", (int)len, p);
+                break;
+            }
+            p += len + (p[len] == ' ');
+        }
+    }
+    freeReplyObject(r);
+    return out;
+}
+
 long long h_redis_int(redisContext *c, const char *fmt, ...)
 {
     va_list ap;

@@ -51,13 +51,10 @@ static struct hr_ack send_ok(const struct hr_request *req)
     return ack;
 }
 
-/* HGET as a C string, "" when the field or key is missing. */
+/* A field of an entry, "" when the field or entry is missing. */
 static void hget(const char *key, const char *field, char *out, size_t outlen)
 {
-    redisReply *r = redisCommand(rc, "HGET %s %s", key, field);
-    assert_non_null(r);
-    snprintf(out, outlen, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
-    freeReplyObject(r);
+    h_entry_field(rc, key, field, out, outlen);
 }
 
 /* The expiry score of `member` in an index, -1 when absent. */
@@ -553,9 +550,9 @@ static void test_daemon_authenticated_datagrams(void **state)
     hr_keys_host_key(&mk, "host-master", hk);
     len = hr_wire_encode_request_auth(&forged, hk, 2, (uint32_t)time(NULL), buf, sizeof(buf));
     assert_silent(d2.port, buf, len, forged.seq, 1);
-    redisReply *rep = redisCommand(rc, "HGET au:h:host-deploy status");
-    assert_string_equal(rep->str, "idle");
-    freeReplyObject(rep);
+    char status[16];
+    assert_string_equal(h_entry_field(rc, "au:h:host-deploy", "status", status, sizeof(status)),
+                        "idle");
 
     /* A replay from outside the ±TTL window, an unknown key id, a flipped bit. */
     r = h_heartbeat("host-stale", "room1", "local", HR_STATUS_NONE, 0);

@@ -349,9 +349,7 @@ static int wait_for(struct events *e, int *counter, int want, int ms)
 
 static void hget(const char *key, const char *field, char *out, size_t outlen)
 {
-    redisReply *r = redisCommand(rc, "HGET %s %s", key, field);
-    snprintf(out, outlen, "%s", r && r->type == REDIS_REPLY_STRING ? r->str : "");
-    freeReplyObject(r);
+    h_entry_field(rc, key, field, out, outlen);
 }
 
 static void test_tools_host_library(void **state)

@@ -1,0 +1,259 @@
+#include "body.h"
+
+#include "err.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+/* What every step of reading one body shares: the rules, and where the
+ * reason for a refusal goes. */
+struct reader {
+    const struct hr_rules *rules;
+    char *err;
+    size_t errlen;
+};
+
+/* Writes the reason into rd->err and returns `code`, the HTTP status. */
+static int refuse(const struct reader *rd, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int refuse(const struct reader *rd, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rd->err, rd->errlen, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* 400 with the message of the rule broken. */
+static int refuse_rule(const struct reader *rd, int rule)
+{
+    hr_body_rule_message(rd->rules, rule, rd->err, rd->errlen);
+    return 400;
+}
+
+void hr_body_rule_message(const struct hr_rules *rules, int rule, char *buf, size_t len)
+{
+    size_t o = (size_t)snprintf(buf, len, "%s", hr_strerror(rule));
+    if (rule != HR_E_REGION)
+        return;
+    /* Each piece is cut where buf ends, so a long list is cut as one
+     * snprintf of the whole message would cut it. */
+    if (o < len)
+        o += (size_t)snprintf(buf + o, len - o, " (");
+    for (size_t i = 0; i < rules->nregions && o < len; i++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? ", " : "", rules->regions[i]);
+    if (o < len)
+        snprintf(buf + o, len - o, ")");
+}
+
+int hr_body_region_index(const struct hr_rules *rules, const char *name)
+{
+    for (size_t i = 0; i < rules->nregions; i++)
+        if (strcmp(rules->regions[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* The body as a JSON object in *out (the caller's to free), or the status to
+ * refuse it with. An empty body is {} when `empty_ok`. */
+static int read_json(const struct reader *rd, const void *body, size_t len, bool empty_ok,
+                     json_t **out)
+{
+    *out = NULL;
+    /* Before anything is parsed: nesting and size cost the parser memory. */
+    if (len > HR_GATEWAY_MAX_BODY)
+        return refuse(rd, 413, "request body is %zu bytes, the limit is %d", len,
+                      HR_GATEWAY_MAX_BODY);
+    if (len == 0) {
+        if (!empty_ok)
+            return refuse(rd, 400, "request body is empty, expected a JSON object");
+        *out = json_object();
+        return *out ? 0 : refuse(rd, 500, "out of memory");
+    }
+    /* Without JSON_ALLOW_NUL jansson refuses a \u0000 in any string: a C
+     * string would read shorter than the JSON one. A duplicate key would let
+     * two readers of one body see two different requests. */
+    json_error_t e;
+    json_t *j = json_loadb(body, len, JSON_REJECT_DUPLICATES, &e);
+    if (!j)
+        return refuse(rd, 400, "invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return refuse(rd, 400, "request body must be a JSON object");
+    }
+    *out = j;
+    return 0;
+}
+
+/* The characters of string `v`, or NULL when `v` is not a string or holds a
+ * \u0000 (read_json refuses those already; this keeps it so should its flags
+ * change). */
+static const char *text_of(json_t *v)
+{
+    const char *s = json_string_value(v);
+    return s && strlen(s) == json_string_length(v) ? s : NULL;
+}
+
+/* Copies string field `key` of `o` into dst[cap]. Returns 0 (also when it is
+ * absent or null and not required; then dst is ""), or 400: missing and
+ * required, not a string, or with the message of rule `bad` when it is cap
+ * or more bytes long or holds a \u0000. */
+static int get_str(const struct reader *rd, json_t *o, const char *key, bool required, char *dst,
+                   size_t cap, int bad)
+{
+    json_t *v = json_object_get(o, key);
+    dst[0] = '\0';
+    if (!v || json_is_null(v))
+        return required ? refuse(rd, 400, "missing field '%s'", key) : 0;
+    if (!json_is_string(v))
+        return refuse(rd, 400, "field '%s' must be a string", key);
+    const char *s = text_of(v);
+    size_t n = json_string_length(v);
+    if (!s || n >= cap)
+        return refuse_rule(rd, bad);
+    memcpy(dst, s, n + 1);
+    return 0;
+}
+
+/* The "status" field: absent (when not required) or "" is HR_STATUS_NONE,
+ * which hr_request_check turns into idle for a heartbeat and refuses for a
+ * status update. Anything but "idle" or "busy" is 400. */
+static int get_status(const struct reader *rd, json_t *o, bool required, enum hr_status *out)
+{
+    char s[8];
+    int code = get_str(rd, o, "status", required, s, sizeof(s), HR_E_STATUS);
+    *out = HR_STATUS_NONE;
+    if (code != 0 || !s[0])
+        return code;
+    *out = hr_status_parse(s, strlen(s));
+    return *out == HR_STATUS_NONE ? refuse_rule(rd, HR_E_STATUS) : 0;
+}
+
+/* hr_request_check, the rule broken as a 400. */
+static int check(const struct reader *rd, struct hr_request *r)
+{
+    int rc = hr_request_check(r, rd->rules);
+    return rc == HR_OK ? 0 : refuse_rule(rd, rc);
+}
+
+/* A heartbeat or a status update: the fields of its type, then the rules. */
+static int read_request(enum hr_msg_type type, const void *body, size_t len,
+                        const struct hr_rules *rules, struct hr_request *out, char *err,
+                        size_t errlen)
+{
+    const struct reader rd = {rules, err, errlen};
+    const bool hb = type == HR_MSG_HEARTBEAT;
+    json_t *j;
+    int code = read_json(&rd, body, len, false, &j);
+    if (code != 0)
+        return code;
+    /* seq 0: HTTP requests carry no sequence number and apply in arrival order. */
+    memset(out, 0, sizeof(*out));
+    out->type = type;
+    if ((code = get_str(&rd, j, "hostId", true, out->host_id, sizeof(out->host_id),
+                        HR_E_HOST_ID)) == 0 &&
+        (!hb || (code = get_str(&rd, j, "roomId", true, out->room_id, sizeof(out->room_id),
+                                HR_E_ROOM_ID)) == 0) &&
+        (!hb || (code = get_str(&rd, j, "region", false, out->region, sizeof(out->region),
+                                HR_E_REGION)) == 0) &&
+        (code = get_status(&rd, j, !hb, &out->status)) == 0)
+        code = check(&rd, out);
+    json_decref(j);
+    return code;
+}
+
+int hr_body_heartbeat(const void *body, size_t len, const struct hr_rules *rules,
+                      struct hr_request *out, char *err, size_t errlen)
+{
+    return read_request(HR_MSG_HEARTBEAT, body, len, rules, out, err, errlen);
+}
+
+int hr_body_status(const void *body, size_t len, const struct hr_rules *rules,
+                   struct hr_request *out, char *err, size_t errlen)
+{
+    return read_request(HR_MSG_STATUS, body, len, rules, out, err, errlen);
+}
+
+/* Adds a region to an ordered list once. */
+static void add_region(struct hr_claim_query *q, const char *name)
+{
+    for (size_t i = 0; i < q->nregions; i++)
+        if (strcmp(q->regions[i], name) == 0)
+            return;
+    q->regions[q->nregions++] = name;
+}
+
+/* The "regions" array, in order, after what `q` holds: 0 or 400. Only
+ * configured names get in and each once, so the list never outgrows its
+ * array. */
+static int get_regions(const struct reader *rd, json_t *o, struct hr_claim_query *q)
+{
+    json_t *list = json_object_get(o, "regions"), *v;
+    size_t k;
+    if (!list || json_is_null(list))
+        return 0;
+    if (!json_is_array(list))
+        return refuse(rd, 400, "field 'regions' must be an array of region names");
+    json_array_foreach(list, k, v)
+    {
+        /* text_of: a name with a \u0000 inside must not match the part
+         * before it. */
+        const char *name = text_of(v);
+        int i = name ? hr_body_region_index(rd->rules, name) : -1;
+        if (i < 0) {
+            size_t n = (size_t)snprintf(rd->err, rd->errlen, "regions[%zu]: ", k);
+            if (n < rd->errlen)
+                hr_body_rule_message(rd->rules, HR_E_REGION, rd->err + n, rd->errlen - n);
+            return 400;
+        }
+        add_region(q, rd->rules->regions[i]);
+    }
+    return 0;
+}
+
+int hr_body_find(const void *body, size_t len, const struct hr_rules *rules,
+                 struct hr_find_body *out, char *err, size_t errlen)
+{
+    const struct reader rd = {rules, err, errlen};
+    struct hr_claim_query *q = &out->query;
+    char region[HR_REGION_MAX + 1];
+    struct hr_request host = {.type = HR_MSG_LEAVE}; /* a hostId alone: the leave's rule */
+    json_t *j;
+    memset(out, 0, sizeof(*out));
+    int code = read_json(&rd, body, len, true, &j);
+    if (code != 0)
+        return code;
+    if ((code = get_str(&rd, j, "region", false, region, sizeof(region), HR_E_REGION)) != 0 ||
+        (code = get_str(&rd, j, "hostId", false, host.host_id, sizeof(host.host_id),
+                        HR_E_HOST_ID)) != 0)
+        goto out;
+    if (region[0]) {
+        int i = hr_body_region_index(rules, region);
+        if (i < 0) {
+            code = refuse_rule(&rd, HR_E_REGION);
+            goto out;
+        }
+        add_region(q, rules->regions[i]);
+    }
+    if ((code = get_regions(&rd, j, q)) != 0)
+        goto out;
+    if (host.host_id[0]) {
+        /* The same canonical form as everywhere else (lower-case UUIDs). */
+        if ((code = check(&rd, &host)) != 0)
+            goto out;
+        memcpy(out->host_id, host.host_id, sizeof(out->host_id));
+        q->host_id = out->host_id;
+    } else if (q->nregions == 0) {
+        /* Any region: the default one first, then the others as configured. */
+        add_region(q, rules->regions[rules->default_region]);
+        for (size_t i = 0; i < rules->nregions; i++)
+            add_region(q, rules->regions[i]);
+    }
+out:
+    json_decref(j);
+    return code;
+}

@@ -1,0 +1,61 @@
+/* The request bodies of hostreg-gateway's JSON endpoints, read into the
+ * structs the UDP daemon fills and checked by the same rules: bytes in, a
+ * checked request or the HTTP status and message to refuse it with out. No
+ * evhttp and no I/O, so the unit tests and fuzzers call exactly what the
+ * gateway calls. Owns nothing: what it fills points only into the caller's
+ * struct and the caller's rules. */
+#ifndef HR_BODY_H
+#define HR_BODY_H
+
+#include "request.h"
+#include "store.h"
+
+#include <stddef.h>
+
+/* The largest request body (the original service's clients send < 1 KiB). */
+#define HR_GATEWAY_MAX_BODY 16384
+
+/* The size of the message buffers: the gateway sends at most this minus one
+ * bytes of any error message (a region error naming 32 long regions is cut). */
+#define HR_BODY_ERR_MAX 512
+
+/* A POST /api/match/find body, read: the claim query for hr_store_claim.
+ * query.regions point into the rules; query.host_id is NULL (any idle host)
+ * or points at host_id below, so use the struct where it was filled, not a
+ * copy. query.lease_ms is 0: the caller sets it. */
+struct hr_find_body {
+    struct hr_claim_query query;
+    char host_id[HR_ID_MAX + 1]; /* canonical (a UUID in lower case), or "" */
+};
+
+/* Each of these reads one body of `len` bytes (at most HR_GATEWAY_MAX_BODY,
+ * a JSON object, no duplicate keys, no \u0000 in a string) and returns 0 with
+ * `out` filled, or the HTTP status to answer with (400; 413 over the size
+ * limit; 500 out of memory) and the message in err; then `out` is not to be
+ * used. Fields other than those named are ignored, and a null field is an
+ * absent one. */
+
+/* {"hostId", "roomId", "region"?, "status"?}: `out` is the heartbeat as
+ * hr_request_check leaves it (seq 0: HTTP requests apply in arrival order;
+ * the default region and status idle filled in; a UUID in lower case). */
+int hr_body_heartbeat(const void *body, size_t len, const struct hr_rules *rules,
+                      struct hr_request *out, char *err, size_t errlen);
+
+/* {"hostId", "status"}: `out` is the checked status update (seq 0). */
+int hr_body_status(const void *body, size_t len, const struct hr_rules *rules,
+                   struct hr_request *out, char *err, size_t errlen);
+
+/* {"region"?, "regions"?, "hostId"?}; an empty body is {}. The regions to
+ * search are "region" then the "regions" in order, each once; with neither
+ * and no hostId, every configured region, the default one first. */
+int hr_body_find(const void *body, size_t len, const struct hr_rules *rules,
+                 struct hr_find_body *out, char *err, size_t errlen);
+
+/* The index of region `name` in the rules, or -1. */
+int hr_body_region_index(const struct hr_rules *rules, const char *name);
+
+/* The message for a rule broken (an hr_err): hr_strerror's, and for
+ * HR_E_REGION the configured regions after it: "... (us-east-1, local)". */
+void hr_body_rule_message(const struct hr_rules *rules, int rule, char *buf, size_t len);
+
+#endif

@@ -1,0 +1,42 @@
+-- hostreg entries: what every script below shares (cmake/embed.cmake puts
+-- this in front of each of them).
+--
+-- A host's entry is one string with the entry's TTL:
+--   "<hseq> <sseq> <status> <region> <room>[ <lease>]"
+-- hseq and sseq: the sequence numbers of the last heartbeat and the last
+-- status update applied, decimal without leading zeros ('0': none, HTTP);
+-- status 'idle' or 'busy'; lease: when a client's claim ends unconfirmed, in
+-- ms (claim.lua). Ids, rooms and regions never hold a space. One string costs
+-- less memory than a hash of the same fields (no field names, one
+-- allocation), and a refresh is one SET.
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+
+-- The entry at `key` as a table, or nil when there is none.
+local function get_entry(key)
+  local v = redis.call('GET', key)
+  if not v then return nil end
+  local hseq, sseq, status, region, room, lease =
+    string.match(v, '^(%d+) (%d+) (%a+) (%S+) (%S+) ?(%d*)$')
+  if not hseq then return nil end
+  return {hseq = hseq, sseq = sseq, status = status, region = region, room = room,
+          lease = lease ~= '' and lease or nil}
+end
+
+-- Writes entry `e` at `key`: with a TTL of `px` ms, or keeping its TTL.
+local function put_entry(key, e, px)
+  local v = e.hseq .. ' ' .. e.sseq .. ' ' .. e.status .. ' ' .. e.region .. ' ' .. e.room
+  if e.lease then v = v .. ' ' .. e.lease end
+  if px then
+    redis.call('SET', key, v, 'PX', px)
+  else
+    redis.call('SET', key, v, 'KEEPTTL')
+  end
+end
+
+-- a > b for sequence numbers (decimal, no leading zeros): exact for 64 bits,
+-- where Lua's doubles are not.
+local function newer(a, b)
+  return #a > #b or (#a == #b and a > b)
+end
+
