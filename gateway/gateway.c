@@ -15,7 +15,9 @@
 #include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <inttypes.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,9 +38,12 @@ struct hr_gateway {
     size_t pending;
     /* Secrets are compared as HMACs under a key drawn at start: equal-length,
      * constant-time digests, whatever the length of what a client sends. */
-    unsigned char auth_key[32];
+    EVP_MAC_CTX *mac; /* HMAC-SHA256 keyed with a random key drawn at start */
     unsigned char secret_mac[2][32];
     int nsecrets;
+    uint32_t rid_prefix, rid_next; /* generated request ids: random, then a count */
+    char heartbeat_ok[48];         /* {"success":true,"ttl":N}: the same every time */
+    size_t heartbeat_ok_len;
 };
 
 /* One HTTP request from arrival to its one answer. */
@@ -238,6 +243,18 @@ static const void *body_of(struct call *c, size_t *len)
     return evbuffer_pullup(in, -1);
 }
 
+/* HMAC-SHA256 of `s` under the gateway's key: the context keeps its key, so
+ * each request only re-initialises it (no digest fetch, no allocation). */
+static int mac_of(struct hr_gateway *gw, const char *s, unsigned char out[32])
+{
+    size_t n = 0;
+    if (EVP_MAC_init(gw->mac, NULL, 0, NULL) != 1 ||
+        EVP_MAC_update(gw->mac, (const unsigned char *)s, strlen(s)) != 1 ||
+        EVP_MAC_final(gw->mac, out, &n, 32) != 1 || n != 32)
+        return -1;
+    return 0;
+}
+
 /* Bearer secret check for the host endpoints: 0 when it may proceed,
  * -1 after answering 401 (missing or malformed) or 403 (wrong secret). */
 static int check_secret(struct call *c, bool answer)
@@ -256,10 +273,10 @@ static int check_secret(struct call *c, bool answer)
         return -1;
     }
     unsigned char mac[32];
-    unsigned int maclen = 0;
-    const char *token = h + 7;
-    HMAC(EVP_sha256(), gw->auth_key, sizeof(gw->auth_key), (const unsigned char *)token,
-         strlen(token), mac, &maclen);
+    if (mac_of(gw, h + 7, mac) != 0) {
+        reply_error(c, 500, "cannot check the secret");
+        return -1;
+    }
     int ok = 0;
     for (int i = 0; i < gw->nsecrets; i++)
         ok |= CRYPTO_memcmp(mac, gw->secret_mac[i], sizeof(mac)) == 0;
@@ -282,11 +299,9 @@ static void on_stored(void *arg, enum hr_result result, int reason)
     case HR_RESULT_OK:
     case HR_RESULT_DUPLICATE:
         if (c->ep == HR_EP_HEARTBEAT)
-            reply_json(
-                c, 200,
-                json_pack("{s:b,s:i}", "success", 1, "ttl", (json_int_t)c->gw->cfg.common.ttl_s));
+            finish(c, 200, "application/json", c->gw->heartbeat_ok, c->gw->heartbeat_ok_len, false);
         else
-            reply_json(c, 200, json_pack("{s:b}", "success", 1));
+            finish(c, 200, "application/json", "{\"success\":true}", 16, false);
         break;
     case HR_RESULT_UNKNOWN_HOST:
         reply_error(c, 404, "unknown or expired host (send a heartbeat first)");
@@ -560,11 +575,9 @@ static void request_id(struct call *c)
         snprintf(c->rid, sizeof(c->rid), "%s", in);
         return;
     }
-    unsigned char r[8];
-    if (RAND_bytes(r, sizeof(r)) != 1)
-        memset(r, 0, sizeof(r));
-    for (size_t i = 0; i < sizeof(r); i++)
-        snprintf(c->rid + 2 * i, 3, "%02x", r[i]);
+    /* Unique per process (a count), and per start (a random prefix). */
+    snprintf(c->rid, sizeof(c->rid), "%08" PRIx32 "%08" PRIx32, c->gw->rid_prefix,
+             c->gw->rid_next++);
 }
 
 static void preflight(struct call *c)
@@ -637,18 +650,32 @@ struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *stor
     gw->base = base;
     gw->store = store;
     gw->cfg = *cfg;
-    if (RAND_bytes(gw->auth_key, sizeof(gw->auth_key)) != 1) {
+    unsigned char key[32];
+    EVP_MAC *hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    gw->mac = hmac ? EVP_MAC_CTX_new(hmac) : NULL;
+    EVP_MAC_free(hmac);
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0),
+                           OSSL_PARAM_construct_end()};
+    if (RAND_bytes(key, sizeof(key)) != 1 ||
+        RAND_bytes((unsigned char *)&gw->rid_prefix, sizeof(gw->rid_prefix)) != 1) {
         snprintf(err, errlen, "no randomness for the secret key");
         goto fail;
     }
+    if (!gw->mac || EVP_MAC_init(gw->mac, key, sizeof(key), params) != 1) {
+        snprintf(err, errlen, "cannot set up HMAC-SHA256");
+        goto fail;
+    }
+    OPENSSL_cleanse(key, sizeof(key));
     const char *secrets[2] = {cfg->host_secret, cfg->host_secret_previous};
     for (int i = 0; i < 2; i++) {
-        unsigned int len = 0;
-        if (!secrets[i][0])
-            continue;
-        HMAC(EVP_sha256(), gw->auth_key, sizeof(gw->auth_key), (const unsigned char *)secrets[i],
-             strlen(secrets[i]), gw->secret_mac[gw->nsecrets++], &len);
+        if (secrets[i][0] && mac_of(gw, secrets[i], gw->secret_mac[gw->nsecrets++]) != 0) {
+            snprintf(err, errlen, "cannot compute HMAC-SHA256");
+            goto fail;
+        }
     }
+    int n = snprintf(gw->heartbeat_ok, sizeof(gw->heartbeat_ok), "{\"success\":true,\"ttl\":%u}",
+                     cfg->common.ttl_s);
+    gw->heartbeat_ok_len = (size_t)n;
     gw->http = evhttp_new(base);
     if (!gw->http) {
         snprintf(err, errlen, "cannot create the HTTP server");
@@ -693,6 +720,7 @@ void hr_gateway_free(struct hr_gateway *gw)
         return;
     if (gw->http)
         evhttp_free(gw->http);
+    EVP_MAC_CTX_free(gw->mac);
     free(gw);
 }
 
