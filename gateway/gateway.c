@@ -43,6 +43,7 @@ struct hr_gateway {
     int nsecrets;
     uint32_t rid_prefix, rid_next; /* generated request ids: random, then a count */
     char heartbeat_ok[48];         /* {"success":true,"ttl":N}: the same every time */
+    bool closing;                  /* the store is going away: answer 503, touch nothing */
     size_t heartbeat_ok_len;
 };
 
@@ -628,6 +629,11 @@ static void on_request(struct evhttp_request *req, void *arg)
         return;
     }
     c->ep = r->ep;
+    if (gw->closing) { /* read during shutdown: the store is gone or going */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        reply_error(c, 503, "shutting down, retry later");
+        return;
+    }
     /* HEAD wherever GET: evhttp sends the headers and leaves the body out. */
     if (m != r->method && !(m == EVHTTP_REQ_HEAD && r->method == EVHTTP_REQ_GET)) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow",
@@ -722,6 +728,12 @@ void hr_gateway_free(struct hr_gateway *gw)
         evhttp_free(gw->http);
     EVP_MAC_CTX_free(gw->mac);
     free(gw);
+}
+
+void hr_gateway_close(struct hr_gateway *gw)
+{
+    hr_gateway_stop_accepting(gw);
+    gw->closing = true;
 }
 
 void hr_gateway_stop_accepting(struct hr_gateway *gw)

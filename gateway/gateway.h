@@ -40,6 +40,11 @@ void hr_gateway_free(struct hr_gateway *gw);
  * are still served (the first step of a clean shutdown). */
 void hr_gateway_stop_accepting(struct hr_gateway *gw);
 
+/* From now on every request is answered 503 without touching the store, so
+ * that the store can be freed while the answers already owed are still being
+ * written out (the last step of a clean shutdown). */
+void hr_gateway_close(struct hr_gateway *gw);
+
 /* Requests accepted and not answered yet (they wait for Redis). */
 size_t hr_gateway_pending(const struct hr_gateway *gw);
 

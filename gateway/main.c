@@ -197,6 +197,8 @@ out:
     /* Store first: requests still waiting on Redis get their 503 while the
      * HTTP server can still send it, and a few more turns of the loop write
      * those answers out before the connections close. */
+    if (app.gw)
+        hr_gateway_close(app.gw);
     hr_store_free(app.store);
     for (int i = 0; app.gw && i < 4; i++)
         event_base_loop(app.base, EVLOOP_NONBLOCK);

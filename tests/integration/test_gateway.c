@@ -1367,12 +1367,14 @@ static void test_gateway_shutdown_answers_what_it_owes(void **state)
     const char *args[] = {"--redis-timeout", "30000", NULL};
     assert_int_equal(start_gw2(redis2.port, args, NULL), 0);
     kill(redis2.pid, SIGSTOP);
-    size_t len;
-    char *q = h_http_format(gw2.port, "POST", "/api/host/heartbeat", NULL,
-                            "{\"hostId\":\"sd-1\",\"roomId\":\"r\"}", &len);
+    /* Two heartbeats pipelined on one keep-alive connection: the second is
+     * read while the gateway shuts down, after its store is gone. */
+    static const char one[] = "POST /api/host/heartbeat HTTP/1.1\r\nHost: t\r\n"
+                              "Content-Length: 30\r\n\r\n{\"hostId\":\"sd-1\",\"roomId\":\"r\"}";
+    char q[2 * sizeof(one)];
+    int len = snprintf(q, sizeof(q), "%s%s", one, one);
     int fd = tcp_connect(gw2.port);
-    assert_int_equal(send(fd, q, len, MSG_NOSIGNAL), (ssize_t)len);
-    free(q);
+    assert_int_equal(send(fd, q, (size_t)len, MSG_NOSIGNAL), len);
     /* Answered after the heartbeat was read (the gateway takes ready
      * connections in order): the heartbeat now waits for Redis. */
     struct reply rep;
@@ -1399,6 +1401,11 @@ static void test_gateway_shutdown_answers_what_it_owes(void **state)
     assert_int_equal(sscanf(buf, "HTTP/1.1 %d", &code), 1);
     assert_int_equal(code, 503);
     assert_non_null(strstr(buf, "\"success\":false"));
+    /* The second, if the gateway read it before closing: 503 too. */
+    const char *second = strstr(buf + 1, "HTTP/1.1 ");
+    if (second)
+        assert_int_equal(strncmp(second, "HTTP/1.1 503", 12), 0);
+    /* Exit 0 and no sanitizer report: nothing touched the freed store. */
     assert_int_equal(h_gateway_wait(&gw2), 0);
 }
 
