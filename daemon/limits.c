@@ -11,7 +11,7 @@
  * seen are forgotten (and start again with a full bucket). */
 #define SLOTS (1u << 16)
 #define PROBE 8
-/* Host tallies: 8,192 sources x ~600 bytes = 5 MiB. A source that creates
+/* Host tallies: 8,192 sources x 688 bytes = 5.5 MiB. A source that creates
  * hosts keeps its slot warm (it sends all the time); the many sources with a
  * host or two each come and go, and start from zero when they come back,
  * which is where they are anyway. */
@@ -43,6 +43,7 @@ struct tally {
     uint64_t key[2]; /* as struct source; 0,0 = empty */
     uint64_t last_ms;
     uint64_t window; /* the number of the current window, kept in w[window & 1] */
+    double count;    /* tally_count() as of the last change */
     struct window_set w[2];
 };
 
@@ -171,8 +172,11 @@ static uint64_t hash_id(const char *id, uint64_t seed)
     return mix(h, seed);
 }
 
-static void window_add(struct window_set *w, uint64_t h)
+/* Adds a host; true when that changed the set (a new host, or one that
+ * raised a register). */
+static bool window_add(struct window_set *w, uint64_t h)
 {
+    bool changed = false;
     uint32_t h32 = (uint32_t)(h >> 32) | 1; /* 0 is never a stored hash */
     if (w->nexact <= EXACT) {
         bool seen = false;
@@ -182,13 +186,17 @@ static void window_add(struct window_set *w, uint64_t h)
             w->exact[w->nexact++] = h32;
         else if (!seen)
             w->nexact = EXACT + 1;
+        changed = !seen;
     }
     /* Register: the low 8 bits; rank: where the first 1 is in the next 56. */
     uint64_t rest = h >> 8;
     uint8_t rank = rest ? (uint8_t)(__builtin_clzll(rest) - 8 + 1) : 57;
     uint8_t *r = &w->regs[h & (REGS - 1)];
-    if (*r < rank)
+    if (*r < rank) {
         *r = rank;
+        changed = true;
+    }
+    return changed;
 }
 
 /* Distinct hosts in both windows. */
@@ -228,6 +236,7 @@ bool hr_limits_source_hosts(struct hr_limits *l, const struct sockaddr *sa, cons
     uint64_t window = now_ms / l->cfg.window_ms;
     uint32_t base = slot_of(key, l->seed, TALLY_SLOTS);
     struct tally *t = NULL, *victim = NULL;
+    bool rotated = false;
     for (uint32_t i = 0; i < PROBE && !t; i++) {
         struct tally *s = &l->tallies[(base + i) & (TALLY_SLOTS - 1)];
         if (s->key[0] == key[0] && s->key[1] == key[1])
@@ -248,10 +257,15 @@ bool hr_limits_source_hosts(struct hr_limits *l, const struct sockaddr *sa, cons
             memset(&t->w[(window + 1) & 1], 0, sizeof(t->w[0]));
         memset(&t->w[window & 1], 0, sizeof(t->w[0]));
         t->window = window;
+        rotated = true;
     }
     t->last_ms = now_ms;
-    window_add(&t->w[window & 1], hash_id(host_id, l->seed));
-    return tally_count(t) < (double)l->cfg.source_hosts + 0.5;
+    /* Counted again only when the sets changed: the hosts of a source
+     * refreshing themselves leave them as they are. */
+    bool changed = window_add(&t->w[window & 1], hash_id(host_id, l->seed));
+    if (changed || rotated)
+        t->count = tally_count(t);
+    return t->count < (double)l->cfg.source_hosts + 0.5;
 }
 
 bool hr_limits_host_error(struct hr_limits *l, const char *host_id, uint64_t now_ms)

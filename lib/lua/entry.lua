@@ -12,10 +12,12 @@
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 
--- The entry at `key` as a table, or nil when there is none.
+-- The entry at `key` as a table, or nil when there is none. A key of
+-- another type (an entry of the hash layout of older builds) reads as none,
+-- and the next write replaces it.
 local function get_entry(key)
-  local v = redis.call('GET', key)
-  if not v then return nil end
+  local v = redis.pcall('GET', key)
+  if type(v) ~= 'string' then return nil end
   local hseq, sseq, status, region, room, lease =
     string.match(v, '^(%d+) (%d+) (%a+) (%S+) (%S+) ?(%d*)$')
   if not hseq then return nil end
@@ -38,5 +40,10 @@ end
 -- where Lua's doubles are not.
 local function newer(a, b)
   return #a > #b or (#a == #b and a > b)
+end
+
+-- A stored tombstone's seq without leading zeros (older builds padded it).
+local function tomb_seq(v)
+  return v and (string.match(v, '^0*(%d+)$') or '0')
 end
 

@@ -69,7 +69,7 @@ local function heartbeat(seq, id, room, region, status, may_create)
   else
     if ordered then
       -- A late heartbeat must not resurrect a host that has left after it.
-      local tomb = redis.call('GET', pfx .. 't:' .. id)
+      local tomb = tomb_seq(redis.call('GET', pfx .. 't:' .. id))
       if tomb and not newer(seq, tomb) then return 2 end
     end
     if not may_create then return 5 end
@@ -124,7 +124,7 @@ local function leave(seq, id)
   if not e then
     -- Gone already (a retransmitted leave, or expired): a duplicate when the
     -- tombstone says so, fine either way.
-    local tomb = ordered and redis.call('GET', pfx .. 't:' .. id)
+    local tomb = ordered and tomb_seq(redis.call('GET', pfx .. 't:' .. id))
     if tomb and not newer(seq, tomb) then return 2 end
     return 1
   end
@@ -132,8 +132,13 @@ local function leave(seq, id)
   redis.call('DEL', h)
   redis.call('ZREM', pfx .. 'i:' .. e.region .. ':' .. e.status, id)
   redis.call('ZREM', pfx .. 'claims', id)
-  -- The entry was created after any older tombstone (by a newer seq).
-  if ordered then redis.call('SET', pfx .. 't:' .. id, seq, 'PX', ttl) end
+  if ordered then
+    -- Never lower a tombstone (an entry created by an unordered HTTP
+    -- heartbeat did not check it).
+    local tk = pfx .. 't:' .. id
+    local tomb = tomb_seq(redis.call('GET', tk))
+    if not tomb or newer(seq, tomb) then redis.call('SET', tk, seq, 'PX', ttl) end
+  end
   return 1
 end
 

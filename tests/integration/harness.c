@@ -451,7 +451,7 @@ char *h_daemon_stats(const struct h_daemon *d, const char *log_path, int nth)
         log = read_log(log_path);
         int n = 0;
         for (const char *p = log; p && (p = strstr(p, "stats worker=")); p++)
-            n++;
+            n += strchr(p, '\n') != NULL; /* whole lines only */
         if (n >= nth)
             return log;
         usleep(10000); /* a log line has no other way to reach us */

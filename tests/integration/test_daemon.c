@@ -657,6 +657,52 @@ static void test_daemon_max_hosts(void **state)
     assert_int_equal(h_daemon_stop(&d2), 0);
 }
 
+/* Sequence numbers compare exactly, whatever their number of digits and
+ * above 2^53 (where Lua's doubles would round), up to 2^64 - 1. */
+static void test_daemon_seq_order_exact(void **state)
+{
+    (void)state;
+    static const struct {
+        uint64_t seq;
+        enum hr_result want;
+    } steps[] = {
+        {9, HR_RESULT_OK},
+        {10, HR_RESULT_OK}, /* more digits: newer */
+        {9, HR_RESULT_DUPLICATE},
+        {9007199254740992ULL, HR_RESULT_OK}, /* 2^53 */
+        {9007199254740993ULL, HR_RESULT_OK}, /* 2^53 + 1: a double cannot tell them apart */
+        {9007199254740992ULL, HR_RESULT_DUPLICATE},
+        {18446744073709551615ULL, HR_RESULT_OK},
+        {18446744073709551614ULL, HR_RESULT_DUPLICATE},
+    };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        struct hr_request r =
+            h_heartbeat("host-seq-exact", "room1", "local", HR_STATUS_NONE, steps[i].seq);
+        struct hr_ack ack = send_ok(&r);
+        assert_int_equal(ack.seq, steps[i].seq);
+        assert_int_equal(ack.result, steps[i].want);
+    }
+    char v[32];
+    hget("hr:h:host-seq-exact", "hseq", v, sizeof(v));
+    assert_string_equal(v, "18446744073709551615");
+}
+
+/* An entry in the hash layout of older builds reads as absent and the next
+ * heartbeat replaces it (an upgrade needs no migration step). */
+static void test_daemon_replaces_old_layout(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_int(rc, "HSET hr:h:host-old-layout room r region local status busy"),
+                     3);
+    struct hr_request r = h_heartbeat("host-old-layout", "room2", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    char v[32];
+    hget("hr:h:host-old-layout", "room", v, sizeof(v));
+    assert_string_equal(v, "room2");
+    hget("hr:h:host-old-layout", "status", v, sizeof(v));
+    assert_string_equal(v, "idle");
+}
+
 /* One source address cannot fill the registry: past --source-hosts it keeps
  * refreshing the hosts it has and gets no new one; other sources are not
  * affected. */
@@ -719,6 +765,7 @@ static void test_daemon_max_hosts_frees_expired(void **state)
     r = h_heartbeat("host-new", "room1", "local", HR_STATUS_NONE, 0);
     assert_int_equal(h_send(d2.port, &r, &ack), 0);
     assert_int_equal(ack.result, HR_RESULT_RETRY_LATER);
+    assert_int_equal(ack.reason, 34 /* full */);
     /* Both entries expire (Redis drops them after their 1 s TTL); their
      * index members stay behind. */
     uint64_t deadline = h_now_ms() + 5000;
@@ -752,6 +799,8 @@ int main(void)
         cmocka_unit_test(test_daemon_max_hosts),
         cmocka_unit_test(test_daemon_max_hosts_frees_expired),
         cmocka_unit_test(test_daemon_source_hosts_cap),
+        cmocka_unit_test(test_daemon_seq_order_exact),
+        cmocka_unit_test(test_daemon_replaces_old_layout),
     };
     return cmocka_run_group_tests_name("daemon", tests, setup, teardown);
 }
