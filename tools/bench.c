@@ -314,7 +314,9 @@ static void report(const struct bench *b)
     bool gen_bound = cfg->rate && (double)sent < 0.95 * target * b->send_seconds;
     const char *verdict =
         gen_bound ? "the load generator could not send at the target rate: it was the bottleneck"
-        : lost    ? "requests were lost: the daemon (or its socket buffer) was the bottleneck"
+        : lost    ? "requests were lost: the daemon (or its socket buffer) was the bottleneck, or "
+                    "its per-source limits dropped them (one bench is one source: run the daemon "
+                    "with --source-rate 0 --source-hosts 0 to measure it)"
                   : "the generator kept up; every request was acked";
     if (cfg->json) {
         json_t *o = json_pack(
