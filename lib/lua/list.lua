@@ -15,7 +15,10 @@ for i = 4, #ARGV do
       local h = pfx .. 'h:' .. id
       local e = get_entry(h)
       local pttl = redis.call('PTTL', h)
-      if e and pttl > 0 then
+      -- Listed under the index that matches the entry only: a member left
+      -- behind elsewhere (an entry replaced by hand or by an upgrade) is not
+      -- listed twice.
+      if e and pttl > 0 and e.status == st and e.region == ARGV[i] then
         out[#out + 1] = id
         out[#out + 1] = e.room
         out[#out + 1] = e.region
