@@ -426,6 +426,12 @@ static void h_hosts(struct call *c)
     struct evkeyvalq params;
     const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(c->req));
     TAILQ_INIT(&params);
+    /* A %00 would decode into a NUL that ends the value early ("local%00x"
+     * read as "local"): refused, like a \u0000 in a JSON body. */
+    if (query && strstr(query, "%00")) {
+        reply_error(c, 400, "query string must not contain %%00");
+        return;
+    }
     if (query && evhttp_parse_query_str(query, &params) != 0) {
         reply_error(c, 400, "malformed query string");
         return;

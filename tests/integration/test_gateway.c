@@ -423,6 +423,7 @@ static void test_gateway_bad_requests_refused(void **state)
         {"GET", "/api/hosts?region=mars", NULL, 400, "us-east-1, us-west-1, eu-central, local",
          NULL},
         {"GET", "/api/hosts?status=away", NULL, 400, "idle or busy", NULL},
+        {"GET", "/api/hosts?region=local%00junk", NULL, 400, "%00", NULL},
         {"GET", "/api/hosts?limit=0", NULL, 400, "limit", NULL},
         {"POST", "/api/match/find", "{\"region\":\"mars\"}", 400, "eu-central", NULL},
         {"POST", "/api/match/find", "{\"regions\":\"eu-central\"}", 400, "'regions'", NULL},
