@@ -19,9 +19,14 @@
 #define EXACT 16 /* host hashes kept exactly per window */
 #define REGS 256 /* HyperLogLog registers per window */
 
-struct source {
+/* What every entry of a source table starts with. */
+struct slot {
     uint64_t key[2]; /* family and address prefix; 0,0 = empty */
     uint64_t last_ms;
+};
+
+struct source {
+    struct slot s;
     float tokens;
     uint32_t pad;
 };
@@ -40,8 +45,7 @@ struct window_set {
 };
 
 struct tally {
-    uint64_t key[2]; /* as struct source; 0,0 = empty */
-    uint64_t last_ms;
+    struct slot s;
     uint64_t window; /* the number of the current window, kept in w[window & 1] */
     double count;    /* tally_count() as of the last change */
     struct window_set w[2];
@@ -129,38 +133,51 @@ static bool source_key(const struct sockaddr *sa, uint64_t key[2])
     return false;
 }
 
-static uint32_t slot_of(const uint64_t key[2], uint64_t seed, uint32_t slots)
+/* The entry of `key` in a table of `slots` entries of `size` bytes, each
+ * starting with a struct slot: one of the PROBE slots from the key's home.
+ * When the key is not there, it takes an empty slot or the least recently
+ * used one, cleared and keyed, and *found is false. */
+static struct slot *lookup(void *table, size_t size, uint32_t slots, const uint64_t key[2],
+                           uint64_t seed, bool *found)
 {
-    return (uint32_t)mix(key[0] ^ key[1] * 31, seed) & (slots - 1);
+    uint32_t base = (uint32_t)mix(key[0] ^ key[1] * 31, seed) & (slots - 1);
+    struct slot *victim = NULL;
+    for (uint32_t i = 0; i < PROBE; i++) {
+        struct slot *s = (struct slot *)((char *)table + ((base + i) & (slots - 1)) * size);
+        if (s->key[0] == key[0] && s->key[1] == key[1]) {
+            *found = true;
+            return s;
+        }
+        if (!victim || s->key[0] == 0 || (victim->key[0] != 0 && s->last_ms < victim->last_ms))
+            victim = s;
+    }
+    memset(victim, 0, size);
+    victim->key[0] = key[0];
+    victim->key[1] = key[1];
+    *found = false;
+    return victim;
 }
 
 bool hr_limits_source(struct hr_limits *l, const struct sockaddr *sa, uint64_t now_ms)
 {
     uint64_t key[2];
+    bool found;
     if (!l->cfg.rate || !source_key(sa, key))
         return true;
-    uint32_t base = slot_of(key, l->seed, SLOTS);
-    struct source *victim = NULL;
-    for (uint32_t i = 0; i < PROBE; i++) {
-        struct source *s = &l->sources[(base + i) & (SLOTS - 1)];
-        if (s->key[0] == key[0] && s->key[1] == key[1]) {
-            double refill = (double)(now_ms - s->last_ms) * l->cfg.rate / 1000.0;
-            s->tokens =
-                (float)(s->tokens + refill > l->cfg.burst ? l->cfg.burst : s->tokens + refill);
-            s->last_ms = now_ms;
-            if (s->tokens < 1.0f)
-                return false;
-            s->tokens -= 1.0f;
-            return true;
-        }
-        if (!victim || s->key[0] == 0 || (victim->key[0] != 0 && s->last_ms < victim->last_ms))
-            victim = s;
+    struct source *src =
+        (struct source *)lookup(l->sources, sizeof(*l->sources), SLOTS, key, l->seed, &found);
+    if (!found) { /* new (or forgotten): a full bucket */
+        src->s.last_ms = now_ms;
+        src->tokens = (float)l->cfg.burst - 1.0f;
+        return true;
     }
-    /* New source (or one forgotten): a full bucket in the oldest slot. */
-    victim->key[0] = key[0];
-    victim->key[1] = key[1];
-    victim->last_ms = now_ms;
-    victim->tokens = (float)l->cfg.burst - 1.0f;
+    double refill = (double)(now_ms - src->s.last_ms) * l->cfg.rate / 1000.0;
+    src->tokens =
+        (float)(src->tokens + refill > l->cfg.burst ? l->cfg.burst : src->tokens + refill);
+    src->s.last_ms = now_ms;
+    if (src->tokens < 1.0f)
+        return false;
+    src->tokens -= 1.0f;
     return true;
 }
 
@@ -234,21 +251,10 @@ bool hr_limits_source_hosts(struct hr_limits *l, const struct sockaddr *sa, cons
     if (!l->cfg.source_hosts || !source_key(sa, key))
         return true;
     uint64_t window = now_ms / l->cfg.window_ms;
-    uint32_t base = slot_of(key, l->seed, TALLY_SLOTS);
-    struct tally *t = NULL, *victim = NULL;
-    bool rotated = false;
-    for (uint32_t i = 0; i < PROBE && !t; i++) {
-        struct tally *s = &l->tallies[(base + i) & (TALLY_SLOTS - 1)];
-        if (s->key[0] == key[0] && s->key[1] == key[1])
-            t = s;
-        else if (!victim || s->key[0] == 0 || (victim->key[0] != 0 && s->last_ms < victim->last_ms))
-            victim = s;
-    }
-    if (!t) { /* new (or forgotten): starts from nothing */
-        t = victim;
-        memset(t, 0, sizeof(*t));
-        t->key[0] = key[0];
-        t->key[1] = key[1];
+    bool found, rotated = false;
+    struct tally *t =
+        (struct tally *)lookup(l->tallies, sizeof(*l->tallies), TALLY_SLOTS, key, l->seed, &found);
+    if (!found) { /* new (or forgotten): starts from nothing */
         t->window = window;
     } else if (window != t->window) {
         /* The window before the current one stays: a host heard from just
@@ -259,7 +265,7 @@ bool hr_limits_source_hosts(struct hr_limits *l, const struct sockaddr *sa, cons
         t->window = window;
         rotated = true;
     }
-    t->last_ms = now_ms;
+    t->s.last_ms = now_ms;
     /* Counted again only when the sets changed: the hosts of a source
      * refreshing themselves leave them as they are. */
     bool changed = window_add(&t->w[window & 1], hash_id(host_id, l->seed));

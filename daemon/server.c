@@ -203,7 +203,7 @@ static int authenticate(struct hr_server *srv, const uint8_t *buf, size_t len,
 }
 
 static void handle(struct hr_server *srv, const uint8_t *buf, size_t len, int truncated,
-                   const struct sockaddr_storage *peer, socklen_t peerlen)
+                   const struct sockaddr_storage *peer, socklen_t peerlen, uint64_t now_ms)
 {
     struct hr_frame f;
     char addr[HR_ADDRSTRLEN];
@@ -261,7 +261,7 @@ static void handle(struct hr_server *srv, const uint8_t *buf, size_t len, int tr
     unsigned flags = 0;
     if (f.req.type == HR_MSG_HEARTBEAT &&
         !hr_limits_source_hosts(srv->limits, (const struct sockaddr *)peer, f.req.host_id,
-                                mono_ms())) {
+                                now_ms)) {
         srv->stats.source_hosts_over++;
         flags = HR_STORE_NO_CREATE;
     }
@@ -302,7 +302,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
                 continue;
             }
             handle(srv, srv->rx[i], m->msg_len, (m->msg_hdr.msg_flags & MSG_TRUNC) != 0,
-                   &srv->rx_addr[i], m->msg_hdr.msg_namelen);
+                   &srv->rx_addr[i], m->msg_hdr.msg_namelen, now);
         }
         if (n < BATCH)
             return;

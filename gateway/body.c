@@ -50,14 +50,6 @@ void hr_body_rule_message(const struct hr_rules *rules, int rule, char *buf, siz
         snprintf(buf + o, len - o, ")");
 }
 
-int hr_body_region_index(const struct hr_rules *rules, const char *name)
-{
-    for (size_t i = 0; i < rules->nregions; i++)
-        if (strcmp(rules->regions[i], name) == 0)
-            return (int)i;
-    return -1;
-}
-
 /* The body as a JSON object in *out (the caller's to free), or the status to
  * refuse it with. An empty body is {} when `empty_ok`. */
 static int read_json(const struct reader *rd, const void *body, size_t len, bool empty_ok,
@@ -203,7 +195,7 @@ static int get_regions(const struct reader *rd, json_t *o, struct hr_claim_query
         /* text_of: a name with a \u0000 inside must not match the part
          * before it. */
         const char *name = text_of(v);
-        int i = name ? hr_body_region_index(rd->rules, name) : -1;
+        int i = name ? hr_rules_find_region(rd->rules, name, strlen(name)) : -1;
         if (i < 0) {
             size_t n = (size_t)snprintf(rd->err, rd->errlen, "regions[%zu]: ", k);
             if (n < rd->errlen)
@@ -232,7 +224,7 @@ int hr_body_find(const void *body, size_t len, const struct hr_rules *rules,
                         HR_E_HOST_ID)) != 0)
         goto out;
     if (region[0]) {
-        int i = hr_body_region_index(rules, region);
+        int i = hr_rules_find_region(rules, region, strlen(region));
         if (i < 0) {
             code = refuse_rule(&rd, HR_E_REGION);
             goto out;

@@ -51,9 +51,6 @@ int hr_body_status(const void *body, size_t len, const struct hr_rules *rules,
 int hr_body_find(const void *body, size_t len, const struct hr_rules *rules,
                  struct hr_find_body *out, char *err, size_t errlen);
 
-/* The index of region `name` in the rules, or -1. */
-int hr_body_region_index(const struct hr_rules *rules, const char *name);
-
 /* The message for a rule broken (an hr_err): hr_strerror's, and for
  * HR_E_REGION the configured regions after it: "... (us-east-1, local)". */
 void hr_body_rule_message(const struct hr_rules *rules, int rule, char *buf, size_t len);

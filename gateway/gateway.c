@@ -13,10 +13,10 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <inttypes.h>
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
@@ -43,8 +43,8 @@ struct hr_gateway {
     int nsecrets;
     uint32_t rid_prefix, rid_next; /* generated request ids: random, then a count */
     char heartbeat_ok[48];         /* {"success":true,"ttl":N}: the same every time */
-    bool closing;                  /* the store is going away: answer 503, touch nothing */
     size_t heartbeat_ok_len;
+    bool closing; /* the store is going away: answer 503, touch nothing */
 };
 
 /* One HTTP request from arrival to its one answer. */
@@ -292,6 +292,8 @@ static int check_secret(struct call *c, bool answer)
 
 /* --- host endpoints --- */
 
+static const char status_ok[] = "{\"success\":true}";
+
 static void on_stored(void *arg, enum hr_result result, int reason)
 {
     struct call *c = arg;
@@ -302,7 +304,7 @@ static void on_stored(void *arg, enum hr_result result, int reason)
         if (c->ep == HR_EP_HEARTBEAT)
             finish(c, 200, "application/json", c->gw->heartbeat_ok, c->gw->heartbeat_ok_len, false);
         else
-            finish(c, 200, "application/json", "{\"success\":true}", 16, false);
+            finish(c, 200, "application/json", status_ok, sizeof(status_ok) - 1, false);
         break;
     case HR_RESULT_UNKNOWN_HOST:
         reply_error(c, 404, "unknown or expired host (send a heartbeat first)");
@@ -440,7 +442,7 @@ static void h_hosts(struct call *c)
     const char *status = evhttp_find_header(&params, "status");
     const char *limit = evhttp_find_header(&params, "limit");
     if (region) {
-        int i = hr_body_region_index(rules, region);
+        int i = hr_rules_find_region(rules, region, strlen(region));
         if (i < 0) {
             reply_rule(c, HR_E_REGION);
             goto out;

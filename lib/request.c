@@ -15,7 +15,7 @@ void hr_rules_default(struct hr_rules *r)
     r->default_region = 3; /* "local": what the original service assumed */
 }
 
-static int find_region(const struct hr_rules *r, const char *name, size_t len)
+int hr_rules_find_region(const struct hr_rules *r, const char *name, size_t len)
 {
     for (size_t i = 0; i < r->nregions; i++)
         if (strlen(r->regions[i]) == len && memcmp(r->regions[i], name, len) == 0)
@@ -39,7 +39,7 @@ int hr_rules_set_regions(struct hr_rules *r, const char *list, const char *dflt,
                      (int)(len > 40 ? 40 : len), p, HR_REGION_MAX);
             return HR_E_REGION;
         }
-        if (find_region(&n, p, len) >= 0) {
+        if (hr_rules_find_region(&n, p, len) >= 0) {
             snprintf(err, errlen, "region '%.*s' listed twice", (int)len, p);
             return HR_E_REGION;
         }
@@ -52,7 +52,7 @@ int hr_rules_set_regions(struct hr_rules *r, const char *list, const char *dflt,
             break;
         p = comma + 1;
     }
-    int d = find_region(&n, dflt, strlen(dflt));
+    int d = hr_rules_find_region(&n, dflt, strlen(dflt));
     if (d < 0) {
         snprintf(err, errlen, "default region '%s' is not in the region list", dflt);
         return HR_E_REGION;
@@ -139,7 +139,7 @@ int hr_request_check(struct hr_request *req, const struct hr_rules *rules)
         size_t glen = strnlen(req->region, sizeof(req->region));
         if (glen == 0)
             snprintf(req->region, sizeof(req->region), "%s", rules->regions[rules->default_region]);
-        else if (glen == sizeof(req->region) || find_region(rules, req->region, glen) < 0)
+        else if (glen == sizeof(req->region) || hr_rules_find_region(rules, req->region, glen) < 0)
             return HR_E_REGION;
         if (req->status == HR_STATUS_NONE)
             req->status = HR_STATUS_IDLE;

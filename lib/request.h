@@ -71,6 +71,9 @@ void hr_rules_default(struct hr_rules *r);
 int hr_rules_set_regions(struct hr_rules *r, const char *list, const char *dflt, char *err,
                          size_t errlen);
 
+/* The index of the region named by name[0..len) in `r`, or -1. */
+int hr_rules_find_region(const struct hr_rules *r, const char *name, size_t len);
+
 /* Validates and normalises `req` in place: lower-cases a UUID hostId, fills the
  * default region, makes a heartbeat's missing status idle. Returns HR_OK or the
  * hr_err of the first rule broken (and then `req` may be half-normalised). */

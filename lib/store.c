@@ -500,6 +500,13 @@ static void handle_requests(struct cmd *c, redisReply *reply)
     }
 }
 
+/* Sets a batch aside to be answered RETRY_LATER by answer_failed(). */
+static void park_failed(struct hr_store *st, struct cmd *c)
+{
+    c->next = st->failed;
+    st->failed = c;
+}
+
 /* Answers RETRY_LATER to every request of the batches that could not be sent. */
 static void answer_failed(struct hr_store *st)
 {
@@ -530,8 +537,7 @@ static void flush_batch(struct hr_store *st)
         st->stats.submitted++;
         return;
     }
-    c->next = st->failed;
-    st->failed = c;
+    park_failed(st, c);
     event_active(st->flush_ev, EV_TIMEOUT, 0);
 }
 
@@ -918,8 +924,7 @@ void hr_store_free(struct hr_store *st)
      * more are refused (not ready). */
     st->ready = false;
     if (st->open) {
-        st->open->next = st->failed;
-        st->failed = st->open;
+        park_failed(st, st->open);
         st->open = NULL;
     }
     answer_failed(st);

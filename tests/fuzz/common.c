@@ -91,10 +91,7 @@ size_t fuzz_round_trip(const struct hr_request *req, bool exact_host, uint8_t *b
 
 bool fuzz_region_configured(const struct hr_rules *rules, const char *name)
 {
-    for (size_t i = 0; i < rules->nregions; i++)
-        if (strcmp(rules->regions[i], name) == 0)
-            return true;
-    return false;
+    return hr_rules_find_region(rules, name, strlen(name)) >= 0;
 }
 
 void fuzz_check_accepted(const struct hr_request *r, const struct hr_rules *rules)
