@@ -212,16 +212,14 @@ int hr_body_find(const void *body, size_t len, const struct hr_rules *rules,
 {
     const struct reader rd = {rules, err, errlen};
     struct hr_claim_query *q = &out->query;
-    char region[HR_REGION_MAX + 1];
-    struct hr_request host = {.type = HR_MSG_LEAVE}; /* a hostId alone: the leave's rule */
+    char region[HR_REGION_MAX + 1], host[HR_ID_MAX + 1];
     json_t *j;
     memset(out, 0, sizeof(*out));
     int code = read_json(&rd, body, len, true, &j);
     if (code != 0)
         return code;
     if ((code = get_str(&rd, j, "region", false, region, sizeof(region), HR_E_REGION)) != 0 ||
-        (code = get_str(&rd, j, "hostId", false, host.host_id, sizeof(host.host_id),
-                        HR_E_HOST_ID)) != 0)
+        (code = get_str(&rd, j, "hostId", false, host, sizeof(host), HR_E_HOST_ID)) != 0)
         goto out;
     if (region[0]) {
         int i = hr_rules_find_region(rules, region, strlen(region));
@@ -233,11 +231,11 @@ int hr_body_find(const void *body, size_t len, const struct hr_rules *rules,
     }
     if ((code = get_regions(&rd, j, q)) != 0)
         goto out;
-    if (host.host_id[0]) {
-        /* The same canonical form as everywhere else (lower-case UUIDs). */
-        if ((code = check(&rd, &host)) != 0)
+    if (host[0]) {
+        if (!hr_id_canon(host, strlen(host), out->host_id)) {
+            code = refuse_rule(&rd, HR_E_HOST_ID);
             goto out;
-        memcpy(out->host_id, host.host_id, sizeof(out->host_id));
+        }
         q->host_id = out->host_id;
     } else if (q->nregions == 0) {
         /* Any region: the default one first, then the others as configured. */

@@ -62,74 +62,11 @@ int hr_rules_set_regions(struct hr_rules *r, const char *list, const char *dflt,
     return HR_OK;
 }
 
-bool hr_id_valid(const char *s, size_t len)
-{
-    if (len == 0 || len > HR_ID_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-bool hr_uuid_parse(const char *s, size_t len, uint8_t out[16])
-{
-    if (len != HR_UUID_LEN)
-        return false;
-    size_t o = 0;
-    for (size_t i = 0; i < len;) {
-        if (i == 8 || i == 13 || i == 18 || i == 23) {
-            if (s[i] != '-')
-                return false;
-            i++;
-            continue;
-        }
-        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[o++] = (uint8_t)(hi << 4 | lo);
-        i += 2;
-    }
-    return o == 16;
-}
-
-void hr_uuid_format(const uint8_t in[16], char out[HR_UUID_LEN + 1])
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (size_t i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[in[i] >> 4];
-        out[o++] = hex[in[i] & 15];
-    }
-    out[o] = '\0';
-}
-
 int hr_request_check(struct hr_request *req, const struct hr_rules *rules)
 {
     size_t hlen = strnlen(req->host_id, sizeof(req->host_id));
-    uint8_t uuid[16];
-    if (hlen == sizeof(req->host_id) || !hr_id_valid(req->host_id, hlen))
+    if (hlen == sizeof(req->host_id) || !hr_id_canon(req->host_id, hlen, req->host_id))
         return HR_E_HOST_ID;
-    /* One host, one key: "550E8400-..." and "550e8400-..." are the same host,
-     * and a UUID sent as 16 raw bytes is formatted lower-case by the codec. */
-    if (hr_uuid_parse(req->host_id, hlen, uuid))
-        hr_uuid_format(uuid, req->host_id);
 
     switch (req->type) {
     case HR_MSG_HEARTBEAT: {

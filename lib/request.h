@@ -5,14 +5,14 @@
 #ifndef HR_REQUEST_H
 #define HR_REQUEST_H
 
+#include "id.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#define HR_ID_MAX 64      /* hostId and roomId, in characters (the original service's limit) */
 #define HR_REGION_MAX 32  /* a region name, in characters */
 #define HR_REGIONS_MAX 32 /* configured regions; a deployment with more is a different product */
-#define HR_UUID_LEN 36    /* "550e8400-e29b-41d4-a716-446655440000" */
 
 enum hr_msg_type {
     HR_MSG_HEARTBEAT = 0x01,
@@ -78,14 +78,6 @@ int hr_rules_find_region(const struct hr_rules *r, const char *name, size_t len)
  * default region, makes a heartbeat's missing status idle. Returns HR_OK or the
  * hr_err of the first rule broken (and then `req` may be half-normalised). */
 int hr_request_check(struct hr_request *req, const struct hr_rules *rules);
-
-/* True when s[0..len) is 1..HR_ID_MAX characters of [A-Za-z0-9._:-]. */
-bool hr_id_valid(const char *s, size_t len);
-
-/* UUID text <-> 16 bytes. hr_uuid_parse accepts either case, with the four
- * dashes, and returns false for anything else. */
-bool hr_uuid_parse(const char *s, size_t len, uint8_t out[16]);
-void hr_uuid_format(const uint8_t in[16], char out[HR_UUID_LEN + 1]);
 
 /* "idle"/"busy" <-> enum. hr_status_parse returns HR_STATUS_NONE for others. */
 enum hr_status hr_status_parse(const char *s, size_t len);

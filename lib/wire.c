@@ -378,12 +378,5 @@ int hr_wire_peek_host(const struct hr_frame *f, char out[HR_ID_MAX + 1])
         hr_uuid_format(host, out);
         return HR_OK;
     }
-    uint8_t uuid[16];
-    if (!hr_id_valid((const char *)host, hlen))
-        return HR_E_HOST_ID;
-    memcpy(out, host, hlen);
-    out[hlen] = '\0';
-    if (hr_uuid_parse(out, hlen, uuid))
-        hr_uuid_format(uuid, out);
-    return HR_OK;
+    return hr_id_canon((const char *)host, hlen, out) ? HR_OK : HR_E_HOST_ID;
 }

@@ -53,12 +53,12 @@ int hr_key_opt_auth(const struct hr_key_opt *o, const char *host_id, struct hr_h
     const struct hr_key *k = o->key_id ? hr_keys_find(&o->kr, (uint8_t)o->key_id) : &o->kr.keys[0];
     if (!k)
         return -1;
-    /* Derived from the canonical id, as the daemon does (lower-case UUIDs). */
+    /* Derived from the canonical id, as the daemon does (lower-case UUIDs);
+     * an id the rules refuse is signed as it is, for `send` to show what the
+     * daemon makes of it. */
     char canon[HR_ID_MAX + 1];
-    uint8_t uuid[16];
-    snprintf(canon, sizeof(canon), "%s", host_id);
-    if (hr_uuid_parse(canon, strlen(canon), uuid))
-        hr_uuid_format(uuid, canon);
+    if (!hr_id_canon(host_id, strlen(host_id), canon))
+        snprintf(canon, sizeof(canon), "%s", host_id);
     hr_keys_host_key(k, canon, auth->key);
     auth->key_id = k->id;
     return 0;

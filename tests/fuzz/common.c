@@ -47,18 +47,6 @@ bool fuzz_terminated(const char *s, size_t cap)
     return strnlen(s, cap) < cap;
 }
 
-bool fuzz_canonical_host(const char *host, char out[HR_ID_MAX + 1])
-{
-    uint8_t raw[16];
-    size_t n = strlen(host);
-    if (!hr_id_valid(host, n))
-        return false;
-    memcpy(out, host, n + 1);
-    if (hr_uuid_parse(host, n, raw))
-        hr_uuid_format(raw, out);
-    return true;
-}
-
 static bool same_host(const char *a, const char *b)
 {
     uint8_t ra[16], rb[16];
@@ -100,7 +88,7 @@ void fuzz_check_accepted(const struct hr_request *r, const struct hr_rules *rule
     CHECK(fuzz_terminated(r->host_id, sizeof(r->host_id)));
     CHECK(fuzz_terminated(r->room_id, sizeof(r->room_id)));
     CHECK(fuzz_terminated(r->region, sizeof(r->region)));
-    CHECK(fuzz_canonical_host(r->host_id, canon));
+    CHECK(hr_id_canon(r->host_id, strlen(r->host_id), canon));
     CHECK(strcmp(canon, r->host_id) == 0);
     switch (r->type) {
     case HR_MSG_HEARTBEAT:

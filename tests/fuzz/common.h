@@ -23,10 +23,6 @@ const struct hr_rules *fuzz_full_rules(void);
 /* True when s[0..cap) holds a NUL. */
 bool fuzz_terminated(const char *s, size_t cap);
 
-/* The canonical form of a hostId (a UUID in lower case), as hr_request_check
- * leaves it; false when the id breaks the id rule. */
-bool fuzz_canonical_host(const char *host, char out[HR_ID_MAX + 1]);
-
 /* Same type, seq, room, region, status and hostId; with `exact_host` false a
  * UUID hostId may differ in case (it travels as 16 bytes and comes back in
  * lower case: docs/PROTOCOL.md 2.6). */

@@ -105,7 +105,7 @@ static void check_find(const uint8_t *data, size_t size, json_t *j, const struct
     if (q->host_id) {
         char canon[HR_ID_MAX + 1];
         CHECK(q->host_id == fb.host_id);
-        CHECK(fuzz_canonical_host(host, canon) && strcmp(canon, fb.host_id) == 0);
+        CHECK(hr_id_canon(host, strlen(host), canon) && strcmp(canon, fb.host_id) == 0);
         struct hr_request leave = {.type = HR_MSG_LEAVE};
         memcpy(leave.host_id, fb.host_id, sizeof(leave.host_id));
         fuzz_check_accepted(&leave, rules);
