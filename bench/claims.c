@@ -24,26 +24,21 @@
 static void reset(redisContext *rc, const char *prefix)
 {
     redisReply *keys = redisCommand(rc, "KEYS %si:*:busy", prefix);
+    struct hr_script_args a = {0};
     for (size_t k = 0; keys && k < keys->elements; k++) {
         redisReply *ids = redisCommand(rc, "ZRANGE %s 0 -1", keys->element[k]->str);
-        size_t argc = 7 + 6 * ids->elements, n = 0;
-        const char **argv = calloc(argc, sizeof(*argv));
-        argv[n++] = "EVAL";
-        argv[n++] = hr_store_script("requests");
-        argv[n++] = "0";
-        argv[n++] = prefix;
-        argv[n++] = "30000"; /* ttl: not used by status updates */
-        argv[n++] = "0";     /* no cap */
-        argv[n++] = "";
+        hr_script_args_reset(&a);
+        /* ttl: not used by status updates; no cap on hosts. */
+        hr_script_requests_header(&a, prefix, 30000, 0, "");
         for (size_t i = 0; i < ids->elements; i++) {
-            static const char *const upd[] = {"s", "0", NULL, "", "", "idle"};
-            for (int j = 0; j < 6; j++)
-                argv[n++] = upd[j] ? upd[j] : ids->element[i]->str;
+            struct hr_request upd = {.type = HR_MSG_STATUS, .status = HR_STATUS_IDLE};
+            snprintf(upd.host_id, sizeof(upd.host_id), "%s", ids->element[i]->str);
+            hr_script_requests_add(&a, &upd, false);
         }
-        freeReplyObject(redisCommandArgv(rc, (int)n, argv, NULL));
-        free(argv);
+        freeReplyObject(hr_script_eval(rc, HR_SCRIPT_REQUESTS, &a));
         freeReplyObject(ids);
     }
+    hr_script_args_free(&a);
     freeReplyObject(keys);
 }
 

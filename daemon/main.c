@@ -133,7 +133,8 @@ struct app {
 static void log_stats(const struct worker *w)
 {
     const struct hr_server_stats *s = hr_server_get_stats(w->server);
-    const struct hr_store_stats *r = hr_store_get_stats(w->store);
+    struct hr_store_stats st, *r = &st;
+    hr_store_get_stats(w->store, &st);
     char drops[512] = "";
     size_t o = 0;
     for (int i = 1; i < HR_SERVER_DROP_REASONS; i++)

@@ -508,37 +508,13 @@ static void on_counts(void *arg, int err, const uint64_t *counts, size_t n)
         return;
     }
     hr_metrics_render(&gw->metrics, b);
-    const struct hr_store_stats *s = hr_store_get_stats(gw->store);
-    evbuffer_add_printf(b,
-                        "# HELP hostreg_redis_errors_total Redis error replies.\n"
-                        "# TYPE hostreg_redis_errors_total counter\n"
-                        "hostreg_redis_errors_total %llu\n"
-                        "# HELP hostreg_redis_timeouts_total Redis commands that timed out.\n"
-                        "# TYPE hostreg_redis_timeouts_total counter\n"
-                        "hostreg_redis_timeouts_total %llu\n"
-                        "# HELP hostreg_redis_connects_total Redis connection attempts.\n"
-                        "# TYPE hostreg_redis_connects_total counter\n"
-                        "hostreg_redis_connects_total %llu\n"
-                        "# HELP hostreg_redis_up Whether Redis is connected and ready.\n"
-                        "# TYPE hostreg_redis_up gauge\n"
-                        "hostreg_redis_up %d\n"
-                        "# HELP hostreg_redis_inflight Redis commands waiting for an answer.\n"
-                        "# TYPE hostreg_redis_inflight gauge\n"
-                        "hostreg_redis_inflight %zu\n",
-                        (unsigned long long)s->redis_errors, (unsigned long long)s->timeouts,
-                        (unsigned long long)s->reconnects, hr_store_ready(gw->store) ? 1 : 0,
-                        hr_store_inflight(gw->store));
+    hr_metrics_store(b, gw->store);
     if (err == HR_OK) {
-        evbuffer_add_printf(b, "# HELP hostreg_hosts Live hosts by region and status.\n"
-                               "# TYPE hostreg_hosts gauge\n");
-        for (size_t i = 0; i < n && i < gw->cfg.common.rules.nregions; i++) {
-            const char *r = gw->cfg.common.rules.regions[i];
-            evbuffer_add_printf(b,
-                                "hostreg_hosts{region=\"%s\",status=\"idle\"} %llu\n"
-                                "hostreg_hosts{region=\"%s\",status=\"busy\"} %llu\n",
-                                r, (unsigned long long)counts[2 * i], r,
-                                (unsigned long long)counts[2 * i + 1]);
-        }
+        const struct hr_rules *rules = &gw->cfg.common.rules;
+        const char *regions[HR_REGIONS_MAX];
+        for (size_t i = 0; i < n && i < rules->nregions; i++)
+            regions[i] = rules->regions[i];
+        hr_metrics_hosts(b, regions, n < rules->nregions ? n : rules->nregions, counts);
     }
     size_t len = evbuffer_get_length(b);
     finish(c, 200, "text/plain; version=0.0.4", evbuffer_pullup(b, (ev_ssize_t)len), len, false);

@@ -80,12 +80,12 @@ int hr_request_check(struct hr_request *req, const struct hr_rules *rules)
             return HR_E_REGION;
         if (req->status == HR_STATUS_NONE)
             req->status = HR_STATUS_IDLE;
-        else if (req->status != HR_STATUS_IDLE && req->status != HR_STATUS_BUSY)
+        else if (!hr_status_valid(req->status))
             return HR_E_STATUS;
         return HR_OK;
     }
     case HR_MSG_STATUS:
-        if (req->status != HR_STATUS_IDLE && req->status != HR_STATUS_BUSY)
+        if (!hr_status_valid(req->status))
             return HR_E_STATUS;
         return HR_OK;
     case HR_MSG_LEAVE:
@@ -95,25 +95,38 @@ int hr_request_check(struct hr_request *req, const struct hr_rules *rules)
     }
 }
 
+static const struct {
+    enum hr_status status;
+    const char *name;
+} statuses[] = {
+#define HR_STATUS_ROW_(name, num, text) {HR_STATUS_##name, text},
+    HR_STATUSES(HR_STATUS_ROW_)
+#undef HR_STATUS_ROW_
+};
+#define NSTATUSES (sizeof(statuses) / sizeof(statuses[0]))
+
 enum hr_status hr_status_parse(const char *s, size_t len)
 {
-    if (len == 4 && memcmp(s, "idle", 4) == 0)
-        return HR_STATUS_IDLE;
-    if (len == 4 && memcmp(s, "busy", 4) == 0)
-        return HR_STATUS_BUSY;
+    for (size_t i = 0; i < NSTATUSES; i++)
+        if (strlen(statuses[i].name) == len && memcmp(statuses[i].name, s, len) == 0)
+            return statuses[i].status;
     return HR_STATUS_NONE;
 }
 
 const char *hr_status_name(enum hr_status s)
 {
-    switch (s) {
-    case HR_STATUS_IDLE:
-        return "idle";
-    case HR_STATUS_BUSY:
-        return "busy";
-    default:
-        return "none";
-    }
+    for (size_t i = 0; i < NSTATUSES; i++)
+        if (statuses[i].status == s)
+            return statuses[i].name;
+    return "none";
+}
+
+bool hr_status_valid(enum hr_status s)
+{
+    for (size_t i = 0; i < NSTATUSES; i++)
+        if (statuses[i].status == s)
+            return true;
+    return false;
 }
 
 const char *hr_result_name(enum hr_result r)

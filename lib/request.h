@@ -21,7 +21,20 @@ enum hr_msg_type {
     HR_MSG_ACK = 0x81,
 };
 
-enum hr_status { HR_STATUS_NONE = 0, HR_STATUS_IDLE = 1, HR_STATUS_BUSY = 2 };
+/* The statuses a host may have: X(NAME, number, "text"). The numbers are
+ * the protobuf Status values (proto/hostreg.proto), the texts what JSON and
+ * Redis hold; the Lua scripts get the same table (lib/script.h). Adding a
+ * status is one line here. */
+#define HR_STATUSES(X)                                                                             \
+    X(IDLE, 1, "idle")                                                                             \
+    X(BUSY, 2, "busy")
+
+#define HR_STATUS_ENUM_(name, num, text) HR_STATUS_##name = num,
+enum hr_status { HR_STATUS_NONE = 0, HR_STATUSES(HR_STATUS_ENUM_) };
+#undef HR_STATUS_ENUM_
+#define HR_STATUS_ONE_(name, num, text) +1
+enum { HR_NSTATUSES = 0 HR_STATUSES(HR_STATUS_ONE_) };
+#undef HR_STATUS_ONE_
 
 /* The outcome of a request, as the ack carries it (same numbers as the
  * protobuf Result enum). */
@@ -79,9 +92,12 @@ int hr_rules_find_region(const struct hr_rules *r, const char *name, size_t len)
  * hr_err of the first rule broken (and then `req` may be half-normalised). */
 int hr_request_check(struct hr_request *req, const struct hr_rules *rules);
 
-/* "idle"/"busy" <-> enum. hr_status_parse returns HR_STATUS_NONE for others. */
+/* Status text <-> enum (HR_STATUSES). hr_status_parse returns HR_STATUS_NONE
+ * for anything else; hr_status_name says "none" for a value not in the table. */
 enum hr_status hr_status_parse(const char *s, size_t len);
 const char *hr_status_name(enum hr_status s);
+/* True for a status of the table (not HR_STATUS_NONE). */
+bool hr_status_valid(enum hr_status s);
 
 const char *hr_result_name(enum hr_result r);
 const char *hr_msg_type_name(enum hr_msg_type t);

@@ -1,13 +1,16 @@
 /* The registry in Redis: the one place where requests become state. Each
- * operation is one atomic Lua script (EVALSHA, with EVAL when Redis has lost
- * the script), sent over one hiredis async connection on the caller's
- * libevent base. The store owns that connection: it reconnects with backoff,
- * enforces its own command timeout (hiredis 0.14 has none) and bounds the
- * work in flight. The daemon and the gateway both call hr_store_submit(). */
+ * operation is one atomic Lua script (script.h) sent over the store's
+ * connection (conn.h, which reconnects, reloads scripts and times commands
+ * out). The store batches the requests of one event-loop turn into one
+ * script call, bounds the work in flight, sweeps unconfirmed claims and
+ * turns replies into the callers' callbacks. The daemon and the gateway both
+ * call hr_store_submit(). */
 #ifndef HR_STORE_H
 #define HR_STORE_H
 
+#include "redis_url.h"
 #include "request.h"
+#include "script.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -15,21 +18,6 @@
 
 struct event_base;
 struct hr_store;
-
-#define HR_REDIS_URL_MAX 256
-
-/* Where Redis is: redis://[[user]:pass@]host[:port][/db] or unix:///path[?db=N]. */
-struct hr_redis_addr {
-    char host[256]; /* empty for a unix socket */
-    int port;
-    char path[108]; /* unix socket path */
-    int db;
-    char user[64];
-    char pass[128];
-};
-
-/* Parses a Redis URL. Returns HR_OK, or HR_E_CONFIG with the reason in err. */
-int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, size_t errlen);
 
 struct hr_store_config {
     struct hr_redis_addr redis;
@@ -77,24 +65,6 @@ void hr_store_free(struct hr_store *st);
 int hr_store_submit(struct hr_store *st, const struct hr_request *req, unsigned flags,
                     hr_store_cb *cb, void *arg);
 
-/* A host as the registry holds it (claim and list answers). */
-struct hr_host_info {
-    char host_id[HR_ID_MAX + 1];
-    char room_id[HR_ID_MAX + 1];
-    char region[HR_REGION_MAX + 1];
-    enum hr_status status;
-    int64_t ttl_ms;
-    bool claimed; /* busy by a client's claim that the host has not confirmed yet */
-};
-
-/* Regions in order of preference, as pointers into the caller's storage. */
-struct hr_claim_query {
-    const char *regions[HR_REGIONS_MAX];
-    size_t nregions;
-    const char *host_id; /* a specific host, or NULL for any idle one */
-    uint32_t lease_ms;   /* unconfirmed claims return to idle after this */
-};
-
 /* `err` is HR_OK or HR_E_UNAVAILABLE; `host` is NULL when no idle host fits.
  * `host` is valid only during the callback. */
 typedef void hr_store_claim_cb(void *arg, int err, const struct hr_host_info *host);
@@ -104,13 +74,6 @@ typedef void hr_store_claim_cb(void *arg, int err, const struct hr_host_info *ho
 int hr_store_claim(struct hr_store *st, const struct hr_claim_query *q, hr_store_claim_cb *cb,
                    void *arg);
 
-struct hr_list_query {
-    const char *regions[HR_REGIONS_MAX];
-    size_t nregions;
-    enum hr_status status; /* HR_STATUS_NONE: both */
-    uint32_t limit;
-};
-
 /* `hosts` (n of them) is valid only during the callback. */
 typedef void hr_store_list_cb(void *arg, int err, const struct hr_host_info *hosts, size_t n);
 
@@ -118,8 +81,8 @@ typedef void hr_store_list_cb(void *arg, int err, const struct hr_host_info *hos
 int hr_store_list(struct hr_store *st, const struct hr_list_query *q, hr_store_list_cb *cb,
                   void *arg);
 
-/* counts[2*i] idle and counts[2*i+1] busy hosts of regions[i]; valid only
- * during the callback. */
+/* counts[HR_NSTATUSES * i + s] hosts of regions[i] with the status of
+ * HR_STATUSES row s (idle, then busy, ...); valid only during the callback. */
 typedef void hr_store_count_cb(void *arg, int err, const uint64_t *counts, size_t nregions);
 int hr_store_count(struct hr_store *st, const char *const *regions, size_t nregions,
                    hr_store_count_cb *cb, void *arg);
@@ -132,13 +95,10 @@ int hr_store_ping(struct hr_store *st, hr_store_ping_cb *cb, void *arg);
 bool hr_store_ready(const struct hr_store *st);
 
 size_t hr_store_inflight(const struct hr_store *st);
-const struct hr_store_stats *hr_store_get_stats(const struct hr_store *st);
+/* The counters so far, the connection's included. */
+void hr_store_get_stats(const struct hr_store *st, struct hr_store_stats *out);
 
-/* The body of one of the store's Lua scripts by name ("list", "heartbeat",
- * ...), for tools that run it with a synchronous client; NULL if unknown. */
-const char *hr_store_script(const char *name);
-
-/* The Redis key of a host's entry, "<prefix>h:<hostId>". */
+/* The Redis key of a host's entry, "<prefix>h:<hostId>" (HR_SCRIPT_KEYS). */
 int hr_store_host_key(const struct hr_store_config *cfg, const char *host_id, char *out,
                       size_t outlen);
 

@@ -103,22 +103,6 @@ fail:
     return NULL;
 }
 
-/* EVAL of one of the store's scripts with ARGV only. */
-static redisReply *eval(redisContext *c, const char *script, const char **args, size_t n)
-{
-    const char *argv[4 + HR_REGIONS_MAX + 4];
-    size_t lens[4 + HR_REGIONS_MAX + 4];
-    size_t k = 0;
-    argv[k++] = "EVAL";
-    argv[k++] = hr_store_script(script);
-    argv[k++] = "0";
-    for (size_t i = 0; i < n; i++)
-        argv[k++] = args[i];
-    for (size_t i = 0; i < k; i++)
-        lens[i] = strlen(argv[i]);
-    return redisCommandArgv(c, (int)k, argv, lens);
-}
-
 int hr_cmd_ls(int argc, char **argv)
 {
     struct ls_config cfg;
@@ -155,66 +139,97 @@ int hr_cmd_ls(int argc, char **argv)
         return 1;
     }
     int rc = 1;
-    char limit[16];
-    snprintf(limit, sizeof(limit), "%u", cfg.limit);
-    const char *args[3 + HR_REGIONS_MAX];
-    args[0] = cfg.common.store.prefix;
-    args[1] = cfg.status == HR_STATUS_NONE ? "" : hr_status_name(cfg.status);
-    args[2] = limit;
-    memcpy(args + 3, regions, nregions * sizeof(regions[0]));
-    redisReply *list = eval(c, "list", args, 3 + nregions);
-    const char *cargs[1 + HR_REGIONS_MAX];
-    cargs[0] = cfg.common.store.prefix;
-    memcpy(cargs + 1, regions, nregions * sizeof(regions[0]));
-    redisReply *counts = eval(c, "count", cargs, 1 + nregions);
-    if (!list || list->type != REDIS_REPLY_ARRAY || !counts || counts->type != REDIS_REPLY_ARRAY) {
+    struct hr_list_query q = {.nregions = nregions, .status = cfg.status, .limit = cfg.limit};
+    memcpy(q.regions, regions, nregions * sizeof(regions[0]));
+    struct hr_script_args a = {0};
+    hr_script_list_args(&a, cfg.common.store.prefix, &q);
+    redisReply *list = hr_script_eval(c, HR_SCRIPT_LIST, &a);
+    hr_script_args_reset(&a);
+    hr_script_count_args(&a, cfg.common.store.prefix, regions, nregions);
+    redisReply *counts = hr_script_eval(c, HR_SCRIPT_COUNT, &a);
+    hr_script_args_free(&a);
+    long nlisted = hr_script_nlisted(list);
+    if (nlisted < 0 || !counts || counts->type != REDIS_REPLY_ARRAY ||
+        counts->elements != HR_NSTATUSES * nregions) {
         fprintf(stderr, "error: Redis: %s\n",
                 list && list->type == REDIS_REPLY_ERROR       ? list->str
                 : counts && counts->type == REDIS_REPLY_ERROR ? counts->str
-                                                              : c->errstr);
+                : c->err                                      ? c->errstr
+                                                              : "unexpected reply");
         goto out;
     }
     json_t *hosts = cfg.json ? json_array() : NULL;
     if (!cfg.json)
         printf("%-38s %-20s %-12s %-5s %5s\n", "HOST", "ROOM", "REGION", "STATUS", "TTL");
-    for (size_t i = 0; i + 6 <= list->elements; i += 6) {
-        redisReply **e = list->element + i;
-        long long ttl = (e[4]->integer + 999) / 1000;
-        const char *status = e[5]->integer ? "busy*" : e[3]->str;
+    for (long i = 0; i < nlisted; i++) {
+        struct hr_host_info h;
+        hr_script_listed(list, (size_t)i, &h);
+        long long ttl = (h.ttl_ms + 999) / 1000;
+        const char *status = hr_status_name(h.status);
         if (cfg.json)
-            json_array_append_new(hosts, json_pack("{s:s,s:s,s:s,s:s,s:I,s:b}", "hostId", e[0]->str,
-                                                   "roomId", e[1]->str, "region", e[2]->str,
-                                                   "status", e[3]->str, "ttl", (json_int_t)ttl,
-                                                   "claimed", (int)e[5]->integer));
+            json_array_append_new(hosts,
+                                  json_pack("{s:s,s:s,s:s,s:s,s:I,s:b}", "hostId", h.host_id,
+                                            "roomId", h.room_id, "region", h.region, "status",
+                                            status, "ttl", (json_int_t)ttl, "claimed", h.claimed));
         else
-            printf("%-38s %-20s %-12s %-6s %4llds\n", e[0]->str, e[1]->str, e[2]->str, status, ttl);
+            printf("%-38s %-20s %-12s %-6s %4llds\n", h.host_id, h.room_id, h.region,
+                   h.claimed ? "busy*" : status, ttl);
     }
-    unsigned long long tidle = 0, tbusy = 0;
+    /* One column per status, in the table's order (HR_STATUSES). */
+    static const enum hr_status statuses[HR_NSTATUSES] = {
+#define LS_STATUS_(name, num, text) HR_STATUS_##name,
+        HR_STATUSES(LS_STATUS_)
+#undef LS_STATUS_
+    };
+    unsigned long long total[HR_NSTATUSES] = {0}, all = 0;
     json_t *totals = cfg.json ? json_object() : NULL;
-    if (!cfg.json)
-        printf("\n%-12s %8s %8s\n", "REGION", "IDLE", "BUSY");
-    for (size_t i = 0; i < nregions && 2 * i + 1 < counts->elements; i++) {
-        unsigned long long idle = (unsigned long long)counts->element[2 * i]->integer;
-        unsigned long long busy = (unsigned long long)counts->element[2 * i + 1]->integer;
-        tidle += idle;
-        tbusy += busy;
+    if (!cfg.json) {
+        printf("\n%-12s", "REGION");
+        for (size_t s = 0; s < HR_NSTATUSES; s++) {
+            char up[16];
+            size_t k = 0;
+            for (const char *p = hr_status_name(statuses[s]); *p && k + 1 < sizeof(up); p++)
+                up[k++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
+            up[k] = '\0';
+            printf(" %8s", up);
+        }
+        printf("\n");
+    }
+    for (size_t i = 0; i < nregions; i++) {
+        json_t *per = cfg.json ? json_object() : NULL;
+        if (!cfg.json)
+            printf("%-12s", regions[i]);
+        for (size_t s = 0; s < HR_NSTATUSES; s++) {
+            unsigned long long n =
+                (unsigned long long)counts->element[HR_NSTATUSES * i + s]->integer;
+            total[s] += n;
+            all += n;
+            if (cfg.json)
+                json_object_set_new(per, hr_status_name(statuses[s]), json_integer((json_int_t)n));
+            else
+                printf(" %8llu", n);
+        }
         if (cfg.json)
-            json_object_set_new(
-                totals, regions[i],
-                json_pack("{s:I,s:I}", "idle", (json_int_t)idle, "busy", (json_int_t)busy));
+            json_object_set_new(totals, regions[i], per);
         else
-            printf("%-12s %8llu %8llu\n", regions[i], idle, busy);
+            printf("\n");
     }
     if (cfg.json) {
-        json_t *doc = json_pack("{s:o,s:o,s:{s:I,s:I}}", "hosts", hosts, "regions", totals, "total",
-                                "idle", (json_int_t)tidle, "busy", (json_int_t)tbusy);
+        json_t *sum = json_object();
+        for (size_t s = 0; s < HR_NSTATUSES; s++)
+            json_object_set_new(sum, hr_status_name(statuses[s]),
+                                json_integer((json_int_t)total[s]));
+        json_t *doc = json_pack("{s:o,s:o,s:o}", "hosts", hosts, "regions", totals, "total", sum);
         json_dumpf(doc, stdout, JSON_COMPACT);
         putchar('\n');
         json_decref(doc);
     } else {
-        printf("%-12s %8llu %8llu\n", "total", tidle, tbusy);
-        if (list->elements / 6 < tidle + tbusy)
-            printf("(listed %zu of %llu hosts: --limit)\n", list->elements / 6, tidle + tbusy);
+        printf("%-12s", "total");
+        for (size_t s = 0; s < HR_NSTATUSES; s++)
+            printf(" %8llu", total[s]);
+        printf("\n");
+        if ((unsigned long long)nlisted < all)
+            printf("(listed %ld of %llu hosts: --limit)\n", nlisted, all);
         printf("(busy* = claimed by a client, not yet confirmed by the host)\n");
     }
     rc = 0;

@@ -1,10 +1,10 @@
 -- hostreg count: live hosts per region and status, for metrics.
--- ARGV[1] key prefix, ARGV[2..] regions.
--- Returns idle, busy counts for each region in order.
-local pfx = ARGV[1]
+-- ARGV (HR_SCRIPT_COUNT_ARGS): key prefix, then regions.
+-- Returns, for each region in order, one count per status of STATUSES.
 local out = {}
-for i = 2, #ARGV do
-  out[#out + 1] = redis.call('ZCOUNT', pfx .. 'i:' .. ARGV[i] .. ':idle', now, '+inf')
-  out[#out + 1] = redis.call('ZCOUNT', pfx .. 'i:' .. ARGV[i] .. ':busy', now, '+inf')
+for i = COUNT_REGIONS, #ARGV do
+  for _, st in ipairs(STATUSES) do
+    out[#out + 1] = redis.call('ZCOUNT', index_key(ARGV[i], st), now, '+inf')
+  end
 end
 return out

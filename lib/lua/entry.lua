@@ -1,16 +1,33 @@
--- hostreg entries: what every script below shares (cmake/embed.cmake puts
--- this in front of each of them).
+-- hostreg entries: what every script below shares (lib/script_gen.c puts
+-- this in front of each of them, after the constants of lib/script.h:
+-- STATUS_*, KEY_*, OP_*, RES_*, the ARGV positions and reply layouts).
 --
 -- A host's entry is one string with the entry's TTL:
 --   "<hseq> <sseq> <status> <region> <room>[ <lease>]"
 -- hseq and sseq: the sequence numbers of the last heartbeat and the last
 -- status update applied, decimal without leading zeros ('0': none, HTTP);
--- status 'idle' or 'busy'; lease: when a client's claim ends unconfirmed, in
+-- status one of STATUSES; lease: when a client's claim ends unconfirmed, in
 -- ms (claim.lua). Ids, rooms and regions never hold a space. One string costs
 -- less memory than a hash of the same fields (no field names, one
 -- allocation), and a refresh is one SET.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+
+-- Key names (lib/script.h, HR_SCRIPT_KEYS), after the key prefix.
+local pfx = ARGV[PREFIX]
+local function host_key(id) return pfx .. KEY_HOST .. id end
+local function tomb_key(id) return pfx .. KEY_TOMB .. id end
+local function index_key(region, status) return pfx .. KEY_INDEX .. region .. ':' .. status end
+local claims_key = pfx .. KEY_CLAIMS
+
+-- Removes up to 64 expired members of an index. Bounded: after a mass expiry
+-- (a region's hosts all gone at once) an unbounded ZREMRANGEBYSCORE would hold
+-- Redis for as long as it takes to drop them all; readers skip expired members
+-- by score anyway, so the backlog can drain a little per call.
+local function trim(idx)
+  local old = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. now, 'LIMIT', 0, 64)
+  if #old > 0 then redis.call('ZREM', idx, unpack(old)) end
+end
 
 -- The entry at `key` as a table, or nil when there is none. A key of
 -- another type (an entry of the hash layout of older builds) reads as none,

@@ -2,37 +2,29 @@
 -- in one atomic call (the daemon sends each receive batch as one call; a
 -- single request is a batch of one). The rules of the registry live here.
 --
--- ARGV[1] key prefix, ARGV[2] ttl in ms, ARGV[3] most live hosts (0: no
--- cap), ARGV[4] the configured regions, comma-separated (to count them),
--- then 6 per request:
---   op ('h' heartbeat, 'r' heartbeat that may refresh but not create, 's'
---   status, 'l' leave), seq, hostId, roomId, region, status
+-- ARGV (lib/script.h, HR_SCRIPT_REQUESTS_ARGS): key prefix, ttl in ms, most
+-- live hosts (0: no cap), the configured regions comma-separated (to count
+-- them); then REQ_STRIDE per request from REQUESTS_FIRST
+-- (HR_SCRIPT_REQ_FIELDS): op (OP_*), seq, hostId, roomId, region, status.
 -- seq: decimal, no leading zeros (entry.lua: newer); '0' = unordered (HTTP),
 -- applied in arrival order and leaving the stored sequence alone.
--- Returns one integer per request: 1 applied, 2 duplicate (seq not newer than
--- the last applied: nothing changed), 3 unknown host (status update), 4 full
--- (a new host, and the registry already holds the most it may), 5 source full
--- (a new host in an 'r' request: its source speaks for the most hosts it may).
+-- Returns one RES_* per request: applied, duplicate (seq not newer than the
+-- last applied: nothing changed), unknown host (status update), full (a new
+-- host, and the registry already holds the most it may), source full (a new
+-- host in an OP_REFRESH request: its source speaks for the most hosts it may).
 --
--- Keys (prefix hr:):
---   h:<id>  the host's entry (entry.lua); TTL = ttl
---   t:<id>  the seq of the host's last leave, for one TTL
---   i:<region>:<status>  sorted set of hostIds scored by their entry's expiry
---           in ms: a reader asking for scores >= now never sees an expired host
---   claims  sorted set of claimed hostIds scored by their lease's end
-local pfx, ttl, cap, regions = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+-- Keys (entry.lua):
+--   host_key(id)   the host's entry (entry.lua); TTL = ttl
+--   tomb_key(id)   the seq of the host's last leave, for one TTL
+--   index_key(region, status)  sorted set of hostIds scored by their entry's
+--           expiry in ms: a reader asking for scores >= now never sees an
+--           expired host
+--   claims_key     sorted set of claimed hostIds scored by their lease's end
+local ttl, cap, regions =
+  tonumber(ARGV[REQUESTS_TTL]), tonumber(ARGV[REQUESTS_MAX_HOSTS]), ARGV[REQUESTS_REGIONS]
 local UNORDERED = '0'
 local expiry = now + ttl
 local touched = {} -- index keys written: expired members trimmed once, at the end
-
--- Removes up to 64 expired members of an index. Bounded: after a mass expiry
--- (a region's hosts all gone at once) an unbounded ZREMRANGEBYSCORE would hold
--- Redis for as long as it takes to drop them all; readers skip expired members
--- by score anyway, so the backlog can drain a little per call.
-local function trim(idx)
-  local old = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. now, 'LIMIT', 0, 64)
-  if #old > 0 then redis.call('ZREM', idx, unpack(old)) end
-end
 
 -- Live hosts, counted once per call and only when a new host asks: the
 -- members of the indexes whose entries have not expired (ZCOUNT from now, so
@@ -43,8 +35,9 @@ local function room_for_one_more()
   if not live then
     live = 0
     for r in string.gmatch(regions, '[^,]+') do
-      live = live + redis.call('ZCOUNT', pfx .. 'i:' .. r .. ':idle', now, '+inf') +
-             redis.call('ZCOUNT', pfx .. 'i:' .. r .. ':busy', now, '+inf')
+      for _, st in ipairs(STATUSES) do
+        live = live + redis.call('ZCOUNT', index_key(r, st), now, '+inf')
+      end
     end
   end
   if live >= cap then return false end
@@ -53,15 +46,15 @@ local function room_for_one_more()
 end
 
 local function heartbeat(seq, id, room, region, status, may_create)
-  local h = pfx .. 'h:' .. id
+  local h = host_key(id)
   local ordered = seq ~= UNORDERED
   local e = get_entry(h)
   if e then
-    if ordered and not newer(seq, e.hseq) then return 2 end
+    if ordered and not newer(seq, e.hseq) then return RES_DUPLICATE end
     -- A heartbeat never changes the status of an existing entry: only a
     -- status update (or a claim) does.
     if e.region ~= region then
-      redis.call('ZREM', pfx .. 'i:' .. e.region .. ':' .. e.status, id)
+      redis.call('ZREM', index_key(e.region, e.status), id)
       e.region = region
     end
     e.room = room
@@ -69,34 +62,34 @@ local function heartbeat(seq, id, room, region, status, may_create)
   else
     if ordered then
       -- A late heartbeat must not resurrect a host that has left after it.
-      local tomb = tomb_seq(redis.call('GET', pfx .. 't:' .. id))
-      if tomb and not newer(seq, tomb) then return 2 end
+      local tomb = tomb_seq(redis.call('GET', tomb_key(id)))
+      if tomb and not newer(seq, tomb) then return RES_DUPLICATE end
     end
-    if not may_create then return 5 end
-    if not room_for_one_more() then return 4 end
+    if not may_create then return RES_SOURCE_FULL end
+    if not room_for_one_more() then return RES_FULL end
     e = {hseq = seq, sseq = seq, status = status, region = region, room = room}
   end
   put_entry(h, e, ttl)
-  local idx = pfx .. 'i:' .. region .. ':' .. e.status
+  local idx = index_key(region, e.status)
   redis.call('ZADD', idx, expiry, id)
   touched[idx] = true
-  return 1
+  return RES_APPLIED
 end
 
 -- Status updates apply only to a live entry and leave its TTL alone. One from
 -- the host also settles a client's claim (claim.lua): a busy confirms it, an
 -- idle ends the session.
 local function status_update(seq, id, status)
-  local h = pfx .. 'h:' .. id
+  local h = host_key(id)
   local ordered = seq ~= UNORDERED
   local e = get_entry(h)
-  if not e then return 3 end
-  if ordered and not newer(seq, e.sseq) then return 2 end
+  if not e then return RES_UNKNOWN_HOST end
+  if ordered and not newer(seq, e.sseq) then return RES_DUPLICATE end
   local changed = ordered or e.lease
   if e.status ~= status then
     local pttl = redis.call('PTTL', h)
-    local idx = pfx .. 'i:' .. e.region .. ':' .. status
-    redis.call('ZREM', pfx .. 'i:' .. e.region .. ':' .. e.status, id)
+    local idx = index_key(e.region, status)
+    redis.call('ZREM', index_key(e.region, e.status), id)
     redis.call('ZADD', idx, now + pttl, id)
     touched[idx] = true
     e.status = status
@@ -105,10 +98,10 @@ local function status_update(seq, id, status)
   if ordered then e.sseq = seq end
   if e.lease then
     e.lease = nil
-    redis.call('ZREM', pfx .. 'claims', id)
+    redis.call('ZREM', claims_key, id)
   end
   if changed then put_entry(h, e) end
-  return 1
+  return RES_APPLIED
 end
 
 -- A leave removes the entry and keeps a tombstone with its seq for one TTL,
@@ -118,40 +111,40 @@ end
 -- (the cost: a host's very first heartbeat overtaken by its leave registers
 -- it for one TTL).
 local function leave(seq, id)
-  local h = pfx .. 'h:' .. id
+  local h = host_key(id)
   local ordered = seq ~= UNORDERED
   local e = get_entry(h)
   if not e then
     -- Gone already (a retransmitted leave, or expired): a duplicate when the
     -- tombstone says so, fine either way.
-    local tomb = ordered and tomb_seq(redis.call('GET', pfx .. 't:' .. id))
-    if tomb and not newer(seq, tomb) then return 2 end
-    return 1
+    local tomb = ordered and tomb_seq(redis.call('GET', tomb_key(id)))
+    if tomb and not newer(seq, tomb) then return RES_DUPLICATE end
+    return RES_APPLIED
   end
-  if ordered and (not newer(seq, e.hseq) or not newer(seq, e.sseq)) then return 2 end
+  if ordered and (not newer(seq, e.hseq) or not newer(seq, e.sseq)) then return RES_DUPLICATE end
   redis.call('DEL', h)
-  redis.call('ZREM', pfx .. 'i:' .. e.region .. ':' .. e.status, id)
-  redis.call('ZREM', pfx .. 'claims', id)
+  redis.call('ZREM', index_key(e.region, e.status), id)
+  redis.call('ZREM', claims_key, id)
   if ordered then
     -- Never lower a tombstone (an entry created by an unordered HTTP
     -- heartbeat did not check it).
-    local tk = pfx .. 't:' .. id
+    local tk = tomb_key(id)
     local tomb = tomb_seq(redis.call('GET', tk))
     if not tomb or newer(seq, tomb) then redis.call('SET', tk, seq, 'PX', ttl) end
   end
-  return 1
+  return RES_APPLIED
 end
 
 local out = {}
-for i = 5, #ARGV - 5, 6 do
-  local op = ARGV[i]
-  if op == 'h' or op == 'r' then
-    out[#out + 1] = heartbeat(ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
-                              op == 'h')
-  elseif op == 's' then
-    out[#out + 1] = status_update(ARGV[i + 1], ARGV[i + 2], ARGV[i + 5])
+for i = REQUESTS_FIRST, #ARGV - REQ_STRIDE + 1, REQ_STRIDE do
+  local op, seq, id = ARGV[i + REQ_OP], ARGV[i + REQ_SEQ], ARGV[i + REQ_HOST]
+  if op == OP_HEARTBEAT or op == OP_REFRESH then
+    out[#out + 1] = heartbeat(seq, id, ARGV[i + REQ_ROOM], ARGV[i + REQ_REGION],
+                              ARGV[i + REQ_STATUS], op == OP_HEARTBEAT)
+  elseif op == OP_STATUS then
+    out[#out + 1] = status_update(seq, id, ARGV[i + REQ_STATUS])
   else
-    out[#out + 1] = leave(ARGV[i + 1], ARGV[i + 2])
+    out[#out + 1] = leave(seq, id)
   end
 end
 for idx in pairs(touched) do trim(idx) end

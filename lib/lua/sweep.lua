@@ -1,22 +1,22 @@
 -- hostreg sweep: hosts claimed by a client whose lease ended without the host
 -- confirming (a client that never connected, a legacy host that never sends
 -- status updates) go back to idle.
--- ARGV[1] key prefix, ARGV[2] how many at most in one call.
+-- ARGV (HR_SCRIPT_SWEEP_ARGS): key prefix, how many at most in one call.
 -- Returns the number of hosts returned to idle.
-local pfx, max = ARGV[1], tonumber(ARGV[2])
-local due = redis.call('ZRANGEBYSCORE', pfx .. 'claims', '-inf', now, 'LIMIT', 0, max)
+local max = tonumber(ARGV[SWEEP_MAX])
+local due = redis.call('ZRANGEBYSCORE', claims_key, '-inf', now, 'LIMIT', 0, max)
 local n = 0
 for _, id in ipairs(due) do
-  redis.call('ZREM', pfx .. 'claims', id)
-  local h = pfx .. 'h:' .. id
+  redis.call('ZREM', claims_key, id)
+  local h = host_key(id)
   local e = get_entry(h)
-  if e and e.lease and tonumber(e.lease) <= now and e.status == 'busy' then
+  if e and e.lease and tonumber(e.lease) <= now and e.status == STATUS_BUSY then
     local expiry = now + redis.call('PTTL', h)
     e.lease = nil
-    e.status = 'idle'
+    e.status = STATUS_IDLE
     put_entry(h, e)
-    redis.call('ZREM', pfx .. 'i:' .. e.region .. ':busy', id)
-    redis.call('ZADD', pfx .. 'i:' .. e.region .. ':idle', expiry, id)
+    redis.call('ZREM', index_key(e.region, STATUS_BUSY), id)
+    redis.call('ZADD', index_key(e.region, STATUS_IDLE), expiry, id)
     n = n + 1
   end
 end

@@ -657,8 +657,6 @@ static const char *const acl_commands[] = {
     "time", "pttl", "del", "get", "set", "zadd", "zrem", "zrangebyscore", "zrevrangebyscore",
     "zcount", NULL};
 static const char *const store_commands[] = {"evalsha", "eval", "script|load", "ping", NULL};
-static const char *const script_names[] = {"requests", "claim", "sweep", "list", "count", NULL};
-
 static bool listed(const char *const *list, const char *cmd)
 {
     for (int i = 0; list[i]; i++)
@@ -672,8 +670,8 @@ static bool listed(const char *const *list, const char *cmd)
 static void script_commands(char out[][32], const char **list, int max)
 {
     int n = 0;
-    for (int i = 0; script_names[i]; i++) {
-        const char *body = hr_store_script(script_names[i]);
+    for (int i = 0; i < HR_NSCRIPTS; i++) {
+        const char *body = hr_script_body((enum hr_script_id)i);
         assert_non_null(body);
         for (const char *p = body; (p = strstr(p, "redis.")); p++) {
             const char *q = p + 6;

@@ -1,0 +1,79 @@
+/* The registry's connection to Redis: one hiredis async connection on the
+ * caller's libevent base, with what hiredis 0.14 leaves to its user. It
+ * connects and reconnects with backoff, authenticates, selects the database
+ * and loads the scripts (script.h) before it calls itself ready; it runs
+ * scripts by EVALSHA and sends a script's body again with EVAL when Redis has
+ * lost it (NOSCRIPT); and it enforces a command timeout by dropping a
+ * connection whose oldest command is unanswered for too long. It owns the
+ * hiredis context, never the calls it is given. The store (store.h) is its
+ * one user. */
+#ifndef HR_CONN_H
+#define HR_CONN_H
+
+#include "redis_url.h"
+#include "script.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct redisReply;
+struct hr_conn;
+
+struct hr_conn_config {
+    struct hr_redis_addr redis;
+    uint32_t timeout_ms; /* a command unanswered by then resets the connection */
+};
+
+struct hr_conn_stats {
+    uint64_t errors;   /* error replies (NOSCRIPT retried once, not counted) */
+    uint64_t timeouts; /* connections dropped for a command or a connect that took too long */
+    uint64_t connects; /* connection attempts */
+    uint64_t noscript; /* scripts sent again with EVAL */
+};
+
+struct hr_conn_call;
+
+/* The outcome of a call: `reply` is the reply, valid only during the
+ * callback, or NULL when the call failed (an error reply, the connection
+ * lost or timed out, or the connection freed): the outcome is unknown. The
+ * callback may send more calls, but must not free the connection. */
+typedef void hr_conn_done(struct hr_conn_call *call, struct redisReply *reply);
+
+/* One call, embedded in the caller's own state. The caller fills the first
+ * four fields and keeps the call and its args unchanged until `done` runs
+ * (they are sent again after NOSCRIPT); the rest belongs to the connection. */
+struct hr_conn_call {
+    int script; /* an enum hr_script_id, or HR_CONN_PLAIN: args are a whole command */
+    const struct hr_script_args *args;
+    hr_conn_done *done;
+    void *arg;
+
+    struct hr_conn_call *prev, *next; /* in flight, oldest first */
+    struct hr_conn *conn;
+    uint64_t sent_ms;
+    int retried; /* sent again with EVAL after NOSCRIPT */
+};
+#define HR_CONN_PLAIN (-1)
+
+/* Creates the connection and starts connecting; never blocks. NULL with a
+ * reason in err when `cfg` is unusable. */
+struct hr_conn *hr_conn_new(struct event_base *base, const struct hr_conn_config *cfg, char *err,
+                            size_t errlen);
+
+/* Fails every call in flight (each `done` gets NULL) and closes the
+ * connection. hr_conn_free(NULL) does nothing. */
+void hr_conn_free(struct hr_conn *c);
+
+/* Sends `call`. HR_OK: `done` will run exactly once, later. HR_E_UNAVAILABLE
+ * (not ready, or hiredis refused) or HR_E_NOMEM: nothing sent and `done`
+ * never runs. */
+int hr_conn_send(struct hr_conn *c, struct hr_conn_call *call);
+
+/* True while connected with the scripts loaded. */
+bool hr_conn_ready(const struct hr_conn *c);
+
+const struct hr_conn_stats *hr_conn_get_stats(const struct hr_conn *c);
+
+#endif

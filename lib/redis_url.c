@@ -1,0 +1,105 @@
+#include "redis_url.h"
+
+#include "err.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Strict whole-string number in [min, max] (no sign, no space): 0 or -1. */
+static int strict_num(const char *s, size_t len, long min, long max, int *out)
+{
+    long v = 0;
+    if (len == 0 || len > 6)
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    if (v < min || v > max)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, size_t errlen)
+{
+    struct hr_redis_addr a;
+    memset(&a, 0, sizeof(a));
+    a.port = 6379;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *p = url + 7;
+        const char *q = strchr(p, '?');
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        if (len == 0 || p[0] != '/' || len >= sizeof(a.path)) {
+            snprintf(err, errlen, "bad unix socket path in '%s' (want unix:///path)", url);
+            return HR_E_CONFIG;
+        }
+        memcpy(a.path, p, len);
+        if (q && (strncmp(q, "?db=", 4) != 0 || strict_num(q + 4, strlen(q + 4), 0, 15, &a.db))) {
+            snprintf(err, errlen, "bad '%s' in '%s' (want ?db=0..15)", q, url);
+            return HR_E_CONFIG;
+        }
+        *out = a;
+        return HR_OK;
+    }
+    if (strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, errlen, "'%s' is not a Redis URL (redis://host:port[/db] or unix:///path)",
+                 url);
+        return HR_E_CONFIG;
+    }
+    const char *p = url + 8;
+    const char *slash = strchr(p, '/');
+    const char *end = slash ? slash : p + strlen(p); /* end of the authority */
+    /* user:pass@ comes before the path: the last '@' of the authority. */
+    const char *at = NULL;
+    for (const char *q = p; q < end; q++)
+        if (*q == '@')
+            at = q;
+    if (at) {
+        const char *colon = memchr(p, ':', (size_t)(at - p));
+        size_t ulen = colon ? (size_t)(colon - p) : 0;
+        const char *pw = colon ? colon + 1 : p;
+        size_t plen = (size_t)(at - pw);
+        if (ulen >= sizeof(a.user) || plen >= sizeof(a.pass)) {
+            snprintf(err, errlen, "Redis user or password too long");
+            return HR_E_CONFIG;
+        }
+        memcpy(a.user, p, ulen);
+        memcpy(a.pass, pw, plen);
+        p = at + 1;
+    }
+    const char *colon = NULL;
+    if (*p == '[') { /* [::1]:6379 */
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (!rb || (rb + 1 < end && rb[1] != ':')) {
+            snprintf(err, errlen, "bad IPv6 address in '%s' (want [addr]:port)", url);
+            return HR_E_CONFIG;
+        }
+        if ((size_t)(rb - p - 1) >= sizeof(a.host))
+            goto badhost;
+        memcpy(a.host, p + 1, (size_t)(rb - p - 1));
+        colon = rb + 1 < end ? rb + 1 : NULL;
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+        const char *he = colon ? colon : end;
+        if ((size_t)(he - p) >= sizeof(a.host))
+            goto badhost;
+        memcpy(a.host, p, (size_t)(he - p));
+    }
+    if (a.host[0] == '\0')
+        goto badhost;
+    if (colon && strict_num(colon + 1, (size_t)(end - colon - 1), 1, 65535, &a.port)) {
+        snprintf(err, errlen, "bad port in '%s' (1-65535)", url);
+        return HR_E_CONFIG;
+    }
+    if (slash && slash[1] && strict_num(slash + 1, strlen(slash + 1), 0, 15, &a.db)) {
+        snprintf(err, errlen, "bad database number in '%s' (0-15)", url);
+        return HR_E_CONFIG;
+    }
+    *out = a;
+    return HR_OK;
+badhost:
+    snprintf(err, errlen, "bad or missing host in '%s'", url);
+    return HR_E_CONFIG;
+}

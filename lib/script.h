@@ -1,0 +1,232 @@
+/* The interface between the store and its Lua scripts (lib/lua/), written
+ * once: each script's arguments, the per-request stride of a batch, the ops,
+ * the result codes, the reply layouts and the key names; the statuses come
+ * from request.h (HR_STATUSES). The C side compiles these tables; the build
+ * runs lib/script_lua.c, which prints every entry as a Lua constant in front
+ * of every script (the names are listed there), so the two sides cannot
+ * disagree. Adding a field to a request is one X(...) line in
+ * HR_SCRIPT_REQ_FIELDS plus the code that fills it (hr_script_requests_add)
+ * and the Lua that reads it (ARGV[i + REQ_<FIELD>]).
+ *
+ * This module also builds each script's arguments and reads its replies, for
+ * the asynchronous store (store.c) and the synchronous tools alike (`hostreg
+ * ls`, the benches, the tests). It owns nothing but what a struct
+ * hr_script_args holds. */
+#ifndef HR_SCRIPT_H
+#define HR_SCRIPT_H
+
+#include "request.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct redisReply;
+struct redisContext;
+
+/* The scripts: X(NAME, "file name in lib/lua/ without .lua"). */
+#define HR_SCRIPTS(X)                                                                              \
+    X(REQUESTS, "requests")                                                                        \
+    X(CLAIM, "claim")                                                                              \
+    X(SWEEP, "sweep")                                                                              \
+    X(LIST, "list")                                                                                \
+    X(COUNT, "count")
+
+/* Key names, after the configured prefix: X(NAME, "text"). A host's entry
+ * is <prefix>h:<hostId>, its leave's tombstone <prefix>t:<hostId>, an index
+ * <prefix>i:<region>:<status>, the unconfirmed claims <prefix>claims. */
+#define HR_SCRIPT_KEYS(X)                                                                          \
+    X(HOST, "h:")                                                                                  \
+    X(TOMB, "t:")                                                                                  \
+    X(INDEX, "i:")                                                                                 \
+    X(CLAIMS, "claims")
+
+/* Every script's arguments (ARGV, no KEYS) in order: X(SCRIPT, NAME). A
+ * script whose list ends in REGIONS takes one region per argument from there
+ * on. The first argument of every script is the key prefix. */
+#define HR_SCRIPT_REQUESTS_ARGS(X)                                                                 \
+    X(REQUESTS, PREFIX)                                                                            \
+    X(REQUESTS, TTL)       /* entry lifetime, ms */                                                \
+    X(REQUESTS, MAX_HOSTS) /* live hosts at most, 0: no cap */                                     \
+    X(REQUESTS, REGIONS)   /* the configured regions, comma-separated (to count hosts) */
+/* ... then HR_SCRIPT_REQ_STRIDE arguments per request, in this order. */
+#define HR_SCRIPT_REQ_FIELDS(X)                                                                    \
+    X(REQ, OP)     /* HR_SCRIPT_OPS */                                                             \
+    X(REQ, SEQ)    /* decimal, no leading zeros; "0": unordered (HTTP) */                          \
+    X(REQ, HOST)   /* canonical hostId */                                                          \
+    X(REQ, ROOM)   /* heartbeat */                                                                 \
+    X(REQ, REGION) /* heartbeat */                                                                 \
+    X(REQ, STATUS) /* heartbeat (the status it creates the entry with) and status update */
+#define HR_SCRIPT_CLAIM_ARGS(X)                                                                    \
+    X(CLAIM, PREFIX)                                                                               \
+    X(CLAIM, LEASE) /* ms until an unconfirmed claim returns to idle */                            \
+    X(CLAIM, HOST)  /* the host wanted, "" for any idle one */                                     \
+    X(CLAIM, REGIONS)
+#define HR_SCRIPT_LIST_ARGS(X)                                                                     \
+    X(LIST, PREFIX)                                                                                \
+    X(LIST, STATUS) /* a status name, "" for every status */                                       \
+    X(LIST, LIMIT)                                                                                 \
+    X(LIST, REGIONS)
+#define HR_SCRIPT_COUNT_ARGS(X)                                                                    \
+    X(COUNT, PREFIX)                                                                               \
+    X(COUNT, REGIONS)
+#define HR_SCRIPT_SWEEP_ARGS(X)                                                                    \
+    X(SWEEP, PREFIX)                                                                               \
+    X(SWEEP, MAX) /* claims returned to idle at most per call */
+
+/* Request ops: X(NAME, "text"). */
+#define HR_SCRIPT_OPS(X)                                                                           \
+    X(HEARTBEAT, "h")                                                                              \
+    X(REFRESH, "r") /* a heartbeat that may refresh its entry but not create it */                 \
+    X(STATUS, "s")                                                                                 \
+    X(LEAVE, "l")
+
+/* The requests script answers one integer per request: X(NAME, code,
+ * enum hr_result, hr_err reason). */
+#define HR_SCRIPT_RESULTS(X)                                                                       \
+    X(APPLIED, 1, HR_RESULT_OK, HR_OK)                                                             \
+    X(DUPLICATE, 2, HR_RESULT_DUPLICATE, HR_OK) /* seq not newer: nothing changed */               \
+    X(UNKNOWN_HOST, 3, HR_RESULT_UNKNOWN_HOST, HR_OK)                                              \
+    X(FULL, 4, HR_RESULT_RETRY_LATER, HR_E_FULL)               /* a new host beyond MAX_HOSTS */   \
+    X(SOURCE_FULL, 5, HR_RESULT_RETRY_LATER, HR_E_SOURCE_FULL) /* a new host in a REFRESH */
+
+/* Replies, flat arrays: a claim answers one host (or none: an empty array),
+ * a list HR_SCRIPT_LISTED_STRIDE elements per host, a count one integer per
+ * region and status (the statuses of HR_STATUSES in order, for each region). */
+#define HR_SCRIPT_CLAIMED_FIELDS(X)                                                                \
+    X(CLAIMED, ID)                                                                                 \
+    X(CLAIMED, ROOM)                                                                               \
+    X(CLAIMED, REGION)
+#define HR_SCRIPT_LISTED_FIELDS(X)                                                                 \
+    X(LISTED, ID)                                                                                  \
+    X(LISTED, ROOM)                                                                                \
+    X(LISTED, REGION)                                                                              \
+    X(LISTED, STATUS)                                                                              \
+    X(LISTED, TTL)     /* ms left */                                                               \
+    X(LISTED, CLAIMED) /* 1: busy by a client's claim the host has not confirmed yet */
+
+/* C names of the tables above: HR_SCRIPT_<SCRIPT>, HR_SCRIPT_KEY_<NAME>,
+ * HR_SCRIPT_OP_<NAME> and HR_SCRIPT_RES_<NAME>; argument and field positions
+ * HR_SCRIPT_<SCRIPT>_<NAME> count from 0 (Lua's ARGV from 1: the generated
+ * constants add 1), with HR_SCRIPT_<SCRIPT>_NARGS, HR_SCRIPT_REQ_STRIDE,
+ * HR_SCRIPT_CLAIMED_N and HR_SCRIPT_LISTED_STRIDE after the last. */
+#define HR_SCRIPT_POS_(s, n) HR_SCRIPT_##s##_##n,
+enum hr_script_id {
+#define HR_SCRIPT_ID_(name, file) HR_SCRIPT_##name,
+    HR_SCRIPTS(HR_SCRIPT_ID_) HR_NSCRIPTS
+#undef HR_SCRIPT_ID_
+};
+enum { HR_SCRIPT_REQUESTS_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_REQUESTS_NARGS };
+enum { HR_SCRIPT_REQ_FIELDS(HR_SCRIPT_POS_) HR_SCRIPT_REQ_STRIDE };
+enum { HR_SCRIPT_CLAIM_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_CLAIM_NARGS };
+enum { HR_SCRIPT_LIST_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_LIST_NARGS };
+enum { HR_SCRIPT_COUNT_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_COUNT_NARGS };
+enum { HR_SCRIPT_SWEEP_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_SWEEP_NARGS };
+enum { HR_SCRIPT_CLAIMED_FIELDS(HR_SCRIPT_POS_) HR_SCRIPT_CLAIMED_N };
+enum { HR_SCRIPT_LISTED_FIELDS(HR_SCRIPT_POS_) HR_SCRIPT_LISTED_STRIDE };
+#undef HR_SCRIPT_POS_
+
+/* Every script's first argument is the key prefix (entry.lua reads it). */
+#define HR_SCRIPT_PREFIX_ARG 0
+_Static_assert(HR_SCRIPT_REQUESTS_PREFIX == HR_SCRIPT_PREFIX_ARG &&
+                   HR_SCRIPT_CLAIM_PREFIX == HR_SCRIPT_PREFIX_ARG &&
+                   HR_SCRIPT_LIST_PREFIX == HR_SCRIPT_PREFIX_ARG &&
+                   HR_SCRIPT_COUNT_PREFIX == HR_SCRIPT_PREFIX_ARG &&
+                   HR_SCRIPT_SWEEP_PREFIX == HR_SCRIPT_PREFIX_ARG,
+               "the key prefix is every script's first argument");
+
+/* The name ("requests") and the body (the generated constants, entry.lua and
+ * the script) of a script; hr_script_find gives the id of a name, or -1. */
+const char *hr_script_name(enum hr_script_id id);
+const char *hr_script_body(enum hr_script_id id);
+int hr_script_find(const char *name);
+
+/* --- arguments --- */
+
+/* A script call's arguments, copied into one growable buffer: a call can be
+ * sent again (as EVAL after NOSCRIPT), and a reset one allocates nothing
+ * more. A failed allocation marks it `failed`, and later appends do
+ * nothing; the caller checks `failed` once before sending. Zero it to start,
+ * hr_script_args_free it at the end. */
+struct hr_script_args {
+    int argc, argcap, failed;
+    size_t *off, *len; /* argument i is buf[off[i]], len[i] bytes */
+    char *buf;
+    size_t used, cap;
+};
+
+void hr_script_args_reset(struct hr_script_args *a);
+void hr_script_args_free(struct hr_script_args *a);
+void hr_script_args_str(struct hr_script_args *a, const char *s);
+void hr_script_args_u64(struct hr_script_args *a, uint64_t v);
+/* Argument i (not NUL-terminated) and its length. */
+static inline const char *hr_script_arg(const struct hr_script_args *a, int i, size_t *len)
+{
+    *len = a->len[i];
+    return a->buf + a->off[i];
+}
+
+/* The header of a batch of requests, then one call of
+ * hr_script_requests_add per request (a request checked by
+ * hr_request_check). `refresh_only`: a heartbeat that may refresh its
+ * host's entry but not create one (HR_SCRIPT_RES_SOURCE_FULL instead). */
+void hr_script_requests_header(struct hr_script_args *a, const char *prefix, uint32_t ttl_ms,
+                               uint32_t max_hosts, const char *regions);
+void hr_script_requests_add(struct hr_script_args *a, const struct hr_request *req,
+                            bool refresh_only);
+
+/* A host as the registry holds it (claim and list answers). */
+struct hr_host_info {
+    char host_id[HR_ID_MAX + 1];
+    char room_id[HR_ID_MAX + 1];
+    char region[HR_REGION_MAX + 1];
+    enum hr_status status;
+    int64_t ttl_ms;
+    bool claimed; /* busy by a client's claim that the host has not confirmed yet */
+};
+
+/* Regions in order of preference, as pointers into the caller's storage. */
+struct hr_claim_query {
+    const char *regions[HR_REGIONS_MAX];
+    size_t nregions;
+    const char *host_id; /* a specific host, or NULL for any idle one */
+    uint32_t lease_ms;   /* unconfirmed claims return to idle after this */
+};
+
+struct hr_list_query {
+    const char *regions[HR_REGIONS_MAX];
+    size_t nregions;
+    enum hr_status status; /* HR_STATUS_NONE: every status */
+    uint32_t limit;
+};
+
+void hr_script_claim_args(struct hr_script_args *a, const char *prefix,
+                          const struct hr_claim_query *q);
+void hr_script_list_args(struct hr_script_args *a, const char *prefix,
+                         const struct hr_list_query *q);
+void hr_script_count_args(struct hr_script_args *a, const char *prefix, const char *const *regions,
+                          size_t nregions);
+void hr_script_sweep_args(struct hr_script_args *a, const char *prefix, uint32_t max);
+
+/* --- replies --- */
+
+/* One element of a requests reply as the ack's result and reason (HR_OK, or
+ * the hr_err of a RETRY_LATER). False for an element that is no result code
+ * (then the caller answers RETRY_LATER, HR_E_UNAVAILABLE). */
+bool hr_script_result(const struct redisReply *e, enum hr_result *result, int *reason);
+
+/* A claim reply: 1 with *h filled, 0 when no host fitted, -1 for a reply of
+ * another shape. */
+int hr_script_claimed(const struct redisReply *r, struct hr_host_info *h);
+
+/* The number of hosts in a list reply, or -1 for a reply of another shape;
+ * hr_script_listed fills host i (< that number). */
+long hr_script_nlisted(const struct redisReply *r);
+void hr_script_listed(const struct redisReply *r, size_t i, struct hr_host_info *h);
+
+/* A synchronous call for tools and tests: EVAL of the script's body with
+ * the arguments. The reply is the caller's to free (NULL: c->errstr). */
+struct redisReply *hr_script_eval(struct redisContext *c, enum hr_script_id id,
+                                  const struct hr_script_args *a);
+
+#endif
