@@ -1,6 +1,7 @@
 #define _GNU_SOURCE /* recvmmsg, sendmmsg */
 #include "server.h"
 
+#include "datagram.h"
 #include "limits.h"
 #include "log.h"
 #include "store.h"
@@ -173,104 +174,64 @@ static void on_stored(void *arg, enum hr_result result, int reason)
     }
 }
 
-/* Authenticated deployments: the frame must carry a known key id, a timestamp
- * within ±TTL of ours (a replay window no wider than an entry's life; older
- * replays are also refused by the sequence rule), and a tag made with the
- * host's key. All of it before a byte of the payload is unpacked. */
-static int authenticate(struct hr_server *srv, const uint8_t *buf, size_t len,
-                        const struct hr_frame *f, char host[HR_ID_MAX + 1])
+static void handle(struct hr_server *srv, const uint8_t *buf, size_t len,
+                   const struct sockaddr_storage *peer, socklen_t peerlen, uint64_t now_ms,
+                   int64_t now_s)
 {
-    host[0] = '\0';
-    if (!(f->flags & HR_WIRE_FLAG_AUTH))
-        return HR_E_AUTH;
-    const struct hr_key *k = hr_keys_find(srv->cfg.keys, f->key_id);
-    if (!k)
-        return HR_E_AUTH;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    int64_t skew = (int64_t)now.tv_sec - (int64_t)f->timestamp;
-    if (skew > (int64_t)srv->cfg.ttl_s || skew < -(int64_t)srv->cfg.ttl_s) {
-        srv->stats.auth_stale++;
-        return HR_E_AUTH;
-    }
-    uint8_t key[HR_KEY_LEN];
-    if (k->mode == HR_KEY_MASTER && hr_wire_peek_host(f, host) != HR_OK)
-        return HR_E_AUTH;
-    hr_keys_host_key(k, host, key);
-    int rc = hr_wire_verify(buf, len, f, key);
-    memset(key, 0, sizeof(key));
-    return rc;
-}
-
-static void handle(struct hr_server *srv, const uint8_t *buf, size_t len, int truncated,
-                   const struct sockaddr_storage *peer, socklen_t peerlen, uint64_t now_ms)
-{
-    struct hr_frame f;
+    struct hr_verdict v;
     char addr[HR_ADDRSTRLEN];
-    char signer[HR_ID_MAX + 1] = "";
-    int rc = truncated ? HR_E_TOO_BIG : hr_wire_parse_header(buf, len, &f);
-    if (rc == HR_OK && f.type == HR_MSG_ACK)
-        rc = HR_E_TYPE;
-    if (rc == HR_OK && srv->cfg.keys)
-        rc = authenticate(srv, buf, len, &f, signer);
-    if (rc == HR_OK)
-        rc = hr_wire_decode_payload(&f);
-    if (rc != HR_OK && rc < HR_E_HOST_ID) {
-        /* Not a frame we can read: no answer at all, so a spoofed source
-         * cannot make us send anything to a victim. */
-        srv->stats.dropped[rc < HR_SERVER_DROP_REASONS ? rc : 0]++;
+    const struct hr_datagram_ctx ctx = {srv->cfg.rules, srv->cfg.keys, srv->cfg.ttl_s, now_s};
+    hr_datagram_judge(buf, len, &ctx, &v);
+    if (v.kind == HR_VERDICT_DROP) {
+        /* Not a frame we read: no answer at all, so a spoofed source cannot
+         * make us send anything to a victim. */
+        srv->stats.dropped[v.reason < HR_SERVER_DROP_REASONS ? v.reason : 0]++;
+        srv->stats.auth_stale += v.stale;
         if (hr_log_level >= HR_LOG_DEBUG) {
             char esc[64];
-            HR_LOG_LIMITED(HR_LOG_DEBUG, "drop %s from %s (%zu bytes: %s)", hr_errname(rc),
+            HR_LOG_LIMITED(HR_LOG_DEBUG, "drop %s from %s (%zu bytes: %s)", hr_errname(v.reason),
                            hr_addr_str(addr, sizeof(addr), (const struct sockaddr *)peer), len,
                            hr_log_escape(esc, sizeof(esc), buf, len < 16 ? len : 16));
         }
         return;
     }
-    if (rc == HR_OK)
-        rc = hr_request_check(&f.req, srv->cfg.rules);
-    /* A per-host key speaks for its host only: the id it was derived from
-     * must be the one the request names (the same bytes, read twice). */
-    if (rc == HR_OK && signer[0] && strcmp(signer, f.req.host_id) != 0) {
-        srv->stats.dropped[HR_E_AUTH]++;
-        return;
-    }
-    if (rc != HR_OK) {
+    if (v.kind == HR_VERDICT_INVALID) {
         srv->stats.invalid++;
-        HR_LOG_LIMITED(HR_LOG_INFO, "invalid %s seq=%llu from %s: %s", hr_msg_type_name(f.req.type),
-                       (unsigned long long)f.req.seq,
+        HR_LOG_LIMITED(HR_LOG_INFO, "invalid %s seq=%llu from %s: %s",
+                       hr_msg_type_name(v.frame.req.type), (unsigned long long)v.frame.req.seq,
                        hr_addr_str(addr, sizeof(addr), (const struct sockaddr *)peer),
-                       hr_strerror(rc));
-        queue_ack(srv, peer, peerlen, f.req.seq, HR_RESULT_INVALID, (uint32_t)rc, len, NULL);
+                       hr_strerror(v.reason));
+        queue_ack(srv, peer, peerlen, v.frame.req.seq, HR_RESULT_INVALID, (uint32_t)v.reason, len,
+                  NULL);
         return;
     }
+    const struct hr_request *req = &v.req;
     struct pending *p = srv->free_pending;
     if (p)
         srv->free_pending = p->next;
     else if (!(p = malloc(sizeof(*p)))) {
-        queue_ack(srv, peer, peerlen, f.req.seq, HR_RESULT_RETRY_LATER, HR_E_NOMEM, len, NULL);
+        queue_ack(srv, peer, peerlen, req->seq, HR_RESULT_RETRY_LATER, HR_E_NOMEM, len, NULL);
         return;
     }
     p->srv = srv;
     memcpy(&p->peer, peer, peerlen);
     p->peerlen = peerlen;
-    p->seq = f.req.seq;
+    p->seq = req->seq;
     p->req_len = (uint16_t)len;
-    memcpy(p->host_id, f.req.host_id, sizeof(p->host_id));
+    memcpy(p->host_id, req->host_id, sizeof(p->host_id));
     /* A source over its cap of hosts keeps the ones it has, gets no new one. */
     unsigned flags = 0;
-    if (f.req.type == HR_MSG_HEARTBEAT &&
-        !hr_limits_source_hosts(srv->limits, (const struct sockaddr *)peer, f.req.host_id,
-                                now_ms)) {
+    if (req->type == HR_MSG_HEARTBEAT &&
+        !hr_limits_source_hosts(srv->limits, (const struct sockaddr *)peer, req->host_id, now_ms)) {
         srv->stats.source_hosts_over++;
         flags = HR_STORE_NO_CREATE;
     }
-    rc = hr_store_submit(srv->store, &f.req, flags, on_stored, p);
+    int rc = hr_store_submit(srv->store, req, flags, on_stored, p);
     if (rc != HR_OK) {
         p->next = srv->free_pending;
         srv->free_pending = p;
-        queue_ack(srv, peer, peerlen, f.req.seq, HR_RESULT_RETRY_LATER, (uint32_t)rc, len,
-                  f.req.host_id);
+        queue_ack(srv, peer, peerlen, req->seq, HR_RESULT_RETRY_LATER, (uint32_t)rc, len,
+                  req->host_id);
         return;
     }
     srv->npending++;
@@ -292,6 +253,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             return;
         }
         uint64_t now = mono_ms();
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME_COARSE, &wall);
         for (int i = 0; i < n; i++) {
             struct mmsghdr *m = &srv->rx_msg[i];
             srv->stats.received++;
@@ -301,8 +264,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
                 srv->stats.rate_limited++;
                 continue;
             }
-            handle(srv, srv->rx[i], m->msg_len, (m->msg_hdr.msg_flags & MSG_TRUNC) != 0,
-                   &srv->rx_addr[i], m->msg_hdr.msg_namelen, now);
+            /* A datagram cut to RXBUF (MSG_TRUNC) is longer than
+             * HR_WIRE_MAX: judged too big like any other. */
+            handle(srv, srv->rx[i], m->msg_len, &srv->rx_addr[i], m->msg_hdr.msg_namelen, now,
+                   (int64_t)wall.tv_sec);
         }
         if (n < BATCH)
             return;

@@ -63,7 +63,8 @@ static int one(const struct decode_config *cfg, const char *text)
         return 1;
     }
     struct hr_inspect r;
-    hr_inspect(buf, (size_t)n, &cfg->common.rules, cfg->key.loaded ? &cfg->key.kr : NULL, &r);
+    hr_inspect(buf, (size_t)n, &cfg->common.rules, cfg->key.loaded ? &cfg->key.kr : NULL, false,
+               &r);
     if (cfg->json) {
         json_t *o = hr_inspect_json(&r);
         json_dumpf(o, stdout, JSON_COMPACT);
@@ -73,7 +74,7 @@ static int one(const struct decode_config *cfg, const char *text)
         hr_inspect_print(stdout, &r);
         putchar('\n');
     }
-    return r.err != HR_OK;
+    return r.v.kind != HR_VERDICT_ACCEPT;
 }
 
 int hr_cmd_decode(int argc, char **argv)

@@ -158,12 +158,16 @@ static void emit(struct dump *d, const struct timeval *ts, const char *src, cons
                  int to_server, const uint8_t *payload, size_t len)
 {
     struct hr_inspect r;
+    /* What goes to the registry is judged as hostregd does; what comes from
+     * it is an ack. */
     hr_inspect(payload, len, &d->cfg->common.rules, d->cfg->key.loaded ? &d->cfg->key.kr : NULL,
-               &r);
+               !to_server, &r);
     d->t.datagrams++;
-    int ti = !r.header_ok ? 4 : r.f.type == HR_MSG_ACK ? 3 : r.f.type - 1;
+    const struct hr_verdict *v = &r.v;
+    int ti = !v->header_ok ? 4 : v->frame.type == HR_MSG_ACK ? 3 : v->frame.type - 1;
     d->t.by_type[ti >= 0 && ti < 5 ? ti : 4]++;
-    d->t.by_err[r.err >= 0 && r.err < 64 ? r.err : 0]++;
+    int why = v->kind == HR_VERDICT_ACCEPT ? 0 : v->reason;
+    d->t.by_err[why > 0 && why < 64 ? why : 0]++;
     char when[40];
     format_time(ts, when, sizeof(when));
     const char *dir = to_server ? "request" : "reply";

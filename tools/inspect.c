@@ -8,44 +8,43 @@
 #include <string.h>
 
 void hr_inspect(const uint8_t *buf, size_t len, const struct hr_rules *rules,
-                const struct hr_keyring *keys, struct hr_inspect *out)
+                const struct hr_keyring *keys, bool reply, struct hr_inspect *out)
 {
     memset(out, 0, sizeof(*out));
     out->len = len;
-    out->err = hr_wire_parse_header(buf, len, &out->f);
-    if (out->err != HR_OK)
+    out->reply = reply;
+    struct hr_verdict *v = &out->v;
+    if (!reply) {
+        const struct hr_datagram_ctx ctx = {rules, keys, 0, 0};
+        hr_datagram_judge(buf, len, &ctx, v);
+        /* Shown, not judged: the fields of an ack sent the wrong way. */
+        if (v->header_ok && v->frame.type == HR_MSG_ACK)
+            v->payload_ok = hr_wire_decode_payload(&v->frame) == HR_OK;
         return;
-    out->header_ok = 1;
-    if (keys && out->f.type != HR_MSG_ACK) {
-        const struct hr_key *k = hr_keys_find(keys, out->f.key_id);
-        char host[HR_ID_MAX + 1] = "";
-        uint8_t key[HR_KEY_LEN];
-        if (!(out->f.flags & HR_WIRE_FLAG_AUTH) || !k ||
-            (k->mode == HR_KEY_MASTER && hr_wire_peek_host(&out->f, host) != HR_OK)) {
-            out->err = HR_E_AUTH;
-            return;
-        }
-        hr_keys_host_key(k, host, key);
-        out->err = hr_wire_verify(buf, len, &out->f, key);
-        if (out->err != HR_OK)
-            return;
     }
-    out->err = hr_wire_decode_payload(&out->f);
-    if (out->err == HR_E_DECODE)
-        return;
-    out->payload_ok = 1;
-    if (out->err != HR_OK || out->f.type == HR_MSG_ACK)
-        return;
-    /* Check a copy: the fields are printed as they travelled. */
-    struct hr_request req = out->f.req;
-    out->err = hr_request_check(&req, rules);
+    if ((v->reason = hr_wire_parse_header(buf, len, &v->frame)) == HR_OK) {
+        v->header_ok = true;
+        v->reason = hr_wire_decode_payload(&v->frame);
+        v->payload_ok = v->reason != HR_E_DECODE;
+    }
+    if (v->reason == HR_OK && v->frame.type != HR_MSG_ACK)
+        v->reason = HR_E_TYPE; /* a request where an ack belongs */
+    v->kind = v->reason == HR_OK ? HR_VERDICT_ACCEPT : HR_VERDICT_DROP;
 }
 
 const char *hr_inspect_verdict(const struct hr_inspect *r)
 {
-    if (r->err == HR_OK)
-        return "valid";
-    return r->err < HR_E_HOST_ID ? "dropped" : "invalid";
+    return hr_verdict_name(&r->v);
+}
+
+static const char unanswered[] = ", not answered: the ack would be larger than the datagram";
+
+/* Why it was refused, in words. */
+static const char *message(const struct hr_inspect *r)
+{
+    if (!r->reply && r->v.header_ok && r->v.frame.type == HR_MSG_ACK)
+        return "an ack: hostregd sends these, and drops any it receives";
+    return hr_strerror(r->v.reason);
 }
 
 static const char *or_dash(const char *s)
@@ -55,14 +54,14 @@ static const char *or_dash(const char *s)
 
 void hr_inspect_print(FILE *out, const struct hr_inspect *r)
 {
-    const struct hr_frame *f = &r->f;
-    if (!r->header_ok) {
+    const struct hr_frame *f = &r->v.frame;
+    if (!r->v.header_ok) {
         fprintf(out, "? len=%zu", r->len);
     } else {
         fprintf(out, "%s", hr_msg_type_name((enum hr_msg_type)f->type));
         if (f->flags & HR_WIRE_FLAG_AUTH)
             fprintf(out, " key=%u ts=%" PRIu32, f->key_id, f->timestamp);
-        if (r->payload_ok && f->type == HR_MSG_ACK) {
+        if (r->v.payload_ok && f->type == HR_MSG_ACK) {
             fprintf(out, " seq=%" PRIu64 " result=%s", f->ack.seq, hr_result_name(f->ack.result));
             if (f->ack.ttl)
                 fprintf(out, " ttl=%" PRIu32, f->ack.ttl);
@@ -70,7 +69,7 @@ void hr_inspect_print(FILE *out, const struct hr_inspect *r)
                 fprintf(out, " interval=%" PRIu32, f->ack.interval);
             if (f->ack.reason)
                 fprintf(out, " reason=%s", hr_errname((int)f->ack.reason));
-        } else if (r->payload_ok) {
+        } else if (r->v.payload_ok) {
             const struct hr_request *q = &f->req;
             fprintf(out, " seq=%" PRIu64 " host=%s%s", q->seq, or_dash(q->host_id),
                     f->uuid_host ? "(uuid)" : "");
@@ -82,19 +81,19 @@ void hr_inspect_print(FILE *out, const struct hr_inspect *r)
         }
         fprintf(out, " len=%zu", r->len);
     }
-    if (r->err == HR_OK)
+    if (r->v.kind == HR_VERDICT_ACCEPT)
         fprintf(out, " valid");
     else
-        fprintf(out, " %s: %s (%s)", hr_inspect_verdict(r), hr_errname(r->err),
-                hr_strerror(r->err));
+        fprintf(out, " %s: %s (%s)%s", hr_inspect_verdict(r), hr_errname(r->v.reason), message(r),
+                r->v.kind == HR_VERDICT_INVALID && !r->v.answered ? unanswered : "");
 }
 
 json_t *hr_inspect_json(const struct hr_inspect *r)
 {
-    const struct hr_frame *f = &r->f;
+    const struct hr_frame *f = &r->v.frame;
     json_t *o = json_object();
     json_object_set_new(o, "len", json_integer((json_int_t)r->len));
-    if (r->header_ok) {
+    if (r->v.header_ok) {
         json_object_set_new(o, "type", json_string(hr_msg_type_name((enum hr_msg_type)f->type)));
         json_object_set_new(o, "version", json_integer(f->version));
         if (f->flags & HR_WIRE_FLAG_AUTH) {
@@ -102,7 +101,7 @@ json_t *hr_inspect_json(const struct hr_inspect *r)
             json_object_set_new(o, "timestamp", json_integer(f->timestamp));
         }
     }
-    if (r->payload_ok && f->type == HR_MSG_ACK) {
+    if (r->v.payload_ok && f->type == HR_MSG_ACK) {
         /* As strings: a 64-bit seq does not survive a JSON double. */
         char seq[24];
         snprintf(seq, sizeof(seq), "%" PRIu64, f->ack.seq);
@@ -112,7 +111,7 @@ json_t *hr_inspect_json(const struct hr_inspect *r)
         json_object_set_new(o, "interval", json_integer(f->ack.interval));
         if (f->ack.reason)
             json_object_set_new(o, "reason", json_string(hr_errname((int)f->ack.reason)));
-    } else if (r->payload_ok) {
+    } else if (r->v.payload_ok) {
         const struct hr_request *q = &f->req;
         char seq[24];
         snprintf(seq, sizeof(seq), "%" PRIu64, q->seq);
@@ -129,10 +128,12 @@ json_t *hr_inspect_json(const struct hr_inspect *r)
                 q->status == HR_STATUS_NONE ? json_null() : json_string(hr_status_name(q->status)));
     }
     json_object_set_new(o, "verdict", json_string(hr_inspect_verdict(r)));
-    if (r->err != HR_OK) {
-        json_object_set_new(o, "reason", json_string(hr_errname(r->err)));
-        json_object_set_new(o, "message", json_string(hr_strerror(r->err)));
+    if (r->v.kind != HR_VERDICT_ACCEPT) {
+        json_object_set_new(o, "reason", json_string(hr_errname(r->v.reason)));
+        json_object_set_new(o, "message", json_string(message(r)));
     }
+    if (!r->reply)
+        json_object_set_new(o, "answered", json_boolean(r->v.answered));
     return o;
 }
 

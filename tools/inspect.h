@@ -1,34 +1,33 @@
 /* What a datagram says and what hostregd would make of it: shared by
  * `hostreg decode` and `hostreg dump`, so both give the daemon's own verdict
- * (the same codec and rules, lib/wire.c and lib/request.c). */
+ * (hr_datagram_judge, the very function hostregd calls). */
 #ifndef HR_TOOLS_INSPECT_H
 #define HR_TOOLS_INSPECT_H
 
-#include "keys.h"
-#include "request.h"
-#include "wire.h"
+#include "datagram.h"
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
 struct hr_inspect {
-    int err;        /* HR_OK: valid; else the hr_err the daemon would give */
-    int header_ok;  /* the fixed header was readable (type and flags are known) */
-    int payload_ok; /* the payload decoded (fields are known) */
+    struct hr_verdict v; /* hostregd's verdict; for a reply, the codec's (ACCEPT or DROP) */
     size_t len;
-    struct hr_frame f; /* as decoded, before the rules normalise anything */
+    bool reply; /* judged as an ack from the registry, not as a request to it */
 };
 
-/* Decodes and judges one datagram against `rules`, and with `keys` (may be
- * NULL: open registry) its authentication as hostregd --key-file would,
- * except the timestamp window (captures are read after the fact). */
+/* Judges one datagram as hostregd would (lib/datagram.c) with `rules` and,
+ * when `keys` is not NULL, its authentication (except the timestamp window:
+ * captures are read after the fact). With `reply` it is an ack from the
+ * registry instead: only decoded, and valid when it is a readable ack. An ack
+ * judged as a request is dropped (bad_type), and its fields are decoded for
+ * showing all the same. */
 void hr_inspect(const uint8_t *buf, size_t len, const struct hr_rules *rules,
-                const struct hr_keyring *keys, struct hr_inspect *out);
+                const struct hr_keyring *keys, bool reply, struct hr_inspect *out);
 
-/* "refused (dropped, no answer)" for frame errors, "refused (answered invalid)"
- * for rule errors, "valid" otherwise. */
+/* "valid", "invalid" or "dropped" (hr_verdict_name). */
 const char *hr_inspect_verdict(const struct hr_inspect *r);
 
 /* One line of fields and verdict, no newline: "heartbeat seq=.. host=.. ... valid". */

@@ -13,12 +13,18 @@
  *     verifying when any bit changes;
  *   - for an ack, hr_wire_encode_ack with every limit 0..64 never writes past
  *     the limit, drops fields exactly in the documented order, and what it
- *     writes decodes to the same seq and result.
+ *     writes decodes to the same seq and result;
+ *   - hr_datagram_judge, the verdict hostregd acts on (and the tools show),
+ *     is the one the steps above give: dropped for a frame error, an ack or
+ *     a payload that does not unpack, invalid for a field or a rule, valid
+ *     with the checked request otherwise; open, and with a deployment key
+ *     (unsigned or wrongly signed frames dropped as bad_auth).
  *
  * Any inconsistency aborts. */
 #include "fuzz.h"
 
 #include "common.h"
+#include "datagram.h"
 #include "err.h"
 #include "request.h"
 #include "wire.h"
@@ -208,11 +214,64 @@ static void check_ack(const struct hr_ack *ack)
     }
 }
 
+/* The verdict the codec and the rules give for data[size] (frame: the frame
+ * part's verdict; rc: hr_wire_decode's), with `signed_ok` whether the
+ * authentication step passes, against hr_datagram_judge with `keys`. */
+static void check_verdict(const uint8_t *data, size_t size, int frame, int rc,
+                          const struct hr_frame *f, const struct hr_keyring *keys, bool signed_ok)
+{
+    const struct hr_datagram_ctx ctx = {fuzz_default_rules(), keys, 30, 0};
+    struct hr_verdict v;
+    hr_datagram_judge(data, size, &ctx, &v);
+    CHECK(!v.stale);
+    if (frame != HR_OK) {
+        CHECK(v.kind == HR_VERDICT_DROP && v.reason == frame && !v.header_ok && !v.answered);
+        return;
+    }
+    CHECK(v.header_ok);
+    if (f->type == HR_MSG_ACK) {
+        CHECK(v.kind == HR_VERDICT_DROP && v.reason == HR_E_TYPE && !v.payload_ok);
+        return;
+    }
+    if (!signed_ok) {
+        CHECK(v.kind == HR_VERDICT_DROP && v.reason == HR_E_AUTH && !v.payload_ok);
+        return;
+    }
+    if (rc == HR_E_DECODE) {
+        CHECK(v.kind == HR_VERDICT_DROP && v.reason == HR_E_DECODE && !v.payload_ok);
+        return;
+    }
+    CHECK(v.payload_ok && fuzz_same_request(&v.frame.req, &f->req, true));
+    struct hr_request c = f->req;
+    int crc = rc == HR_OK ? hr_request_check(&c, ctx.rules) : rc;
+    if (crc != HR_OK) {
+        uint8_t ack[HR_WIRE_MAX];
+        struct hr_ack smallest = {.seq = f->req.seq, .result = HR_RESULT_INVALID};
+        CHECK(v.kind == HR_VERDICT_INVALID && v.reason == crc);
+        CHECK(v.answered == (hr_wire_encode_ack(&smallest, ack, size) != 0));
+        return;
+    }
+    CHECK(v.kind == HR_VERDICT_ACCEPT && v.reason == HR_OK && v.answered);
+    CHECK(fuzz_same_request(&v.req, &c, true));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct hr_frame f;
     int rc = hr_wire_decode(data, size, &f);
     int frame = expected_frame_verdict(data, size);
+
+    /* Open, and with KEY as deployment key 1: a frame passes authentication
+     * when it is flagged, names key 1, and its tag is KEY's. */
+    static struct hr_keyring keys = {.n = 1};
+    keys.keys[0].id = 1;
+    keys.keys[0].mode = HR_KEY_DEPLOYMENT;
+    memcpy(keys.keys[0].secret, KEY, sizeof(KEY));
+    bool signed_ok = frame == HR_OK && (f.flags & HR_WIRE_FLAG_AUTH) && f.key_id == 1 &&
+                     hr_wire_verify(data, size, &f, KEY) == HR_OK;
+    check_verdict(data, size, frame, rc, &f, NULL, true);
+    check_verdict(data, size, frame, rc, &f, &keys, signed_ok);
+
     if (frame != HR_OK) {
         CHECK(rc == frame);
         return 0;
