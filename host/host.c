@@ -1,6 +1,6 @@
 #include "hostreg_host.h"
 
-#include "config.h"
+#include "parse.h"
 #include "err.h"
 #include "wire.h"
 

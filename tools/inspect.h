@@ -18,7 +18,7 @@ struct hr_inspect {
     bool reply; /* judged as an ack from the registry, not as a request to it */
 };
 
-/* Judges one datagram as hostregd would (lib/datagram.c) with `rules` and,
+/* Judges one datagram as hostregd would (lib/protocol/datagram.c) with `rules` and,
  * when `keys` is not NULL, its authentication (except the timestamp window:
  * captures are read after the fact). With `reply` it is an ack from the
  * registry instead: only decoded, and valid when it is a readable ack. An ack

@@ -1,5 +1,5 @@
-/* Fuzz harness for the datagram codec (lib/wire.c) and the request rules
- * (lib/request.c), the path every UDP datagram takes in hostregd:
+/* Fuzz harness for the datagram codec (lib/protocol/wire.c) and the request rules
+ * (lib/protocol/request.c), the path every UDP datagram takes in hostregd:
  *
  *   - hr_wire_decode's verdict follows the check order of docs/PROTOCOL.md 1.1;
  *   - a decoded request re-encodes (hr_wire_encode_request), decodes again to

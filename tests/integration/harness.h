@@ -94,7 +94,7 @@ uint64_t h_now_ms(void);
 /* A free TCP or UDP loopback port (SOCK_STREAM / SOCK_DGRAM). */
 int h_free_port(int type);
 
-/* A field of a host's entry at `key` (lib/lua/entry.lua: "hseq", "sseq",
+/* A field of a host's entry at `key` (lib/store/lua/entry.lua: "hseq", "sseq",
  * "status", "region", "room" or "lease") into out; "" when the entry or the
  * field is not there. Returns out. */
 const char *h_entry_field(redisContext *c, const char *key, const char *field, char *out,

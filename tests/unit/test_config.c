@@ -1,5 +1,5 @@
-/* Unit tests of configuration (lib/config.c) and of the Redis URL parser
- * (hr_redis_url_parse in lib/store.c): the strict number parsers, addresses,
+/* Unit tests of configuration (lib/store/config.c) and of the Redis URL parser
+ * (hr_redis_url_parse in lib/store/redis_url.c): the strict number parsers, addresses,
  * the order defaults < HOSTREG_* environment < flags, and what
  * hr_common_finish derives and refuses. */
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Identifiers (lib/id.c): the one stored form of a hostId. */
+/* Identifiers (lib/protocol/id.c): the one stored form of a hostId. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Unit tests of the registry's rules (lib/request.c): what a valid request is,
+/* Unit tests of the registry's rules (lib/protocol/request.c): what a valid request is,
  * how hr_request_check normalises it, the region list, and the small
  * converters (UUID, status, names). Each rule is tested on both sides of its
  * limit; the tables name their cases so a failure says which one. */

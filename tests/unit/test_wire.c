@@ -1,4 +1,4 @@
-/* Unit tests of the wire codec (lib/wire.c): round trips, the examples of
+/* Unit tests of the wire codec (lib/protocol/wire.c): round trips, the examples of
  * docs/PROTOCOL.md (argv[1]), every frame error, the ack's no-amplification
  * rule, and a deterministic fuzz run over random and mutated datagrams. */
 #include <stdarg.h>

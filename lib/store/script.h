@@ -1,4 +1,4 @@
-/* The interface between the store and its Lua scripts (lib/lua/), written
+/* The interface between the store and its Lua scripts (lib/store/lua/), written
  * once: each script's arguments, the per-request stride of a batch, the ops,
  * the result codes, the reply layouts and the key names; the statuses come
  * from request.h (HR_STATUSES). The C side compiles these tables; the build
@@ -24,7 +24,7 @@
 struct redisReply;
 struct redisContext;
 
-/* The scripts: X(NAME, "file name in lib/lua/ without .lua"). */
+/* The scripts: X(NAME, "file name in lib/store/lua/ without .lua"). */
 #define HR_SCRIPTS(X)                                                                              \
     X(REQUESTS, "requests")                                                                        \
     X(CLAIM, "claim")                                                                              \

@@ -1,6 +1,6 @@
 -- hostreg claim: give one idle host to a matchmaking client, atomically, so
 -- that two concurrent claims never get the same host.
--- ARGV (lib/script.h, HR_SCRIPT_CLAIM_ARGS): key prefix, lease in ms, the
+-- ARGV (lib/store/script.h, HR_SCRIPT_CLAIM_ARGS): key prefix, lease in ms, the
 -- hostId wanted ('' = any), then regions in order of preference.
 -- The host becomes busy with a lease: `lease` in its entry and a member of
 -- the claims set scored by the lease's end. A status update from the host

@@ -6,6 +6,7 @@
 #ifndef HR_CONFIG_H
 #define HR_CONFIG_H
 
+#include "parse.h"
 #include "request.h"
 #include "store.h"
 
@@ -33,14 +34,6 @@ struct hr_opt {
  * argument. `usage` is the synopsis line, `about` one paragraph. */
 int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, const char *usage,
                   const char *about);
-
-/* Strict numbers: the whole string, in [min, max]; no atoi. 0 or -1. */
-int hr_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
-int hr_parse_u64(const char *s, uint64_t *out);
-
-/* "host:port", "[v6]:port" or "port" (then on `dflt_host`); resolves names. */
-int hr_parse_hostport(const char *s, const char *dflt_host, struct sockaddr_storage *out,
-                      socklen_t *outlen, char *err, size_t errlen);
 
 /* The settings the daemon and the gateway share, and their options. */
 struct hr_common {

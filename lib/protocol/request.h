@@ -23,7 +23,7 @@ enum hr_msg_type {
 
 /* The statuses a host may have: X(NAME, number, "text"). The numbers are
  * the protobuf Status values (proto/hostreg.proto), the texts what JSON and
- * Redis hold; the Lua scripts get the same table (lib/script.h). Adding a
+ * Redis hold; the Lua scripts get the same table (lib/store/script.h). Adding a
  * status is one line here. */
 #define HR_STATUSES(X)                                                                             \
     X(IDLE, 1, "idle")                                                                             \

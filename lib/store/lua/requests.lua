@@ -2,7 +2,7 @@
 -- in one atomic call (the daemon sends each receive batch as one call; a
 -- single request is a batch of one). The rules of the registry live here.
 --
--- ARGV (lib/script.h, HR_SCRIPT_REQUESTS_ARGS): key prefix, ttl in ms, most
+-- ARGV (lib/store/script.h, HR_SCRIPT_REQUESTS_ARGS): key prefix, ttl in ms, most
 -- live hosts (0: no cap), the configured regions comma-separated (to count
 -- them); then REQ_STRIDE per request from REQUESTS_FIRST
 -- (HR_SCRIPT_REQ_FIELDS): op (OP_*), seq, hostId, roomId, region, status.

@@ -1,5 +1,5 @@
--- hostreg entries: what every script below shares (lib/script_gen.c puts
--- this in front of each of them, after the constants of lib/script.h:
+-- hostreg entries: what every script below shares (lib/store/script_gen.c puts
+-- this in front of each of them, after the constants of lib/store/script.h:
 -- STATUS_*, KEY_*, OP_*, RES_*, the ARGV positions and reply layouts).
 --
 -- A host's entry is one string with the entry's TTL:
@@ -13,7 +13,7 @@
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 
--- Key names (lib/script.h, HR_SCRIPT_KEYS), after the key prefix.
+-- Key names (lib/store/script.h, HR_SCRIPT_KEYS), after the key prefix.
 local pfx = ARGV[PREFIX]
 local function host_key(id) return pfx .. KEY_HOST .. id end
 local function tomb_key(id) return pfx .. KEY_TOMB .. id end
