@@ -1,5 +1,8 @@
 #include "limits.h"
 
+#include "siphash.h"
+
+#include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -53,21 +56,34 @@ struct tally {
 
 struct hr_limits {
     struct hr_limits_config cfg;
-    uint64_t seed; /* keyed hashing: nobody outside can aim at one slot */
+    /* Every slot and every host hash comes from SipHash under this key: an
+     * outsider who does not know it cannot pick addresses or hostIds that
+     * collide, nor aim at one slot. */
+    struct hr_siphash_key key;
     struct source *sources;
     struct host *hosts;
     struct tally *tallies;
 };
 
-static uint64_t mix(uint64_t x, uint64_t seed)
+/* The hash key: 128 random bits, or, when a test fixes the seed, bits that
+ * follow from it (the same seed, the same slots and the same estimates every
+ * run). False when the kernel gives no random bytes. */
+static bool make_key(uint64_t seed, struct hr_siphash_key *key)
 {
-    x ^= seed;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
+    if (seed) {
+        *key = (struct hr_siphash_key){seed, seed ^ 0x9e3779b97f4a7c15ULL};
+        return true;
+    }
+    uint8_t b[16];
+    ssize_t n;
+    /* Blocks only before the kernel's pool is first seeded (early boot),
+     * never fails short for 16 bytes, but a signal can interrupt the wait. */
+    while ((n = getrandom(b, sizeof(b), 0)) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof(b))
+        return false;
+    *key = hr_siphash_key_from_bytes(b);
+    return true;
 }
 
 struct hr_limits *hr_limits_new(const struct hr_limits_config *cfg)
@@ -80,9 +96,12 @@ struct hr_limits *hr_limits_new(const struct hr_limits_config *cfg)
         l->cfg.burst = 1;
     if (!l->cfg.window_ms)
         l->cfg.source_hosts = 0;
-    l->seed = cfg->seed;
-    if (!l->seed && getrandom(&l->seed, sizeof(l->seed), 0) != (ssize_t)sizeof(l->seed))
-        l->seed = (uint64_t)(uintptr_t)l ^ 0x9e3779b97f4a7c15ULL;
+    /* No fallback to a guessable key: that would quietly bring back the
+     * collisions the key is there to prevent. */
+    if (!make_key(cfg->seed, &l->key)) {
+        free(l);
+        return NULL;
+    }
     l->sources = calloc(SLOTS, sizeof(*l->sources));
     l->hosts = calloc(SLOTS, sizeof(*l->hosts));
     if (l->cfg.source_hosts)
@@ -138,9 +157,12 @@ static bool source_key(const struct sockaddr *sa, uint64_t key[2])
  * When the key is not there, it takes an empty slot or the least recently
  * used one, cleared and keyed, and *found is false. */
 static struct slot *lookup(void *table, size_t size, uint32_t slots, const uint64_t key[2],
-                           uint64_t seed, bool *found)
+                           const struct hr_siphash_key *hkey, bool *found)
 {
-    uint32_t base = (uint32_t)mix(key[0] ^ key[1] * 31, seed) & (slots - 1);
+    /* The whole key, both words, goes through the keyed hash: any
+     * arithmetic folding them first would let crafted keys collide before
+     * the hash ever sees them. */
+    uint32_t base = (uint32_t)hr_siphash(hkey, key, 2 * sizeof(key[0])) & (slots - 1);
     struct slot *victim = NULL;
     for (uint32_t i = 0; i < PROBE; i++) {
         struct slot *s = (struct slot *)((char *)table + ((base + i) & (slots - 1)) * size);
@@ -165,7 +187,7 @@ bool hr_limits_source(struct hr_limits *l, const struct sockaddr *sa, uint64_t n
     if (!l->cfg.rate || !source_key(sa, key))
         return true;
     struct source *src =
-        (struct source *)lookup(l->sources, sizeof(*l->sources), SLOTS, key, l->seed, &found);
+        (struct source *)lookup(l->sources, sizeof(*l->sources), SLOTS, key, &l->key, &found);
     if (!found) { /* new (or forgotten): a full bucket */
         src->s.last_ms = now_ms;
         src->tokens = (float)l->cfg.burst - 1.0f;
@@ -181,12 +203,12 @@ bool hr_limits_source(struct hr_limits *l, const struct sockaddr *sa, uint64_t n
     return true;
 }
 
-static uint64_t hash_id(const char *id, uint64_t seed)
+/* A hostId's hash: keyed over all its bytes, so ids chosen to share a
+ * hash (and count as one host, or pace each other's error acks) cannot be
+ * made without the key. */
+static uint64_t hash_id(const struct hr_limits *l, const char *id)
 {
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a, then keyed */
-    for (const char *p = id; *p; p++)
-        h = (h ^ (uint8_t)*p) * 1099511628211ULL;
-    return mix(h, seed);
+    return hr_siphash(&l->key, id, strlen(id));
 }
 
 /* Adds a host; true when that changed the set (a new host, or one that
@@ -253,7 +275,7 @@ bool hr_limits_source_hosts(struct hr_limits *l, const struct sockaddr *sa, cons
     uint64_t window = now_ms / l->cfg.window_ms;
     bool found, rotated = false;
     struct tally *t =
-        (struct tally *)lookup(l->tallies, sizeof(*l->tallies), TALLY_SLOTS, key, l->seed, &found);
+        (struct tally *)lookup(l->tallies, sizeof(*l->tallies), TALLY_SLOTS, key, &l->key, &found);
     if (!found) { /* new (or forgotten): starts from nothing */
         t->window = window;
     } else if (window != t->window) {
@@ -268,7 +290,7 @@ bool hr_limits_source_hosts(struct hr_limits *l, const struct sockaddr *sa, cons
     t->s.last_ms = now_ms;
     /* Counted again only when the sets changed: the hosts of a source
      * refreshing themselves leave them as they are. */
-    bool changed = window_add(&t->w[window & 1], hash_id(host_id, l->seed));
+    bool changed = window_add(&t->w[window & 1], hash_id(l, host_id));
     if (changed || rotated)
         t->count = tally_count(t);
     return t->count < (double)l->cfg.source_hosts + 0.5;
@@ -278,8 +300,12 @@ bool hr_limits_host_error(struct hr_limits *l, const char *host_id, uint64_t now
 {
     if (!l->cfg.error_gap_ms)
         return true;
-    uint64_t h = hash_id(host_id, l->seed) | 1;
+    uint64_t h = hash_id(l, host_id);
+    /* The slot from the hash as it is; the stored copy has its low bit set,
+     * as 0 marks an empty slot. (Indexing with the low bit set would leave
+     * every even slot unused.) */
     struct host *slot = &l->hosts[h & (SLOTS - 1)];
+    h |= 1;
     if (slot->hash == h && now_ms - slot->last_ms < l->cfg.error_gap_ms)
         return false;
     slot->hash = h;

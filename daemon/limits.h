@@ -3,7 +3,10 @@
  * the hosts one source speaks for, and pacing of error acks per host. Tables
  * have a fixed number of slots; a new source takes the least recently used
  * slot of its probe window, so a flood of spoofed sources costs evictions,
- * never memory. Owned by one loop. */
+ * never memory. Slots and host hashes come from SipHash-2-4 under a 128-bit
+ * key drawn at start, so nobody outside can choose addresses or hostIds that
+ * collide (to escape the cap on hosts, or to crowd one slot). Owned by one
+ * loop. */
 #ifndef HR_LIMITS_H
 #define HR_LIMITS_H
 
@@ -19,9 +22,14 @@ struct hr_limits_config {
     uint32_t error_gap_ms; /* at most one error ack per host per this long (0: no limit) */
     uint32_t source_hosts; /* distinct hosts per source within a window (0: no cap) */
     uint32_t window_ms;    /* that window: the entry TTL (a host not heard from is gone) */
-    uint64_t seed;         /* of the keyed hashes; 0: random (tests fix it) */
+    /* 0: the hash key is 128 random bits (getrandom), as it must be in
+     * service. Tests set a seed instead, from which the key follows, to get
+     * the same slots and estimates every run. */
+    uint64_t seed;
 };
 
+/* NULL when out of memory, or when no random key can be had (getrandom
+ * failed); a guessable key is never used instead. */
 struct hr_limits *hr_limits_new(const struct hr_limits_config *cfg);
 void hr_limits_free(struct hr_limits *l);
 

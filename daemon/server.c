@@ -296,7 +296,7 @@ struct hr_server *hr_server_new(struct event_base *base, struct hr_store *store,
     };
     srv->limits = hr_limits_new(&lc);
     if (!srv->limits) {
-        snprintf(err, errlen, "out of memory");
+        snprintf(err, errlen, "abuse limits: out of memory or no random bytes for the hash key");
         goto fail;
     }
     clock_gettime(CLOCK_MONOTONIC_COARSE, &srv->err_last);

@@ -294,18 +294,98 @@ static void test_daemon_ack_never_larger_than_request(void **state)
     close(fd);
 }
 
+/* Sends a heartbeat of `host` on `fd` (connected to the daemon) and reads
+ * acks until its own, which the daemon sends only after handling every
+ * datagram sent on `fd` before it (one socket, one worker, read in order;
+ * one Redis connection, answered in order). Sent once: a loss would be a
+ * failure anyway. Counts the datagram in *sent and each ack read in *acks. */
+static void await_probe(int fd, const char *host, long long *sent, long long *acks)
+{
+    struct hr_request r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, 0);
+    uint8_t out[HR_WIRE_MAX], in[HR_WIRE_MAX + 1];
+    size_t len = hr_wire_encode_request(&r, out, sizeof(out));
+    assert_true(len > 0);
+    assert_int_equal(send(fd, out, len, 0), (ssize_t)len);
+    ++*sent;
+    for (uint64_t deadline = h_now_ms() + 5000;;) {
+        uint64_t now = h_now_ms();
+        struct pollfd p = {fd, POLLIN, 0};
+        if (now >= deadline || poll(&p, 1, (int)(deadline - now)) != 1)
+            fail_msg("no ack for the probe seq=%llu", (unsigned long long)r.seq);
+        ssize_t n = recv(fd, in, sizeof(in), 0);
+        assert_true(n > 0);
+        ++*acks;
+        struct hr_frame f;
+        if (hr_wire_decode(in, (size_t)n, &f) == 0 && f.type == HR_MSG_ACK && f.ack.seq == r.seq) {
+            assert_int_equal(f.ack.result, HR_RESULT_OK);
+            return;
+        }
+    }
+}
+
+/* The sum of the dropped_<reason> counters of the last stats line in `log`,
+ * whatever the reasons (one not known here counts too). */
+static long long dropped_sum(const char *log)
+{
+    const char *line = NULL;
+    for (const char *p = log; (p = strstr(p, "stats worker=")); p++)
+        line = p;
+    assert_non_null(line);
+    const char *eol = strchr(line, '\n');
+    long long sum = 0;
+    for (const char *p = line; (p = strstr(p, " dropped_")) && (!eol || p < eol); p++) {
+        const char *eq = strchr(p, '=');
+        assert_non_null(eq);
+        sum += strtoll(eq + 1, NULL, 10);
+    }
+    return sum;
+}
+
+/* The counters read from two stats lines: what changed in between. */
+static long long delta(const char *before, const char *after, const char *name)
+{
+    long long a = h_stats_counter(before, name), b = h_stats_counter(after, name);
+    assert_true(a >= 0 && b >= a);
+    return b - a;
+}
+
+/* 10,000 datagrams of random bytes, half with a valid header: the daemon
+ * survives them, stores nothing, and decodes every one. Its per-source
+ * limits are off (with them on, one source sending this fast had most of
+ * its datagrams refused before the decoder ever saw them, and the probes
+ * below would be refused too) and so is the pacing of error acks, so each
+ * datagram ends either dropped by the decoder with its reason or answered,
+ * and the counters account for all of them. */
 static void test_daemon_random_datagrams(void **state)
 {
     (void)state;
-    const char *host = "host-flood-witness";
-    struct hr_request r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, 0);
-    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    long long before = h_redis_int(rc, "DBSIZE");
+    enum { FLOOD = 10000, CHUNK = 100 };
+    const char *args[] = {/* the per-source limits off: every datagram is read */
+                          "--source-rate", "0", "--source-hosts", "0",
+                          /* error acks unpaced: every datagram that earns an answer gets it */
+                          "--error-ack-rate", "10000000", "--error-ack-gap", "0",
+                          /* its own keys */
+                          "--prefix", "rd:", NULL};
+    char log_path[] = "/tmp/hostreg-test-random-log-XXXXXX";
+    int lfd = mkstemp(log_path);
+    assert_true(lfd >= 0);
+    close(lfd);
+    struct h_daemon d2;
+    assert_int_equal(h_daemon_start_logged(&d2, redis.port, args, log_path), 0);
+    /* From here on, only this test's datagrams: the harness's readiness
+     * probes were answered, so counted, before this line. */
+    char *before = h_daemon_stats(&d2, log_path, 1);
+    assert_non_null(before);
 
-    int fd = h_udp_socket(daemon_.port);
+    const char *host = "host-flood-witness";
+    long long sent = 0, acks = 0;
+    int fd = h_udp_socket(d2.port);
+    await_probe(fd, host, &sent, &acks);
+    long long keys = h_redis_int(rc, "DBSIZE");
+
     uint64_t x = 0x9e3779b97f4a7c15ULL; /* xorshift64: the same datagrams every run */
     uint8_t buf[600];
-    for (int i = 0; i < 10000; i++) {
+    for (int i = 0; i < FLOOD; i++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         size_t len = (size_t)(x % sizeof(buf));
         for (size_t j = 0; j < len; j++) {
@@ -318,18 +398,50 @@ static void test_daemon_random_datagrams(void **state)
             buf[3] = (uint8_t)(1 + i % 3);
             buf[4] = 0;
         }
-        if (send(fd, buf, len, 0) < 0) {
-            /* ECONNREFUSED would mean the daemon is gone. */
-            assert_true(h_process_alive(daemon_.pid));
-        }
+        /* ECONNREFUSED would mean the daemon is gone. */
+        assert_int_equal(send(fd, buf, len, 0), (ssize_t)len);
+        sent++;
+        /* A probe every CHUNK datagrams: no more in flight than the
+         * daemon's socket buffer holds, so none is lost before it is read,
+         * and the acks so far are read before ours can overflow. */
+        if ((i + 1) % CHUNK == 0)
+            await_probe(fd, host, &sent, &acks);
     }
     close(fd);
-    /* Acked after everything sent before it was handled: the daemon is
-     * alive and still serving. */
-    r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, 0);
-    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    assert_true(h_process_alive(daemon_.pid));
-    assert_int_equal(h_redis_int(rc, "DBSIZE"), before);
+    assert_true(h_process_alive(d2.pid));
+    assert_int_equal(h_redis_int(rc, "DBSIZE"), keys);
+
+    char *after = h_daemon_stats(&d2, log_path, 2);
+    assert_non_null(after);
+    long long received = delta(before, after, "received");
+    long long dropped = dropped_sum(after) - dropped_sum(before);
+    long long invalid = delta(before, after, "invalid");
+    long long suppressed = delta(before, after, "ack_suppressed");
+    long long acked = 0;
+    static const char *const results[] = {"acked_ok", "acked_duplicate", "acked_unknown_host",
+                                          "acked_invalid", "acked_retry_later"};
+    for (size_t i = 0; i < sizeof(results) / sizeof(results[0]); i++)
+        acked += delta(before, after, results[i]);
+    printf("# %d random datagrams and %lld probes: %lld dropped by the decoder, %lld invalid "
+           "(answered), %lld acks (%lld of them ok), %lld suppressed\n",
+           FLOOD, sent - FLOOD, dropped, invalid, acked, delta(before, after, "acked_ok"),
+           suppressed);
+    /* All read, none refused unread. */
+    assert_int_equal(delta(before, after, "rate_limited"), 0);
+    assert_int_equal(received, sent);
+    /* Each one decoded to its end: dropped with a reason, or answered (an
+     * invalid one too: acked_invalid, or suppressed when even the ack would
+     * be larger than it). No error ack was held back, and every ack counted
+     * reached us. */
+    assert_int_equal(delta(before, after, "error_acks_limited"), 0);
+    assert_int_equal(dropped + acked + suppressed, sent);
+    assert_true(invalid <= delta(before, after, "acked_invalid") + suppressed);
+    assert_true(dropped > 0 && invalid > 0);
+    assert_int_equal(acks, acked);
+    free(before);
+    free(after);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+    unlink(log_path);
 }
 
 static void test_daemon_entry_expires_with_short_ttl(void **state)
