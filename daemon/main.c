@@ -42,40 +42,14 @@ static int set_listen(void *c, const char *v, char *err, size_t errlen)
     return hr_parse_hostport(v, "127.0.0.1", &d->listen, &d->listen_len, err, errlen);
 }
 
-static int set_error_ack_rate(void *c, const char *v, char *err, size_t errlen)
-{
-    struct daemon_config *d = c;
-    if (hr_parse_u32(v, 1, 10000000, &d->error_ack_rate) != 0) {
-        snprintf(err, errlen, "want 1-10000000 per second");
-        return -1;
-    }
-    return 0;
-}
-
-#define U32_SETTER(fn, field, lo, hi, what)                                                        \
-    static int fn(void *c, const char *v, char *err, size_t errlen)                                \
-    {                                                                                              \
-        struct daemon_config *d = c;                                                               \
-        if (hr_parse_u32(v, lo, hi, &d->field) != 0) {                                             \
-            snprintf(err, errlen, "want %s, %u-%u", what, lo, hi);                                 \
-            return -1;                                                                             \
-        }                                                                                          \
-        return 0;                                                                                  \
-    }
-U32_SETTER(set_source_rate, source_rate, 0u, 10000000u, "datagrams per second")
-U32_SETTER(set_source_burst, source_burst, 1u, 10000000u, "datagrams")
-U32_SETTER(set_error_gap, error_gap_ms, 0u, 600000u, "milliseconds")
-U32_SETTER(set_source_hosts, source_hosts, 0u, 100000000u, "hosts")
-
-static int set_workers(void *c, const char *v, char *err, size_t errlen)
-{
-    struct daemon_config *d = c;
-    if (hr_parse_u32(v, 1, 64, &d->workers) != 0) {
-        snprintf(err, errlen, "want 1-64");
-        return -1;
-    }
-    return 0;
-}
+HR_OPT_U32(set_error_ack_rate, struct daemon_config, error_ack_rate, 1u, 10000000u,
+           "error acks per second, ")
+HR_OPT_U32(set_source_rate, struct daemon_config, source_rate, 0u, 10000000u,
+           "datagrams per second, ")
+HR_OPT_U32(set_source_burst, struct daemon_config, source_burst, 1u, 10000000u, "datagrams, ")
+HR_OPT_U32(set_error_gap, struct daemon_config, error_gap_ms, 0u, 600000u, "milliseconds, ")
+HR_OPT_U32(set_source_hosts, struct daemon_config, source_hosts, 0u, 100000000u, "hosts, ")
+HR_OPT_U32(set_workers, struct daemon_config, workers, 1u, 64u, "")
 
 static const struct hr_opt options[] = {
     {"listen", 'L', "HOST:PORT", "127.0.0.1:9099", "UDP address to receive datagrams on",
@@ -284,15 +258,11 @@ int main(int argc, char **argv)
 {
     struct daemon_config cfg;
     memset(&cfg, 0, sizeof(cfg));
-    int idx = hr_opts_parse(options, &cfg, argc, argv, "hostregd [options]",
-                            "The hostreg UDP daemon: hosts register, refresh, change status and "
-                            "leave with protobuf datagrams;\nevery request is stored in Redis "
-                            "before it is acknowledged. SIGUSR1 logs the counters.");
+    hr_opts_parse_only(options, &cfg, argc, argv, "hostregd [options]",
+                       "The hostreg UDP daemon: hosts register, refresh, change status and "
+                       "leave with protobuf datagrams;\nevery request is stored in Redis "
+                       "before it is acknowledged. SIGUSR1 logs the counters.");
     char err[256];
-    if (idx != argc) {
-        fprintf(stderr, "error: unexpected argument '%s'\n", argv[idx]);
-        return 2;
-    }
     if (hr_common_finish(&cfg.common, err, sizeof(err)) != 0) {
         fprintf(stderr, "error: %s\n", err);
         return 2;

@@ -37,39 +37,17 @@ static int set_listen(void *c, const char *v, char *err, size_t errlen)
     return 0;
 }
 
-#define STRING_SETTER(fn, field)                                                                   \
-    static int fn(void *c, const char *v, char *err, size_t errlen)                                \
-    {                                                                                              \
-        struct hr_gateway_config *g = c;                                                           \
-        if (strlen(v) >= sizeof(g->field)) {                                                       \
-            snprintf(err, errlen, "longer than %zu characters", sizeof(g->field) - 1);             \
-            return -1;                                                                             \
-        }                                                                                          \
-        memcpy(g->field, v, strlen(v) + 1);                                                        \
-        return 0;                                                                                  \
-    }
-STRING_SETTER(set_signaling, signaling_url)
-STRING_SETTER(set_stun, ice.stun)
-STRING_SETTER(set_turn, ice.turn)
-STRING_SETTER(set_turn_secret, ice.turn_secret)
-STRING_SETTER(set_cors, cors_origins)
-STRING_SETTER(set_secret, host_secret)
-STRING_SETTER(set_secret_prev, host_secret_previous)
-
-#define U32_SETTER(fn, field, lo, hi, what)                                                        \
-    static int fn(void *c, const char *v, char *err, size_t errlen)                                \
-    {                                                                                              \
-        struct hr_gateway_config *g = c;                                                           \
-        if (hr_parse_u32(v, lo, hi, &g->field) != 0) {                                             \
-            snprintf(err, errlen, "want %s, %u-%u", what, lo, hi);                                 \
-            return -1;                                                                             \
-        }                                                                                          \
-        return 0;                                                                                  \
-    }
-U32_SETTER(set_lease, claim_lease_s, 1u, 86400u, "seconds")
-U32_SETTER(set_turn_ttl, ice.turn_ttl_s, 60u, 604800u, "seconds")
-U32_SETTER(set_http_timeout, http_timeout_s, 1u, 3600u, "seconds")
-U32_SETTER(set_list_limit, list_limit, 1u, 1000000u, "a count")
+HR_OPT_STRING(set_signaling, struct hr_gateway_config, signaling_url)
+HR_OPT_STRING(set_stun, struct hr_gateway_config, ice.stun)
+HR_OPT_STRING(set_turn, struct hr_gateway_config, ice.turn)
+HR_OPT_STRING(set_turn_secret, struct hr_gateway_config, ice.turn_secret)
+HR_OPT_STRING(set_cors, struct hr_gateway_config, cors_origins)
+HR_OPT_STRING(set_secret, struct hr_gateway_config, host_secret)
+HR_OPT_STRING(set_secret_prev, struct hr_gateway_config, host_secret_previous)
+HR_OPT_U32(set_lease, struct hr_gateway_config, claim_lease_s, 1u, 86400u, "seconds, ")
+HR_OPT_U32(set_turn_ttl, struct hr_gateway_config, ice.turn_ttl_s, 60u, 604800u, "seconds, ")
+HR_OPT_U32(set_http_timeout, struct hr_gateway_config, http_timeout_s, 1u, 3600u, "seconds, ")
+HR_OPT_U32(set_list_limit, struct hr_gateway_config, list_limit, 1u, 1000000u, "a count, ")
 
 static const struct hr_opt options[] = {
     {"listen", 'L', "HOST:PORT", "127.0.0.1:8080", "HTTP address to serve on", set_listen,
@@ -139,17 +117,13 @@ int main(int argc, char **argv)
 {
     struct hr_gateway_config cfg;
     memset(&cfg, 0, sizeof(cfg));
-    int idx = hr_opts_parse(
+    hr_opts_parse_only(
         options, &cfg, argc, argv, "hostreg-gateway [options]",
         "The hostreg HTTP gateway: the JSON endpoints of the original service (host heartbeat\n"
         "and status, matchmaking, host list) plus /healthz, /readyz and /metrics, over the same\n"
         "rules and Redis scripts as hostregd. Secrets: HOSTREG_HOST_SECRET and\n"
         "HOSTREG_HOST_SECRET_PREVIOUS.");
     char err[256];
-    if (idx != argc) {
-        fprintf(stderr, "error: unexpected argument '%s'\n", argv[idx]);
-        return 2;
-    }
     if (hr_common_finish(&cfg.common, err, sizeof(err)) != 0) {
         fprintf(stderr, "error: %s\n", err);
         return 2;

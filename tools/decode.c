@@ -16,19 +16,9 @@ struct decode_config {
     int lines;
 };
 
-static int set_json(void *c, const char *v, char *err, size_t errlen)
-{
-    (void)v, (void)err, (void)errlen;
-    ((struct decode_config *)c)->json = 1;
-    return 0;
-}
+HR_OPT_FLAG(set_json, struct decode_config, json)
 
-static int set_lines(void *c, const char *v, char *err, size_t errlen)
-{
-    (void)v, (void)err, (void)errlen;
-    ((struct decode_config *)c)->lines = 1;
-    return 0;
-}
+HR_OPT_FLAG(set_lines, struct decode_config, lines)
 
 static int set_key_file(void *c, const char *v, char *err, size_t errlen)
 {

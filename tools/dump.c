@@ -53,52 +53,15 @@ static void on_sigint(int sig)
         pcap_breakloop(live_pcap);
 }
 
-static int set_file(void *c, const char *v, char *err, size_t errlen)
-{
-    struct dump_config *d = c;
-    if (strlen(v) >= sizeof(d->file)) {
-        snprintf(err, errlen, "path too long");
-        return -1;
-    }
-    strcpy(d->file, v);
-    return 0;
-}
+HR_OPT_STRING(set_file, struct dump_config, file)
 
-static int set_iface(void *c, const char *v, char *err, size_t errlen)
-{
-    struct dump_config *d = c;
-    if (strlen(v) >= sizeof(d->iface)) {
-        snprintf(err, errlen, "name too long");
-        return -1;
-    }
-    strcpy(d->iface, v);
-    return 0;
-}
+HR_OPT_STRING(set_iface, struct dump_config, iface)
 
-static int set_port(void *c, const char *v, char *err, size_t errlen)
-{
-    if (hr_parse_u32(v, 1, 65535, &((struct dump_config *)c)->port) != 0) {
-        snprintf(err, errlen, "want 1-65535");
-        return -1;
-    }
-    return 0;
-}
+HR_OPT_U32(set_port, struct dump_config, port, 1u, 65535u, "a port, ")
 
-static int set_count(void *c, const char *v, char *err, size_t errlen)
-{
-    if (hr_parse_u32(v, 0, 4000000000u, &((struct dump_config *)c)->count) != 0) {
-        snprintf(err, errlen, "want a count");
-        return -1;
-    }
-    return 0;
-}
+HR_OPT_U32(set_count, struct dump_config, count, 0u, 4000000000u, "a count, ")
 
-static int set_json(void *c, const char *v, char *err, size_t errlen)
-{
-    (void)v, (void)err, (void)errlen;
-    ((struct dump_config *)c)->json = 1;
-    return 0;
-}
+HR_OPT_FLAG(set_json, struct dump_config, json)
 
 static int set_key_file(void *c, const char *v, char *err, size_t errlen)
 {
@@ -405,7 +368,7 @@ int hr_cmd_dump(int argc, char **argv)
 {
     struct dump_config cfg;
     memset(&cfg, 0, sizeof(cfg));
-    int idx = hr_opts_parse(
+    hr_opts_parse_only(
         options, &cfg, argc, argv, "hostreg dump (-r FILE | -i IFACE) [options]",
         "Prints every hostreg datagram of a capture, one line each: time, source, destination,\n"
         "direction, decoded fields and hostregd's verdict; then totals per message type and\n"
@@ -414,10 +377,6 @@ int hr_cmd_dump(int argc, char **argv)
         "Example: hostreg dump -i lo -c 10   or   tcpdump -w x.pcap udp port 9099; hostreg dump -r "
         "x.pcap");
     char err[PCAP_ERRBUF_SIZE + 256];
-    if (idx != argc) {
-        fprintf(stderr, "error: unexpected argument '%s'\n", argv[idx]);
-        return 2;
-    }
     if (!cfg.file[0] == !cfg.iface[0]) {
         fprintf(stderr, "error: give exactly one of --read FILE or --interface IFACE\n");
         return 2;

@@ -33,12 +33,7 @@ static int set_host(void *c, const char *v, char *err, size_t errlen)
     return 0;
 }
 
-static int set_json(void *c, const char *v, char *err, size_t errlen)
-{
-    (void)v, (void)err, (void)errlen;
-    ((struct key_config *)c)->json = 1;
-    return 0;
-}
+HR_OPT_FLAG(set_json, struct key_config, json)
 
 static const struct hr_opt options[] = {
     {"key-file", 'k', "FILE", NULL, "the registry's key file (as hostregd --key-file)", set_file,
@@ -53,12 +48,12 @@ int hr_cmd_key(int argc, char **argv)
 {
     struct key_config cfg;
     memset(&cfg, 0, sizeof(cfg));
-    int idx = hr_opts_parse(
+    hr_opts_parse_only(
         options, &cfg, argc, argv, "hostreg key --key-file FILE --host-id ID [options]",
         "Prints the key a host signs its datagrams with: the key itself for a deployment key,\n"
         "HMAC-SHA256(master, hostId) for a master key. Give it to that host only (the host\n"
         "library's hr_host_config.auth, or hostreg send --key HEX --key-id ID).");
-    if (idx != argc || !cfg.key.loaded || !cfg.host_id[0]) {
+    if (!cfg.key.loaded || !cfg.host_id[0]) {
         fprintf(stderr, "error: --key-file and --host-id are required (try --help)\n");
         return 2;
     }

@@ -18,43 +18,13 @@ struct ls_config {
     int json;
 };
 
-static int set_region(void *c, const char *v, char *err, size_t errlen)
-{
-    struct ls_config *l = c;
-    if (strlen(v) >= sizeof(l->region)) {
-        snprintf(err, errlen, "not a region name");
-        return -1;
-    }
-    strcpy(l->region, v);
-    return 0;
-}
+HR_OPT_STRING(set_region, struct ls_config, region)
 
-static int set_status(void *c, const char *v, char *err, size_t errlen)
-{
-    struct ls_config *l = c;
-    l->status = hr_status_parse(v, strlen(v));
-    if (l->status == HR_STATUS_NONE) {
-        snprintf(err, errlen, "want idle or busy");
-        return -1;
-    }
-    return 0;
-}
+HR_OPT_STATUS(set_status, struct ls_config, status)
 
-static int set_limit(void *c, const char *v, char *err, size_t errlen)
-{
-    if (hr_parse_u32(v, 1, 100000000, &((struct ls_config *)c)->limit) != 0) {
-        snprintf(err, errlen, "want 1-100000000");
-        return -1;
-    }
-    return 0;
-}
+HR_OPT_U32(set_limit, struct ls_config, limit, 1u, 100000000u, "a count, ")
 
-static int set_json(void *c, const char *v, char *err, size_t errlen)
-{
-    (void)v, (void)err, (void)errlen;
-    ((struct ls_config *)c)->json = 1;
-    return 0;
-}
+HR_OPT_FLAG(set_json, struct ls_config, json)
 
 static const struct hr_opt options[] = {
     {"redis", 'r', "URL", "redis://127.0.0.1:6379", "the registry's Redis", hr_common_set_redis,
@@ -107,15 +77,11 @@ int hr_cmd_ls(int argc, char **argv)
 {
     struct ls_config cfg;
     memset(&cfg, 0, sizeof(cfg));
-    int idx = hr_opts_parse(options, &cfg, argc, argv, "hostreg ls [options]",
-                            "Lists the live hosts of the registry, by region and status, with "
-                            "the seconds each\nhas left, and totals per region and status. Reads "
-                            "the same index the gateway uses\n(never an expired host).");
+    hr_opts_parse_only(options, &cfg, argc, argv, "hostreg ls [options]",
+                       "Lists the live hosts of the registry, by region and status, with "
+                       "the seconds each\nhas left, and totals per region and status. Reads "
+                       "the same index the gateway uses\n(never an expired host).");
     char err[256];
-    if (idx != argc) {
-        fprintf(stderr, "error: unexpected argument '%s'\n", argv[idx]);
-        return 2;
-    }
     struct hr_rules rules;
     char first[HR_REGION_MAX + 1];
     snprintf(first, sizeof(first), "%.*s", (int)strcspn(cfg.common.regions_list, ","),

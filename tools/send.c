@@ -50,44 +50,13 @@ static int set_server(void *c, const char *v, char *err, size_t errlen)
     return hr_parse_hostport(v, "127.0.0.1", &s->server, &s->server_len, err, errlen);
 }
 
-static int set_str(char *dst, size_t cap, const char *v, char *err, size_t errlen)
-{
-    if (strlen(v) >= cap) {
-        snprintf(err, errlen, "longer than %zu characters", cap - 1);
-        return -1;
-    }
-    memcpy(dst, v, strlen(v) + 1);
-    return 0;
-}
+HR_OPT_STRING(set_host_id, struct send_config, req.host_id)
 
-static int set_host_id(void *c, const char *v, char *err, size_t errlen)
-{
-    struct send_config *s = c;
-    return set_str(s->req.host_id, sizeof(s->req.host_id), v, err, errlen);
-}
+HR_OPT_STRING(set_room_id, struct send_config, req.room_id)
 
-static int set_room_id(void *c, const char *v, char *err, size_t errlen)
-{
-    struct send_config *s = c;
-    return set_str(s->req.room_id, sizeof(s->req.room_id), v, err, errlen);
-}
+HR_OPT_STRING(set_region, struct send_config, req.region)
 
-static int set_region(void *c, const char *v, char *err, size_t errlen)
-{
-    struct send_config *s = c;
-    return set_str(s->req.region, sizeof(s->req.region), v, err, errlen);
-}
-
-static int set_status(void *c, const char *v, char *err, size_t errlen)
-{
-    struct send_config *s = c;
-    s->req.status = hr_status_parse(v, strlen(v));
-    if (s->req.status == HR_STATUS_NONE) {
-        snprintf(err, errlen, "want idle or busy");
-        return -1;
-    }
-    return 0;
-}
+HR_OPT_STATUS(set_status, struct send_config, req.status)
 
 static int set_seq(void *c, const char *v, char *err, size_t errlen)
 {
@@ -100,25 +69,9 @@ static int set_seq(void *c, const char *v, char *err, size_t errlen)
     return 0;
 }
 
-static int set_timeout(void *c, const char *v, char *err, size_t errlen)
-{
-    struct send_config *s = c;
-    if (hr_parse_u32(v, 1, 60000, &s->timeout_ms) != 0) {
-        snprintf(err, errlen, "want milliseconds, 1-60000");
-        return -1;
-    }
-    return 0;
-}
+HR_OPT_U32(set_timeout, struct send_config, timeout_ms, 1u, 60000u, "milliseconds, ")
 
-static int set_retries(void *c, const char *v, char *err, size_t errlen)
-{
-    struct send_config *s = c;
-    if (hr_parse_u32(v, 0, 100, &s->retries) != 0) {
-        snprintf(err, errlen, "want 0-100");
-        return -1;
-    }
-    return 0;
-}
+HR_OPT_U32(set_retries, struct send_config, retries, 0u, 100u, "")
 
 static const struct hr_opt options[] = {
     {"server", 's', "HOST:PORT", "127.0.0.1:9099", "the hostregd to send to", set_server, NULL},
@@ -191,12 +144,9 @@ int hr_cmd_send(int argc, char **argv)
         fprintf(stderr, "error: unknown request type '%s' (heartbeat, status or leave)\n", type);
         return EXIT_USAGE;
     }
-    int idx = hr_opts_parse(options, &cfg, argc - 1, argv + 1,
-                            "hostreg send heartbeat|status|leave [options]", about);
-    if (idx != argc - 1) {
-        fprintf(stderr, "error: unexpected argument '%s'\n", argv[idx + 1]);
-        return EXIT_USAGE;
-    }
+    /* EXIT_USAGE is 2, as hr_opts_parse_only exits. */
+    hr_opts_parse_only(options, &cfg, argc - 1, argv + 1,
+                       "hostreg send heartbeat|status|leave [options]", about);
     if (!cfg.req.host_id[0]) {
         fprintf(stderr, "error: --host-id is required\n");
         return EXIT_USAGE;

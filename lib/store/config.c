@@ -6,9 +6,50 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+int hr_opt_u32(const char *v, uint32_t lo, uint32_t hi, const char *what, uint32_t *out, char *err,
+               size_t errlen)
+{
+    if (hr_parse_u32(v, lo, hi, out) == 0)
+        return 0;
+    snprintf(err, errlen, "want %s%" PRIu32 "-%" PRIu32, what, lo, hi);
+    return -1;
+}
+
+int hr_opt_string(const char *v, char *out, size_t cap, char *err, size_t errlen)
+{
+    size_t n = strlen(v);
+    if (n >= cap) {
+        snprintf(err, errlen, "longer than %zu characters", cap - 1);
+        return -1;
+    }
+    memcpy(out, v, n + 1);
+    return 0;
+}
+
+int hr_opt_status(const char *v, enum hr_status *out, char *err, size_t errlen)
+{
+    static const char *const names[] = {
+#define HR_OPT_STATUS_(name, num, text) text,
+        HR_STATUSES(HR_OPT_STATUS_)
+#undef HR_OPT_STATUS_
+    };
+    *out = hr_status_parse(v, strlen(v));
+    if (*out != HR_STATUS_NONE)
+        return 0;
+    size_t o = (size_t)snprintf(err, errlen, "want");
+    for (size_t i = 0; i < HR_NSTATUSES && o < errlen; i++)
+        o += (size_t)snprintf(err + o, errlen - o, "%s%s",
+                              i == 0                 ? " "
+                              : i + 1 < HR_NSTATUSES ? ", "
+                                                     : " or ",
+                              names[i]);
+    return -1;
+}
 
 static void env_name(const struct hr_opt *opt, char *out, size_t outlen)
 {
@@ -104,6 +145,16 @@ int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, c
     return optind;
 }
 
+void hr_opts_parse_only(const struct hr_opt *opts, void *cfg, int argc, char **argv,
+                        const char *usage, const char *about)
+{
+    int idx = hr_opts_parse(opts, cfg, argc, argv, usage, about);
+    if (idx != argc) {
+        fprintf(stderr, "error: unexpected argument '%s'\n", argv[idx]);
+        exit(2);
+    }
+}
+
 /* --- struct hr_common setters (the config struct starts with it) --- */
 
 int hr_common_set_redis(void *c, const char *v, char *err, size_t errlen)
@@ -114,53 +165,32 @@ int hr_common_set_redis(void *c, const char *v, char *err, size_t errlen)
 
 int hr_common_set_ttl(void *c, const char *v, char *err, size_t errlen)
 {
-    struct hr_common *h = c;
     /* A day is far beyond any sane TTL; the bound keeps ms in 32 bits. */
-    if (hr_parse_u32(v, 1, 86400, &h->ttl_s) != 0) {
-        snprintf(err, errlen, "want whole seconds, 1-86400");
-        return -1;
-    }
-    return 0;
+    return hr_opt_u32(v, 1, 86400, "whole seconds, ", &((struct hr_common *)c)->ttl_s, err, errlen);
 }
 
 int hr_common_set_interval(void *c, const char *v, char *err, size_t errlen)
 {
-    struct hr_common *h = c;
-    if (hr_parse_u32(v, 0, 86400, &h->interval_s) != 0) {
-        snprintf(err, errlen, "want whole seconds, 0-86400");
-        return -1;
-    }
-    return 0;
+    return hr_opt_u32(v, 0, 86400, "whole seconds, ", &((struct hr_common *)c)->interval_s, err,
+                      errlen);
 }
 
 int hr_common_set_timeout(void *c, const char *v, char *err, size_t errlen)
 {
-    struct hr_common *h = c;
-    if (hr_parse_u32(v, 10, 60000, &h->store.timeout_ms) != 0) {
-        snprintf(err, errlen, "want milliseconds, 10-60000");
-        return -1;
-    }
-    return 0;
+    return hr_opt_u32(v, 10, 60000, "milliseconds, ", &((struct hr_common *)c)->store.timeout_ms,
+                      err, errlen);
 }
 
 int hr_common_set_max_inflight(void *c, const char *v, char *err, size_t errlen)
 {
-    struct hr_common *h = c;
-    if (hr_parse_u32(v, 1, 10000000, &h->store.max_inflight) != 0) {
-        snprintf(err, errlen, "want 1-10000000");
-        return -1;
-    }
-    return 0;
+    return hr_opt_u32(v, 1, 10000000, "", &((struct hr_common *)c)->store.max_inflight, err,
+                      errlen);
 }
 
 int hr_common_set_max_hosts(void *c, const char *v, char *err, size_t errlen)
 {
-    struct hr_common *h = c;
-    if (hr_parse_u32(v, 0, 4000000000u, &h->store.max_hosts) != 0) {
-        snprintf(err, errlen, "want a count (0: no cap)");
-        return -1;
-    }
-    return 0;
+    return hr_opt_u32(v, 0, 4000000000u, "a count (0: no cap), ",
+                      &((struct hr_common *)c)->store.max_hosts, err, errlen);
 }
 
 int hr_common_set_prefix(void *c, const char *v, char *err, size_t errlen)

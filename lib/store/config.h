@@ -35,6 +35,45 @@ struct hr_opt {
 int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, const char *usage,
                   const char *about);
 
+/* The setters' shared bodies: a whole number in [lo, hi] into *out (else
+ * "want <what>lo-hi"; `what` is "" or ends in ", "); a string that fits in
+ * cap bytes with its NUL. 0, or -1 with the reason in err. */
+int hr_opt_u32(const char *v, uint32_t lo, uint32_t hi, const char *what, uint32_t *out, char *err,
+               size_t errlen);
+int hr_opt_string(const char *v, char *out, size_t cap, char *err, size_t errlen);
+/* A status name of HR_STATUSES (else "want idle or busy", from the table). */
+int hr_opt_status(const char *v, enum hr_status *out, char *err, size_t errlen);
+
+/* Setters for one field of a program's config struct `type`, defined in
+ * one line each: a number, a string array, a status, a flag (set to 1). */
+#define HR_OPT_U32(fn, type, field, lo, hi, what)                                                  \
+    static int fn(void *c, const char *v, char *err, size_t errlen)                                \
+    {                                                                                              \
+        return hr_opt_u32(v, lo, hi, what, &((type *)c)->field, err, errlen);                      \
+    }
+#define HR_OPT_STRING(fn, type, field)                                                             \
+    static int fn(void *c, const char *v, char *err, size_t errlen)                                \
+    {                                                                                              \
+        return hr_opt_string(v, ((type *)c)->field, sizeof(((type *)c)->field), err, errlen);      \
+    }
+#define HR_OPT_STATUS(fn, type, field)                                                             \
+    static int fn(void *c, const char *v, char *err, size_t errlen)                                \
+    {                                                                                              \
+        return hr_opt_status(v, &((type *)c)->field, err, errlen);                                 \
+    }
+#define HR_OPT_FLAG(fn, type, field)                                                               \
+    static int fn(void *c, const char *v, char *err, size_t errlen)                                \
+    {                                                                                              \
+        (void)v, (void)err, (void)errlen;                                                          \
+        ((type *)c)->field = 1;                                                                    \
+        return 0;                                                                                  \
+    }
+
+/* hr_opts_parse for a program that takes no arguments but options: one
+ * left over is reported and the program exits 2. */
+void hr_opts_parse_only(const struct hr_opt *opts, void *cfg, int argc, char **argv,
+                        const char *usage, const char *about);
+
 /* The settings the daemon and the gateway share, and their options. */
 struct hr_common {
     struct hr_store_config store;
