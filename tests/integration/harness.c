@@ -214,10 +214,10 @@ redisContext *h_redis_connect(int port)
     return c;
 }
 
-const char *h_entry_field(redisContext *c, const char *key, const char *field, char *out,
-                          size_t cap)
+const char *h_entry_field(redisContext *c, const char *key, const char *field)
 {
     static const char *const names[] = {"hseq", "sseq", "status", "region", "room", "lease"};
+    static char out[128]; /* longer than any field: ids and rooms are 64 at most */
     out[0] = '\0';
     redisReply *r = redisCommand(c, "GET %s", key);
     if (!r)
@@ -227,7 +227,7 @@ const char *h_entry_field(redisContext *c, const char *key, const char *field, c
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && *p; i++) {
             size_t len = strcspn(p, " ");
             if (strcmp(names[i], field) == 0) {
-                snprintf(out, cap, "%.*s", (int)len, p);
+                snprintf(out, sizeof(out), "%.*s", (int)len, p);
                 break;
             }
             p += len + (p[len] == ' ');
@@ -235,6 +235,19 @@ const char *h_entry_field(redisContext *c, const char *key, const char *field, c
     }
     freeReplyObject(r);
     return out;
+}
+
+long long h_zscore(redisContext *c, const char *key, const char *member)
+{
+    redisReply *r = redisCommand(c, "ZSCORE %s %s", key, member);
+    if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
+        fprintf(stderr, "redis: ZSCORE %s %s: %s\n", key, member,
+                r && r->type == REDIS_REPLY_ERROR ? r->str : "no or another reply");
+        abort();
+    }
+    long long v = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
+    freeReplyObject(r);
+    return v;
 }
 
 long long h_redis_int(redisContext *c, const char *fmt, ...)
@@ -358,6 +371,27 @@ struct hr_request h_leave(const char *host, uint64_t seq)
     r.seq = seq ? seq : h_next_seq();
     copy(r.host_id, sizeof(r.host_id), host);
     return r;
+}
+
+size_t h_garbage_next(struct h_garbage *g, uint8_t *buf)
+{
+    uint64_t x = g->x ? g->x : 0x9e3779b97f4a7c15ULL; /* any non-zero seed */
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    size_t len = (size_t)(x % H_GARBAGE_MAX);
+    for (size_t j = 0; j < len; j++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[j] = (uint8_t)x;
+    }
+    if (g->n % 2 && len >= HR_WIRE_HDR) {
+        buf[0] = HR_WIRE_MAGIC0;
+        buf[1] = HR_WIRE_MAGIC1;
+        buf[2] = HR_WIRE_VERSION;
+        buf[3] = (uint8_t)(HR_MSG_HEARTBEAT + g->n % 3); /* heartbeat, status, leave */
+        buf[4] = 0;
+    }
+    g->x = x;
+    g->n++;
+    return len;
 }
 
 int h_daemon_start(struct h_daemon *d, int redis_port, const char *const *extra)

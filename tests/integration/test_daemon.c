@@ -51,22 +51,6 @@ static struct hr_ack send_ok(const struct hr_request *req)
     return ack;
 }
 
-/* A field of an entry, "" when the field or entry is missing. */
-static void hget(const char *key, const char *field, char *out, size_t outlen)
-{
-    h_entry_field(rc, key, field, out, outlen);
-}
-
-/* The expiry score of `member` in an index, -1 when absent. */
-static long long zscore(const char *index, const char *member)
-{
-    redisReply *r = redisCommand(rc, "ZSCORE %s %s", index, member);
-    assert_non_null(r);
-    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
-    freeReplyObject(r);
-    return v;
-}
-
 static long long redis_now_ms(void)
 {
     redisReply *r = redisCommand(rc, "TIME");
@@ -89,26 +73,21 @@ static void test_daemon_register_stores_entry(void **state)
     assert_int_equal(ack.interval, 20);
 
     const char *key = "hr:h:6f9619ff-8b86-d011-b42d-00c04fc964ff";
-    char v[80];
-    hget(key, "room", v, sizeof(v));
-    assert_string_equal(v, "room-abc12");
-    hget(key, "region", v, sizeof(v));
-    assert_string_equal(v, "us-east-1");
-    hget(key, "status", v, sizeof(v));
-    assert_string_equal(v, "idle");
+    assert_string_equal(h_entry_field(rc, key, "room"), "room-abc12");
+    assert_string_equal(h_entry_field(rc, key, "region"), "us-east-1");
+    assert_string_equal(h_entry_field(rc, key, "status"), "idle");
     long long ttl = h_redis_int(rc, "PTTL %s", key);
     assert_true(ttl > 28000 && ttl <= 30000);
 
     long long now = redis_now_ms();
-    long long score = zscore("hr:i:us-east-1:idle", "6f9619ff-8b86-d011-b42d-00c04fc964ff");
+    long long score = h_zscore(rc, "hr:i:us-east-1:idle", "6f9619ff-8b86-d011-b42d-00c04fc964ff");
     assert_true(score > now + 28000 && score <= now + 30000);
 
     /* A heartbeat with no region lands in the default one. */
     hb = h_heartbeat("host-default-region", "r1", "", HR_STATUS_NONE, 0);
     assert_int_equal(send_ok(&hb).result, HR_RESULT_OK);
-    hget("hr:h:host-default-region", "region", v, sizeof(v));
-    assert_string_equal(v, "local");
-    assert_true(zscore("hr:i:local:idle", "host-default-region") > 0);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-default-region", "region"), "local");
+    assert_true(h_zscore(rc, "hr:i:local:idle", "host-default-region") > 0);
 }
 
 static void test_daemon_busy_survives_idle_heartbeats(void **state)
@@ -124,19 +103,16 @@ static void test_daemon_busy_survives_idle_heartbeats(void **state)
         r = h_heartbeat(host, "room1", "eu-central", HR_STATUS_IDLE, 0);
         assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
     }
-    char v[16];
-    hget("hr:h:host-busy-1", "status", v, sizeof(v));
-    assert_string_equal(v, "busy");
-    assert_true(zscore("hr:i:eu-central:busy", host) > 0);
-    assert_int_equal(zscore("hr:i:eu-central:idle", host), -1);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-busy-1", "status"), "busy");
+    assert_true(h_zscore(rc, "hr:i:eu-central:busy", host) > 0);
+    assert_int_equal(h_zscore(rc, "hr:i:eu-central:idle", host), -1);
 
     /* And back to idle with a status update. */
     r = h_status(host, HR_STATUS_IDLE, 0);
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    hget("hr:h:host-busy-1", "status", v, sizeof(v));
-    assert_string_equal(v, "idle");
-    assert_true(zscore("hr:i:eu-central:idle", host) > 0);
-    assert_int_equal(zscore("hr:i:eu-central:busy", host), -1);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-busy-1", "status"), "idle");
+    assert_true(h_zscore(rc, "hr:i:eu-central:idle", host) > 0);
+    assert_int_equal(h_zscore(rc, "hr:i:eu-central:busy", host), -1);
 }
 
 static void test_daemon_heartbeat_creating_busy_entry(void **state)
@@ -144,9 +120,7 @@ static void test_daemon_heartbeat_creating_busy_entry(void **state)
     (void)state;
     struct hr_request r = h_heartbeat("host-born-busy", "room1", "local", HR_STATUS_BUSY, 0);
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    char v[16];
-    hget("hr:h:host-born-busy", "status", v, sizeof(v));
-    assert_string_equal(v, "busy");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-born-busy", "status"), "busy");
 }
 
 static void test_daemon_older_seq_changes_nothing(void **state)
@@ -164,9 +138,7 @@ static void test_daemon_older_seq_changes_nothing(void **state)
     struct hr_ack ack = send_ok(&r);
     assert_int_equal(ack.result, HR_RESULT_DUPLICATE);
     assert_int_equal(ack.seq, base + 5);
-    char v[16];
-    hget("hr:h:host-seq-1", "room", v, sizeof(v));
-    assert_string_equal(v, "roomA");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-seq-1", "room"), "roomA");
     /* ...nor was the TTL refreshed (it can only have gone down). */
     assert_true(h_redis_int(rc, "PTTL hr:h:%s", host) <= ttl_before);
 
@@ -179,8 +151,7 @@ static void test_daemon_older_seq_changes_nothing(void **state)
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
     r = h_status(host, HR_STATUS_IDLE, base + 15); /* late: sent before the busy */
     assert_int_equal(send_ok(&r).result, HR_RESULT_DUPLICATE);
-    hget("hr:h:host-seq-1", "status", v, sizeof(v));
-    assert_string_equal(v, "busy");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-seq-1", "status"), "busy");
 
     /* A heartbeat newer than everything does not undo the status either,
      * and a status update older than that heartbeat but newer than the last
@@ -190,8 +161,7 @@ static void test_daemon_older_seq_changes_nothing(void **state)
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
     r = h_status(host, HR_STATUS_IDLE, base + 30);
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    hget("hr:h:host-seq-1", "status", v, sizeof(v));
-    assert_string_equal(v, "idle");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-seq-1", "status"), "idle");
 }
 
 static void test_daemon_status_unknown_host(void **state)
@@ -201,7 +171,7 @@ static void test_daemon_status_unknown_host(void **state)
     struct hr_ack ack = send_ok(&r);
     assert_int_equal(ack.result, HR_RESULT_UNKNOWN_HOST);
     assert_int_equal(h_redis_int(rc, "EXISTS hr:h:host-never-seen"), 0);
-    assert_int_equal(zscore("hr:i:local:busy", "host-never-seen"), -1);
+    assert_int_equal(h_zscore(rc, "hr:i:local:busy", "host-never-seen"), -1);
 }
 
 static void test_daemon_leave_removes_entry(void **state)
@@ -211,12 +181,12 @@ static void test_daemon_leave_removes_entry(void **state)
     uint64_t s1 = h_next_seq(), s2 = h_next_seq(), s3 = h_next_seq(), s4 = h_next_seq();
     struct hr_request r = h_heartbeat(host, "room1", "us-west-1", HR_STATUS_NONE, s1);
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    assert_true(zscore("hr:i:us-west-1:idle", host) > 0);
+    assert_true(h_zscore(rc, "hr:i:us-west-1:idle", host) > 0);
 
     r = h_leave(host, s3);
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
     assert_int_equal(h_redis_int(rc, "EXISTS hr:h:%s", host), 0);
-    assert_int_equal(zscore("hr:i:us-west-1:idle", host), -1);
+    assert_int_equal(h_zscore(rc, "hr:i:us-west-1:idle", host), -1);
 
     /* A heartbeat sent before the leave but delivered after it does not
      * bring the host back. */
@@ -303,21 +273,10 @@ static void test_daemon_random_datagrams(void **state)
     long long before = h_redis_int(rc, "DBSIZE");
 
     int fd = h_udp_socket(daemon_.port);
-    uint64_t x = 0x9e3779b97f4a7c15ULL; /* xorshift64: the same datagrams every run */
-    uint8_t buf[600];
+    struct h_garbage g = {0};
+    uint8_t buf[H_GARBAGE_MAX];
     for (int i = 0; i < 10000; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        size_t len = (size_t)(x % sizeof(buf));
-        for (size_t j = 0; j < len; j++) {
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            buf[j] = (uint8_t)x;
-        }
-        /* Half of them get a valid header, so the payload decoder is hit. */
-        if (i % 2 && len >= HR_WIRE_HDR) {
-            memcpy(buf, "HR\x01", 3);
-            buf[3] = (uint8_t)(1 + i % 3);
-            buf[4] = 0;
-        }
+        size_t len = h_garbage_next(&g, buf);
         if (send(fd, buf, len, 0) < 0) {
             /* ECONNREFUSED would mean the daemon is gone. */
             assert_true(h_process_alive(daemon_.pid));
@@ -550,9 +509,7 @@ static void test_daemon_authenticated_datagrams(void **state)
     hr_keys_host_key(&mk, "host-master", hk);
     len = hr_wire_encode_request_auth(&forged, hk, 2, (uint32_t)time(NULL), buf, sizeof(buf));
     assert_silent(d2.port, buf, len, forged.seq, 1);
-    char status[16];
-    assert_string_equal(h_entry_field(rc, "au:h:host-deploy", "status", status, sizeof(status)),
-                        "idle");
+    assert_string_equal(h_entry_field(rc, "au:h:host-deploy", "status"), "idle");
 
     /* A replay from outside the ±TTL window, an unknown key id, a flipped bit. */
     r = h_heartbeat("host-stale", "room1", "local", HR_STATUS_NONE, 0);
@@ -682,9 +639,7 @@ static void test_daemon_seq_order_exact(void **state)
         assert_int_equal(ack.seq, steps[i].seq);
         assert_int_equal(ack.result, steps[i].want);
     }
-    char v[32];
-    hget("hr:h:host-seq-exact", "hseq", v, sizeof(v));
-    assert_string_equal(v, "18446744073709551615");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-seq-exact", "hseq"), "18446744073709551615");
 }
 
 /* An entry in the hash layout of older builds reads as absent and the next
@@ -696,11 +651,8 @@ static void test_daemon_replaces_old_layout(void **state)
                      3);
     struct hr_request r = h_heartbeat("host-old-layout", "room2", "local", HR_STATUS_NONE, 0);
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    char v[32];
-    hget("hr:h:host-old-layout", "room", v, sizeof(v));
-    assert_string_equal(v, "room2");
-    hget("hr:h:host-old-layout", "status", v, sizeof(v));
-    assert_string_equal(v, "idle");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-old-layout", "room"), "room2");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-old-layout", "status"), "idle");
 }
 
 /* One source address cannot fill the registry: past --source-hosts it keeps
