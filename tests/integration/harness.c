@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,6 +285,13 @@ int h_udp_socket(int port)
     return h_udp_socket_from(port, INADDR_LOOPBACK);
 }
 
+static atomic_ulong discarded; /* h_request_discarded */
+
+unsigned long h_request_discarded(void)
+{
+    return atomic_load(&discarded);
+}
+
 int h_request(int fd, const struct hr_request *req, struct hr_ack *ack, int timeout_ms, int tries)
 {
     uint8_t out[HR_WIRE_MAX], in[HR_WIRE_MAX + 1];
@@ -302,10 +310,14 @@ int h_request(int fd, const struct hr_request *req, struct hr_ack *ack, int time
             if (poll(&p, 1, (int)(deadline - now)) <= 0)
                 break;
             ssize_t n = recv(fd, in, sizeof(in), 0);
+            if (n <= 0)
+                continue; /* an ICMP error (nobody on the port yet): no datagram */
             struct hr_frame f;
-            if (n <= 0 || hr_wire_decode(in, (size_t)n, &f) != 0 || f.type != HR_MSG_ACK ||
-                f.ack.seq != req->seq)
+            if (hr_wire_decode(in, (size_t)n, &f) != 0 || f.type != HR_MSG_ACK ||
+                f.ack.seq != req->seq) {
+                atomic_fetch_add(&discarded, 1);
                 continue;
+            }
             *ack = f.ack;
             return 0;
         }
@@ -494,10 +506,11 @@ char *h_daemon_stats(const struct h_daemon *d, const char *log_path, int nth)
     return NULL;
 }
 
-long long h_stats_counter(const char *log, const char *name)
+/* Counter `name` of the last stats line in `log` that starts with `tag`. */
+static long long line_counter(const char *log, const char *tag, const char *name)
 {
     const char *line = NULL;
-    for (const char *p = log; p && (p = strstr(p, "stats worker=")); p++)
+    for (const char *p = log; p && (p = strstr(p, tag)); p++)
         line = p;
     if (!line)
         return -1;
@@ -508,6 +521,18 @@ long long h_stats_counter(const char *log, const char *name)
     if (!v || (eol && v > eol))
         return 0; /* dropped_<reason> counters appear only once non-zero */
     return strtoll(v + strlen(key), NULL, 10);
+}
+
+long long h_stats_counter(const char *log, const char *name)
+{
+    return line_counter(log, "stats worker=", name);
+}
+
+long long h_stats_worker_counter(const char *log, int worker, const char *name)
+{
+    char tag[32];
+    snprintf(tag, sizeof(tag), "stats worker=%d:", worker);
+    return line_counter(log, tag, name);
 }
 
 /* Sends `sig` (none when 0) and waits for the exit: the exit status as

@@ -57,6 +57,9 @@ char *h_daemon_stats(const struct h_daemon *d, const char *log_path, int nth);
 /* Counter `name` of the last stats line in `log` (0 for a dropped_<reason>
  * counter not shown, which means 0), or -1 when there is no stats line. */
 long long h_stats_counter(const char *log, const char *name);
+/* The same from the last stats line of worker `worker` (each worker logs one
+ * line per SIGUSR1, "stats worker=N: ..."), or -1 when it has none. */
+long long h_stats_worker_counter(const char *log, int worker, const char *name);
 
 /* Waits (10 s at most) until the daemon on d->port acks ok, as h_daemon_start
  * does. 0, or -1 when it did not or has exited. */
@@ -76,8 +79,14 @@ int h_udp_socket(int port);
 int h_udp_socket_from(int port, uint32_t src);
 
 /* Sends `req` on `fd` and waits for the ack with its seq, retransmitting
- * every `timeout_ms` up to `tries` times. Returns 0 with *ack filled, or -1. */
+ * every `timeout_ms` up to `tries` times. Returns 0 with *ack filled, or -1.
+ * Any other datagram that arrives meanwhile is set aside and counted. */
 int h_request(int fd, const struct hr_request *req, struct hr_ack *ack, int timeout_ms, int tries);
+/* How many datagrams h_request has set aside since the program started (not
+ * a readable ack, or the ack of another seq), over all sockets and threads. A
+ * test that sends one request on a fresh socket and finds this unchanged knows
+ * that the first datagram to come back was the ack of that request's seq. */
+unsigned long h_request_discarded(void);
 
 /* Shorthand: a fresh socket, one request, default timing. */
 int h_send(int port, const struct hr_request *req, struct hr_ack *ack);

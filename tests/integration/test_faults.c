@@ -1306,8 +1306,11 @@ static void test_faults_flood_of_garbage(void **state)
     pthread_mutex_destroy(&fl->mu);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_faults_redis_restarts_leak_nothing, teardown_each),
         cmocka_unit_test_teardown(test_faults_durability_appendfsync_always, teardown_each),

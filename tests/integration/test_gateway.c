@@ -1509,8 +1509,11 @@ static void test_gateway_redis_paused_stopped_and_back(void **state)
     redisFree(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_gateway_cpp_host_heartbeat, teardown_each),
         cmocka_unit_test_teardown(test_gateway_simulator_host_with_game_info, teardown_each),

@@ -452,8 +452,11 @@ static void test_tools_ls_lists_hosts(void **state)
     free(out);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tools_decode_protocol_examples),
         cmocka_unit_test(test_tools_dump_capture),
