@@ -211,6 +211,120 @@ static void test_daemon_leave_removes_entry(void **state)
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
 }
 
+/* A leave applies only when it is newer than both the last heartbeat and the
+ * last status update applied: older than either, it was sent before the host
+ * was last heard from and arrives late, so it is a duplicate and the host
+ * stays (two hosts: the leave's seq between the two seqs, either way round). */
+static void test_daemon_leave_older_than_either_seq_is_duplicate(void **state)
+{
+    (void)state;
+    /* hseq 10 < leave 15 < sseq 20. */
+    const char *a = "host-leave-between-1";
+    struct hr_request r = h_heartbeat(a, "room1", "local", HR_STATUS_NONE, 10);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    r = h_status(a, HR_STATUS_BUSY, 20);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-leave-between-1", "hseq"), "10");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-leave-between-1", "sseq"), "20");
+    r = h_leave(a, 15);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_DUPLICATE);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-leave-between-1", "status"), "busy");
+    assert_true(h_zscore(rc, "hr:i:local:busy", a) > 0);
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:t:%s", a), 0);
+
+    /* sseq 10 < leave 15 < hseq 20 (created at 5, which set both). */
+    const char *b = "host-leave-between-2";
+    r = h_heartbeat(b, "room1", "local", HR_STATUS_NONE, 5);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    r = h_status(b, HR_STATUS_BUSY, 10);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    r = h_heartbeat(b, "room1", "local", HR_STATUS_NONE, 20);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-leave-between-2", "hseq"), "20");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-leave-between-2", "sseq"), "10");
+    r = h_leave(b, 15);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_DUPLICATE);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-leave-between-2", "status"), "busy");
+    assert_true(h_zscore(rc, "hr:i:local:busy", b) > 0);
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:t:%s", b), 0);
+
+    /* Newer than both: applied. */
+    r = h_leave(a, 25);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    r = h_leave(b, 25);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:h:%s hr:h:%s", a, b), 0);
+    assert_int_equal(h_zscore(rc, "hr:i:local:busy", a), -1);
+    assert_int_equal(h_zscore(rc, "hr:i:local:busy", b), -1);
+}
+
+/* A status update does not extend the entry's life: its TTL and its index
+ * score (the entry's expiry) stay what the last heartbeat made them, whether
+ * the status changes or not. */
+static void test_daemon_status_update_keeps_ttl(void **state)
+{
+    (void)state;
+    const char *host = "host-keep-ttl";
+    struct hr_request r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    long long expiry = h_zscore(rc, "hr:i:local:idle", host);
+    assert_true(expiry > 0);
+    /* Waiting on time itself: poll Redis until half a second of the TTL
+     * (30 s) has run out, so that a refresh would show. */
+    long long pttl;
+    uint64_t deadline = h_now_ms() + 5000;
+    while ((pttl = h_redis_int(rc, "PTTL hr:h:%s", host)) > 29500) {
+        assert_true(h_now_ms() < deadline);
+        usleep(20 * 1000);
+    }
+
+    r = h_status(host, HR_STATUS_BUSY, 0); /* a change: the entry moves index */
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-keep-ttl", "status"), "busy");
+    long long after = h_redis_int(rc, "PTTL hr:h:%s", host);
+    printf("# PTTL %lld ms before the status update, %lld after\n", pttl, after);
+    assert_true(after > 0);
+    assert_true(after <= pttl); /* it can only have gone down */
+    /* The new index's score is the same expiry (the script computes it from
+     * its own clock and the PTTL: a millisecond or two either way). */
+    long long moved = h_zscore(rc, "hr:i:local:busy", host);
+    assert_true(moved >= expiry - 5 && moved <= expiry + 5);
+    assert_int_equal(h_zscore(rc, "hr:i:local:idle", host), -1);
+
+    r = h_status(host, HR_STATUS_BUSY, 0); /* no change: the entry is rewritten */
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_true(h_redis_int(rc, "PTTL hr:h:%s", host) <= after);
+    assert_int_equal(h_zscore(rc, "hr:i:local:busy", host), moved);
+}
+
+/* A heartbeat naming another region moves the host: out of the old region's
+ * index, into the new one's, under the status it has. */
+static void test_daemon_region_change_moves_index(void **state)
+{
+    (void)state;
+    const char *host = "host-moving";
+    struct hr_request r = h_heartbeat(host, "room1", "us-east-1", HR_STATUS_NONE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_true(h_zscore(rc, "hr:i:us-east-1:idle", host) > 0);
+
+    r = h_heartbeat(host, "room1", "eu-central", HR_STATUS_NONE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-moving", "region"), "eu-central");
+    assert_int_equal(h_zscore(rc, "hr:i:us-east-1:idle", host), -1);
+    assert_true(h_zscore(rc, "hr:i:eu-central:idle", host) > 0);
+
+    /* Busy, it moves between the busy indexes. */
+    r = h_status(host, HR_STATUS_BUSY, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    r = h_heartbeat(host, "room1", "us-west-1", HR_STATUS_IDLE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-moving", "region"), "us-west-1");
+    assert_int_equal(h_zscore(rc, "hr:i:eu-central:busy", host), -1);
+    assert_int_equal(h_zscore(rc, "hr:i:eu-central:idle", host), -1);
+    assert_true(h_zscore(rc, "hr:i:us-west-1:busy", host) > 0);
+    assert_int_equal(h_zscore(rc, "hr:i:us-west-1:idle", host), -1);
+}
+
 static void test_daemon_invalid_requests_change_nothing(void **state)
 {
     (void)state;
@@ -864,6 +978,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_daemon_older_seq_changes_nothing),
         cmocka_unit_test(test_daemon_status_unknown_host),
         cmocka_unit_test(test_daemon_leave_removes_entry),
+        cmocka_unit_test(test_daemon_leave_older_than_either_seq_is_duplicate),
+        cmocka_unit_test(test_daemon_status_update_keeps_ttl),
+        cmocka_unit_test(test_daemon_region_change_moves_index),
         cmocka_unit_test(test_daemon_invalid_requests_change_nothing),
         cmocka_unit_test(test_daemon_ack_never_larger_than_request),
         cmocka_unit_test(test_daemon_random_datagrams),
