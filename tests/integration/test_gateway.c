@@ -499,40 +499,61 @@ static void test_gateway_malformed_requests_survived(void **state)
     free(body);
     free(req);
 
-    /* Each is answered (an error) or dropped, and never takes the gateway down. */
-#define RAW(s)                                                                                     \
+    /* Each is refused with a 4xx, and never takes the gateway down. evhttp
+     * refuses a framing error itself (its HTML 400, or 413 for a length it
+     * will not read, also for a chunk size that does not parse: libevent
+     * reports that as too long); the gateway refuses a query string it
+     * cannot decode. A body, where there is one, is a fine heartbeat, so a
+     * request whose framing was accepted would show as a 200 and a key. */
+#define WITNESS "{\"hostId\":\"malformed-witness\",\"roomId\":\"room-raw\"}"
+#define RAW(s, code)                                                                               \
     {                                                                                              \
-        s, sizeof(s) - 1                                                                           \
+        s, sizeof(s) - 1, code                                                                     \
     }
     static const struct {
         const char *bytes;
         size_t len;
+        int code;
     } raw[] = {
-        RAW("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n"), /* a TLS ClientHello */
-        RAW("GET /healthz HTTP/9.9\r\nConnection: close\r\n\r\n"),
-        RAW("GET\r\n\r\n"),
-        RAW("\r\n\r\n"),
-        RAW("GET /healthz HTTP/1.1\r\nNoColonHere\r\nConnection: close\r\n\r\n"),
-        RAW("GET /heal\0thz HTTP/1.1\r\nConnection: close\r\n\r\n"),
-        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: -5\r\n\r\n"),
-        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
-        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 7\r\n"
-            "Connection: close\r\n\r\n{}"),
-        RAW("POST /api/host/heartbeat HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+        RAW("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n", 400), /* a TLS ClientHello */
+        RAW("GET /healthz HTTP/9.9\r\nConnection: close\r\n\r\n", 400),
+        RAW("GET\r\n\r\n", 400),
+        RAW("\r\n\r\n", 400),
+        RAW("GET /healthz HTTP/1.1\r\nNoColonHere\r\nConnection: close\r\n\r\n", 400),
+        RAW("GET /heal\0thz HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: -5\r\n\r\n" WITNESS, 400),
+        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: "
+            "99999999999999999999999\r\n\r\n" WITNESS,
+            413),
+        /* Both framings at once (RFC 9112 6.3: refuse, or a proxy may frame
+         * it the other way). Two Content-Lengths: see
+         * test_gateway_conflicting_content_lengths_refused. */
+        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: 50\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" WITNESS,
+            400),
+        RAW("POST /api/host/heartbeat HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" WITNESS
+            "\r\n0\r\n\r\n",
+            413),
         RAW("POST /api/host/heartbeat HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-            "ffffffffffffffffff\r\n{}\r\n"),
-        RAW("GET /api/hosts?%zz=%%%&region HTTP/1.1\r\nConnection: close\r\n\r\n"),
-        RAW("GET http://[::1/ HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            "ffffffffffffffffff\r\n" WITNESS "\r\n",
+            413),
+        RAW("GET /api/hosts?%zz=%%%&region HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+        RAW("GET http://[::1/ HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
     };
 #undef RAW
+#undef WITNESS
     for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
         uint64_t t0 = h_now_ms();
         code = h_http_raw(gw.port, raw[i].bytes, raw[i].len, &r);
         print_message("raw case %zu -> %d in %llu ms\n", i, code,
                       (unsigned long long)(h_now_ms() - t0));
+        if (code != raw[i].code)
+            fail_msg("raw case %zu: %d, want %d: %s", i, code, raw[i].code,
+                     r.body ? r.body : "(no answer)");
         h_http_free(&r);
         assert_true(h_process_alive(gw.pid));
     }
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:h:malformed-witness"), 0);
 
     /* Clients that go away before their answer (which waits for Redis):
      * half close normally, half reset the connection. */
@@ -576,6 +597,39 @@ static void test_gateway_malformed_requests_survived(void **state)
     assert_code(&rep, 200);
     reply_free(&rep);
     assert_true(h_process_alive(gw.pid));
+}
+
+/* Two Content-Length headers that disagree leave the body's length
+ * ambiguous: RFC 9112 6.3 has a server refuse such a request (400) and close,
+ * or a proxy in front that frames it by the other header lets a second
+ * request be smuggled in. KNOWN BUG, not fixed here: evhttp takes the first
+ * header and the gateway answers 200 and stores the heartbeat below when the
+ * first one is its true length. So the test is skipped unless
+ * HOSTREG_TEST_KNOWN_BUGS is set; remove that once the gateway refuses. */
+static void test_gateway_conflicting_content_lengths_refused(void **state)
+{
+    (void)state;
+    if (!getenv("HOSTREG_TEST_KNOWN_BUGS"))
+        skip();
+    static const char body[] = "{\"hostId\":\"dup-length-1\",\"roomId\":\"room-dup\"}";
+    const size_t lengths[][2] = {{strlen(body), 7}, {7, strlen(body)}};
+    for (size_t i = 0; i < 2; i++) {
+        char req[512];
+        int n = snprintf(req, sizeof(req),
+                         "POST /api/host/heartbeat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                         "Content-Length: %zu\r\nContent-Length: %zu\r\n\r\n%s",
+                         lengths[i][0], lengths[i][1], body);
+        struct h_http_resp r;
+        int code = h_http_raw(gw.port, req, (size_t)n, &r);
+        /* A 400 from the JSON parser (the body cut at 7 bytes) is not the
+         * refusal wanted: the framing itself must be, before any handler. */
+        bool by_evhttp = code == 400 && r.body && !strstr(r.body, "\"success\"");
+        if (!by_evhttp)
+            fail_msg("Content-Length %zu then %zu: %d %s", lengths[i][0], lengths[i][1], code,
+                     r.body ? r.body : "(no answer)");
+        h_http_free(&r);
+    }
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:h:dup-length-1"), 0);
 }
 
 static void test_gateway_idle_connection_closed(void **state)
@@ -1521,6 +1575,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_status_unknown_host, teardown_each),
         cmocka_unit_test_teardown(test_gateway_bad_requests_refused, teardown_each),
         cmocka_unit_test_teardown(test_gateway_malformed_requests_survived, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_conflicting_content_lengths_refused, teardown_each),
         cmocka_unit_test_teardown(test_gateway_idle_connection_closed, teardown_each),
         cmocka_unit_test_teardown(test_gateway_keep_alive_and_expect_continue, teardown_each),
         cmocka_unit_test_teardown(test_gateway_udp_host_listed_and_claimable, teardown_each),
