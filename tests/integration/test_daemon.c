@@ -214,48 +214,48 @@ static void test_daemon_leave_removes_entry(void **state)
 /* A leave applies only when it is newer than both the last heartbeat and the
  * last status update applied: older than either, it was sent before the host
  * was last heard from and arrives late, so it is a duplicate and the host
- * stays (two hosts: the leave's seq between the two seqs, either way round). */
+ * stays. One host per case: the leave's seq (15) between the two seqs, either
+ * way round. */
 static void test_daemon_leave_older_than_either_seq_is_duplicate(void **state)
 {
     (void)state;
-    /* hseq 10 < leave 15 < sseq 20. */
-    const char *a = "host-leave-between-1";
-    struct hr_request r = h_heartbeat(a, "room1", "local", HR_STATUS_NONE, 10);
-    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    r = h_status(a, HR_STATUS_BUSY, 20);
-    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    assert_string_equal(h_entry_field(rc, "hr:h:host-leave-between-1", "hseq"), "10");
-    assert_string_equal(h_entry_field(rc, "hr:h:host-leave-between-1", "sseq"), "20");
-    r = h_leave(a, 15);
-    assert_int_equal(send_ok(&r).result, HR_RESULT_DUPLICATE);
-    assert_string_equal(h_entry_field(rc, "hr:h:host-leave-between-1", "status"), "busy");
-    assert_true(h_zscore(rc, "hr:i:local:busy", a) > 0);
-    assert_int_equal(h_redis_int(rc, "EXISTS hr:t:%s", a), 0);
+    static const struct {
+        const char *host;
+        uint64_t heartbeats[2], busy; /* seqs (0: none); a creation sets both */
+        const char *hseq, *sseq;
+    } cases[] = {
+        {"host-leave-between-1", {10, 0}, 20, "10", "20"},
+        {"host-leave-between-2", {5, 20}, 10, "20", "10"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *host = cases[i].host;
+        char key[64];
+        snprintf(key, sizeof(key), "hr:h:%s", host);
+        struct hr_request r =
+            h_heartbeat(host, "room1", "local", HR_STATUS_NONE, cases[i].heartbeats[0]);
+        assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+        r = h_status(host, HR_STATUS_BUSY, cases[i].busy);
+        assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+        if (cases[i].heartbeats[1]) {
+            r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, cases[i].heartbeats[1]);
+            assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+        }
+        assert_string_equal(h_entry_field(rc, key, "hseq"), cases[i].hseq);
+        assert_string_equal(h_entry_field(rc, key, "sseq"), cases[i].sseq);
 
-    /* sseq 10 < leave 15 < hseq 20 (created at 5, which set both). */
-    const char *b = "host-leave-between-2";
-    r = h_heartbeat(b, "room1", "local", HR_STATUS_NONE, 5);
-    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    r = h_status(b, HR_STATUS_BUSY, 10);
-    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    r = h_heartbeat(b, "room1", "local", HR_STATUS_NONE, 20);
-    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    assert_string_equal(h_entry_field(rc, "hr:h:host-leave-between-2", "hseq"), "20");
-    assert_string_equal(h_entry_field(rc, "hr:h:host-leave-between-2", "sseq"), "10");
-    r = h_leave(b, 15);
-    assert_int_equal(send_ok(&r).result, HR_RESULT_DUPLICATE);
-    assert_string_equal(h_entry_field(rc, "hr:h:host-leave-between-2", "status"), "busy");
-    assert_true(h_zscore(rc, "hr:i:local:busy", b) > 0);
-    assert_int_equal(h_redis_int(rc, "EXISTS hr:t:%s", b), 0);
+        r = h_leave(host, 15);
+        print_message("%s: hseq %s, sseq %s, leave 15\n", host, cases[i].hseq, cases[i].sseq);
+        assert_int_equal(send_ok(&r).result, HR_RESULT_DUPLICATE);
+        assert_string_equal(h_entry_field(rc, key, "status"), "busy");
+        assert_true(h_zscore(rc, "hr:i:local:busy", host) > 0);
+        assert_int_equal(h_redis_int(rc, "EXISTS hr:t:%s", host), 0);
 
-    /* Newer than both: applied. */
-    r = h_leave(a, 25);
-    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    r = h_leave(b, 25);
-    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    assert_int_equal(h_redis_int(rc, "EXISTS hr:h:%s hr:h:%s", a, b), 0);
-    assert_int_equal(h_zscore(rc, "hr:i:local:busy", a), -1);
-    assert_int_equal(h_zscore(rc, "hr:i:local:busy", b), -1);
+        /* Newer than both: applied. */
+        r = h_leave(host, 25);
+        assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+        assert_int_equal(h_redis_int(rc, "EXISTS %s", key), 0);
+        assert_int_equal(h_zscore(rc, "hr:i:local:busy", host), -1);
+    }
 }
 
 /* A status update does not extend the entry's life: its TTL and its index
@@ -412,6 +412,18 @@ static void test_daemon_random_datagrams(void **state)
     assert_int_equal(h_redis_int(rc, "DBSIZE"), before);
 }
 
+/* Starts a daemon of the test's own on the shared Redis, its log (for the
+ * counters SIGUSR1 writes) at a fresh path put in log_path: the caller
+ * removes it. */
+static void start_logged(struct h_daemon *d, const char *const *args, char log_path[64])
+{
+    snprintf(log_path, 64, "/tmp/hostreg-test-daemon-log-XXXXXX");
+    int fd = mkstemp(log_path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(h_daemon_start_logged(d, redis.port, args, log_path), 0);
+}
+
 /* Sends the `n` datagrams bad[i] (lens[i] bytes each), then `probe` (an
  * encoded request whose seq is `probe_seq`), all on one socket, and asserts
  * that the first datagram to come back is the probe's ack. One worker reads a
@@ -468,11 +480,8 @@ static void test_daemon_unreadable_frames_get_no_answer(void **state)
     enum { R = sizeof(counters) / sizeof(counters[0]) };
     struct h_daemon d2;
     const char *args[] = {"--prefix", "uf:", NULL};
-    char log_path[] = "/tmp/hostreg-test-unreadable-log-XXXXXX";
-    int lfd = mkstemp(log_path);
-    assert_true(lfd >= 0);
-    close(lfd);
-    assert_int_equal(h_daemon_start_logged(&d2, redis.port, args, log_path), 0);
+    char log_path[64];
+    start_logged(&d2, args, log_path);
     char *log = h_daemon_stats(&d2, log_path, 1);
     assert_non_null(log);
     long long before[R], received = h_stats_counter(log, "received"),
@@ -602,11 +611,8 @@ static void test_daemon_workers_share_the_port(void **state)
     (void)state;
     struct h_daemon d2;
     const char *args[] = {"--workers", "2", NULL};
-    char log_path[] = "/tmp/hostreg-test-workers-log-XXXXXX";
-    int lfd = mkstemp(log_path);
-    assert_true(lfd >= 0);
-    close(lfd);
-    assert_int_equal(h_daemon_start_logged(&d2, redis.port, args, log_path), 0);
+    char log_path[64];
+    start_logged(&d2, args, log_path);
     /* Distinct source ports: the kernel spreads them over both workers (by
      * a hash of the addresses and ports: all 40 on one worker would be a
      * chance of 2 in 2^40). */
