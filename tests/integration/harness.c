@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,10 +215,10 @@ redisContext *h_redis_connect(int port)
     return c;
 }
 
-const char *h_entry_field(redisContext *c, const char *key, const char *field, char *out,
-                          size_t cap)
+const char *h_entry_field(redisContext *c, const char *key, const char *field)
 {
     static const char *const names[] = {"hseq", "sseq", "status", "region", "room", "lease"};
+    static char out[128]; /* longer than any field: ids and rooms are 64 at most */
     out[0] = '\0';
     redisReply *r = redisCommand(c, "GET %s", key);
     if (!r)
@@ -227,7 +228,7 @@ const char *h_entry_field(redisContext *c, const char *key, const char *field, c
         for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && *p; i++) {
             size_t len = strcspn(p, " ");
             if (strcmp(names[i], field) == 0) {
-                snprintf(out, cap, "%.*s", (int)len, p);
+                snprintf(out, sizeof(out), "%.*s", (int)len, p);
                 break;
             }
             p += len + (p[len] == ' ');
@@ -235,6 +236,19 @@ const char *h_entry_field(redisContext *c, const char *key, const char *field, c
     }
     freeReplyObject(r);
     return out;
+}
+
+long long h_zscore(redisContext *c, const char *key, const char *member)
+{
+    redisReply *r = redisCommand(c, "ZSCORE %s %s", key, member);
+    if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
+        fprintf(stderr, "redis: ZSCORE %s %s: %s\n", key, member,
+                r && r->type == REDIS_REPLY_ERROR ? r->str : "no or another reply");
+        abort();
+    }
+    long long v = r->type == REDIS_REPLY_STRING ? strtoll(r->str, NULL, 10) : -1;
+    freeReplyObject(r);
+    return v;
 }
 
 long long h_redis_int(redisContext *c, const char *fmt, ...)
@@ -271,6 +285,13 @@ int h_udp_socket(int port)
     return h_udp_socket_from(port, INADDR_LOOPBACK);
 }
 
+static atomic_ulong discarded; /* h_request_discarded */
+
+unsigned long h_request_discarded(void)
+{
+    return atomic_load(&discarded);
+}
+
 int h_request(int fd, const struct hr_request *req, struct hr_ack *ack, int timeout_ms, int tries)
 {
     uint8_t out[HR_WIRE_MAX], in[HR_WIRE_MAX + 1];
@@ -289,10 +310,14 @@ int h_request(int fd, const struct hr_request *req, struct hr_ack *ack, int time
             if (poll(&p, 1, (int)(deadline - now)) <= 0)
                 break;
             ssize_t n = recv(fd, in, sizeof(in), 0);
+            if (n <= 0)
+                continue; /* an ICMP error (nobody on the port yet): no datagram */
             struct hr_frame f;
-            if (n <= 0 || hr_wire_decode(in, (size_t)n, &f) != 0 || f.type != HR_MSG_ACK ||
-                f.ack.seq != req->seq)
+            if (hr_wire_decode(in, (size_t)n, &f) != 0 || f.type != HR_MSG_ACK ||
+                f.ack.seq != req->seq) {
+                atomic_fetch_add(&discarded, 1);
                 continue;
+            }
             *ack = f.ack;
             return 0;
         }
@@ -358,6 +383,27 @@ struct hr_request h_leave(const char *host, uint64_t seq)
     r.seq = seq ? seq : h_next_seq();
     copy(r.host_id, sizeof(r.host_id), host);
     return r;
+}
+
+size_t h_garbage_next(struct h_garbage *g, uint8_t *buf)
+{
+    uint64_t x = g->x ? g->x : 0x9e3779b97f4a7c15ULL; /* any non-zero seed */
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    size_t len = (size_t)(x % H_GARBAGE_MAX);
+    for (size_t j = 0; j < len; j++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        buf[j] = (uint8_t)x;
+    }
+    if (g->n % 2 && len >= HR_WIRE_HDR) {
+        buf[0] = HR_WIRE_MAGIC0;
+        buf[1] = HR_WIRE_MAGIC1;
+        buf[2] = HR_WIRE_VERSION;
+        buf[3] = (uint8_t)(HR_MSG_HEARTBEAT + g->n % 3); /* heartbeat, status, leave */
+        buf[4] = 0;
+    }
+    g->x = x;
+    g->n++;
+    return len;
 }
 
 int h_daemon_start(struct h_daemon *d, int redis_port, const char *const *extra)
@@ -460,10 +506,11 @@ char *h_daemon_stats(const struct h_daemon *d, const char *log_path, int nth)
     return NULL;
 }
 
-long long h_stats_counter(const char *log, const char *name)
+/* Counter `name` of the last stats line in `log` that starts with `tag`. */
+static long long line_counter(const char *log, const char *tag, const char *name)
 {
     const char *line = NULL;
-    for (const char *p = log; p && (p = strstr(p, "stats worker=")); p++)
+    for (const char *p = log; p && (p = strstr(p, tag)); p++)
         line = p;
     if (!line)
         return -1;
@@ -474,6 +521,18 @@ long long h_stats_counter(const char *log, const char *name)
     if (!v || (eol && v > eol))
         return 0; /* dropped_<reason> counters appear only once non-zero */
     return strtoll(v + strlen(key), NULL, 10);
+}
+
+long long h_stats_counter(const char *log, const char *name)
+{
+    return line_counter(log, "stats worker=", name);
+}
+
+long long h_stats_worker_counter(const char *log, int worker, const char *name)
+{
+    char tag[32];
+    snprintf(tag, sizeof(tag), "stats worker=%d:", worker);
+    return line_counter(log, tag, name);
 }
 
 /* Sends `sig` (none when 0) and waits for the exit: the exit status as

@@ -57,6 +57,9 @@ char *h_daemon_stats(const struct h_daemon *d, const char *log_path, int nth);
 /* Counter `name` of the last stats line in `log` (0 for a dropped_<reason>
  * counter not shown, which means 0), or -1 when there is no stats line. */
 long long h_stats_counter(const char *log, const char *name);
+/* The same from the last stats line of worker `worker` (each worker logs one
+ * line per SIGUSR1, "stats worker=N: ..."), or -1 when it has none. */
+long long h_stats_worker_counter(const char *log, int worker, const char *name);
 
 /* Waits (10 s at most) until the daemon on d->port acks ok, as h_daemon_start
  * does. 0, or -1 when it did not or has exited. */
@@ -76,8 +79,14 @@ int h_udp_socket(int port);
 int h_udp_socket_from(int port, uint32_t src);
 
 /* Sends `req` on `fd` and waits for the ack with its seq, retransmitting
- * every `timeout_ms` up to `tries` times. Returns 0 with *ack filled, or -1. */
+ * every `timeout_ms` up to `tries` times. Returns 0 with *ack filled, or -1.
+ * Any other datagram that arrives meanwhile is set aside and counted. */
 int h_request(int fd, const struct hr_request *req, struct hr_ack *ack, int timeout_ms, int tries);
+/* How many datagrams h_request has set aside since the program started (not
+ * a readable ack, or the ack of another seq), over all sockets and threads. A
+ * test that sends one request on a fresh socket and finds this unchanged knows
+ * that the first datagram to come back was the ack of that request's seq. */
+unsigned long h_request_discarded(void);
 
 /* Shorthand: a fresh socket, one request, default timing. */
 int h_send(int port, const struct hr_request *req, struct hr_ack *ack);
@@ -89,16 +98,32 @@ struct hr_request h_status(const char *host, enum hr_status status, uint64_t seq
 struct hr_request h_leave(const char *host, uint64_t seq);
 uint64_t h_next_seq(void);
 
+/* Garbage datagrams, the same every run (xorshift64 from a fixed seed):
+ * random lengths below H_GARBAGE_MAX (some over the protocol's HR_WIRE_MAX),
+ * random bytes, and every second one behind a valid header (magic, version,
+ * a request type, no flags) so that the payload decoder gets its share.
+ * Start from a zeroed struct h_garbage. */
+#define H_GARBAGE_MAX 600
+struct h_garbage {
+    uint64_t x; /* the generator's state; 0: not started */
+    uint64_t n; /* datagrams made so far */
+};
+/* The next one into buf (H_GARBAGE_MAX bytes); returns its length (maybe 0). */
+size_t h_garbage_next(struct h_garbage *g, uint8_t *buf);
+
 /* Monotonic milliseconds. */
 uint64_t h_now_ms(void);
 /* A free TCP or UDP loopback port (SOCK_STREAM / SOCK_DGRAM). */
 int h_free_port(int type);
 
 /* A field of a host's entry at `key` (lib/store/lua/entry.lua: "hseq", "sseq",
- * "status", "region", "room" or "lease") into out; "" when the entry or the
- * field is not there. Returns out. */
-const char *h_entry_field(redisContext *c, const char *key, const char *field, char *out,
-                          size_t cap);
+ * "status", "region", "room" or "lease"); "" when the entry or the field is
+ * not there. The string is the harness's, valid until the next call. */
+const char *h_entry_field(redisContext *c, const char *key, const char *field);
+/* The score of `member` in the sorted set `key` (in an index, the expiry of
+ * the member's entry in ms; in the claims set, the end of its lease), or -1
+ * when it is not a member. */
+long long h_zscore(redisContext *c, const char *key, const char *member);
 
 /* A Redis reply helper: the command's integer reply (aborts on others). */
 long long h_redis_int(redisContext *c, const char *fmt, ...);

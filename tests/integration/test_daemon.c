@@ -44,27 +44,16 @@ static int teardown(void **state)
     return status == 0 ? 0 : -1;
 }
 
+/* One request on a fresh socket, answered: the first datagram to come back
+ * is its ack, which carries its seq (h_request sets aside any other, and
+ * nothing was set aside). */
 static struct hr_ack send_ok(const struct hr_request *req)
 {
     struct hr_ack ack;
+    unsigned long discarded = h_request_discarded();
     assert_int_equal(h_send(daemon_.port, req, &ack), 0);
+    assert_int_equal(h_request_discarded(), discarded);
     return ack;
-}
-
-/* A field of an entry, "" when the field or entry is missing. */
-static void hget(const char *key, const char *field, char *out, size_t outlen)
-{
-    h_entry_field(rc, key, field, out, outlen);
-}
-
-/* The expiry score of `member` in an index, -1 when absent. */
-static long long zscore(const char *index, const char *member)
-{
-    redisReply *r = redisCommand(rc, "ZSCORE %s %s", index, member);
-    assert_non_null(r);
-    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
-    freeReplyObject(r);
-    return v;
 }
 
 static long long redis_now_ms(void)
@@ -84,31 +73,25 @@ static void test_daemon_register_stores_entry(void **state)
                                        "us-east-1", HR_STATUS_NONE, 0);
     struct hr_ack ack = send_ok(&hb);
     assert_int_equal(ack.result, HR_RESULT_OK);
-    assert_int_equal(ack.seq, hb.seq);
     assert_int_equal(ack.ttl, 30);
     assert_int_equal(ack.interval, 20);
 
     const char *key = "hr:h:6f9619ff-8b86-d011-b42d-00c04fc964ff";
-    char v[80];
-    hget(key, "room", v, sizeof(v));
-    assert_string_equal(v, "room-abc12");
-    hget(key, "region", v, sizeof(v));
-    assert_string_equal(v, "us-east-1");
-    hget(key, "status", v, sizeof(v));
-    assert_string_equal(v, "idle");
+    assert_string_equal(h_entry_field(rc, key, "room"), "room-abc12");
+    assert_string_equal(h_entry_field(rc, key, "region"), "us-east-1");
+    assert_string_equal(h_entry_field(rc, key, "status"), "idle");
     long long ttl = h_redis_int(rc, "PTTL %s", key);
     assert_true(ttl > 28000 && ttl <= 30000);
 
     long long now = redis_now_ms();
-    long long score = zscore("hr:i:us-east-1:idle", "6f9619ff-8b86-d011-b42d-00c04fc964ff");
+    long long score = h_zscore(rc, "hr:i:us-east-1:idle", "6f9619ff-8b86-d011-b42d-00c04fc964ff");
     assert_true(score > now + 28000 && score <= now + 30000);
 
     /* A heartbeat with no region lands in the default one. */
     hb = h_heartbeat("host-default-region", "r1", "", HR_STATUS_NONE, 0);
     assert_int_equal(send_ok(&hb).result, HR_RESULT_OK);
-    hget("hr:h:host-default-region", "region", v, sizeof(v));
-    assert_string_equal(v, "local");
-    assert_true(zscore("hr:i:local:idle", "host-default-region") > 0);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-default-region", "region"), "local");
+    assert_true(h_zscore(rc, "hr:i:local:idle", "host-default-region") > 0);
 }
 
 static void test_daemon_busy_survives_idle_heartbeats(void **state)
@@ -124,19 +107,16 @@ static void test_daemon_busy_survives_idle_heartbeats(void **state)
         r = h_heartbeat(host, "room1", "eu-central", HR_STATUS_IDLE, 0);
         assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
     }
-    char v[16];
-    hget("hr:h:host-busy-1", "status", v, sizeof(v));
-    assert_string_equal(v, "busy");
-    assert_true(zscore("hr:i:eu-central:busy", host) > 0);
-    assert_int_equal(zscore("hr:i:eu-central:idle", host), -1);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-busy-1", "status"), "busy");
+    assert_true(h_zscore(rc, "hr:i:eu-central:busy", host) > 0);
+    assert_int_equal(h_zscore(rc, "hr:i:eu-central:idle", host), -1);
 
     /* And back to idle with a status update. */
     r = h_status(host, HR_STATUS_IDLE, 0);
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    hget("hr:h:host-busy-1", "status", v, sizeof(v));
-    assert_string_equal(v, "idle");
-    assert_true(zscore("hr:i:eu-central:idle", host) > 0);
-    assert_int_equal(zscore("hr:i:eu-central:busy", host), -1);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-busy-1", "status"), "idle");
+    assert_true(h_zscore(rc, "hr:i:eu-central:idle", host) > 0);
+    assert_int_equal(h_zscore(rc, "hr:i:eu-central:busy", host), -1);
 }
 
 static void test_daemon_heartbeat_creating_busy_entry(void **state)
@@ -144,9 +124,7 @@ static void test_daemon_heartbeat_creating_busy_entry(void **state)
     (void)state;
     struct hr_request r = h_heartbeat("host-born-busy", "room1", "local", HR_STATUS_BUSY, 0);
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    char v[16];
-    hget("hr:h:host-born-busy", "status", v, sizeof(v));
-    assert_string_equal(v, "busy");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-born-busy", "status"), "busy");
 }
 
 static void test_daemon_older_seq_changes_nothing(void **state)
@@ -163,10 +141,11 @@ static void test_daemon_older_seq_changes_nothing(void **state)
     r = h_heartbeat(host, "roomB", "local", HR_STATUS_NONE, base + 5);
     struct hr_ack ack = send_ok(&r);
     assert_int_equal(ack.result, HR_RESULT_DUPLICATE);
-    assert_int_equal(ack.seq, base + 5);
-    char v[16];
-    hget("hr:h:host-seq-1", "room", v, sizeof(v));
-    assert_string_equal(v, "roomA");
+    /* Every ack with room for them carries the TTL and interval
+     * (docs/PROTOCOL.md), whatever its result. */
+    assert_int_equal(ack.ttl, 30);
+    assert_int_equal(ack.interval, 20);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-seq-1", "room"), "roomA");
     /* ...nor was the TTL refreshed (it can only have gone down). */
     assert_true(h_redis_int(rc, "PTTL hr:h:%s", host) <= ttl_before);
 
@@ -179,8 +158,7 @@ static void test_daemon_older_seq_changes_nothing(void **state)
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
     r = h_status(host, HR_STATUS_IDLE, base + 15); /* late: sent before the busy */
     assert_int_equal(send_ok(&r).result, HR_RESULT_DUPLICATE);
-    hget("hr:h:host-seq-1", "status", v, sizeof(v));
-    assert_string_equal(v, "busy");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-seq-1", "status"), "busy");
 
     /* A heartbeat newer than everything does not undo the status either,
      * and a status update older than that heartbeat but newer than the last
@@ -190,8 +168,7 @@ static void test_daemon_older_seq_changes_nothing(void **state)
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
     r = h_status(host, HR_STATUS_IDLE, base + 30);
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    hget("hr:h:host-seq-1", "status", v, sizeof(v));
-    assert_string_equal(v, "idle");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-seq-1", "status"), "idle");
 }
 
 static void test_daemon_status_unknown_host(void **state)
@@ -201,7 +178,7 @@ static void test_daemon_status_unknown_host(void **state)
     struct hr_ack ack = send_ok(&r);
     assert_int_equal(ack.result, HR_RESULT_UNKNOWN_HOST);
     assert_int_equal(h_redis_int(rc, "EXISTS hr:h:host-never-seen"), 0);
-    assert_int_equal(zscore("hr:i:local:busy", "host-never-seen"), -1);
+    assert_int_equal(h_zscore(rc, "hr:i:local:busy", "host-never-seen"), -1);
 }
 
 static void test_daemon_leave_removes_entry(void **state)
@@ -211,12 +188,12 @@ static void test_daemon_leave_removes_entry(void **state)
     uint64_t s1 = h_next_seq(), s2 = h_next_seq(), s3 = h_next_seq(), s4 = h_next_seq();
     struct hr_request r = h_heartbeat(host, "room1", "us-west-1", HR_STATUS_NONE, s1);
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    assert_true(zscore("hr:i:us-west-1:idle", host) > 0);
+    assert_true(h_zscore(rc, "hr:i:us-west-1:idle", host) > 0);
 
     r = h_leave(host, s3);
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
     assert_int_equal(h_redis_int(rc, "EXISTS hr:h:%s", host), 0);
-    assert_int_equal(zscore("hr:i:us-west-1:idle", host), -1);
+    assert_int_equal(h_zscore(rc, "hr:i:us-west-1:idle", host), -1);
 
     /* A heartbeat sent before the leave but delivered after it does not
      * bring the host back. */
@@ -232,6 +209,120 @@ static void test_daemon_leave_removes_entry(void **state)
     /* Leaving a host that is not there is fine (the goal state holds). */
     r = h_leave("host-not-there", 0);
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+}
+
+/* A leave applies only when it is newer than both the last heartbeat and the
+ * last status update applied: older than either, it was sent before the host
+ * was last heard from and arrives late, so it is a duplicate and the host
+ * stays. One host per case: the leave's seq (15) between the two seqs, either
+ * way round. */
+static void test_daemon_leave_older_than_either_seq_is_duplicate(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *host;
+        uint64_t heartbeats[2], busy; /* seqs (0: none); a creation sets both */
+        const char *hseq, *sseq;
+    } cases[] = {
+        {"host-leave-between-1", {10, 0}, 20, "10", "20"},
+        {"host-leave-between-2", {5, 20}, 10, "20", "10"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *host = cases[i].host;
+        char key[64];
+        snprintf(key, sizeof(key), "hr:h:%s", host);
+        struct hr_request r =
+            h_heartbeat(host, "room1", "local", HR_STATUS_NONE, cases[i].heartbeats[0]);
+        assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+        r = h_status(host, HR_STATUS_BUSY, cases[i].busy);
+        assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+        if (cases[i].heartbeats[1]) {
+            r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, cases[i].heartbeats[1]);
+            assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+        }
+        assert_string_equal(h_entry_field(rc, key, "hseq"), cases[i].hseq);
+        assert_string_equal(h_entry_field(rc, key, "sseq"), cases[i].sseq);
+
+        r = h_leave(host, 15);
+        print_message("%s: hseq %s, sseq %s, leave 15\n", host, cases[i].hseq, cases[i].sseq);
+        assert_int_equal(send_ok(&r).result, HR_RESULT_DUPLICATE);
+        assert_string_equal(h_entry_field(rc, key, "status"), "busy");
+        assert_true(h_zscore(rc, "hr:i:local:busy", host) > 0);
+        assert_int_equal(h_redis_int(rc, "EXISTS hr:t:%s", host), 0);
+
+        /* Newer than both: applied. */
+        r = h_leave(host, 25);
+        assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+        assert_int_equal(h_redis_int(rc, "EXISTS %s", key), 0);
+        assert_int_equal(h_zscore(rc, "hr:i:local:busy", host), -1);
+    }
+}
+
+/* A status update does not extend the entry's life: its TTL and its index
+ * score (the entry's expiry) stay what the last heartbeat made them, whether
+ * the status changes or not. */
+static void test_daemon_status_update_keeps_ttl(void **state)
+{
+    (void)state;
+    const char *host = "host-keep-ttl";
+    struct hr_request r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    long long expiry = h_zscore(rc, "hr:i:local:idle", host);
+    assert_true(expiry > 0);
+    /* Waiting on time itself: poll Redis until half a second of the TTL
+     * (30 s) has run out, so that a refresh would show. */
+    long long pttl;
+    uint64_t deadline = h_now_ms() + 5000;
+    while ((pttl = h_redis_int(rc, "PTTL hr:h:%s", host)) > 29500) {
+        assert_true(h_now_ms() < deadline);
+        usleep(20 * 1000);
+    }
+
+    r = h_status(host, HR_STATUS_BUSY, 0); /* a change: the entry moves index */
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-keep-ttl", "status"), "busy");
+    long long after = h_redis_int(rc, "PTTL hr:h:%s", host);
+    printf("# PTTL %lld ms before the status update, %lld after\n", pttl, after);
+    assert_true(after > 0);
+    assert_true(after <= pttl); /* it can only have gone down */
+    /* The new index's score is the same expiry (the script computes it from
+     * its own clock and the PTTL: a millisecond or two either way). */
+    long long moved = h_zscore(rc, "hr:i:local:busy", host);
+    assert_true(moved >= expiry - 5 && moved <= expiry + 5);
+    assert_int_equal(h_zscore(rc, "hr:i:local:idle", host), -1);
+
+    r = h_status(host, HR_STATUS_BUSY, 0); /* no change: the entry is rewritten */
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_true(h_redis_int(rc, "PTTL hr:h:%s", host) <= after);
+    assert_int_equal(h_zscore(rc, "hr:i:local:busy", host), moved);
+}
+
+/* A heartbeat naming another region moves the host: out of the old region's
+ * index, into the new one's, under the status it has. */
+static void test_daemon_region_change_moves_index(void **state)
+{
+    (void)state;
+    const char *host = "host-moving";
+    struct hr_request r = h_heartbeat(host, "room1", "us-east-1", HR_STATUS_NONE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_true(h_zscore(rc, "hr:i:us-east-1:idle", host) > 0);
+
+    r = h_heartbeat(host, "room1", "eu-central", HR_STATUS_NONE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-moving", "region"), "eu-central");
+    assert_int_equal(h_zscore(rc, "hr:i:us-east-1:idle", host), -1);
+    assert_true(h_zscore(rc, "hr:i:eu-central:idle", host) > 0);
+
+    /* Busy, it moves between the busy indexes. */
+    r = h_status(host, HR_STATUS_BUSY, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    r = h_heartbeat(host, "room1", "us-west-1", HR_STATUS_IDLE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-moving", "region"), "us-west-1");
+    assert_int_equal(h_zscore(rc, "hr:i:eu-central:busy", host), -1);
+    assert_int_equal(h_zscore(rc, "hr:i:eu-central:idle", host), -1);
+    assert_true(h_zscore(rc, "hr:i:us-west-1:busy", host) > 0);
+    assert_int_equal(h_zscore(rc, "hr:i:us-west-1:idle", host), -1);
 }
 
 static void test_daemon_invalid_requests_change_nothing(void **state)
@@ -383,21 +474,10 @@ static void test_daemon_random_datagrams(void **state)
     await_probe(fd, host, &sent, &acks);
     long long keys = h_redis_int(rc, "DBSIZE");
 
-    uint64_t x = 0x9e3779b97f4a7c15ULL; /* xorshift64: the same datagrams every run */
-    uint8_t buf[600];
+    struct h_garbage g = {0};
+    uint8_t buf[H_GARBAGE_MAX];
     for (int i = 0; i < FLOOD; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        size_t len = (size_t)(x % sizeof(buf));
-        for (size_t j = 0; j < len; j++) {
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            buf[j] = (uint8_t)x;
-        }
-        /* Half of them get a valid header, so the payload decoder is hit. */
-        if (i % 2 && len >= HR_WIRE_HDR) {
-            memcpy(buf, "HR\x01", 3);
-            buf[3] = (uint8_t)(1 + i % 3);
-            buf[4] = 0;
-        }
+        size_t len = h_garbage_next(&g, buf);
         /* ECONNREFUSED would mean the daemon is gone. */
         assert_int_equal(send(fd, buf, len, 0), (ssize_t)len);
         sent++;
@@ -440,6 +520,123 @@ static void test_daemon_random_datagrams(void **state)
     assert_int_equal(acks, acked);
     free(before);
     free(after);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+    unlink(log_path);
+}
+
+/* Starts a daemon of the test's own on the shared Redis, its log (for the
+ * counters SIGUSR1 writes) at a fresh path put in log_path: the caller
+ * removes it. */
+static void start_logged(struct h_daemon *d, const char *const *args, char log_path[64])
+{
+    snprintf(log_path, 64, "/tmp/hostreg-test-daemon-log-XXXXXX");
+    int fd = mkstemp(log_path);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(h_daemon_start_logged(d, redis.port, args, log_path), 0);
+}
+
+/* Sends the `n` datagrams bad[i] (lens[i] bytes each), then `probe` (an
+ * encoded request whose seq is `probe_seq`), all on one socket, and asserts
+ * that the first datagram to come back is the probe's ack. One worker reads a
+ * socket's datagrams in order and answers a broken one at once if at all,
+ * while the probe's ack waits for Redis: so none of `bad` was answered. */
+static void assert_unanswered(int port, const uint8_t *const *bad, const size_t *lens, size_t n,
+                              const uint8_t *probe, size_t probe_len, uint64_t probe_seq)
+{
+    int fd = h_udp_socket(port);
+    uint8_t in[HR_WIRE_MAX + 1];
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(send(fd, bad[i], lens[i], 0), (ssize_t)lens[i]);
+    assert_int_equal(send(fd, probe, probe_len, 0), (ssize_t)probe_len);
+    struct pollfd p = {fd, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, 3000), 1);
+    ssize_t got = recv(fd, in, sizeof(in), 0);
+    assert_true(got > 0);
+    struct hr_frame f;
+    assert_int_equal(hr_wire_decode(in, (size_t)got, &f), 0);
+    assert_int_equal(f.type, HR_MSG_ACK);
+    assert_int_equal(f.ack.seq, probe_seq);
+    close(fd);
+}
+
+/* A datagram that is not a readable hostreg frame gets no answer at all (so
+ * a spoofed source cannot make the daemon send anything to its victim), and
+ * is counted under its reason. */
+static void test_daemon_unreadable_frames_get_no_answer(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *counter; /* dropped_<reason> */
+        size_t len;          /* 0: the good frame's length; beyond it, filler */
+        int at;              /* the byte of the good frame changed, or -1 */
+        uint8_t to;
+    } cases[] = {
+        {"dropped_bad_magic", 0, 0, 'X'},
+        {"dropped_bad_version", 0, 2, HR_WIRE_VERSION + 1},
+        {"dropped_bad_type", 0, 3, 9},
+        {"dropped_bad_type", 0, 3, HR_MSG_ACK}, /* an ack sent to the daemon */
+        {"dropped_bad_flags", 0, 4, 0x02},      /* a reserved bit */
+        {"dropped_truncated", HR_WIRE_HDR - 1, -1, 0},
+        /* The auth flag, and no room for the auth block and the tag. */
+        {"dropped_truncated", HR_WIRE_HDR + HR_WIRE_AUTH_HDR + HR_WIRE_TAG - 1, 4,
+         HR_WIRE_FLAG_AUTH},
+        {"dropped_too_big", HR_WIRE_MAX + 1, -1, 0},
+        {"dropped_too_big", 2000, -1, 0}, /* larger than the daemon's receive buffer */
+        {"dropped_bad_payload", HR_WIRE_HDR + 1, HR_WIRE_HDR, 0xff}, /* ends inside a varint */
+    };
+    enum { N = sizeof(cases) / sizeof(cases[0]) };
+    static const char *const counters[] = {
+        "dropped_bad_magic", "dropped_truncated", "dropped_bad_version", "dropped_bad_type",
+        "dropped_bad_flags", "dropped_too_big",   "dropped_bad_payload"};
+    enum { R = sizeof(counters) / sizeof(counters[0]) };
+    struct h_daemon d2;
+    const char *args[] = {"--prefix", "uf:", NULL};
+    char log_path[64];
+    start_logged(&d2, args, log_path);
+    char *log = h_daemon_stats(&d2, log_path, 1);
+    assert_non_null(log);
+    long long before[R], received = h_stats_counter(log, "received"),
+                         invalid = h_stats_counter(log, "invalid");
+    for (int k = 0; k < R; k++)
+        before[k] = h_stats_counter(log, counters[k]);
+    free(log);
+
+    struct hr_request hb = h_heartbeat("host-unreadable", "room1", "local", HR_STATUS_NONE, 0);
+    uint8_t good[HR_WIRE_MAX];
+    size_t glen = hr_wire_encode_request(&hb, good, sizeof(good));
+    assert_true(glen >= HR_WIRE_HDR + HR_WIRE_AUTH_HDR + HR_WIRE_TAG);
+    static uint8_t frames[N][2000];
+    const uint8_t *bad[N];
+    size_t lens[N];
+    for (size_t i = 0; i < N; i++) {
+        memset(frames[i], 'x', sizeof(frames[i]));
+        memcpy(frames[i], good, glen);
+        if (cases[i].at >= 0)
+            frames[i][cases[i].at] = cases[i].to;
+        bad[i] = frames[i];
+        lens[i] = cases[i].len ? cases[i].len : glen;
+    }
+    /* The good frame itself is the probe, after all of them. */
+    assert_unanswered(d2.port, bad, lens, N, good, glen, hb.seq);
+    assert_int_equal(h_redis_int(rc, "EXISTS uf:h:host-unreadable"), 1);
+
+    log = h_daemon_stats(&d2, log_path, 2);
+    assert_non_null(log);
+    /* Every one was read (the silence is the daemon's, not a lost datagram),
+     * none was taken for a readable request that breaks a rule, and each is
+     * counted under its reason. */
+    assert_int_equal(h_stats_counter(log, "received") - received, N + 1);
+    assert_int_equal(h_stats_counter(log, "invalid"), invalid);
+    for (int k = 0; k < R; k++) {
+        long long want = 0;
+        for (size_t i = 0; i < N; i++)
+            want += strcmp(cases[i].counter, counters[k]) == 0;
+        long long now = h_stats_counter(log, counters[k]);
+        if (now - before[k] != want)
+            fail_msg("%s went from %lld to %lld, want +%lld", counters[k], before[k], now, want);
+    }
+    free(log);
     assert_int_equal(h_daemon_stop(&d2), 0);
     unlink(log_path);
 }
@@ -526,8 +723,11 @@ static void test_daemon_workers_share_the_port(void **state)
     (void)state;
     struct h_daemon d2;
     const char *args[] = {"--workers", "2", NULL};
-    assert_int_equal(h_daemon_start(&d2, redis.port, args), 0);
-    /* Distinct source ports: the kernel spreads them over both workers. */
+    char log_path[64];
+    start_logged(&d2, args, log_path);
+    /* Distinct source ports: the kernel spreads them over both workers (by
+     * a hash of the addresses and ports: all 40 on one worker would be a
+     * chance of 2 in 2^40). */
     for (int i = 0; i < 40; i++) {
         char host[32];
         snprintf(host, sizeof(host), "host-worker-%d", i);
@@ -537,7 +737,22 @@ static void test_daemon_workers_share_the_port(void **state)
         assert_int_equal(ack.result, HR_RESULT_OK);
         assert_int_equal(h_redis_int(rc, "EXISTS hr:h:%s", host), 1);
     }
+    /* Each worker logs its own line: both read requests and acked them. */
+    char *log = h_daemon_stats(&d2, log_path, 2);
+    assert_non_null(log);
+    long long acked = 0;
+    for (int w = 0; w < 2; w++) {
+        long long received = h_stats_worker_counter(log, w, "received");
+        long long ok = h_stats_worker_counter(log, w, "acked_ok");
+        printf("# worker %d: received %lld, acked ok %lld\n", w, received, ok);
+        assert_true(received > 0);
+        assert_true(ok > 0);
+        acked += ok;
+    }
+    assert_true(acked >= 40); /* and the harness's readiness probes */
+    free(log);
     assert_int_equal(h_daemon_stop(&d2), 0);
+    unlink(log_path);
 }
 
 /* --- authenticated datagrams --- */
@@ -565,28 +780,13 @@ static size_t sign(const struct hr_request *r, uint8_t id, int64_t skew, uint8_t
 }
 
 /* Sends `bad`, then a good probe signed with key `probe_id` on the same
- * socket; the probe's ack comes after any answer to `bad` would have (one
- * worker, in order), so its arrival proves `bad` got none. */
-static void assert_silent(int port, const uint8_t *bad, size_t badlen, uint64_t badseq,
-                          uint8_t probe_id)
+ * socket, and asserts that the first answer is the probe's: `bad` got none. */
+static void assert_silent(int port, const uint8_t *bad, size_t badlen, uint8_t probe_id)
 {
-    int fd = h_udp_socket(port);
     struct hr_request probe = h_heartbeat("auth-probe", "room1", "local", HR_STATUS_NONE, 0);
-    uint8_t pb[HR_WIRE_MAX], in[HR_WIRE_MAX];
+    uint8_t pb[HR_WIRE_MAX];
     size_t plen = sign(&probe, probe_id, 0, pb);
-    assert_int_equal(send(fd, bad, badlen, 0), (ssize_t)badlen);
-    assert_int_equal(send(fd, pb, plen, 0), (ssize_t)plen);
-    for (;;) {
-        struct pollfd p = {fd, POLLIN, 0};
-        assert_int_equal(poll(&p, 1, 3000), 1);
-        ssize_t n = recv(fd, in, sizeof(in), 0);
-        struct hr_frame f;
-        assert_int_equal(hr_wire_decode(in, (size_t)n, &f), 0);
-        assert_true(f.ack.seq != badseq); /* the refused frame was answered */
-        if (f.ack.seq == probe.seq)
-            break;
-    }
-    close(fd);
+    assert_unanswered(port, &bad, &badlen, 1, pb, plen, probe.seq);
 }
 
 /* Sends r signed and awaits its ack, resending while the daemon starts. */
@@ -651,7 +851,7 @@ static void test_daemon_authenticated_datagrams(void **state)
     uint8_t buf[HR_WIRE_MAX];
     r = h_heartbeat("host-unsigned", "room1", "local", HR_STATUS_NONE, 0);
     size_t len = hr_wire_encode_request(&r, buf, sizeof(buf));
-    assert_silent(d2.port, buf, len, r.seq, 1);
+    assert_silent(d2.port, buf, len, 1);
     assert_int_equal(h_redis_int(rc, "EXISTS au:h:host-unsigned"), 0);
 
     /* host-master's own key cannot speak for host-deploy. */
@@ -661,24 +861,22 @@ static void test_daemon_authenticated_datagrams(void **state)
     hr_keys_parse_hex(KEY2, mk.secret);
     hr_keys_host_key(&mk, "host-master", hk);
     len = hr_wire_encode_request_auth(&forged, hk, 2, (uint32_t)time(NULL), buf, sizeof(buf));
-    assert_silent(d2.port, buf, len, forged.seq, 1);
-    char status[16];
-    assert_string_equal(h_entry_field(rc, "au:h:host-deploy", "status", status, sizeof(status)),
-                        "idle");
+    assert_silent(d2.port, buf, len, 1);
+    assert_string_equal(h_entry_field(rc, "au:h:host-deploy", "status"), "idle");
 
     /* A replay from outside the ±TTL window, an unknown key id, a flipped bit. */
     r = h_heartbeat("host-stale", "room1", "local", HR_STATUS_NONE, 0);
     len = sign(&r, 1, -3600, buf);
-    assert_silent(d2.port, buf, len, r.seq, 1);
+    assert_silent(d2.port, buf, len, 1);
     len = sign(&r, 1, 0, buf);
     buf[5] = 9; /* key id 9: not in the file */
-    assert_silent(d2.port, buf, len, r.seq, 1);
+    assert_silent(d2.port, buf, len, 1);
     len = sign(&r, 1, 0, buf);
     buf[len - 20] ^= 1;
-    assert_silent(d2.port, buf, len, r.seq, 1);
+    assert_silent(d2.port, buf, len, 1);
     /* A tag cut short: the last 16 bytes, taken as the tag, do not verify. */
     len = sign(&r, 1, 0, buf);
-    assert_silent(d2.port, buf, len - 4, r.seq, 1);
+    assert_silent(d2.port, buf, len - 4, 1);
     assert_int_equal(h_redis_int(rc, "EXISTS au:h:host-stale"), 0);
     /* Each refusal counted: unsigned, another host's key, stale, unknown
      * key id, bad tag, short tag (assert_silent saw that none of them was
@@ -699,7 +897,7 @@ static void test_daemon_authenticated_datagrams(void **state)
     assert_int_equal(send_signed(d2.port, &r, 2).result, HR_RESULT_OK);
     r = h_heartbeat("host-deploy", "room1", "local", HR_STATUS_NONE, 0);
     len = sign(&r, 1, 0, buf);
-    assert_silent(d2.port, buf, len, r.seq, 2);
+    assert_silent(d2.port, buf, len, 2);
     assert_int_equal(h_daemon_stop(&d2), 0);
     unlink(path);
 }
@@ -790,13 +988,11 @@ static void test_daemon_seq_order_exact(void **state)
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
         struct hr_request r =
             h_heartbeat("host-seq-exact", "room1", "local", HR_STATUS_NONE, steps[i].seq);
+        /* send_ok: the ack echoes the seq exactly, 2^64 - 1 included. */
         struct hr_ack ack = send_ok(&r);
-        assert_int_equal(ack.seq, steps[i].seq);
         assert_int_equal(ack.result, steps[i].want);
     }
-    char v[32];
-    hget("hr:h:host-seq-exact", "hseq", v, sizeof(v));
-    assert_string_equal(v, "18446744073709551615");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-seq-exact", "hseq"), "18446744073709551615");
 }
 
 /* An entry in the hash layout of older builds reads as absent and the next
@@ -808,11 +1004,8 @@ static void test_daemon_replaces_old_layout(void **state)
                      3);
     struct hr_request r = h_heartbeat("host-old-layout", "room2", "local", HR_STATUS_NONE, 0);
     assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
-    char v[32];
-    hget("hr:h:host-old-layout", "room", v, sizeof(v));
-    assert_string_equal(v, "room2");
-    hget("hr:h:host-old-layout", "status", v, sizeof(v));
-    assert_string_equal(v, "idle");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-old-layout", "room"), "room2");
+    assert_string_equal(h_entry_field(rc, "hr:h:host-old-layout", "status"), "idle");
 }
 
 /* One source address cannot fill the registry: past --source-hosts it keeps
@@ -891,8 +1084,11 @@ static void test_daemon_max_hosts_frees_expired(void **state)
     assert_int_equal(h_daemon_stop(&d2), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_daemon_register_stores_entry),
         cmocka_unit_test(test_daemon_busy_survives_idle_heartbeats),
@@ -900,9 +1096,13 @@ int main(void)
         cmocka_unit_test(test_daemon_older_seq_changes_nothing),
         cmocka_unit_test(test_daemon_status_unknown_host),
         cmocka_unit_test(test_daemon_leave_removes_entry),
+        cmocka_unit_test(test_daemon_leave_older_than_either_seq_is_duplicate),
+        cmocka_unit_test(test_daemon_status_update_keeps_ttl),
+        cmocka_unit_test(test_daemon_region_change_moves_index),
         cmocka_unit_test(test_daemon_invalid_requests_change_nothing),
         cmocka_unit_test(test_daemon_ack_never_larger_than_request),
         cmocka_unit_test(test_daemon_random_datagrams),
+        cmocka_unit_test(test_daemon_unreadable_frames_get_no_answer),
         cmocka_unit_test(test_daemon_entry_expires_with_short_ttl),
         cmocka_unit_test(test_daemon_survives_redis_restart),
         cmocka_unit_test(test_daemon_workers_share_the_port),

@@ -760,12 +760,6 @@ static size_t acl_log(redisContext *c, const char *reason)
     return n;
 }
 
-static const char *hget(redisContext *c, const char *key, const char *field)
-{
-    static char v[128];
-    return h_entry_field(c, key, field, v, sizeof(v));
-}
-
 static enum hr_result udp_send(int port, struct hr_request r)
 {
     struct hr_ack ack;
@@ -847,9 +841,9 @@ static void test_faults_redis_acl_user(void **state)
                      HR_RESULT_UNKNOWN_HOST);
 
     assert_int_equal(claim(gw.port, "acl-a"), 200); /* confirmed below */
-    assert_string_equal(hget(c, "hr:h:acl-a", "status"), "busy");
+    assert_string_equal(h_entry_field(c, "hr:h:acl-a", "status"), "busy");
     assert_int_equal(udp_send(dmn.port, h_status("acl-a", HR_STATUS_BUSY, 0)), HR_RESULT_OK);
-    assert_string_equal(hget(c, "hr:h:acl-a", "lease"), "");
+    assert_string_equal(h_entry_field(c, "hr:h:acl-a", "lease"), "");
     assert_int_equal(claim(gw.port, "acl-c"), 200); /* left unconfirmed */
     assert_int_equal(claim(gw.port, "acl-c"), 404);
 
@@ -866,9 +860,9 @@ static void test_faults_redis_acl_user(void **state)
     /* The sweep gives the unconfirmed claim back after its 1 s lease (it
      * runs every second): time itself must pass. */
     uint64_t deadline = h_now_ms() + 4000;
-    while (strcmp(hget(c, "hr:h:acl-c", "status"), "idle") != 0 && h_now_ms() < deadline)
+    while (strcmp(h_entry_field(c, "hr:h:acl-c", "status"), "idle") != 0 && h_now_ms() < deadline)
         usleep(50000);
-    assert_string_equal(hget(c, "hr:h:acl-c", "status"), "idle");
+    assert_string_equal(h_entry_field(c, "hr:h:acl-c", "status"), "idle");
 
     /* Scripts flushed: the store falls back to EVAL once (it needs +eval). */
     const char *flush[] = {"SCRIPT", "FLUSH"};
@@ -1103,26 +1097,15 @@ static void *flood_main(void *arg)
     /* A source of its own (127.0.0.2), as an attacker's would be. */
     int fd = h_udp_socket_from(fl->port, 0x7f000002);
     long long bytes = 0;
-    uint64_t x = 0x9e3779b97f4a7c15ULL; /* xorshift64: the same datagrams every run */
-    static uint8_t buf[FLOOD_BATCH][600];
+    struct h_garbage g = {0};
+    static uint8_t buf[FLOOD_BATCH][H_GARBAGE_MAX];
     struct iovec iov[FLOOD_BATCH];
     struct mmsghdr msg[FLOOD_BATCH];
     long errors = 0;
     for (long i = 0; i < GARBAGE; i += FLOOD_BATCH) {
         memset(msg, 0, sizeof(msg));
         for (int b = 0; b < FLOOD_BATCH; b++) {
-            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-            size_t len = (size_t)(x % sizeof(buf[b]));
-            for (size_t j = 0; j < len; j++) {
-                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-                buf[b][j] = (uint8_t)x;
-            }
-            /* Half of them with a valid header, so the payload decoder works. */
-            if (b % 2 && len >= HR_WIRE_HDR) {
-                memcpy(buf[b], "HR\x01", 3);
-                buf[b][3] = (uint8_t)(1 + (i + b) % 3);
-                buf[b][4] = 0;
-            }
+            size_t len = h_garbage_next(&g, buf[b]);
             iov[b] = (struct iovec){buf[b], len};
             msg[b].msg_hdr.msg_iov = &iov[b];
             msg[b].msg_hdr.msg_iovlen = 1;
@@ -1180,7 +1163,6 @@ static long udp_drops(int port)
     return drops;
 }
 
-/* A counter "name=N" of the last stats line in the daemon's log, -1 if none. */
 static void test_faults_flood_of_garbage(void **state)
 {
     (void)state;
@@ -1309,10 +1291,10 @@ static void test_faults_flood_of_garbage(void **state)
     redisContext *c = h_redis_connect(redis.port);
     for (int h = 0; h < REAL_HOSTS; h++) {
         char want[32];
-        char key[64], got[32];
+        char key[64];
         snprintf(want, sizeof(want), "%llu", (unsigned long long)last_seq[h]);
         snprintf(key, sizeof(key), "hr:h:flood-real-%d", h);
-        assert_string_equal(h_entry_field(c, key, "hseq", got, sizeof(got)), want);
+        assert_string_equal(h_entry_field(c, key, "hseq"), want);
     }
     assert_int_equal(h_redis_int(c, "DBSIZE"), REAL_HOSTS + 1);
     assert_int_equal(h_redis_int(c, "EXISTS hr:i:local:idle"), 1);
@@ -1322,8 +1304,11 @@ static void test_faults_flood_of_garbage(void **state)
     pthread_mutex_destroy(&fl->mu);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_faults_redis_restarts_leak_nothing, teardown_each),
         cmocka_unit_test_teardown(test_faults_durability_appendfsync_always, teardown_each),

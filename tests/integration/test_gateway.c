@@ -217,23 +217,6 @@ static int find(int port, json_t *query, char *room, size_t roomlen)
     return code;
 }
 
-/* A field of an entry, "" when the field or the entry is missing. */
-static const char *hget(redisContext *c, const char *key, const char *field)
-{
-    static char v[128];
-    return h_entry_field(c, key, field, v, sizeof(v));
-}
-
-/* The score of `member` in a sorted set, -1 when absent. */
-static long long zscore(redisContext *c, const char *key, const char *member)
-{
-    redisReply *r = redisCommand(c, "ZSCORE %s %s", key, member);
-    assert_non_null(r);
-    long long v = r->type == REDIS_REPLY_STRING ? atoll(r->str) : -1;
-    freeReplyObject(r);
-    return v;
-}
-
 /* The value of one sample in a /metrics text (series written exactly as the
  * gateway renders it, labels included), or -1 when absent. */
 static double metric(const char *text, const char *series)
@@ -275,9 +258,9 @@ static void test_gateway_cpp_host_heartbeat(void **state)
     reply_free(&rep);
 
     const char *key = "hr:h:550e8400-e29b-41d4-a716-446655440000";
-    assert_string_equal(hget(rc, key, "room"), "room-abc123xyz");
-    assert_string_equal(hget(rc, key, "region"), "local");
-    assert_string_equal(hget(rc, key, "status"), "idle");
+    assert_string_equal(h_entry_field(rc, key, "room"), "room-abc123xyz");
+    assert_string_equal(h_entry_field(rc, key, "region"), "local");
+    assert_string_equal(h_entry_field(rc, key, "status"), "idle");
     /* Extra fields are ignored: the entry is the registry's fields and no
      * more (HTTP requests are unordered: seqs 0). */
     redisReply *whole = redisCommand(rc, "GET %s", key);
@@ -286,7 +269,7 @@ static void test_gateway_cpp_host_heartbeat(void **state)
     freeReplyObject(whole);
     long long ttl = h_redis_int(rc, "PTTL %s", key);
     assert_true(ttl > 28000 && ttl <= 30000);
-    assert_true(zscore(rc, "hr:i:local:idle", "550e8400-e29b-41d4-a716-446655440000") > 0);
+    assert_true(h_zscore(rc, "hr:i:local:idle", "550e8400-e29b-41d4-a716-446655440000") > 0);
 }
 
 static void test_gateway_simulator_host_with_game_info(void **state)
@@ -302,14 +285,15 @@ static void test_gateway_simulator_host_with_game_info(void **state)
     assert_json(&rep);
     assert_int_equal(json_integer_value(json_object_get(rep.j, "ttl")), 30);
     reply_free(&rep);
-    assert_string_equal(hget(rc, "hr:h:sim-host-1-1a2b3c4d", "room"), "sim-room-1-1a2b3c4d");
-    assert_string_equal(hget(rc, "hr:h:sim-host-1-1a2b3c4d", "region"), "us-east-1");
-    assert_string_equal(hget(rc, "hr:h:sim-host-1-1a2b3c4d", "status"), "idle");
+    assert_string_equal(h_entry_field(rc, "hr:h:sim-host-1-1a2b3c4d", "room"),
+                        "sim-room-1-1a2b3c4d");
+    assert_string_equal(h_entry_field(rc, "hr:h:sim-host-1-1a2b3c4d", "region"), "us-east-1");
+    assert_string_equal(h_entry_field(rc, "hr:h:sim-host-1-1a2b3c4d", "status"), "idle");
 
     /* Region and status are optional: the default region, idle. */
     heartbeat_ok(gw.port, "sim-host-2-5e6f7a8b", "sim-room-2", NULL, NULL);
-    assert_string_equal(hget(rc, "hr:h:sim-host-2-5e6f7a8b", "region"), "local");
-    assert_string_equal(hget(rc, "hr:h:sim-host-2-5e6f7a8b", "status"), "idle");
+    assert_string_equal(h_entry_field(rc, "hr:h:sim-host-2-5e6f7a8b", "region"), "local");
+    assert_string_equal(h_entry_field(rc, "hr:h:sim-host-2-5e6f7a8b", "status"), "idle");
 }
 
 static void test_gateway_busy_survives_idle_heartbeats(void **state)
@@ -320,18 +304,18 @@ static void test_gateway_busy_survives_idle_heartbeats(void **state)
     status_ok(gw.port, "http-busy-1", "busy");
     for (int i = 0; i < 3; i++) /* what every client of the original service sends */
         heartbeat_ok(gw.port, "http-busy-1", "room-busy-1", "eu-central", "idle");
-    assert_string_equal(hget(rc, key, "status"), "busy");
-    assert_true(zscore(rc, "hr:i:eu-central:busy", "http-busy-1") > 0);
-    assert_int_equal(zscore(rc, "hr:i:eu-central:idle", "http-busy-1"), -1);
+    assert_string_equal(h_entry_field(rc, key, "status"), "busy");
+    assert_true(h_zscore(rc, "hr:i:eu-central:busy", "http-busy-1") > 0);
+    assert_int_equal(h_zscore(rc, "hr:i:eu-central:idle", "http-busy-1"), -1);
 
     status_ok(gw.port, "http-busy-1", "idle");
-    assert_string_equal(hget(rc, key, "status"), "idle");
-    assert_true(zscore(rc, "hr:i:eu-central:idle", "http-busy-1") > 0);
-    assert_int_equal(zscore(rc, "hr:i:eu-central:busy", "http-busy-1"), -1);
+    assert_string_equal(h_entry_field(rc, key, "status"), "idle");
+    assert_true(h_zscore(rc, "hr:i:eu-central:idle", "http-busy-1") > 0);
+    assert_int_equal(h_zscore(rc, "hr:i:eu-central:busy", "http-busy-1"), -1);
 
     /* A heartbeat that creates the entry does set its status. */
     heartbeat_ok(gw.port, "http-born-busy", "room-born-busy", NULL, "busy");
-    assert_string_equal(hget(rc, "hr:h:http-born-busy", "status"), "busy");
+    assert_string_equal(h_entry_field(rc, "hr:h:http-born-busy", "status"), "busy");
 }
 
 static void test_gateway_status_unknown_host(void **state)
@@ -343,7 +327,7 @@ static void test_gateway_status_unknown_host(void **state)
     assert_error(&rep, 404, "unknown");
     reply_free(&rep);
     assert_int_equal(h_redis_int(rc, "EXISTS hr:h:http-never-seen"), 0);
-    assert_int_equal(zscore(rc, "hr:i:local:busy", "http-never-seen"), -1);
+    assert_int_equal(h_zscore(rc, "hr:i:local:busy", "http-never-seen"), -1);
 }
 
 /* --- bad input --- */
@@ -476,9 +460,9 @@ static void test_gateway_bad_requests_refused(void **state)
 
     /* Nothing was written, and the witness is as it was. */
     assert_int_equal(h_redis_int(c, "DBSIZE"), keys);
-    assert_string_equal(hget(c, "hr:h:witness-1", "room"), "room-w");
-    assert_string_equal(hget(c, "hr:h:witness-1", "region"), "us-east-1");
-    assert_string_equal(hget(c, "hr:h:witness-1", "status"), "idle");
+    assert_string_equal(h_entry_field(c, "hr:h:witness-1", "room"), "room-w");
+    assert_string_equal(h_entry_field(c, "hr:h:witness-1", "region"), "us-east-1");
+    assert_string_equal(h_entry_field(c, "hr:h:witness-1", "status"), "idle");
     redisFree(c);
 }
 
@@ -515,40 +499,61 @@ static void test_gateway_malformed_requests_survived(void **state)
     free(body);
     free(req);
 
-    /* Each is answered (an error) or dropped, and never takes the gateway down. */
-#define RAW(s)                                                                                     \
+    /* Each is refused with a 4xx, and never takes the gateway down. evhttp
+     * refuses a framing error itself (its HTML 400, or 413 for a length it
+     * will not read, also for a chunk size that does not parse: libevent
+     * reports that as too long); the gateway refuses a query string it
+     * cannot decode. A body, where there is one, is a fine heartbeat, so a
+     * request whose framing was accepted would show as a 200 and a key. */
+#define WITNESS "{\"hostId\":\"malformed-witness\",\"roomId\":\"room-raw\"}"
+#define RAW(s, code)                                                                               \
     {                                                                                              \
-        s, sizeof(s) - 1                                                                           \
+        s, sizeof(s) - 1, code                                                                     \
     }
     static const struct {
         const char *bytes;
         size_t len;
+        int code;
     } raw[] = {
-        RAW("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n"), /* a TLS ClientHello */
-        RAW("GET /healthz HTTP/9.9\r\nConnection: close\r\n\r\n"),
-        RAW("GET\r\n\r\n"),
-        RAW("\r\n\r\n"),
-        RAW("GET /healthz HTTP/1.1\r\nNoColonHere\r\nConnection: close\r\n\r\n"),
-        RAW("GET /heal\0thz HTTP/1.1\r\nConnection: close\r\n\r\n"),
-        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: -5\r\n\r\n"),
-        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
-        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 7\r\n"
-            "Connection: close\r\n\r\n{}"),
-        RAW("POST /api/host/heartbeat HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+        RAW("\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n", 400), /* a TLS ClientHello */
+        RAW("GET /healthz HTTP/9.9\r\nConnection: close\r\n\r\n", 400),
+        RAW("GET\r\n\r\n", 400),
+        RAW("\r\n\r\n", 400),
+        RAW("GET /healthz HTTP/1.1\r\nNoColonHere\r\nConnection: close\r\n\r\n", 400),
+        RAW("GET /heal\0thz HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: -5\r\n\r\n" WITNESS, 400),
+        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: "
+            "99999999999999999999999\r\n\r\n" WITNESS,
+            413),
+        /* Both framings at once (RFC 9112 6.3: refuse, or a proxy may frame
+         * it the other way). Two Content-Lengths: see
+         * test_gateway_conflicting_content_lengths_refused. */
+        RAW("POST /api/host/heartbeat HTTP/1.1\r\nContent-Length: 50\r\n"
+            "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" WITNESS,
+            400),
+        RAW("POST /api/host/heartbeat HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n" WITNESS
+            "\r\n0\r\n\r\n",
+            413),
         RAW("POST /api/host/heartbeat HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-            "ffffffffffffffffff\r\n{}\r\n"),
-        RAW("GET /api/hosts?%zz=%%%&region HTTP/1.1\r\nConnection: close\r\n\r\n"),
-        RAW("GET http://[::1/ HTTP/1.1\r\nConnection: close\r\n\r\n"),
+            "ffffffffffffffffff\r\n" WITNESS "\r\n",
+            413),
+        RAW("GET /api/hosts?%zz=%%%&region HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+        RAW("GET http://[::1/ HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
     };
 #undef RAW
+#undef WITNESS
     for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
         uint64_t t0 = h_now_ms();
         code = h_http_raw(gw.port, raw[i].bytes, raw[i].len, &r);
         print_message("raw case %zu -> %d in %llu ms\n", i, code,
                       (unsigned long long)(h_now_ms() - t0));
+        if (code != raw[i].code)
+            fail_msg("raw case %zu: %d, want %d: %s", i, code, raw[i].code,
+                     r.body ? r.body : "(no answer)");
         h_http_free(&r);
         assert_true(h_process_alive(gw.pid));
     }
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:h:malformed-witness"), 0);
 
     /* Clients that go away before their answer (which waits for Redis):
      * half close normally, half reset the connection. */
@@ -581,7 +586,7 @@ static void test_gateway_malformed_requests_survived(void **state)
     code = h_http_raw(gw.port, chunked, strlen(chunked), &r);
     h_http_free(&r);
     assert_int_equal(code, 200);
-    assert_string_equal(hget(rc, "hr:h:chunked-1", "room"), "room-chunk");
+    assert_string_equal(h_entry_field(rc, "hr:h:chunked-1", "room"), "room-chunk");
 
     /* Still serving. */
     struct reply rep;
@@ -592,6 +597,39 @@ static void test_gateway_malformed_requests_survived(void **state)
     assert_code(&rep, 200);
     reply_free(&rep);
     assert_true(h_process_alive(gw.pid));
+}
+
+/* Two Content-Length headers that disagree leave the body's length
+ * ambiguous: RFC 9112 6.3 has a server refuse such a request (400) and close,
+ * or a proxy in front that frames it by the other header lets a second
+ * request be smuggled in. KNOWN BUG, not fixed here: evhttp takes the first
+ * header and the gateway answers 200 and stores the heartbeat below when the
+ * first one is its true length. So the test is skipped unless
+ * HOSTREG_TEST_KNOWN_BUGS is set; remove that once the gateway refuses. */
+static void test_gateway_conflicting_content_lengths_refused(void **state)
+{
+    (void)state;
+    if (!getenv("HOSTREG_TEST_KNOWN_BUGS"))
+        skip();
+    static const char body[] = "{\"hostId\":\"dup-length-1\",\"roomId\":\"room-dup\"}";
+    const size_t lengths[][2] = {{strlen(body), 7}, {7, strlen(body)}};
+    for (size_t i = 0; i < 2; i++) {
+        char req[512];
+        int n = snprintf(req, sizeof(req),
+                         "POST /api/host/heartbeat HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                         "Content-Length: %zu\r\nContent-Length: %zu\r\n\r\n%s",
+                         lengths[i][0], lengths[i][1], body);
+        struct h_http_resp r;
+        int code = h_http_raw(gw.port, req, (size_t)n, &r);
+        /* A 400 from the JSON parser (the body cut at 7 bytes) is not the
+         * refusal wanted: the framing itself must be, before any handler. */
+        bool by_evhttp = code == 400 && r.body && !strstr(r.body, "\"success\"");
+        if (!by_evhttp)
+            fail_msg("Content-Length %zu then %zu: %d %s", lengths[i][0], lengths[i][1], code,
+                     r.body ? r.body : "(no answer)");
+        h_http_free(&r);
+    }
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:h:dup-length-1"), 0);
 }
 
 static void test_gateway_idle_connection_closed(void **state)
@@ -697,7 +735,7 @@ static void test_gateway_keep_alive_and_expect_continue(void **state)
     const char *st = strstr(buf, "{\"success\":true}");
     const char *alive = strstr(buf, "\"alive\"");
     assert_true(ttl && st && alive && ttl < st && st < alive);
-    assert_string_equal(hget(rc, "hr:h:ka-1", "status"), "busy");
+    assert_string_equal(h_entry_field(rc, "hr:h:ka-1", "status"), "busy");
 
     /* Expect: 100-continue (sent by libcurl for larger bodies): the body
      * only after the interim answer. */
@@ -748,15 +786,15 @@ static void test_gateway_udp_host_listed_and_claimable(void **state)
     assert_int_equal(find(gw2.port, json_pack("{s:s}", "region", "eu-central"), room, sizeof(room)),
                      200);
     assert_string_equal(room, "udp-room-1");
-    assert_string_equal(hget(rc, "u1:h:udp-host-1", "status"), "busy");
-    assert_true(zscore(rc, "u1:claims", "udp-host-1") > 0);
+    assert_string_equal(h_entry_field(rc, "u1:h:udp-host-1", "status"), "busy");
+    assert_true(h_zscore(rc, "u1:claims", "udp-host-1") > 0);
 
     /* The host confirms over UDP: the claim's lease is settled. */
     struct hr_request st = h_status("udp-host-1", HR_STATUS_BUSY, 0);
     assert_int_equal(h_send(dmn.port, &st, &ack), 0);
     assert_int_equal(ack.result, HR_RESULT_OK);
-    assert_int_equal(zscore(rc, "u1:claims", "udp-host-1"), -1);
-    assert_string_equal(hget(rc, "u1:h:udp-host-1", "lease"), "");
+    assert_int_equal(h_zscore(rc, "u1:claims", "udp-host-1"), -1);
+    assert_string_equal(h_entry_field(rc, "u1:h:udp-host-1", "lease"), "");
     call(&rep, gw2.port, "GET", "/api/hosts?status=busy", NULL, NULL);
     assert_code(&rep, 200);
     assert_int_equal(json_array_size(rep.j), 1);
@@ -776,8 +814,8 @@ static void test_gateway_http_host_takes_udp_status(void **state)
     struct hr_ack ack;
     assert_int_equal(h_send(dmn.port, &st, &ack), 0);
     assert_int_equal(ack.result, HR_RESULT_OK);
-    assert_string_equal(hget(rc, "u2:h:http-host-1", "status"), "busy");
-    assert_true(zscore(rc, "u2:i:us-west-1:busy", "http-host-1") > 0);
+    assert_string_equal(h_entry_field(rc, "u2:h:http-host-1", "status"), "busy");
+    assert_true(h_zscore(rc, "u2:i:us-west-1:busy", "http-host-1") > 0);
 
     /* Later HTTP heartbeats keep it busy; UDP ones keep it alive. */
     heartbeat_ok(gw2.port, "http-host-1", "http-room-1", "us-west-1", "idle");
@@ -785,7 +823,7 @@ static void test_gateway_http_host_takes_udp_status(void **state)
         h_heartbeat("http-host-1", "http-room-1", "us-west-1", HR_STATUS_IDLE, 0);
     assert_int_equal(h_send(dmn.port, &hb, &ack), 0);
     assert_int_equal(ack.result, HR_RESULT_OK);
-    assert_string_equal(hget(rc, "u2:h:http-host-1", "status"), "busy");
+    assert_string_equal(h_entry_field(rc, "u2:h:http-host-1", "status"), "busy");
 
     st = h_status("http-host-1", HR_STATUS_IDLE, 0);
     assert_int_equal(h_send(dmn.port, &st, &ack), 0);
@@ -799,7 +837,7 @@ static void test_gateway_http_host_takes_udp_status(void **state)
 
     /* And an HTTP status update after ordered UDP ones still applies. */
     status_ok(gw2.port, "http-host-1", "busy");
-    assert_string_equal(hget(rc, "u2:h:http-host-1", "status"), "busy");
+    assert_string_equal(h_entry_field(rc, "u2:h:http-host-1", "status"), "busy");
 }
 
 static void test_gateway_hosts_list_filters(void **state)
@@ -964,34 +1002,34 @@ static void test_gateway_unconfirmed_claim_returns_to_idle(void **state)
     /* ls-b's host confirms; ls-a's is a legacy host that only heartbeats. */
     status_ok(gw2.port, "ls-b", "busy");
     heartbeat_ok(gw2.port, "ls-a", "ls-room-a", "local", "idle");
-    assert_string_equal(hget(rc, "ls:h:ls-a", "status"), "busy");
-    assert_string_equal(hget(rc, "ls:h:ls-b", "status"), "busy");
+    assert_string_equal(h_entry_field(rc, "ls:h:ls-a", "status"), "busy");
+    assert_string_equal(h_entry_field(rc, "ls:h:ls-b", "status"), "busy");
 
     /* Waiting on time itself: the lease must run out. */
     uint64_t idle_at = 0;
     while (h_now_ms() < claimed + 5000) {
-        if (strcmp(hget(rc, "ls:h:ls-a", "status"), "idle") == 0) {
+        if (strcmp(h_entry_field(rc, "ls:h:ls-a", "status"), "idle") == 0) {
             idle_at = h_now_ms();
             break;
         }
-        assert_string_equal(hget(rc, "ls:h:ls-b", "status"), "busy");
+        assert_string_equal(h_entry_field(rc, "ls:h:ls-b", "status"), "busy");
         usleep(20000);
     }
     assert_true(idle_at != 0);
     printf("# unconfirmed claim back to idle %llu ms after the claim (lease 1 s)\n",
            (unsigned long long)(idle_at - claimed));
     assert_true(idle_at - claimed >= 900);
-    assert_true(zscore(rc, "ls:i:local:idle", "ls-a") > 0);
-    assert_int_equal(zscore(rc, "ls:i:local:busy", "ls-a"), -1);
-    assert_int_equal(zscore(rc, "ls:claims", "ls-a"), -1);
+    assert_true(h_zscore(rc, "ls:i:local:idle", "ls-a") > 0);
+    assert_int_equal(h_zscore(rc, "ls:i:local:busy", "ls-a"), -1);
+    assert_int_equal(h_zscore(rc, "ls:claims", "ls-a"), -1);
 
     /* The confirmed one stays busy past its lease and a sweep after it. */
     while (h_now_ms() < claimed + 2500) {
-        assert_string_equal(hget(rc, "ls:h:ls-b", "status"), "busy");
+        assert_string_equal(h_entry_field(rc, "ls:h:ls-b", "status"), "busy");
         usleep(50000);
     }
-    assert_string_equal(hget(rc, "ls:h:ls-b", "status"), "busy");
-    assert_true(zscore(rc, "ls:i:local:busy", "ls-b") > 0);
+    assert_string_equal(h_entry_field(rc, "ls:h:ls-b", "status"), "busy");
+    assert_true(h_zscore(rc, "ls:i:local:busy", "ls-b") > 0);
 
     /* And the returned one can be claimed again. */
     assert_int_equal(find(gw2.port, json_pack("{s:s}", "region", "local"), room, sizeof(room)),
@@ -1032,7 +1070,7 @@ static void test_gateway_find_preference_and_specific_host(void **state)
                           json_pack("{s:s,s:s}", "hostId", "fp-local", "region", "eu-central"),
                           room, sizeof(room)),
                      404);
-    assert_string_equal(hget(rc, "fp:h:fp-local", "status"), "idle");
+    assert_string_equal(h_entry_field(rc, "fp:h:fp-local", "status"), "idle");
     assert_int_equal(find(gw2.port, json_pack("{s:s}", "hostId", "fp-local"), room, sizeof(room)),
                      200);
     assert_string_equal(room, "fp-room-local");
@@ -1106,11 +1144,11 @@ static void test_gateway_host_secrets(void **state)
     call(&rep, gw2.port, "POST", "/api/host/status", "Authorization: Bearer s2\r\n", busy);
     assert_error(&rep, 403, NULL);
     reply_free(&rep);
-    assert_string_equal(hget(rc, "sc:h:sc-host-7", "status"), "idle");
+    assert_string_equal(h_entry_field(rc, "sc:h:sc-host-7", "status"), "idle");
     call(&rep, gw2.port, "POST", "/api/host/status", "Authorization: Bearer s1\r\n", busy);
     assert_code(&rep, 200);
     reply_free(&rep);
-    assert_string_equal(hget(rc, "sc:h:sc-host-7", "status"), "busy");
+    assert_string_equal(h_entry_field(rc, "sc:h:sc-host-7", "status"), "busy");
 
     /* The C++ host, with the secret it was given. */
     call(&rep, gw2.port, "POST", "/api/host/heartbeat",
@@ -1521,12 +1559,15 @@ static void test_gateway_redis_paused_stopped_and_back(void **state)
     reply_free(&rep);
     status_ok(gw2.port, "rf-1", "busy");
     redisContext *c = h_redis_connect(redis2.port);
-    assert_string_equal(hget(c, "hr:h:rf-1", "status"), "busy");
+    assert_string_equal(h_entry_field(c, "hr:h:rf-1", "status"), "busy");
     redisFree(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_gateway_cpp_host_heartbeat, teardown_each),
         cmocka_unit_test_teardown(test_gateway_simulator_host_with_game_info, teardown_each),
@@ -1534,6 +1575,7 @@ int main(void)
         cmocka_unit_test_teardown(test_gateway_status_unknown_host, teardown_each),
         cmocka_unit_test_teardown(test_gateway_bad_requests_refused, teardown_each),
         cmocka_unit_test_teardown(test_gateway_malformed_requests_survived, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_conflicting_content_lengths_refused, teardown_each),
         cmocka_unit_test_teardown(test_gateway_idle_connection_closed, teardown_each),
         cmocka_unit_test_teardown(test_gateway_keep_alive_and_expect_continue, teardown_each),
         cmocka_unit_test_teardown(test_gateway_udp_host_listed_and_claimable, teardown_each),

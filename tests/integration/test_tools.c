@@ -543,17 +543,18 @@ static int wait_for(struct events *e, int *counter, int want, int ms)
     return v;
 }
 
-static void hget(const char *key, const char *field, char *out, size_t outlen)
-{
-    h_entry_field(rc, key, field, out, outlen);
-}
-
+/* Against a daemon of its own (and its own key prefix), which it stops and
+ * starts again: the group's daemon, with its flags, counters and hosts, is
+ * the other tests', whatever order they run in. */
 static void test_tools_host_library(void **state)
 {
     (void)state;
+    static const char *const args[] = {"--prefix", "hl:", NULL};
+    struct h_daemon d;
+    assert_int_equal(h_daemon_start(&d, redis.port, args), 0);
     struct events e = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
-    char server[64], err[256], key[128], v[16];
-    snprintf(server, sizeof(server), "127.0.0.1:%d", daemon_.port);
+    char server[64], err[256], key[128];
+    snprintf(server, sizeof(server), "127.0.0.1:%d", d.port);
     struct hr_host_config cfg = {.server = server,
                                  .room_id = "room-lib",
                                  .region = "us-west-1",
@@ -566,30 +567,26 @@ static void test_tools_host_library(void **state)
     assert_true(hr_uuid_parse(hr_host_id(h), strlen(hr_host_id(h)), uuid));
     assert_int_equal(uuid[6] >> 4, 4); /* version 4 */
     assert_int_equal(wait_for(&e, &e.registered, 1, 5000), 1);
-    snprintf(key, sizeof(key), "hr:h:%s", hr_host_id(h));
-    hget(key, "status", v, sizeof(v));
-    assert_string_equal(v, "idle");
-    hget(key, "room", v, sizeof(v));
-    assert_string_equal(v, "room-lib");
+    snprintf(key, sizeof(key), "hl:h:%s", hr_host_id(h));
+    assert_string_equal(h_entry_field(rc, key, "status"), "idle");
+    assert_string_equal(h_entry_field(rc, key, "room"), "room-lib");
 
     /* The daemon goes away; the status change waits and is retransmitted
      * until a daemon is back on the same port. */
-    assert_int_equal(h_daemon_stop(&daemon_), 0);
+    assert_int_equal(h_daemon_stop(&d), 0);
     assert_int_equal(hr_host_set_status(h, HR_STATUS_BUSY), 0);
     assert_int_equal(wait_for(&e, &e.confirmed, 1, 600), 0); /* nobody to confirm it */
-    hget(key, "status", v, sizeof(v));
-    assert_string_equal(v, "idle");
-    static const char *const args[] = {"--source-rate", "0", "--source-hosts", "0", NULL};
-    assert_int_equal(h_daemon_restart(&daemon_, redis.port, args), 0);
+    assert_string_equal(h_entry_field(rc, key, "status"), "idle");
+    assert_int_equal(h_daemon_restart(&d, redis.port, args), 0);
     assert_int_equal(wait_for(&e, &e.confirmed, 1, 10000), 1);
     assert_int_equal(e.status, HR_STATUS_BUSY);
-    hget(key, "status", v, sizeof(v));
-    assert_string_equal(v, "busy");
+    assert_string_equal(h_entry_field(rc, key, "status"), "busy");
 
     /* Leave on free: the entry is gone at once, not after the TTL. */
     hr_host_free(h);
     assert_int_equal(e.left, 1);
     assert_int_equal(h_redis_int(rc, "EXISTS %s", key), 0);
+    assert_int_equal(h_daemon_stop(&d), 0);
 }
 
 static void test_tools_bench_modest_rate_loses_nothing(void **state)
@@ -657,8 +654,11 @@ static void test_tools_ls_lists_hosts(void **state)
     free(out);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tools_decode_protocol_examples),
         cmocka_unit_test(test_tools_dump_capture),
