@@ -578,6 +578,24 @@ static void preflight(struct call *c)
     finish(c, 204, NULL, NULL, 0, false);
 }
 
+/* Two Content-Length headers that disagree make the request's framing
+ * ambiguous (RFC 9112 6.3): evhttp framed it by the first, and a proxy that
+ * reads the other would see other requests in the same bytes. */
+static bool conflicting_lengths(struct evhttp_request *req)
+{
+    const char *first = NULL;
+    const struct evkeyval *h;
+    TAILQ_FOREACH(h, evhttp_request_get_input_headers(req), next)
+    {
+        if (strcasecmp(h->key, "Content-Length") != 0)
+            continue;
+        if (first && strcmp(first, h->value) != 0)
+            return true;
+        first = h->value;
+    }
+    return false;
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct hr_gateway *gw = arg;
@@ -592,6 +610,13 @@ static void on_request(struct evhttp_request *req, void *arg)
     clock_gettime(CLOCK_MONOTONIC, &c->start);
     request_id(c);
 
+    /* Refused before any handler sees the body, and the connection closed:
+     * what follows on it cannot be framed with any certainty. */
+    if (conflicting_lengths(req)) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        reply_error(c, 400, "conflicting Content-Length headers");
+        return;
+    }
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
