@@ -22,18 +22,11 @@ struct daemon_config {
     uint32_t workers;
     uint32_t source_rate, source_burst, error_gap_ms, source_hosts;
     struct hr_keyring keys;
-    int have_keys;
 };
 
 static int set_key_file(void *c, const char *v, char *err, size_t errlen)
 {
-    struct daemon_config *d = c;
-    if (!v[0])
-        return 0;
-    if (hr_keys_load(&d->keys, v, err, errlen) != HR_OK)
-        return -1;
-    d->have_keys = 1;
-    return 0;
+    return hr_keys_load(&((struct daemon_config *)c)->keys, v, err, errlen) == HR_OK ? 0 : -1;
 }
 
 static int set_listen(void *c, const char *v, char *err, size_t errlen)
@@ -224,7 +217,7 @@ static int worker_start(struct worker *w, const struct daemon_config *cfg, char 
         .error_ack_rate = cfg->error_ack_rate,
         .rules = &cfg->common.rules,
         .reuseport = cfg->workers > 1,
-        .keys = cfg->have_keys ? &cfg->keys : NULL,
+        .keys = cfg->keys.n ? &cfg->keys : NULL,
         .source_rate = cfg->source_rate,
         .source_burst = cfg->source_burst,
         .error_gap_ms = cfg->error_gap_ms,
@@ -297,7 +290,7 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    if (!cfg.have_keys)
+    if (!cfg.keys.n)
         HR_LOG(HR_LOG_WARN, "no --key-file: datagrams are not authenticated, anyone can speak "
                             "for any host");
     else

@@ -9,11 +9,9 @@
 
 int hr_key_opt_file(struct hr_key_opt *o, const char *path, char *err, size_t errlen)
 {
-    if (!path[0])
-        return 0;
     if (hr_keys_load(&o->kr, path, err, errlen) != HR_OK)
         return -1;
-    o->loaded = 1;
+    o->loaded = o->kr.n > 0;
     return 0;
 }
 

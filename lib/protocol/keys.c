@@ -36,6 +36,10 @@ int hr_keys_load(struct hr_keyring *kr, const char *path, char *err, size_t errl
 {
     struct hr_keyring k;
     memset(&k, 0, sizeof(k));
+    if (!path[0]) { /* no key file: an open registry */
+        *kr = k;
+        return HR_OK;
+    }
     FILE *f = fopen(path, "r");
     if (!f) {
         snprintf(err, errlen, "cannot open key file %s: %s", path, strerror(errno));

@@ -29,8 +29,10 @@ struct hr_keyring {
     size_t n;
 };
 
-/* Loads `path`. Refuses (HR_E_CONFIG, reason in err) a file that others or
- * the group may read or write, a malformed line, a duplicate id. */
+/* Loads `path`; an empty path loads no key (kr->n 0: an open registry), a
+ * file loads at least one. Refuses (HR_E_CONFIG, reason in err, kr
+ * unchanged) a file that others or the group may read or write, a malformed
+ * line, a duplicate id, a file with no key. */
 int hr_keys_load(struct hr_keyring *kr, const char *path, char *err, size_t errlen);
 
 /* The key with this id, or NULL. */

@@ -105,6 +105,15 @@ static const struct {
 };
 #define NSTATUSES (sizeof(statuses) / sizeof(statuses[0]))
 
+/* The row of status s in the table, or -1. */
+static int status_row(enum hr_status s)
+{
+    for (size_t i = 0; i < NSTATUSES; i++)
+        if (statuses[i].status == s)
+            return (int)i;
+    return -1;
+}
+
 enum hr_status hr_status_parse(const char *s, size_t len)
 {
     for (size_t i = 0; i < NSTATUSES; i++)
@@ -115,18 +124,13 @@ enum hr_status hr_status_parse(const char *s, size_t len)
 
 const char *hr_status_name(enum hr_status s)
 {
-    for (size_t i = 0; i < NSTATUSES; i++)
-        if (statuses[i].status == s)
-            return statuses[i].name;
-    return "none";
+    int i = status_row(s);
+    return i < 0 ? "none" : statuses[i].name;
 }
 
 bool hr_status_valid(enum hr_status s)
 {
-    for (size_t i = 0; i < NSTATUSES; i++)
-        if (statuses[i].status == s)
-            return true;
-    return false;
+    return status_row(s) >= 0;
 }
 
 const char *hr_result_name(enum hr_result r)

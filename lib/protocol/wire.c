@@ -211,17 +211,23 @@ size_t hr_wire_encode_request(const struct hr_request *req, uint8_t *buf, size_t
     int is_uuid = hr_uuid_parse(req->host_id, hlen, uuid);
     ProtobufCBinaryData bin = {16, uuid};
 
+    /* Every request message has the same host oneof: a UUID as 16 bytes,
+     * any other id as text, nothing for an empty id. */
+#define SET_HOST(m, MSG)                                                                           \
+    do {                                                                                           \
+        if (is_uuid) {                                                                             \
+            (m).host_case = HOSTREG__##MSG##__HOST_HOST_UUID;                                      \
+            (m).host_uuid = bin;                                                                   \
+        } else if (hlen) {                                                                         \
+            (m).host_case = HOSTREG__##MSG##__HOST_HOST_ID;                                        \
+            (m).host_id = host;                                                                    \
+        }                                                                                          \
+    } while (0)
     switch (req->type) {
     case HR_MSG_HEARTBEAT: {
         Hostreg__Heartbeat m = HOSTREG__HEARTBEAT__INIT;
         m.seq = req->seq;
-        if (is_uuid) {
-            m.host_case = HOSTREG__HEARTBEAT__HOST_HOST_UUID;
-            m.host_uuid = bin;
-        } else if (hlen) {
-            m.host_case = HOSTREG__HEARTBEAT__HOST_HOST_ID;
-            m.host_id = host;
-        }
+        SET_HOST(m, HEARTBEAT);
         m.room_id = room;
         m.region = region;
         m.status = (Hostreg__Status)req->status;
@@ -230,26 +236,14 @@ size_t hr_wire_encode_request(const struct hr_request *req, uint8_t *buf, size_t
     case HR_MSG_STATUS: {
         Hostreg__StatusUpdate m = HOSTREG__STATUS_UPDATE__INIT;
         m.seq = req->seq;
-        if (is_uuid) {
-            m.host_case = HOSTREG__STATUS_UPDATE__HOST_HOST_UUID;
-            m.host_uuid = bin;
-        } else if (hlen) {
-            m.host_case = HOSTREG__STATUS_UPDATE__HOST_HOST_ID;
-            m.host_id = host;
-        }
+        SET_HOST(m, STATUS_UPDATE);
         m.status = (Hostreg__Status)req->status;
         return pack(&m.base, HR_MSG_STATUS, buf, cap);
     }
     case HR_MSG_LEAVE: {
         Hostreg__Leave m = HOSTREG__LEAVE__INIT;
         m.seq = req->seq;
-        if (is_uuid) {
-            m.host_case = HOSTREG__LEAVE__HOST_HOST_UUID;
-            m.host_uuid = bin;
-        } else if (hlen) {
-            m.host_case = HOSTREG__LEAVE__HOST_HOST_ID;
-            m.host_id = host;
-        }
+        SET_HOST(m, LEAVE);
         return pack(&m.base, HR_MSG_LEAVE, buf, cap);
     }
     default:

@@ -132,10 +132,12 @@ void hr_script_args_u64(struct hr_script_args *a, uint64_t v)
     args_add(a, tmp, (size_t)n);
 }
 
-static void add_regions(struct hr_script_args *a, const char *const *regions, size_t n)
+/* Appends n strings: a script's fixed arguments (filled by position from
+ * the table), or its regions. */
+static void add_all(struct hr_script_args *a, const char *const *v, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        hr_script_args_str(a, regions[i]);
+        hr_script_args_str(a, v[i]);
 }
 
 void hr_script_requests_header(struct hr_script_args *a, const char *prefix, uint32_t ttl_ms,
@@ -149,8 +151,7 @@ void hr_script_requests_header(struct hr_script_args *a, const char *prefix, uin
     f[HR_SCRIPT_REQUESTS_TTL] = ttl;
     f[HR_SCRIPT_REQUESTS_MAX_HOSTS] = max;
     f[HR_SCRIPT_REQUESTS_REGIONS] = regions;
-    for (int i = 0; i < HR_SCRIPT_REQUESTS_NARGS; i++)
-        hr_script_args_str(a, f[i]);
+    add_all(a, f, HR_SCRIPT_REQUESTS_NARGS);
 }
 
 void hr_script_requests_add(struct hr_script_args *a, const struct hr_request *req,
@@ -170,8 +171,7 @@ void hr_script_requests_add(struct hr_script_args *a, const struct hr_request *r
     f[HR_SCRIPT_REQ_ROOM] = req->room_id;
     f[HR_SCRIPT_REQ_REGION] = req->region;
     f[HR_SCRIPT_REQ_STATUS] = hr_status_name(req->status);
-    for (int i = 0; i < HR_SCRIPT_REQ_STRIDE; i++)
-        hr_script_args_str(a, f[i]);
+    add_all(a, f, HR_SCRIPT_REQ_STRIDE);
 }
 
 void hr_script_claim_args(struct hr_script_args *a, const char *prefix,
@@ -183,9 +183,8 @@ void hr_script_claim_args(struct hr_script_args *a, const char *prefix,
     f[HR_SCRIPT_CLAIM_PREFIX] = prefix;
     f[HR_SCRIPT_CLAIM_LEASE] = lease;
     f[HR_SCRIPT_CLAIM_HOST] = q->host_id ? q->host_id : "";
-    for (int i = 0; i < HR_SCRIPT_CLAIM_REGIONS; i++)
-        hr_script_args_str(a, f[i]);
-    add_regions(a, q->regions, q->nregions);
+    add_all(a, f, HR_SCRIPT_CLAIM_REGIONS);
+    add_all(a, q->regions, q->nregions);
 }
 
 void hr_script_list_args(struct hr_script_args *a, const char *prefix,
@@ -197,17 +196,16 @@ void hr_script_list_args(struct hr_script_args *a, const char *prefix,
     f[HR_SCRIPT_LIST_PREFIX] = prefix;
     f[HR_SCRIPT_LIST_STATUS] = q->status == HR_STATUS_NONE ? "" : hr_status_name(q->status);
     f[HR_SCRIPT_LIST_LIMIT] = limit;
-    for (int i = 0; i < HR_SCRIPT_LIST_REGIONS; i++)
-        hr_script_args_str(a, f[i]);
-    add_regions(a, q->regions, q->nregions);
+    add_all(a, f, HR_SCRIPT_LIST_REGIONS);
+    add_all(a, q->regions, q->nregions);
 }
 
 void hr_script_count_args(struct hr_script_args *a, const char *prefix, const char *const *regions,
                           size_t nregions)
 {
     _Static_assert(HR_SCRIPT_COUNT_REGIONS == 1, "count: the prefix, then the regions");
-    hr_script_args_str(a, prefix);
-    add_regions(a, regions, nregions);
+    add_all(a, &prefix, 1);
+    add_all(a, regions, nregions);
 }
 
 void hr_script_sweep_args(struct hr_script_args *a, const char *prefix, uint32_t max)
@@ -217,8 +215,7 @@ void hr_script_sweep_args(struct hr_script_args *a, const char *prefix, uint32_t
     snprintf(n, sizeof(n), "%" PRIu32, max);
     f[HR_SCRIPT_SWEEP_PREFIX] = prefix;
     f[HR_SCRIPT_SWEEP_MAX] = n;
-    for (int i = 0; i < HR_SCRIPT_SWEEP_NARGS; i++)
-        hr_script_args_str(a, f[i]);
+    add_all(a, f, HR_SCRIPT_SWEEP_NARGS);
 }
 
 /* --- replies --- */
