@@ -19,14 +19,15 @@ static const struct {
 };
 
 static const char *const ops[] = {
-#define HR_SCRIPT_OP_(name, text) text,
-    HR_SCRIPT_OPS(HR_SCRIPT_OP_)
-#undef HR_SCRIPT_OP_
+#define HR_SCRIPT_OP_TEXT_(name, text) text,
+    HR_SCRIPT_OPS(HR_SCRIPT_OP_TEXT_)
+#undef HR_SCRIPT_OP_TEXT_
 };
-enum {
-#define HR_SCRIPT_OP_(name, text) OP_##name,
-    HR_SCRIPT_OPS(HR_SCRIPT_OP_)
-#undef HR_SCRIPT_OP_
+
+static const char *const keys[] = {
+#define HR_SCRIPT_KEY_TEXT_(name, text) text,
+    HR_SCRIPT_KEYS(HR_SCRIPT_KEY_TEXT_)
+#undef HR_SCRIPT_KEY_TEXT_
 };
 
 static const struct {
@@ -38,6 +39,16 @@ static const struct {
     HR_SCRIPT_RESULTS(HR_SCRIPT_RES_)
 #undef HR_SCRIPT_RES_
 };
+
+const char *hr_script_key(enum hr_script_key k)
+{
+    return keys[k];
+}
+
+const char *hr_script_op(enum hr_script_op op)
+{
+    return ops[op];
+}
 
 const char *hr_script_name(enum hr_script_id id)
 {
@@ -162,10 +173,11 @@ void hr_script_requests_add(struct hr_script_args *a, const struct hr_request *r
      * exactly, where Lua's doubles would round those above 2^53. */
     char seq[24];
     snprintf(seq, sizeof(seq), "%" PRIu64, req->seq);
-    f[HR_SCRIPT_REQ_OP] = req->type == HR_MSG_HEARTBEAT
-                              ? ops[refresh_only ? OP_REFRESH : OP_HEARTBEAT]
-                          : req->type == HR_MSG_STATUS ? ops[OP_STATUS]
-                                                       : ops[OP_LEAVE];
+    enum hr_script_op op = req->type == HR_MSG_STATUS  ? HR_SCRIPT_OP_STATUS
+                           : req->type == HR_MSG_LEAVE ? HR_SCRIPT_OP_LEAVE
+                           : refresh_only              ? HR_SCRIPT_OP_REFRESH
+                                                       : HR_SCRIPT_OP_HEARTBEAT;
+    f[HR_SCRIPT_REQ_OP] = ops[op];
     f[HR_SCRIPT_REQ_SEQ] = seq;
     f[HR_SCRIPT_REQ_HOST] = req->host_id;
     f[HR_SCRIPT_REQ_ROOM] = req->room_id;

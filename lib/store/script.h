@@ -2,7 +2,7 @@
  * once: each script's arguments, the per-request stride of a batch, the ops,
  * the result codes, the reply layouts and the key names; the statuses come
  * from request.h (HR_STATUSES). The C side compiles these tables; the build
- * runs lib/script_lua.c, which prints every entry as a Lua constant in front
+ * runs lib/store/script_gen.c, which prints every entry as a Lua constant in front
  * of every script (the names are listed there), so the two sides cannot
  * disagree. Adding a field to a request is one X(...) line in
  * HR_SCRIPT_REQ_FIELDS plus the code that fills it (hr_script_requests_add)
@@ -125,6 +125,25 @@ enum { HR_SCRIPT_SWEEP_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_SWEEP_NARGS };
 enum { HR_SCRIPT_CLAIMED_FIELDS(HR_SCRIPT_POS_) HR_SCRIPT_CLAIMED_N };
 enum { HR_SCRIPT_LISTED_FIELDS(HR_SCRIPT_POS_) HR_SCRIPT_LISTED_STRIDE };
 #undef HR_SCRIPT_POS_
+enum hr_script_key {
+#define HR_SCRIPT_KEY_(name, text) HR_SCRIPT_KEY_##name,
+    HR_SCRIPT_KEYS(HR_SCRIPT_KEY_)
+#undef HR_SCRIPT_KEY_
+};
+enum hr_script_op {
+#define HR_SCRIPT_OP_(name, text) HR_SCRIPT_OP_##name,
+    HR_SCRIPT_OPS(HR_SCRIPT_OP_)
+#undef HR_SCRIPT_OP_
+};
+enum hr_script_res {
+#define HR_SCRIPT_RES_(name, code, result, reason) HR_SCRIPT_RES_##name = code,
+    HR_SCRIPT_RESULTS(HR_SCRIPT_RES_)
+#undef HR_SCRIPT_RES_
+};
+
+/* The text of a key name ("h:") and of an op ("h"). */
+const char *hr_script_key(enum hr_script_key k);
+const char *hr_script_op(enum hr_script_op op);
 
 /* Every script's first argument is the key prefix (entry.lua reads it). */
 #define HR_SCRIPT_PREFIX_ARG 0

@@ -72,17 +72,8 @@ static bool ready(const struct hr_store *st)
 int hr_store_host_key(const struct hr_store_config *cfg, const char *host_id, char *out,
                       size_t outlen)
 {
-    static const char *const keys[] = {
-#define HR_STORE_KEY_(name, text) text,
-        HR_SCRIPT_KEYS(HR_STORE_KEY_)
-#undef HR_STORE_KEY_
-    };
-    enum {
-#define HR_STORE_KEY_(name, text) KEY_##name,
-        HR_SCRIPT_KEYS(HR_STORE_KEY_)
-#undef HR_STORE_KEY_
-    };
-    int n = snprintf(out, outlen, "%s%s%s", cfg->prefix, keys[KEY_HOST], host_id);
+    int n =
+        snprintf(out, outlen, "%s%s%s", cfg->prefix, hr_script_key(HR_SCRIPT_KEY_HOST), host_id);
     return n < 0 || (size_t)n >= outlen ? HR_E_BUFFER : HR_OK;
 }
 

@@ -238,6 +238,12 @@ const char *h_entry_field(redisContext *c, const char *key, const char *field)
     return out;
 }
 
+const char *h_source_dir(void)
+{
+    const char *d = getenv("HOSTREG_SOURCE_DIR");
+    return d && *d ? d : ".";
+}
+
 long long h_zscore(redisContext *c, const char *key, const char *member)
 {
     redisReply *r = redisCommand(c, "ZSCORE %s %s", key, member);

@@ -111,6 +111,9 @@ struct h_garbage {
 /* The next one into buf (H_GARBAGE_MAX bytes); returns its length (maybe 0). */
 size_t h_garbage_next(struct h_garbage *g, uint8_t *buf);
 
+/* The source tree ($HOSTREG_SOURCE_DIR, which ctest sets; "." without). */
+const char *h_source_dir(void);
+
 /* Monotonic milliseconds. */
 uint64_t h_now_ms(void);
 /* A free TCP or UDP loopback port (SOCK_STREAM / SOCK_DGRAM). */

@@ -1,11 +1,11 @@
-/* The Lua scripts (lib/lua/) run directly through EVAL against a real
+/* The Lua scripts (lib/store/lua/) run directly through EVAL against a real
  * redis-server, called only through the argument builders and reply readers
  * of lib/script.h, as the store calls them.
  *
  * A. The interface: every result code of HR_SCRIPT_RESULTS produced by the
  *    real script and read back by hr_script_result; the reply layouts of
  *    list, claim, count and sweep; and no position, result or name written
- *    into a script by hand (a static check of the .lua files in lib/lua/).
+ *    into a script by hand (a static check of the .lua files in lib/store/lua/).
  * B. The rules, where they live: heartbeats, status updates, leaves and
  *    their sequence numbers and tombstones, the host cap, claims, lists.
  *
@@ -136,7 +136,9 @@ static const char *entry(const char *id)
  * "lease"), "" when not there. */
 static const char *field(const char *id, const char *name)
 {
-    return h_entry_field(rc, hkey(id), name, scratch(), 512);
+    char *b = scratch();
+    snprintf(b, 512, "%s", h_entry_field(rc, hkey(id), name));
+    return b;
 }
 
 static bool exists(const char *key)
@@ -147,17 +149,6 @@ static bool exists(const char *key)
 static long long pttl(const char *key)
 {
     return h_redis_int(rc, "PTTL %s", key);
-}
-
-/* The score of `member` in sorted set `key`, -1 when it is not there. */
-static long long zscore(const char *key, const char *member)
-{
-    redisReply *r = redisCommand(rc, "ZSCORE %s %s", key, member);
-    assert_non_null(r);
-    assert_true(r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
-    long long v = r->type == REDIS_REPLY_STRING ? (long long)strtod(r->str, NULL) : -1;
-    freeReplyObject(r);
-    return v;
 }
 
 /* Redis's clock, in ms: the one the scripts read. */
@@ -623,12 +614,6 @@ static void test_scripts_replies_list_claim_count_sweep(void **state)
 
 /* --- A3. the scripts take their numbers and names from the tables --- */
 
-static const char *src_dir(void)
-{
-    const char *d = getenv("HOSTREG_SOURCE_DIR");
-    return d && *d ? d : ".";
-}
-
 /* Texts a script must take from the generated constants, not spell. */
 #define STATUS_TEXT_(name, num, text) {text, "a status of HR_STATUSES (STATUS_" #name ")"},
 #define KEY_TEXT_(name, text) {text, "a key name of HR_SCRIPT_KEYS (KEY_" #name ")"},
@@ -744,7 +729,7 @@ static void test_scripts_lua_check_flags_literals(void **state)
             fail_msg("%s: %s", cases[i].line, cases[i].flagged ? "not flagged" : msg);
 }
 
-/* The .lua files in lib/lua/: no line spells what the tables give it. Every script of
+/* The .lua files in lib/store/lua/: no line spells what the tables give it. Every script of
  * HR_SCRIPTS and entry.lua must be among them. */
 static void test_scripts_lua_takes_numbers_from_tables(void **state)
 {
@@ -752,7 +737,7 @@ static void test_scripts_lua_takes_numbers_from_tables(void **state)
     char dir[4096], path[4600], msg[256], report[8192] = "";
     size_t used = 0, found = 0;
     bool seen[HR_NSCRIPTS + 1] = {false}; /* the scripts, then entry.lua */
-    snprintf(dir, sizeof(dir), "%s/lib/lua", src_dir());
+    snprintf(dir, sizeof(dir), "%s/lib/store/lua", h_source_dir());
     DIR *d = opendir(dir);
     if (!d)
         fail_msg("cannot open %s", dir);
@@ -777,9 +762,9 @@ static void test_scripts_lua_takes_numbers_from_tables(void **state)
         for (int no = 1; getline(&line, &cap, f) != -1; no++) {
             line[strcspn(line, "\n")] = '\0';
             if (lua_line_problem(line, msg, sizeof(msg)) && used < sizeof(report))
-                used +=
-                    (size_t)snprintf(report + used, sizeof(report) - used,
-                                     "\n  lib/lua/%s:%d: %s\n      %s", de->d_name, no, msg, line);
+                used += (size_t)snprintf(report + used, sizeof(report) - used,
+                                         "\n  lib/store/lua/%s:%d: %s\n      %s", de->d_name, no,
+                                         msg, line);
         }
         free(line);
         fclose(f);
@@ -823,8 +808,9 @@ static void test_scripts_heartbeat_creates_entry(void **state)
                             entry_text(cases[i].seq, cases[i].seq, st, "eu-central", "room-1"));
         long long left = pttl(hkey("host-1"));
         assert_true(left > (long long)TTL_MS - 1000 && left <= (long long)TTL_MS);
-        assert_near(zscore(ikey("eu-central", st), "host-1"), expiry_of(hkey("host-1")), SLACK_MS);
-        assert_int_equal(zscore(ikey("eu-central", other), "host-1"), -1);
+        assert_near(h_zscore(rc, ikey("eu-central", st), "host-1"), expiry_of(hkey("host-1")),
+                    SLACK_MS);
+        assert_int_equal(h_zscore(rc, ikey("eu-central", other), "host-1"), -1);
         assert_int_equal(keys_under_prefix(), 2);
     }
 }
@@ -845,8 +831,9 @@ static void test_scripts_heartbeat_keeps_status(void **state)
         assert_int_equal(run(beat("h", cases[i].created, 1)), R_APPLIED);
         assert_int_equal(run(beat("h", cases[i].later, 2)), R_APPLIED);
         assert_string_equal(entry("h"), entry_text(2, 1, cases[i].created, "local", "room-1"));
-        assert_near(zscore(ikey("local", cases[i].created), "h"), expiry_of(hkey("h")), SLACK_MS);
-        assert_int_equal(zscore(ikey("local", cases[i].later), "h"), -1);
+        assert_near(h_zscore(rc, ikey("local", cases[i].created), "h"), expiry_of(hkey("h")),
+                    SLACK_MS);
+        assert_int_equal(h_zscore(rc, ikey("local", cases[i].later), "h"), -1);
     }
 }
 
@@ -859,7 +846,7 @@ static void test_scripts_heartbeat_refreshes(void **state)
     assert_int_equal(h_redis_int(rc, "PEXPIRE %s 5000", hkey("h")), 1);
     assert_int_equal(run(heartbeat("h", "room-2", "local", HR_STATUS_IDLE, 2)), R_APPLIED);
     assert_true(pttl(hkey("h")) > (long long)TTL_MS - 1000);
-    assert_near(zscore(ikey("local", HR_STATUS_IDLE), "h"), expiry_of(hkey("h")), SLACK_MS);
+    assert_near(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), expiry_of(hkey("h")), SLACK_MS);
     assert_string_equal(entry("h"), entry_text(2, 1, HR_STATUS_IDLE, "local", "room-2"));
 }
 
@@ -873,8 +860,8 @@ static void test_scripts_heartbeat_moves_region(void **state)
         enum hr_status st = statuses[i];
         assert_int_equal(run(heartbeat("h", "room-1", "local", st, 1)), R_APPLIED);
         assert_int_equal(run(heartbeat("h", "room-1", "us-east-1", st, 2)), R_APPLIED);
-        assert_int_equal(zscore(ikey("local", st), "h"), -1);
-        assert_near(zscore(ikey("us-east-1", st), "h"), expiry_of(hkey("h")), SLACK_MS);
+        assert_int_equal(h_zscore(rc, ikey("local", st), "h"), -1);
+        assert_near(h_zscore(rc, ikey("us-east-1", st), "h"), expiry_of(hkey("h")), SLACK_MS);
         assert_string_equal(field("h", "region"), "us-east-1");
         assert_string_equal(field("h", "status"), hr_status_name(st));
     }
@@ -912,7 +899,7 @@ static void test_scripts_heartbeat_seq_order(void **state)
         /* A shorter TTL, so a refresh would show. */
         assert_int_equal(h_redis_int(rc, "PEXPIRE %s 5000", hkey("h")), 1);
         snprintf(before, sizeof(before), "%s", entry("h"));
-        long long score = zscore(ikey("local", HR_STATUS_IDLE), "h");
+        long long score = h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h");
         long long got =
             run(heartbeat("h", "room-b", "us-east-1", HR_STATUS_IDLE, cases[i].incoming));
         if (got != cases[i].want)
@@ -921,8 +908,8 @@ static void test_scripts_heartbeat_seq_order(void **state)
         if (got == R_DUPLICATE) {
             assert_string_equal(entry("h"), before);
             assert_true(pttl(hkey("h")) <= 5000);
-            assert_int_equal(zscore(ikey("local", HR_STATUS_IDLE), "h"), score);
-            assert_int_equal(zscore(ikey("us-east-1", HR_STATUS_IDLE), "h"), -1);
+            assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), score);
+            assert_int_equal(h_zscore(rc, ikey("us-east-1", HR_STATUS_IDLE), "h"), -1);
         } else {
             assert_string_equal(entry("h"), entry_text(cases[i].incoming, cases[i].stored,
                                                        HR_STATUS_IDLE, "us-east-1", "room-b"));
@@ -970,7 +957,7 @@ static void test_scripts_status_unknown_host(void **state)
         }
         assert_int_equal(run(status_update("h", HR_STATUS_BUSY, 10)), R_UNKNOWN_HOST);
         assert_false(exists(hkey("h")));
-        assert_int_equal(zscore(ikey("local", HR_STATUS_BUSY), "h"), -1);
+        assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), -1);
     }
 }
 
@@ -980,14 +967,14 @@ static void test_scripts_status_moves_index(void **state)
 {
     (void)state;
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
-    long long score = zscore(ikey("local", HR_STATUS_IDLE), "h");
+    long long score = h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h");
     assert_int_equal(run(status_update("h", HR_STATUS_BUSY, 2)), R_APPLIED);
-    assert_int_equal(zscore(ikey("local", HR_STATUS_IDLE), "h"), -1);
-    assert_near(zscore(ikey("local", HR_STATUS_BUSY), "h"), score, SLACK_MS);
+    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), -1);
+    assert_near(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), score, SLACK_MS);
     assert_string_equal(entry("h"), entry_text(1, 2, HR_STATUS_BUSY, "local", "room-1"));
     assert_int_equal(run(status_update("h", HR_STATUS_IDLE, 3)), R_APPLIED);
-    assert_int_equal(zscore(ikey("local", HR_STATUS_BUSY), "h"), -1);
-    assert_near(zscore(ikey("local", HR_STATUS_IDLE), "h"), score, SLACK_MS);
+    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), -1);
+    assert_near(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), score, SLACK_MS);
     assert_string_equal(entry("h"), entry_text(1, 3, HR_STATUS_IDLE, "local", "room-1"));
 }
 
@@ -1006,7 +993,7 @@ static void test_scripts_status_keeps_ttl(void **state)
         assert_true(left > 0 && left <= 5000);
         assert_string_equal(field("h", "sseq"), "2");
         if (to[i] != HR_STATUS_IDLE)
-            assert_near(zscore(ikey("local", to[i]), "h"), expiry_of(hkey("h")), SLACK_MS);
+            assert_near(h_zscore(rc, ikey("local", to[i]), "h"), expiry_of(hkey("h")), SLACK_MS);
     }
 }
 
@@ -1026,7 +1013,7 @@ static void test_scripts_status_seq_order(void **state)
     assert_int_equal(run(status_update("h", HR_STATUS_BUSY, 25)), R_DUPLICATE);
     assert_int_equal(run(status_update("h", HR_STATUS_BUSY, 24)), R_DUPLICATE);
     assert_string_equal(entry("h"), before);
-    assert_int_equal(zscore(ikey("local", HR_STATUS_BUSY), "h"), -1);
+    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), -1);
     /* Unordered: applied, the stored seq kept. */
     assert_int_equal(run(status_update("h", HR_STATUS_BUSY, 0)), R_APPLIED);
     assert_string_equal(entry("h"), entry_text(30, 25, HR_STATUS_BUSY, "local", "room-1"));
@@ -1060,7 +1047,7 @@ static void test_scripts_status_settles_claim(void **state)
         assert_int_equal(run(status_update("h", cases[i].status, cases[i].seq)), R_APPLIED);
         assert_string_equal(field("h", "lease"), "");
         assert_string_equal(field("h", "status"), hr_status_name(cases[i].status));
-        assert_int_equal(zscore(claims_key(), "h"), -1);
+        assert_int_equal(h_zscore(rc, claims_key(), "h"), -1);
         assert_int_equal(list(HR_STATUS_NONE, 10, REGS("local"), hs, 2), 1);
         assert_int_equal(hs[0].status, cases[i].status);
         assert_false(hs[0].claimed);
@@ -1081,12 +1068,12 @@ static void test_scripts_leave_deletes(void **state)
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
     assert_int_equal(run(beat("other", HR_STATUS_IDLE, 1)), R_APPLIED);
     assert_int_equal(claim("h", LEASE_MS, REGS("local"), &got), 1);
-    assert_true(zscore(claims_key(), "h") > 0);
+    assert_true(h_zscore(rc, claims_key(), "h") > 0);
     assert_int_equal(run(leave("h", 5)), R_APPLIED);
     assert_false(exists(hkey("h")));
-    assert_int_equal(zscore(ikey("local", HR_STATUS_BUSY), "h"), -1);
-    assert_int_equal(zscore(ikey("local", HR_STATUS_IDLE), "h"), -1);
-    assert_int_equal(zscore(claims_key(), "h"), -1);
+    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), -1);
+    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), -1);
+    assert_int_equal(h_zscore(rc, claims_key(), "h"), -1);
     assert_string_equal(get(tkey("h")), "5");
     long long left = pttl(tkey("h"));
     assert_true(left > 0 && left <= (long long)TTL_MS);
@@ -1150,12 +1137,12 @@ static void test_scripts_leave_tombstone_blocks_late_heartbeat(void **state)
         assert_int_equal(run(beat("h", HR_STATUS_IDLE, cases[i].seq)), cases[i].want);
         if (cases[i].want == R_DUPLICATE) {
             assert_false(exists(hkey("h")));
-            assert_int_equal(zscore(ikey("local", HR_STATUS_IDLE), "h"), -1);
+            assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), -1);
             /* A retransmitted leave is a duplicate too. */
             assert_int_equal(run(leave("h", 20)), R_DUPLICATE);
         } else {
             assert_string_equal(entry("h"), entry_text(21, 21, HR_STATUS_IDLE, "local", "room-1"));
-            assert_true(zscore(ikey("local", HR_STATUS_IDLE), "h") > 0);
+            assert_true(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h") > 0);
         }
     }
 }
@@ -1211,7 +1198,7 @@ static void test_scripts_max_hosts_counts_live_only(void **state)
     /* A host that expired, its index member left behind... */
     assert_int_equal(run_with(beat("gone", HR_STATUS_BUSY, 1), SHORT_MS, 0, false), R_APPLIED);
     await_gone(hkey("gone"));
-    assert_true(zscore(ikey("local", HR_STATUS_BUSY), "gone") > 0);
+    assert_true(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "gone") > 0);
     /* ... and stale members in every index counted. */
     static const char *const regions[] = {"local", "eu-central", "us-east-1"};
     for (size_t i = 0; i < 3; i++) {
@@ -1222,7 +1209,7 @@ static void test_scripts_max_hosts_counts_live_only(void **state)
     assert_int_equal(run_with(beat("second", HR_STATUS_IDLE, 1), TTL_MS, 2, false), R_APPLIED);
     assert_int_equal(run_with(beat("third", HR_STATUS_IDLE, 1), TTL_MS, 2, false), R_FULL);
     assert_false(exists(hkey("third")));
-    assert_int_equal(zscore(ikey("local", HR_STATUS_IDLE), "third"), -1);
+    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "third"), -1);
     assert_int_equal(run_with(beat("live", HR_STATUS_IDLE, 2), TTL_MS, 2, false), R_APPLIED);
     assert_int_equal(run_with(beat("third", HR_STATUS_IDLE, 1), TTL_MS, 0, false), R_APPLIED);
 }
@@ -1347,11 +1334,11 @@ static void test_scripts_claim_marks_busy_with_lease(void **state)
     assert_string_equal(field("h", "status"), "busy");
     long long lease = strtoll(field("h", "lease"), NULL, 10);
     assert_true(lease >= t0 + (long long)LEASE_MS && lease <= t1 + (long long)LEASE_MS);
-    assert_int_equal(zscore(claims_key(), "h"), lease);
-    assert_int_equal(zscore(ikey("local", HR_STATUS_IDLE), "h"), -1);
+    assert_int_equal(h_zscore(rc, claims_key(), "h"), lease);
+    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), -1);
     long long left = pttl(hkey("h"));
     assert_true(left > 0 && left <= 5000);
-    assert_near(zscore(ikey("local", HR_STATUS_BUSY), "h"), expiry_of(hkey("h")), SLACK_MS);
+    assert_near(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), expiry_of(hkey("h")), SLACK_MS);
     /* The seqs and the rest of the entry are the host's, untouched. */
     char want[512];
     snprintf(want, sizeof(want), "%s %lld", entry_text(1, 1, HR_STATUS_BUSY, "local", "room-1"),
@@ -1377,13 +1364,13 @@ static void test_scripts_sweep_returns_lapsed_claims(void **state)
     static const char *const back[] = {"a", "b"};
     for (size_t i = 0; i < 2; i++) {
         assert_string_equal(entry(back[i]), entry_text(1, 1, HR_STATUS_IDLE, "local", "room-1"));
-        assert_int_equal(zscore(ikey("local", HR_STATUS_BUSY), back[i]), -1);
-        assert_near(zscore(ikey("local", HR_STATUS_IDLE), back[i]), expiry_of(hkey(back[i])),
+        assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_BUSY), back[i]), -1);
+        assert_near(h_zscore(rc, ikey("local", HR_STATUS_IDLE), back[i]), expiry_of(hkey(back[i])),
                     SLACK_MS);
-        assert_int_equal(zscore(claims_key(), back[i]), -1);
+        assert_int_equal(h_zscore(rc, claims_key(), back[i]), -1);
     }
     assert_string_equal(field("c", "status"), "busy");
-    assert_true(zscore(claims_key(), "c") > 0);
+    assert_true(h_zscore(rc, claims_key(), "c") > 0);
 }
 
 /* --- lists, counts and claims read live index members only --- */
@@ -1415,7 +1402,7 @@ static void test_scripts_list_matches_entry(void **state)
     (void)state;
     struct hr_host_info hs[4];
     assert_int_equal(run(heartbeat("h", "room-1", "eu-central", HR_STATUS_IDLE, 1)), R_APPLIED);
-    long long score = zscore(ikey("eu-central", HR_STATUS_IDLE), "h");
+    long long score = h_zscore(rc, ikey("eu-central", HR_STATUS_IDLE), "h");
     h_redis_int(rc, "ZADD %s %lld h", ikey("eu-central", HR_STATUS_BUSY), score);
     h_redis_int(rc, "ZADD %s %lld h", ikey("local", HR_STATUS_IDLE), score);
     assert_int_equal(list(HR_STATUS_NONE, 10, REGS("local", "eu-central"), hs, 4), 1);

@@ -38,12 +38,6 @@ static const char *bin_dir(void)
     return d && *d ? d : "build/bin";
 }
 
-static const char *src_dir(void)
-{
-    const char *d = getenv("HOSTREG_SOURCE_DIR");
-    return d && *d ? d : ".";
-}
-
 /* Runs a shell command; returns its exit status and its stdout (malloc'd). */
 static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int run(char **out, const char *fmt, ...)
@@ -96,7 +90,7 @@ static void test_tools_decode_protocol_examples(void **state)
 {
     (void)state;
     char path[512];
-    snprintf(path, sizeof(path), "%s/docs/PROTOCOL.md", src_dir());
+    snprintf(path, sizeof(path), "%s/docs/PROTOCOL.md", h_source_dir());
     FILE *f = fopen(path, "r");
     assert_non_null(f);
     char line[2048], hex[2048] = "", name[128] = "";
@@ -176,7 +170,7 @@ struct corpus_case {
 static struct corpus_case *read_corpus(size_t *n)
 {
     char dir[512];
-    snprintf(dir, sizeof(dir), "%s/tests/fuzz/corpus/fuzz_wire", src_dir());
+    snprintf(dir, sizeof(dir), "%s/tests/fuzz/corpus/fuzz_wire", h_source_dir());
     DIR *d = opendir(dir);
     assert_non_null(d);
     struct corpus_case *cases = calloc(256, sizeof(*cases));
@@ -486,7 +480,7 @@ static void test_tools_dump_capture(void **state)
                          "-E separator=, -e hostreg.type -e hostreg.seq -e hostreg.host_uuid -e "
                          "hostreg.host_id -e hostreg.room_id -e hostreg.region -e hostreg.status "
                          "-e hostreg.result 2>/dev/null",
-                         src_dir(), path),
+                         h_source_dir(), path),
                      0);
     static const char *fields[] = {
         "0x01,1001,550e8400-e29b-41d4-a716-446655440000,,room-cap1,eu-central,,",

@@ -143,8 +143,12 @@ for i = REQUESTS_FIRST, #ARGV - REQ_STRIDE + 1, REQ_STRIDE do
                               ARGV[i + REQ_STATUS], op == OP_HEARTBEAT)
   elseif op == OP_STATUS then
     out[#out + 1] = status_update(seq, id, ARGV[i + REQ_STATUS])
-  else
+  elseif op == OP_LEAVE then
     out[#out + 1] = leave(seq, id)
+  else
+    -- A programmer's error (an op of lib/store/script.h with no code here):
+    -- fail the call rather than guess, least of all as a leave.
+    return redis.error_reply('requests.lua: unknown op ' .. tostring(op))
   end
 end
 for idx in pairs(touched) do trim(idx) end
