@@ -449,8 +449,7 @@ static void h_hosts(struct call *c)
         }
         q.regions[q.nregions++] = rules->regions[i];
     } else {
-        for (size_t i = 0; i < rules->nregions; i++)
-            q.regions[q.nregions++] = rules->regions[i];
+        q.nregions = hr_rules_names(rules, q.regions);
     }
     if (status) {
         q.status = hr_status_parse(status, strlen(status));
@@ -510,11 +509,9 @@ static void on_counts(void *arg, int err, const uint64_t *counts, size_t n)
     hr_metrics_render(&gw->metrics, b);
     hr_metrics_store(b, gw->store);
     if (err == HR_OK) {
-        const struct hr_rules *rules = &gw->cfg.common.rules;
         const char *regions[HR_REGIONS_MAX];
-        for (size_t i = 0; i < n && i < rules->nregions; i++)
-            regions[i] = rules->regions[i];
-        hr_metrics_hosts(b, regions, n < rules->nregions ? n : rules->nregions, counts);
+        size_t nregions = hr_rules_names(&gw->cfg.common.rules, regions);
+        hr_metrics_hosts(b, regions, n < nregions ? n : nregions, counts);
     }
     size_t len = evbuffer_get_length(b);
     finish(c, 200, "text/plain; version=0.0.4", evbuffer_pullup(b, (ev_ssize_t)len), len, false);
@@ -525,10 +522,9 @@ static void h_metrics(struct call *c)
 {
     struct hr_gateway *gw = c->gw;
     const char *regions[HR_REGIONS_MAX];
-    for (size_t i = 0; i < gw->cfg.common.rules.nregions; i++)
-        regions[i] = gw->cfg.common.rules.regions[i];
+    size_t nregions = hr_rules_names(&gw->cfg.common.rules, regions);
     /* Without Redis the HTTP counters are still worth having. */
-    if (hr_store_count(gw->store, regions, gw->cfg.common.rules.nregions, on_counts, c) == HR_OK)
+    if (hr_store_count(gw->store, regions, nregions, on_counts, c) == HR_OK)
         gw->pending++;
     else {
         gw->pending++;

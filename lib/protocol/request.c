@@ -23,6 +23,13 @@ int hr_rules_find_region(const struct hr_rules *r, const char *name, size_t len)
     return -1;
 }
 
+size_t hr_rules_names(const struct hr_rules *r, const char *out[HR_REGIONS_MAX])
+{
+    for (size_t i = 0; i < r->nregions; i++)
+        out[i] = r->regions[i];
+    return r->nregions;
+}
+
 int hr_rules_set_regions(struct hr_rules *r, const char *list, const char *dflt, char *err,
                          size_t errlen)
 {

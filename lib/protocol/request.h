@@ -87,6 +87,10 @@ int hr_rules_set_regions(struct hr_rules *r, const char *list, const char *dflt,
 /* The index of the region named by name[0..len) in `r`, or -1. */
 int hr_rules_find_region(const struct hr_rules *r, const char *name, size_t len);
 
+/* Every configured region's name, in order, as pointers into `r` (valid
+ * while `r` is): the list the store's calls take. Returns how many. */
+size_t hr_rules_names(const struct hr_rules *r, const char *out[HR_REGIONS_MAX]);
+
 /* Validates and normalises `req` in place: lower-cases a UUID hostId, fills the
  * default region, makes a heartbeat's missing status idle. Returns HR_OK or the
  * hr_err of the first rule broken (and then `req` may be half-normalised). */
