@@ -85,9 +85,10 @@ static size_t weight(const struct cmd *c)
 
 static void on_done(struct hr_conn_call *call, redisReply *reply);
 
-/* A fresh call from the free list, or NULL with the reason in *err. */
-static struct cmd *cmd_new(struct hr_store *st, enum hr_script_id script, cmd_handler *handle,
-                           void *arg, int *err)
+/* A fresh call from the free list, or NULL with the reason in *err.
+ * `script`: an enum hr_script_id, or HR_CONN_PLAIN. */
+static struct cmd *cmd_new(struct hr_store *st, int script, cmd_handler *handle, void *arg,
+                           int *err)
 {
     if (!ready(st)) {
         *err = HR_E_UNAVAILABLE;
@@ -105,7 +106,7 @@ static struct cmd *cmd_new(struct hr_store *st, enum hr_script_id script, cmd_ha
         return NULL;
     }
     c->st = st;
-    c->call.script = (int)script;
+    c->call.script = script;
     c->call.args = &c->args;
     c->call.done = on_done;
     c->handle = handle;
@@ -358,10 +359,9 @@ static void handle_ping(struct cmd *c, redisReply *reply)
 int hr_store_ping(struct hr_store *st, hr_store_ping_cb *cb, void *arg)
 {
     int err;
-    struct cmd *c = cmd_new(st, 0, handle_ping, arg, &err);
+    struct cmd *c = cmd_new(st, HR_CONN_PLAIN, handle_ping, arg, &err);
     if (!c)
         return err;
-    c->call.script = HR_CONN_PLAIN;
     c->cb.ping = cb;
     hr_script_args_str(&c->args, "PING");
     return cmd_submit(st, c);
