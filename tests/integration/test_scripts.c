@@ -1373,6 +1373,25 @@ static void test_scripts_sweep_returns_lapsed_claims(void **state)
     assert_true(h_zscore(rc, claims_key(), "c") > 0);
 }
 
+/* The entry's own lease decides, not the claims set alone: a claims member
+ * that says "due" (left by an older build, or set by hand) for a host whose
+ * lease still runs does not return that host to idle. */
+static void test_scripts_sweep_checks_the_entry_lease(void **state)
+{
+    (void)state;
+    struct hr_host_info got;
+    assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(claim("h", LEASE_MS, REGS("local"), &got), 1);
+    const char *before = entry("h");
+    char was[512];
+    snprintf(was, sizeof(was), "%s", before);
+    h_redis_int(rc, "ZADD %s XX 1000 h", claims_key());
+    assert_int_equal(sweep(10), 0);
+    assert_string_equal(entry("h"), was);
+    assert_string_equal(field("h", "status"), "busy");
+    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), -1);
+}
+
 /* --- lists, counts and claims read live index members only --- */
 
 /* An index member whose score (the expiry) has passed is never listed,
@@ -1487,6 +1506,7 @@ int main(void)
         T(test_scripts_claim_never_twice),
         T(test_scripts_claim_marks_busy_with_lease),
         T(test_scripts_sweep_returns_lapsed_claims),
+        T(test_scripts_sweep_checks_the_entry_lease),
         T(test_scripts_index_expired_member_unseen),
         T(test_scripts_list_matches_entry),
         T(test_scripts_list_status_and_limit),
