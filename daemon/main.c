@@ -113,6 +113,7 @@ static void log_stats(const struct worker *w)
            "acked_ok=%llu acked_duplicate=%llu acked_unknown_host=%llu acked_invalid=%llu "
            "acked_retry_later=%llu ack_send_failed=%llu ack_suppressed=%llu "
            "error_acks_limited=%llu auth_stale=%llu rate_limited=%llu source_hosts_over=%llu "
+           "source_port_zero=%llu "
            "refused_full=%llu refused_source_full=%llu%s redis_calls=%llu "
            "redis_errors=%llu "
            "redis_timeouts=%llu redis_connects=%llu redis_inflight=%zu redis_ready=%d",
@@ -126,10 +127,11 @@ static void log_stats(const struct worker *w)
            (unsigned long long)s->ack_send_failed, (unsigned long long)s->ack_suppressed,
            (unsigned long long)s->error_acks_limited, (unsigned long long)s->auth_stale,
            (unsigned long long)s->rate_limited, (unsigned long long)s->source_hosts_over,
-           (unsigned long long)r->full, (unsigned long long)r->source_full, drops,
-           (unsigned long long)r->submitted, (unsigned long long)r->redis_errors,
-           (unsigned long long)r->timeouts, (unsigned long long)r->reconnects,
-           hr_store_inflight(w->store), hr_store_ready(w->store));
+           (unsigned long long)s->source_port_zero, (unsigned long long)r->full,
+           (unsigned long long)r->source_full, drops, (unsigned long long)r->submitted,
+           (unsigned long long)r->redis_errors, (unsigned long long)r->timeouts,
+           (unsigned long long)r->reconnects, hr_store_inflight(w->store),
+           hr_store_ready(w->store));
 }
 
 /* These run on the worker's own thread (event_base_once from the main one),

@@ -81,11 +81,25 @@ static void flush_acks(struct hr_server *srv)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            /* A full socket buffer: the host retransmits; count and move on. */
-            srv->stats.ack_send_failed += srv->ntx - off;
-            HR_LOG_LIMITED(HR_LOG_WARN, "sendmmsg: %s (%u acks dropped)", strerror(errno),
-                           srv->ntx - off);
-            break;
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+                /* A full socket buffer: the rest would fail too; the hosts
+                 * retransmit. Count and move on. */
+                srv->stats.ack_send_failed += srv->ntx - off;
+                HR_LOG_LIMITED(HR_LOG_WARN, "sendmmsg: %s (%u acks dropped)", strerror(errno),
+                               srv->ntx - off);
+                break;
+            }
+            /* This one ack cannot go (sendmmsg fails on the first message it
+             * cannot send, an address the kernel refuses): drop it alone, so
+             * one peer cannot silence the others of its batch. */
+            char addr[HR_ADDRSTRLEN];
+            srv->stats.ack_send_failed++;
+            HR_LOG_LIMITED(
+                HR_LOG_WARN, "sendmmsg to %s: %s (ack dropped)",
+                hr_addr_str(addr, sizeof(addr), (const struct sockaddr *)&srv->tx_addr[off]),
+                strerror(errno));
+            off++;
+            continue;
         }
         for (int i = 0; i < n; i++)
             srv->stats.bytes_out += srv->tx_msg[off + (unsigned)i].msg_len;
@@ -237,6 +251,16 @@ static void handle(struct hr_server *srv, const uint8_t *buf, size_t len,
     srv->npending++;
 }
 
+/* The UDP port of an IPv4 or IPv6 source; -1 for another family. */
+static int source_port(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    if (ss->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    return -1;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -259,6 +283,12 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             struct mmsghdr *m = &srv->rx_msg[i];
             srv->stats.received++;
             srv->stats.bytes_in += m->msg_len;
+            /* Source port 0 cannot be answered (the kernel refuses to send
+             * there) and no real host sends from it: dropped unread. */
+            if (source_port(&srv->rx_addr[i]) == 0) {
+                srv->stats.source_port_zero++;
+                continue;
+            }
             /* Before any work at all: an empty bucket costs one table lookup. */
             if (!hr_limits_source(srv->limits, (struct sockaddr *)&srv->rx_addr[i], now)) {
                 srv->stats.rate_limited++;

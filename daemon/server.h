@@ -30,6 +30,7 @@ struct hr_server_stats {
     uint64_t auth_stale;                      /* of dropped[HR_E_AUTH]: timestamp outside ±TTL */
     uint64_t rate_limited;                    /* dropped unread: the source's bucket was empty */
     uint64_t source_hosts_over; /* heartbeats sent refresh-only: their source is over its cap */
+    uint64_t source_port_zero;  /* dropped unread: from UDP port 0, which cannot be answered */
 };
 
 struct hr_server_config {

@@ -10,6 +10,8 @@
 #include "keys.h"
 #include "wire.h"
 
+#include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -563,6 +565,80 @@ static void assert_unanswered(int port, const uint8_t *const *bad, const size_t 
 /* A datagram that is not a readable hostreg frame gets no answer at all (so
  * a spoofed source cannot make the daemon send anything to its victim), and
  * is counted under its reason. */
+/* A datagram from UDP source port 0 among 30 real heartbeats: all 30 are
+ * acked (before, the ack to port 0 failed sendmmsg with EINVAL and took the
+ * acks of its whole batch with it), it is not answered or stored, and it is
+ * counted. Port 0 takes a raw socket: root, as CI runs; skipped otherwise. */
+static void test_daemon_source_port_zero(void **state)
+{
+    (void)state;
+    enum { N = 30 };
+    int raw = socket(AF_INET, SOCK_RAW, IPPROTO_UDP);
+    if (raw < 0) {
+        print_message("skipped: no raw socket (%s); run as root to test port 0\n", strerror(errno));
+        skip();
+    }
+    struct h_daemon d2;
+    const char *args[] = {"--prefix", "pz:", NULL};
+    char log_path[64];
+    start_logged(&d2, args, log_path);
+
+    /* UDP header (source port 0, no checksum: allowed over IPv4) and a
+     * heartbeat the daemon would otherwise store and ack. */
+    uint8_t pkt[8 + HR_WIRE_MAX];
+    struct hr_request ghost = h_heartbeat("port0-ghost", "room1", "local", HR_STATUS_NONE, 0);
+    size_t n = hr_wire_encode_request(&ghost, pkt + 8, HR_WIRE_MAX);
+    assert_true(n > 0);
+    uint16_t dport = htons((uint16_t)d2.port), ulen = htons((uint16_t)(8 + n));
+    memset(pkt, 0, 8);
+    memcpy(pkt + 2, &dport, 2);
+    memcpy(pkt + 4, &ulen, 2);
+    struct sockaddr_in dst = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(sendto(raw, pkt, 8 + n, 0, (struct sockaddr *)&dst, sizeof(dst)),
+                     (ssize_t)(8 + n));
+    close(raw);
+
+    /* At once after it, so that they share its receive batch and its acks'. */
+    int fd = h_udp_socket(d2.port);
+    uint64_t seqs[N];
+    for (int i = 0; i < N; i++) {
+        char host[32];
+        snprintf(host, sizeof(host), "port0-peer-%d", i);
+        struct hr_request r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, 0);
+        uint8_t buf[HR_WIRE_MAX];
+        size_t len = hr_wire_encode_request(&r, buf, sizeof(buf));
+        seqs[i] = r.seq;
+        assert_int_equal(send(fd, buf, len, 0), (ssize_t)len);
+    }
+    int acked = 0;
+    bool got[N] = {false};
+    for (uint64_t end = h_now_ms() + 5000; acked < N && h_now_ms() < end;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        uint8_t in[HR_WIRE_MAX + 1];
+        ssize_t len = recv(fd, in, sizeof(in), 0);
+        struct hr_frame f;
+        assert_true(len > 0);
+        assert_int_equal(hr_wire_decode(in, (size_t)len, &f), 0);
+        for (int i = 0; i < N; i++)
+            if (f.ack.seq == seqs[i] && !got[i] && f.ack.result == HR_RESULT_OK) {
+                got[i] = true;
+                acked++;
+            }
+    }
+    close(fd);
+    assert_int_equal(acked, N);
+    assert_int_equal(h_redis_int(rc, "EXISTS pz:h:port0-ghost"), 0);
+    char *log = h_daemon_stats(&d2, log_path, 1);
+    assert_non_null(log);
+    assert_int_equal(h_stats_counter(log, "source_port_zero"), 1);
+    assert_int_equal(h_stats_counter(log, "ack_send_failed"), 0);
+    free(log);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+    unlink(log_path);
+}
+
 static void test_daemon_unreadable_frames_get_no_answer(void **state)
 {
     (void)state;
@@ -1107,6 +1183,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_daemon_ack_never_larger_than_request),
         cmocka_unit_test(test_daemon_random_datagrams),
         cmocka_unit_test(test_daemon_unreadable_frames_get_no_answer),
+        cmocka_unit_test(test_daemon_source_port_zero),
         cmocka_unit_test(test_daemon_entry_expires_with_short_ttl),
         cmocka_unit_test(test_daemon_survives_redis_restart),
         cmocka_unit_test(test_daemon_workers_share_the_port),
