@@ -61,6 +61,7 @@ struct hr_store {
     struct event *sweep_ev;
     struct hr_store_stats stats; /* the connection's counters are added on reading */
     uint64_t bad_replies;        /* requests replies of the wrong shape */
+    uint64_t request_errors;     /* single requests that failed in Redis */
 };
 
 /* Connected with the scripts loaded (and not being freed). */
@@ -163,9 +164,16 @@ static void handle_requests(struct cmd *c, redisReply *reply)
     for (int i = 0; i < c->nslots; i++) {
         enum hr_result res;
         int reason;
-        if (!reply || !hr_script_result(reply->element[i], &res, &reason)) {
+        const redisReply *e = reply ? reply->element[i] : NULL;
+        if (!e || !hr_script_result(e, &res, &reason)) {
             res = HR_RESULT_RETRY_LATER;
             reason = HR_E_UNAVAILABLE;
+        }
+        /* One request failed in Redis (a key of the wrong type, named in the
+         * message), the others of its batch did not. */
+        if (e && e->type == REDIS_REPLY_ERROR) {
+            st->request_errors++;
+            HR_LOG_LIMITED(HR_LOG_ERROR, "redis: a request failed: %.300s", e->str);
         }
         switch (res) {
         case HR_RESULT_OK:
@@ -465,7 +473,7 @@ void hr_store_get_stats(const struct hr_store *st, struct hr_store_stats *out)
     if (!st->conn)
         return;
     const struct hr_conn_stats *cs = hr_conn_get_stats(st->conn);
-    out->redis_errors = cs->errors + st->bad_replies;
+    out->redis_errors = cs->errors + st->bad_replies + st->request_errors;
     out->timeouts = cs->timeouts;
     out->reconnects = cs->connects;
     out->noscript = cs->noscript;

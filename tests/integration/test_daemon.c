@@ -639,6 +639,59 @@ static void test_daemon_source_port_zero(void **state)
     unlink(log_path);
 }
 
+/* A key of the wrong type at one region's index (written by something else):
+ * a new host of that region is told to retry later and the daemon's log
+ * names the key; a new host of another region sent in the same batch is
+ * stored and acked ok (before, the whole batch failed). */
+static void test_daemon_wrong_type_key_fails_one_request(void **state)
+{
+    (void)state;
+    struct h_daemon d2;
+    const char *args[] = {"--prefix", "wt:", NULL};
+    char log_path[64];
+    start_logged(&d2, args, log_path);
+    h_redis_int(rc, "APPEND wt:i:us-east-1:idle not-a-sorted-set");
+    int fd = h_udp_socket(d2.port);
+    struct hr_request east = h_heartbeat("wt-east", "room1", "us-east-1", HR_STATUS_NONE, 0);
+    struct hr_request local = h_heartbeat("wt-local", "room1", "local", HR_STATUS_NONE, 0);
+    uint8_t buf[HR_WIRE_MAX];
+    size_t len = hr_wire_encode_request(&east, buf, sizeof(buf));
+    assert_int_equal(send(fd, buf, len, 0), (ssize_t)len);
+    len = hr_wire_encode_request(&local, buf, sizeof(buf));
+    assert_int_equal(send(fd, buf, len, 0), (ssize_t)len);
+    /* Both answered, each for itself (sent once: error acks are paced per
+     * host, so a retransmission of east's would go unanswered). */
+    enum hr_result got_east = HR_RESULT_NONE, got_local = HR_RESULT_NONE;
+    for (uint64_t end = h_now_ms() + 5000; (!got_east || !got_local) && h_now_ms() < end;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        struct hr_frame f;
+        assert_true(n > 0);
+        assert_int_equal(hr_wire_decode(buf, (size_t)n, &f), 0);
+        if (f.ack.seq == east.seq)
+            got_east = f.ack.result;
+        else if (f.ack.seq == local.seq)
+            got_local = f.ack.result;
+    }
+    close(fd);
+    assert_int_equal(got_local, HR_RESULT_OK);
+    assert_int_equal(got_east, HR_RESULT_RETRY_LATER);
+    assert_int_equal(h_redis_int(rc, "EXISTS wt:h:wt-local"), 1);
+    /* Nothing of east's written: its retransmission is a new try, not a
+     * duplicate of a half-written one. */
+    assert_int_equal(h_redis_int(rc, "EXISTS wt:h:wt-east"), 0);
+    char *log = h_daemon_stats(&d2, log_path, 1);
+    assert_non_null(log);
+    if (!strstr(log, "wt:i:us-east-1:idle") || !strstr(log, "WRONGTYPE"))
+        fail_msg("the log does not name the key:\n%s", log);
+    free(log);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+    unlink(log_path);
+    h_redis_int(rc, "DEL wt:i:us-east-1:idle");
+}
+
 static void test_daemon_unreadable_frames_get_no_answer(void **state)
 {
     (void)state;
@@ -1184,6 +1237,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_daemon_random_datagrams),
         cmocka_unit_test(test_daemon_unreadable_frames_get_no_answer),
         cmocka_unit_test(test_daemon_source_port_zero),
+        cmocka_unit_test(test_daemon_wrong_type_key_fails_one_request),
         cmocka_unit_test(test_daemon_entry_expires_with_short_ttl),
         cmocka_unit_test(test_daemon_survives_redis_restart),
         cmocka_unit_test(test_daemon_workers_share_the_port),

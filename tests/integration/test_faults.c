@@ -665,22 +665,17 @@ static bool listed(const char *const *list, const char *cmd)
     return false;
 }
 
-/* The commands the store's scripts call (redis.call('CMD', ... or
- * redis.pcall), lower case, each once, NULL-terminated in out[]. */
+/* The commands the store's scripts call (redis.call('CMD', ..., redis.pcall,
+ * or entry.lua's call('CMD', ...)), lower case, each once, NULL-terminated in
+ * out[]. */
 static void script_commands(char out[][32], const char **list, int max)
 {
     int n = 0;
     for (int i = 0; i < HR_NSCRIPTS; i++) {
         const char *body = hr_script_body((enum hr_script_id)i);
         assert_non_null(body);
-        for (const char *p = body; (p = strstr(p, "redis.")); p++) {
-            const char *q = p + 6;
-            if (strncmp(q, "call(", 5) == 0)
-                q += 5;
-            else if (strncmp(q, "pcall(", 6) == 0)
-                q += 6;
-            else
-                continue;
+        for (const char *p = body; (p = strstr(p, "call(")); p++) {
+            const char *q = p + 5;
             char quote = *q++, cmd[32];
             size_t len = 0;
             if (quote != '\'' && quote != '"')

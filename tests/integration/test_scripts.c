@@ -1392,6 +1392,74 @@ static void test_scripts_sweep_checks_the_entry_lease(void **state)
     assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), -1);
 }
 
+/* --- a key of the wrong type fails what touches it, and only that --- */
+
+/* A string where a region's idle index belongs: a new host of that region
+ * fails, with an error that names the key, while a new host of another
+ * region, a known host and the rest of the batch go on; the cap on hosts
+ * still counts the other indexes. */
+static void test_scripts_wrong_type_fails_its_request_only(void **state)
+{
+    (void)state;
+    assert_int_equal(run(beat("known", HR_STATUS_IDLE, 1)), R_APPLIED);
+    const char *bad = ikey("us-east-1", HR_STATUS_IDLE);
+    char badkey[128];
+    snprintf(badkey, sizeof(badkey), "%s", bad);
+    h_redis_int(rc, "APPEND %s not-a-sorted-set", badkey);
+    const struct hr_request reqs[] = {
+        heartbeat("east-1", "room-1", "us-east-1", HR_STATUS_IDLE, 1),
+        beat("local-1", HR_STATUS_IDLE, 1), status_update("known", HR_STATUS_BUSY, 2),
+        heartbeat("east-2", "room-1", "us-east-1", HR_STATUS_BUSY, 1), /* a busy index: fine */
+    };
+    struct hr_script_args a = {0};
+    hr_script_requests_header(&a, PREFIX, TTL_MS, 100, REGIONS);
+    for (size_t i = 0; i < 4; i++)
+        hr_script_requests_add(&a, &reqs[i], false);
+    redisReply *r = eval(HR_SCRIPT_REQUESTS, &a);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->elements, 4);
+    enum hr_result res;
+    int reason;
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_ERROR);
+    if (!strstr(r->element[0]->str, badkey) || !strstr(r->element[0]->str, "WRONGTYPE"))
+        fail_msg("the error does not name the key: %s", r->element[0]->str);
+    assert_false(hr_script_result(r->element[0], &res, &reason));
+    for (size_t i = 1; i < 4; i++)
+        assert_int_equal(r->element[i]->integer, R_APPLIED);
+    freeReplyObject(r);
+    assert_string_equal(field("local-1", "status"), "idle");
+    assert_string_equal(field("known", "status"), "busy");
+    assert_string_equal(field("east-2", "status"), "busy");
+    assert_string_equal(get(badkey), "not-a-sorted-set"); /* left for an operator to see */
+}
+
+/* The same key: a find over several regions takes a host from another
+ * region, and fails (naming the key) only when no region had one. */
+static void test_scripts_wrong_type_claim_other_regions(void **state)
+{
+    (void)state;
+    struct hr_host_info got;
+    assert_int_equal(run(beat("local-1", HR_STATUS_IDLE, 1)), R_APPLIED);
+    const char *bad = ikey("us-east-1", HR_STATUS_IDLE);
+    char badkey[128];
+    snprintf(badkey, sizeof(badkey), "%s", bad);
+    h_redis_int(rc, "APPEND %s not-a-sorted-set", badkey);
+    assert_int_equal(claim(NULL, LEASE_MS, REGS("us-east-1", "local"), &got), 1);
+    assert_string_equal(got.host_id, "local-1");
+    /* Nothing left anywhere: the claim is an error, which names the key. */
+    struct hr_claim_query q = {
+        .regions = {"us-east-1", "local"}, .nregions = 2, .lease_ms = LEASE_MS};
+    struct hr_script_args a = {0};
+    hr_script_claim_args(&a, PREFIX, &q);
+    redisReply *r = hr_script_eval(rc, HR_SCRIPT_CLAIM, &a);
+    hr_script_args_free(&a);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    if (!strstr(r->str, badkey))
+        fail_msg("the error does not name the key: %s", r->str);
+    freeReplyObject(r);
+}
+
 /* --- lists, counts and claims read live index members only --- */
 
 /* An index member whose score (the expiry) has passed is never listed,
@@ -1507,6 +1575,8 @@ int main(void)
         T(test_scripts_claim_marks_busy_with_lease),
         T(test_scripts_sweep_returns_lapsed_claims),
         T(test_scripts_sweep_checks_the_entry_lease),
+        T(test_scripts_wrong_type_fails_its_request_only),
+        T(test_scripts_wrong_type_claim_other_regions),
         T(test_scripts_index_expired_member_unseen),
         T(test_scripts_list_matches_entry),
         T(test_scripts_list_status_and_limit),

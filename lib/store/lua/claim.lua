@@ -16,13 +16,13 @@ local function take(id, region)
   local e = get_entry(h)
   if not e or e.status ~= STATUS_IDLE then return nil end
   if region and e.region ~= region then return nil end
-  local expiry = now + redis.call('PTTL', h)
+  local expiry = now + call('PTTL', h)
   e.status = STATUS_BUSY
   e.lease = string.format('%.0f', now + lease)
   put_entry(h, e)
-  redis.call('ZREM', index_key(e.region, STATUS_IDLE), id)
-  redis.call('ZADD', index_key(e.region, STATUS_BUSY), expiry, id)
-  redis.call('ZADD', claims_key, now + lease, id)
+  call('ZREM', index_key(e.region, STATUS_IDLE), id)
+  call('ZADD', index_key(e.region, STATUS_BUSY), expiry, id)
+  call('ZADD', claims_key, now + lease, id)
   local got = {}
   got[CLAIMED_ID], got[CLAIMED_ROOM], got[CLAIMED_REGION] = id, e.room, e.region
   return got
@@ -37,18 +37,31 @@ if want ~= '' then
   return {}
 end
 
-for i = CLAIM_REGIONS, #ARGV do
+-- The most recently refreshed idle host of region ARGV[i], claimed, or nil.
+local function from_region(i)
   local idx = index_key(ARGV[i], STATUS_IDLE)
   -- Bounded, as in requests.lua: readers skip expired members by score.
   trim(idx)
   -- The most recently refreshed idle host: the likeliest to be alive. A few
   -- tries in case the index and the entry disagree (an entry deleted by hand).
   for _ = 1, 4 do
-    local m = redis.call('ZREVRANGEBYSCORE', idx, '+inf', now, 'LIMIT', 0, 1)
+    local m = call('ZREVRANGEBYSCORE', idx, '+inf', now, 'LIMIT', 0, 1)
     if #m == 0 then break end
     local got = take(m[1], ARGV[i])
     if got then return got end
-    redis.call('ZREM', idx, m[1])
+    call('ZREM', idx, m[1])
   end
+  return nil
 end
+
+-- Each region on its own: a key of the wrong type in one (entry.lua's call
+-- names it) must not stop finds in the others. Only when no region had a
+-- host and one failed is the claim an error (its host may have been there).
+local failed
+for i = CLAIM_REGIONS, #ARGV do
+  local ok, got = pcall(from_region, i)
+  if ok and got then return got end
+  if not ok then failed = failed or got end
+end
+if failed then return {err = 'claim.lua: ' .. tostring(failed)} end
 return {}

@@ -4,7 +4,7 @@
 local out = {}
 for i = COUNT_REGIONS, #ARGV do
   for _, st in ipairs(STATUSES) do
-    out[#out + 1] = redis.call('ZCOUNT', index_key(ARGV[i], st), now, '+inf')
+    out[#out + 1] = call('ZCOUNT', index_key(ARGV[i], st), now, '+inf')
   end
 end
 return out

@@ -13,6 +13,16 @@
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 
+-- redis.call on a key, except that an error names the key (WRONGTYPE says
+-- what went wrong, not where): a key of the wrong type at a name of ours,
+-- written by hand or by another program, is then found in one log line. The
+-- requests script fails the one request that met it (pcall), not its batch.
+local function call(cmd, key, ...)
+  local r = redis.pcall(cmd, key, ...)
+  if type(r) == 'table' and r.err then error(cmd .. ' ' .. key .. ': ' .. r.err, 0) end
+  return r
+end
+
 -- Key names (lib/store/script.h, HR_SCRIPT_KEYS), after the key prefix.
 local pfx = ARGV[PREFIX]
 local function host_key(id) return pfx .. KEY_HOST .. id end
@@ -25,8 +35,8 @@ local claims_key = pfx .. KEY_CLAIMS
 -- Redis for as long as it takes to drop them all; readers skip expired members
 -- by score anyway, so the backlog can drain a little per call.
 local function trim(idx)
-  local old = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. now, 'LIMIT', 0, 64)
-  if #old > 0 then redis.call('ZREM', idx, unpack(old)) end
+  local old = call('ZRANGEBYSCORE', idx, '-inf', '(' .. now, 'LIMIT', 0, 64)
+  if #old > 0 then call('ZREM', idx, unpack(old)) end
 end
 
 -- The entry at `key` as a table, or nil when there is none. A key of
@@ -47,9 +57,9 @@ local function put_entry(key, e, px)
   local v = e.hseq .. ' ' .. e.sseq .. ' ' .. e.status .. ' ' .. e.region .. ' ' .. e.room
   if e.lease then v = v .. ' ' .. e.lease end
   if px then
-    redis.call('SET', key, v, 'PX', px)
+    call('SET', key, v, 'PX', px)
   else
-    redis.call('SET', key, v, 'KEEPTTL')
+    call('SET', key, v, 'KEEPTTL')
   end
 end
 

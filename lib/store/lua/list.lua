@@ -10,12 +10,12 @@ local statuses = want == '' and STATUSES or {want}
 for i = LIST_REGIONS, #ARGV do
   for _, st in ipairs(statuses) do
     if n >= limit then return out end
-    local ids = redis.call('ZRANGEBYSCORE', index_key(ARGV[i], st), now, '+inf',
+    local ids = call('ZRANGEBYSCORE', index_key(ARGV[i], st), now, '+inf',
                            'LIMIT', 0, limit - n)
     for _, id in ipairs(ids) do
       local h = host_key(id)
       local e = get_entry(h)
-      local pttl = redis.call('PTTL', h)
+      local pttl = call('PTTL', h)
       -- Listed under the index that matches the entry only: a member left
       -- behind elsewhere (an entry replaced by hand or by an upgrade) is not
       -- listed twice.

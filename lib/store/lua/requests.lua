@@ -36,7 +36,11 @@ local function room_for_one_more()
     live = 0
     for r in string.gmatch(regions, '[^,]+') do
       for _, st in ipairs(STATUSES) do
-        live = live + redis.call('ZCOUNT', index_key(r, st), now, '+inf')
+        -- An index that is not a sorted set (a key of ours overwritten by
+        -- something else) holds no host we could count: it must not stop
+        -- new hosts of every region. The request that writes it fails.
+        local n = redis.pcall('ZCOUNT', index_key(r, st), now, '+inf')
+        if type(n) == 'number' then live = live + n end
       end
     end
   end
@@ -47,6 +51,7 @@ end
 
 local function heartbeat(seq, id, room, region, status, may_create)
   local h = host_key(id)
+  local moved_from -- the index of the region it leaves, if it changes region
   local ordered = seq ~= UNORDERED
   local e = get_entry(h)
   if e then
@@ -54,7 +59,7 @@ local function heartbeat(seq, id, room, region, status, may_create)
     -- A heartbeat never changes the status of an existing entry: only a
     -- status update (or a claim) does.
     if e.region ~= region then
-      redis.call('ZREM', index_key(e.region, e.status), id)
+      moved_from = index_key(e.region, e.status)
       e.region = region
     end
     e.room = room
@@ -62,17 +67,22 @@ local function heartbeat(seq, id, room, region, status, may_create)
   else
     if ordered then
       -- A late heartbeat must not resurrect a host that has left after it.
-      local tomb = tomb_seq(redis.call('GET', tomb_key(id)))
+      local tomb = tomb_seq(call('GET', tomb_key(id)))
       if tomb and not newer(seq, tomb) then return RES_DUPLICATE end
     end
     if not may_create then return RES_SOURCE_FULL end
     if not room_for_one_more() then return RES_FULL end
     e = {hseq = seq, sseq = seq, status = status, region = region, room = room}
   end
-  put_entry(h, e, ttl)
+  -- The index first, the entry last: should a write fail (a key of the
+  -- wrong type), what is left is at most an index member that readers check
+  -- against the entry, never an entry no index finds (which a retransmission
+  -- would then take as a duplicate).
   local idx = index_key(region, e.status)
-  redis.call('ZADD', idx, expiry, id)
+  call('ZADD', idx, expiry, id)
   touched[idx] = true
+  if moved_from then call('ZREM', moved_from, id) end
+  put_entry(h, e, ttl)
   return RES_APPLIED
 end
 
@@ -87,10 +97,10 @@ local function status_update(seq, id, status)
   if ordered and not newer(seq, e.sseq) then return RES_DUPLICATE end
   local changed = ordered or e.lease
   if e.status ~= status then
-    local pttl = redis.call('PTTL', h)
+    local pttl = call('PTTL', h)
     local idx = index_key(e.region, status)
-    redis.call('ZREM', index_key(e.region, e.status), id)
-    redis.call('ZADD', idx, now + pttl, id)
+    call('ZADD', idx, now + pttl, id) -- the new index first, as in heartbeat()
+    call('ZREM', index_key(e.region, e.status), id)
     touched[idx] = true
     e.status = status
     changed = true
@@ -98,7 +108,7 @@ local function status_update(seq, id, status)
   if ordered then e.sseq = seq end
   if e.lease then
     e.lease = nil
-    redis.call('ZREM', claims_key, id)
+    call('ZREM', claims_key, id)
   end
   if changed then put_entry(h, e) end
   return RES_APPLIED
@@ -117,39 +127,46 @@ local function leave(seq, id)
   if not e then
     -- Gone already (a retransmitted leave, or expired): a duplicate when the
     -- tombstone says so, fine either way.
-    local tomb = ordered and tomb_seq(redis.call('GET', tomb_key(id)))
+    local tomb = ordered and tomb_seq(call('GET', tomb_key(id)))
     if tomb and not newer(seq, tomb) then return RES_DUPLICATE end
     return RES_APPLIED
   end
   if ordered and (not newer(seq, e.hseq) or not newer(seq, e.sseq)) then return RES_DUPLICATE end
-  redis.call('DEL', h)
-  redis.call('ZREM', index_key(e.region, e.status), id)
-  redis.call('ZREM', claims_key, id)
+  call('DEL', h)
+  call('ZREM', index_key(e.region, e.status), id)
+  call('ZREM', claims_key, id)
   if ordered then
     -- Never lower a tombstone (an entry created by an unordered HTTP
     -- heartbeat did not check it).
     local tk = tomb_key(id)
-    local tomb = tomb_seq(redis.call('GET', tk))
-    if not tomb or newer(seq, tomb) then redis.call('SET', tk, seq, 'PX', ttl) end
+    local tomb = tomb_seq(call('GET', tk))
+    if not tomb or newer(seq, tomb) then call('SET', tk, seq, 'PX', ttl) end
   end
   return RES_APPLIED
 end
 
-local out = {}
-for i = REQUESTS_FIRST, #ARGV - REQ_STRIDE + 1, REQ_STRIDE do
+-- One request of the batch, by op.
+local function apply(i)
   local op, seq, id = ARGV[i + REQ_OP], ARGV[i + REQ_SEQ], ARGV[i + REQ_HOST]
   if op == OP_HEARTBEAT or op == OP_REFRESH then
-    out[#out + 1] = heartbeat(seq, id, ARGV[i + REQ_ROOM], ARGV[i + REQ_REGION],
-                              ARGV[i + REQ_STATUS], op == OP_HEARTBEAT)
+    return heartbeat(seq, id, ARGV[i + REQ_ROOM], ARGV[i + REQ_REGION], ARGV[i + REQ_STATUS],
+                     op == OP_HEARTBEAT)
   elseif op == OP_STATUS then
-    out[#out + 1] = status_update(seq, id, ARGV[i + REQ_STATUS])
+    return status_update(seq, id, ARGV[i + REQ_STATUS])
   elseif op == OP_LEAVE then
-    out[#out + 1] = leave(seq, id)
-  else
-    -- A programmer's error (an op of lib/store/script.h with no code here):
-    -- fail the call rather than guess, least of all as a leave.
-    return redis.error_reply('requests.lua: unknown op ' .. tostring(op))
+    return leave(seq, id)
   end
+  -- A programmer's error (an op of lib/store/script.h with no code here):
+  -- fail it rather than guess, least of all as a leave.
+  error('unknown op ' .. tostring(op), 0)
 end
-for idx in pairs(touched) do trim(idx) end
+
+-- A request that fails (a key of the wrong type: entry.lua's call names it)
+-- fails alone: its element of the reply is the error, the others go on.
+local out = {}
+for i = REQUESTS_FIRST, #ARGV - REQ_STRIDE + 1, REQ_STRIDE do
+  local ok, res = pcall(apply, i)
+  out[#out + 1] = ok and res or {err = 'requests.lua: ' .. tostring(res)}
+end
+for idx in pairs(touched) do pcall(trim, idx) end
 return out

@@ -4,19 +4,19 @@
 -- ARGV (HR_SCRIPT_SWEEP_ARGS): key prefix, how many at most in one call.
 -- Returns the number of hosts returned to idle.
 local max = tonumber(ARGV[SWEEP_MAX])
-local due = redis.call('ZRANGEBYSCORE', claims_key, '-inf', now, 'LIMIT', 0, max)
+local due = call('ZRANGEBYSCORE', claims_key, '-inf', now, 'LIMIT', 0, max)
 local n = 0
 for _, id in ipairs(due) do
-  redis.call('ZREM', claims_key, id)
+  call('ZREM', claims_key, id)
   local h = host_key(id)
   local e = get_entry(h)
   if e and e.lease and tonumber(e.lease) <= now and e.status == STATUS_BUSY then
-    local expiry = now + redis.call('PTTL', h)
+    local expiry = now + call('PTTL', h)
     e.lease = nil
     e.status = STATUS_IDLE
     put_entry(h, e)
-    redis.call('ZREM', index_key(e.region, STATUS_BUSY), id)
-    redis.call('ZADD', index_key(e.region, STATUS_IDLE), expiry, id)
+    call('ZREM', index_key(e.region, STATUS_BUSY), id)
+    call('ZADD', index_key(e.region, STATUS_IDLE), expiry, id)
     n = n + 1
   end
 end
