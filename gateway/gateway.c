@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <jansson.h>
 #include <inttypes.h>
 #include <openssl/core_names.h>
@@ -45,6 +46,13 @@ struct hr_gateway {
     char heartbeat_ok[48];         /* {"success":true,"ttl":N}: the same every time */
     size_t heartbeat_ok_len;
     bool closing; /* the store is going away: answer 503, touch nothing */
+
+    /* Accepting paused after accept() failed (on_accept_error). */
+    struct event *accept_ev;       /* turns the listener back on */
+    uint64_t accept_errors;        /* failed accept() calls, for /metrics */
+    unsigned long accept_unlogged; /* failed since the last log line */
+    struct timespec accept_logged; /* when that line was written */
+    struct hr_gateway *next;       /* in `gateways` */
 };
 
 /* One HTTP request from arrival to its one answer. */
@@ -507,6 +515,9 @@ static void on_counts(void *arg, int err, const uint64_t *counts, size_t n)
         return;
     }
     hr_metrics_render(&gw->metrics, b);
+    hr_metrics_family(b, "hostreg_http_accept_errors_total", "counter",
+                      "Failed accept() calls (out of descriptors); each pauses accepting briefly.");
+    hr_metrics_sample(b, "hostreg_http_accept_errors_total", NULL, gw->accept_errors);
     hr_metrics_store(b, gw->store);
     if (err == HR_OK) {
         const char *regions[HR_REGIONS_MAX];
@@ -650,6 +661,64 @@ static void on_request(struct evhttp_request *req, void *arg)
     r->handler(c);
 }
 
+/* --- running out of descriptors --- */
+
+/* How long accepting pauses after accept() fails: the longest a connection
+ * waits once descriptors are free again, and at most ten wake-ups a second
+ * while they are not. */
+#define ACCEPT_PAUSE_MS 100
+/* One log line at most this often while accept() keeps failing: the condition
+ * lasts, and a line per pause (HR_LOG_LIMITED would let ten a second through)
+ * says nothing the count in the next line does not. */
+#define ACCEPT_LOG_INTERVAL_S 10
+
+/* The live gateways (main.c makes one), for on_accept_error: libevent hands
+ * it the listener's argument, which evhttp has set to its struct evhttp. */
+static struct hr_gateway *gateways;
+
+/* accept() failed with something other than "try again": out of descriptors
+ * (EMFILE, ENFILE) or of kernel memory. Without this callback libevent 2.1's
+ * listener logs and calls accept() again at once, and spins at 100% CPU for as
+ * long as the descriptors stay taken. Instead the listener pauses for
+ * ACCEPT_PAUSE_MS. Pausing rather than shedding (a spare descriptor freed to
+ * accept and close the excess): the waiting connections sit in the kernel's
+ * accept queue at no descriptor cost and are served as soon as descriptors
+ * free up, so a burst of real clients (a round all finding at once) is
+ * answered a little late instead of reset; shedding would serve nobody sooner.
+ * Beyond the queue (the listen backlog) the kernel drops SYNs and clients
+ * retransmit, as with any full server. Open connections are served meanwhile. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    struct hr_gateway *gw = gateways;
+    while (gw && gw->http != arg)
+        gw = gw->next;
+    if (!gw)
+        return;
+    struct timeval pause = {0, ACCEPT_PAUSE_MS * 1000};
+    evconnlistener_disable(lev);
+    event_add(gw->accept_ev, &pause);
+    gw->accept_errors++;
+    gw->accept_unlogged++;
+    if (gw->accept_errors == 1 || elapsed_s(&gw->accept_logged) >= ACCEPT_LOG_INTERVAL_S) {
+        HR_LOG(HR_LOG_WARN,
+               "accept failed: %s (%lu times since the last such line, %" PRIu64
+               " in all): new connections wait, tried again every %d ms",
+               strerror(err), gw->accept_unlogged, gw->accept_errors, ACCEPT_PAUSE_MS);
+        clock_gettime(CLOCK_MONOTONIC, &gw->accept_logged);
+        gw->accept_unlogged = 0;
+    }
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    struct hr_gateway *gw = arg;
+    if (gw->sock) /* not closed meanwhile (shutdown) */
+        evconnlistener_enable(evhttp_bound_socket_get_listener(gw->sock));
+}
+
 struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *store,
                                   const struct hr_gateway_config *cfg, char *err, size_t errlen)
 {
@@ -719,6 +788,14 @@ struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *stor
      * A second listen() sets a new backlog (capped by net.core.somaxconn). */
     if (listen(evhttp_bound_socket_get_fd(gw->sock), SOMAXCONN) != 0)
         HR_LOG(HR_LOG_WARN, "cannot raise the listen backlog: %s", strerror(errno));
+    gw->accept_ev = evtimer_new(base, on_accept_resume, gw);
+    if (!gw->accept_ev) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    gw->next = gateways;
+    gateways = gw;
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(gw->sock), on_accept_error);
     return gw;
 fail:
     hr_gateway_free(gw);
@@ -729,8 +806,15 @@ void hr_gateway_free(struct hr_gateway *gw)
 {
     if (!gw)
         return;
+    for (struct hr_gateway **p = &gateways; *p; p = &(*p)->next)
+        if (*p == gw) {
+            *p = gw->next;
+            break;
+        }
     if (gw->http)
         evhttp_free(gw->http);
+    if (gw->accept_ev)
+        event_free(gw->accept_ev);
     EVP_MAC_CTX_free(gw->mac);
     free(gw);
 }
@@ -747,6 +831,8 @@ void hr_gateway_stop_accepting(struct hr_gateway *gw)
         evhttp_del_accept_socket(gw->http, gw->sock);
         gw->sock = NULL;
     }
+    if (gw->accept_ev)
+        event_del(gw->accept_ev);
 }
 
 size_t hr_gateway_pending(const struct hr_gateway *gw)

@@ -13,6 +13,7 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <jansson.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -22,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -979,6 +982,130 @@ static void test_gateway_concurrent_finds_claim_each_host_once(void **state)
     assert_int_equal(h_redis_int(rc, "ZCARD cc:i:us-west-1:busy"), HOSTS);
 }
 
+/* CPU time (user and system) process `pid` has used so far, in seconds, from
+ * /proc/<pid>/stat; -1 when it cannot be read. */
+static double cpu_seconds(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Field 2, the command name, is in parentheses and may hold spaces: count
+     * from its end. After it: state, 5 numbers, 5 more, then utime, stime. */
+    const char *p = strrchr(buf, ')');
+    unsigned long long ut, st;
+    if (!p ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static long long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* Starts gw2 with a soft limit of `nofile` descriptors. Limits pass through
+ * fork and exec, so the test lowers its own soft limit around the start and
+ * restores it after (the hard limit is left alone, which allows that). */
+static int start_gw2_nofile(rlim_t nofile, const char *const *args)
+{
+    struct rlimit old, low;
+    if (getrlimit(RLIMIT_NOFILE, &old) != 0)
+        return -1;
+    low = old;
+    low.rlim_cur = nofile;
+    if (setrlimit(RLIMIT_NOFILE, &low) != 0)
+        return -1;
+    int rc2 = start_gw2(redis.port, args, NULL);
+    if (setrlimit(RLIMIT_NOFILE, &old) != 0)
+        return -1;
+    return rc2;
+}
+
+/* Issue 13: at EMFILE libevent's listener logged and called accept() again at
+ * once, spinning at 100% CPU and writing megabytes of log a second. The
+ * gateway must back off, keep serving the connections it has, and accept
+ * again once descriptors are free. */
+static void test_gateway_emfile_backs_off_and_recovers(void **state)
+{
+    (void)state;
+    enum { CONNS = 200, MEASURE_MS = 1500 };
+    /* Idle connections are kept far longer than the test takes. */
+    const char *args[] = {"--prefix", "fd:", "--http-timeout", "60", NULL};
+    assert_int_equal(start_gw2_nofile(64, args), 0);
+
+    /* A keep-alive connection accepted before the burst. */
+    static const char get[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    char buf[4096];
+    int keep = tcp_connect(gw2.port);
+    assert_int_equal(send(keep, get, sizeof(get) - 1, 0), (ssize_t)(sizeof(get) - 1));
+    read_until(keep, buf, sizeof(buf), "alive");
+    assert_non_null(strstr(buf, "HTTP/1.1 200"));
+
+    /* 200 connections at once, sending nothing: the gateway holds each one it
+     * accepts until --http-timeout, so its 64 descriptors run out. The kernel
+     * completes the handshakes of the others and queues them. */
+    int fds[CONNS];
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)gw2.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (int i = 0; i < CONNS; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        assert_true(fds[i] >= 0);
+        int r = connect(fds[i], (struct sockaddr *)&a, sizeof(a));
+        assert_true(r == 0 || errno == EINPROGRESS);
+    }
+    /* Out of descriptors once accept() has failed, which the log says. */
+    uint64_t deadline = h_now_ms() + 10000;
+    while (!h_gateway_log_contains(&gw2, "Too many open files") && h_now_ms() < deadline)
+        usleep(10000); /* nothing else tells us */
+    assert_true(h_gateway_log_contains(&gw2, "Too many open files"));
+
+    /* Waiting on time itself: what the gateway does with it is measured. */
+    double cpu0 = cpu_seconds(gw2.pid);
+    long long log0 = file_size(gw2.log);
+    uint64_t t0 = h_now_ms();
+    usleep(MEASURE_MS * 1000);
+    double cpu = cpu_seconds(gw2.pid) - cpu0;
+    long long logged = file_size(gw2.log) - log0;
+    double wall = (double)(h_now_ms() - t0) / 1000;
+    assert_true(cpu0 >= 0 && log0 >= 0);
+    printf("# out of descriptors, %d connections: %.0f%% CPU and %lld log bytes in %.2f s\n", CONNS,
+           100 * cpu / wall, logged, wall);
+    /* A spin is ~100% and megabytes; backing off is ~0% and a line or none. */
+    assert_true(cpu < 0.5 * wall);
+    assert_true(logged < 4096);
+
+    /* The connection it has is still served while no new one can be. */
+    assert_int_equal(send(keep, get, sizeof(get) - 1, 0), (ssize_t)(sizeof(get) - 1));
+    read_until(keep, buf, sizeof(buf), "alive");
+    assert_non_null(strstr(buf, "HTTP/1.1 200"));
+    close(keep);
+
+    /* Once the connections close, a new one is answered. */
+    for (int i = 0; i < CONNS; i++)
+        close(fds[i]);
+    struct reply rep;
+    uint64_t closed = h_now_ms();
+    call(&rep, gw2.port, "GET", "/healthz", NULL, NULL);
+    printf("# answered %llu ms after the connections closed\n",
+           (unsigned long long)(h_now_ms() - closed));
+    assert_code(&rep, 200);
+    reply_free(&rep);
+    call(&rep, gw2.port, "GET", "/metrics", NULL, NULL);
+    assert_code(&rep, 200);
+    double errors = metric(rep.r.body, "hostreg_http_accept_errors_total");
+    if (errors < 1)
+        fail_msg("hostreg_http_accept_errors_total is %g\n%s", errors, rep.r.body);
+    reply_free(&rep);
+}
+
 static void test_gateway_unconfirmed_claim_returns_to_idle(void **state)
 {
     (void)state;
@@ -1577,6 +1704,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_hosts_list_filters, teardown_each),
         cmocka_unit_test_teardown(test_gateway_concurrent_finds_claim_each_host_once,
                                   teardown_each),
+        cmocka_unit_test_teardown(test_gateway_emfile_backs_off_and_recovers, teardown_each),
         cmocka_unit_test_teardown(test_gateway_unconfirmed_claim_returns_to_idle, teardown_each),
         cmocka_unit_test_teardown(test_gateway_find_preference_and_specific_host, teardown_each),
         cmocka_unit_test_teardown(test_gateway_host_secrets, teardown_each),
