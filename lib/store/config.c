@@ -84,7 +84,10 @@ static void apply(const struct hr_opt *o, void *cfg, const char *value, const ch
 {
     char err[256] = "";
     if (o->set(cfg, value, err, sizeof(err)) != 0) {
-        fprintf(stderr, "error: %s '%s': %s\n", from, value, err[0] ? err : "invalid value");
+        /* The value itself is not shown: it may be a secret (--host-secret)
+         * or hold one (a password in --redis); the setter's reason says
+         * what was wrong, showing what it safely can. */
+        fprintf(stderr, "error: %s: %s\n", from, err[0] ? err : "invalid value");
         exit(2);
     }
 }

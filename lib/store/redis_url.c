@@ -22,22 +22,78 @@ static int strict_num(const char *s, size_t len, long min, long max, int *out)
     return 0;
 }
 
+/* `url` as it may be shown (errors, logs): the password, if any, as "***". */
+static const char *shown(const char *url, char *buf, size_t cap)
+{
+    const char *p = strstr(url, "://");
+    p = p ? p + 3 : url;
+    const char *end = p + strcspn(p, "/"), *at = NULL;
+    for (const char *q = p; q < end; q++)
+        if (*q == '@')
+            at = q;
+    const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
+    if (!colon) {
+        snprintf(buf, cap, "%s", url);
+        return buf;
+    }
+    snprintf(buf, cap, "%.*s***%s", (int)(colon + 1 - url), url, at);
+    return buf;
+}
+
+static int hexdigit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* s[0..len) percent-decoded into out[cap] (RFC 3986: a password may hold
+ * any byte as %XX, and must for ':', '@' and '/'). -1 for a malformed %, a
+ * decoded NUL, or no room. */
+static int percent_decode(const char *s, size_t len, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= len)
+                return -1;
+            int hi = hexdigit(s[i + 1]), lo = hexdigit(s[i + 2]);
+            if (hi < 0 || lo < 0 || (c = hi << 4 | lo) == 0)
+                return -1;
+            i += 2;
+        }
+        if (o + 1 >= cap)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
 int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, size_t errlen)
 {
     struct hr_redis_addr a;
+    char show[HR_REDIS_URL_MAX + 16];
     memset(&a, 0, sizeof(a));
     a.port = 6379;
+    url = url ? url : "";
+    shown(url, show, sizeof(show));
     if (strncmp(url, "unix://", 7) == 0) {
         const char *p = url + 7;
         const char *q = strchr(p, '?');
         size_t len = q ? (size_t)(q - p) : strlen(p);
         if (len == 0 || p[0] != '/' || len >= sizeof(a.path)) {
-            snprintf(err, errlen, "bad unix socket path in '%s' (want unix:///path)", url);
+            snprintf(err, errlen, "bad unix socket path in '%s' (want unix:///path)", show);
             return HR_E_CONFIG;
         }
         memcpy(a.path, p, len);
         if (q && (strncmp(q, "?db=", 4) != 0 || strict_num(q + 4, strlen(q + 4), 0, 15, &a.db))) {
-            snprintf(err, errlen, "bad '%s' in '%s' (want ?db=0..15)", q, url);
+            snprintf(err, errlen, "bad '%s' in '%s' (want ?db=0..15)", q, show);
             return HR_E_CONFIG;
         }
         *out = a;
@@ -45,7 +101,7 @@ int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, si
     }
     if (strncmp(url, "redis://", 8) != 0) {
         snprintf(err, errlen, "'%s' is not a Redis URL (redis://host:port[/db] or unix:///path)",
-                 url);
+                 show);
         return HR_E_CONFIG;
     }
     const char *p = url + 8;
@@ -61,19 +117,21 @@ int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, si
         size_t ulen = colon ? (size_t)(colon - p) : 0;
         const char *pw = colon ? colon + 1 : p;
         size_t plen = (size_t)(at - pw);
-        if (ulen >= sizeof(a.user) || plen >= sizeof(a.pass)) {
-            snprintf(err, errlen, "Redis user or password too long");
+        if (percent_decode(p, ulen, a.user, sizeof(a.user)) != 0 ||
+            percent_decode(pw, plen, a.pass, sizeof(a.pass)) != 0) {
+            snprintf(err, errlen,
+                     "bad Redis user or password in '%s' (too long, or a %% not followed by two "
+                     "hex digits)",
+                     show);
             return HR_E_CONFIG;
         }
-        memcpy(a.user, p, ulen);
-        memcpy(a.pass, pw, plen);
         p = at + 1;
     }
     const char *colon = NULL;
     if (*p == '[') { /* [::1]:6379 */
         const char *rb = memchr(p, ']', (size_t)(end - p));
         if (!rb || (rb + 1 < end && rb[1] != ':')) {
-            snprintf(err, errlen, "bad IPv6 address in '%s' (want [addr]:port)", url);
+            snprintf(err, errlen, "bad IPv6 address in '%s' (want [addr]:port)", show);
             return HR_E_CONFIG;
         }
         if ((size_t)(rb - p - 1) >= sizeof(a.host))
@@ -90,16 +148,16 @@ int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, si
     if (a.host[0] == '\0')
         goto badhost;
     if (colon && strict_num(colon + 1, (size_t)(end - colon - 1), 1, 65535, &a.port)) {
-        snprintf(err, errlen, "bad port in '%s' (1-65535)", url);
+        snprintf(err, errlen, "bad port in '%s' (1-65535)", show);
         return HR_E_CONFIG;
     }
     if (slash && slash[1] && strict_num(slash + 1, strlen(slash + 1), 0, 15, &a.db)) {
-        snprintf(err, errlen, "bad database number in '%s' (0-15)", url);
+        snprintf(err, errlen, "bad database number in '%s' (0-15)", show);
         return HR_E_CONFIG;
     }
     *out = a;
     return HR_OK;
 badhost:
-    snprintf(err, errlen, "bad or missing host in '%s'", url);
+    snprintf(err, errlen, "bad or missing host in '%s'", show);
     return HR_E_CONFIG;
 }

@@ -195,6 +195,9 @@ static void test_config_redis_url_accepted(void **state)
         {"redis://:pass@host", "host", 6379, "", 0, "", "pass"},
         {"redis://user:pass@host:1234/2", "host", 1234, "", 2, "user", "pass"},
         {"redis://:p@ss@host", "host", 6379, "", 0, "", "p@ss"}, /* the last '@' ends it */
+        /* Percent-encoded (RFC 3986): ':', '@', '/' and any byte. */
+        {"redis://us%65r:p%3Ass%40w%2Fd%25@host", "host", 6379, "", 0, "user", "p:ss@w/d%"},
+        {"redis://:%C3%A9t%c3%a9@host", "host", 6379, "", 0, "", "\xc3\xa9t\xc3\xa9"},
         {"redis://[::1]:6380", "::1", 6380, "", 0, "", ""},
         {"redis://[::1]", "::1", 6379, "", 0, "", ""},
         {"redis://[::1]:6380/4", "::1", 6380, "", 4, "", ""},
@@ -264,6 +267,11 @@ static void test_config_redis_url_refused(void **state)
         "unix:///p?db= 2",
         "unix:///p?db=-0",
         "redis://host/1@x",
+        /* a '%' not followed by two hex digits, and an encoded NUL */
+        "redis://:pa%2@host",
+        "redis://:pa%zz@host",
+        "redis://:pa%@host",
+        "redis://:pa%00ss@host",
         /* 108 bytes of path do not fit sockaddr_un's sun_path with its NUL */
         "unix://" PATH107 "p",
     };
@@ -274,6 +282,24 @@ static void test_config_redis_url_refused(void **state)
             fail_msg("'%s' accepted", cases[i]);
         if (err[0] == '\0')
             fail_msg("'%s': no message", cases[i]);
+    }
+}
+
+/* A password never appears in an error message, whatever the error. */
+static void test_config_redis_url_hides_password(void **state)
+{
+    (void)state;
+    static const char *const cases[] = {
+        "redis://user:s3cret-pw@host:0", "redis://:s3cret-pw@host/99",
+        "redis://:s3cret-pw@[::1]junk",  "redis://:s3cret-pw@",
+        "redis://u:s3cret-pw%zz@host",   "redis://:s3cret-pw@host:6379x",
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct hr_redis_addr a;
+        char err[512] = "";
+        assert_int_equal(hr_redis_url_parse(cases[i], &a, err, sizeof(err)), HR_E_CONFIG);
+        if (strstr(err, "s3cret") || !strstr(err, "***"))
+            fail_msg("'%s': the message shows the password or no mask: %s", cases[i], err);
     }
 }
 
@@ -535,6 +561,47 @@ static const struct hr_opt common_opts[] = {
     {.name = NULL},
 };
 
+/* A refused --redis (or HOSTREG_REDIS) says why without showing the
+ * password it holds: the program's whole stderr is read. */
+static void test_config_refused_redis_hides_password(void **state)
+{
+    (void)state;
+    static const char *const urls[] = {"redis://user:s3cret-pw@host:0",
+                                       "redis://:s3cret-pw@host/99", "redis://:s3cret-pw@"};
+    for (size_t i = 0; i < 2 * (sizeof(urls) / sizeof(urls[0])); i++) {
+        const char *url = urls[i / 2];
+        bool by_env = i % 2;
+        char path[] = "/tmp/hostreg-test-stderr-XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            if (dup2(fd, 2) < 0 || !freopen("/dev/null", "w", stdout))
+                _exit(98);
+            const char *with_flag[] = {"prog", "--redis", url, NULL}, *bare[] = {"prog", NULL};
+            if (by_env)
+                setenv("HOSTREG_REDIS", url, 1);
+            struct prog_config pc;
+            memset(&pc, 0, sizeof(pc));
+            parse(common_opts, &pc, by_env ? bare : with_flag);
+            _exit(99);
+        }
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        char out[1024] = "";
+        ssize_t n = pread(fd, out, sizeof(out) - 1, 0);
+        close(fd);
+        unlink(path);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+        assert_true(n > 0);
+        out[n] = '\0';
+        if (strstr(out, "s3cret") || !strstr(out, "***"))
+            fail_msg("%s (%s): %s", url, by_env ? "environment" : "flag", out);
+    }
+}
+
 static void test_config_common_defaults(void **state)
 {
     (void)state;
@@ -644,6 +711,8 @@ int main(void)
         cmocka_unit_test(test_config_parse_hostport_refused),
         cmocka_unit_test(test_config_redis_url_accepted),
         cmocka_unit_test(test_config_redis_url_refused),
+        cmocka_unit_test(test_config_redis_url_hides_password),
+        cmocka_unit_test(test_config_refused_redis_hides_password),
         cmocka_unit_test_setup(test_config_opts_defaults, clear_env),
         cmocka_unit_test_setup(test_config_opts_env_overrides_default, clear_env),
         cmocka_unit_test_setup(test_config_opts_flag_overrides_env, clear_env),
