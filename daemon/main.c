@@ -26,7 +26,7 @@ struct daemon_config {
 
 static int set_key_file(void *c, const char *v, char *err, size_t errlen)
 {
-    return hr_keys_load(&((struct daemon_config *)c)->keys, v, err, errlen) == HR_OK ? 0 : -1;
+    return hr_keys_load_owned(&((struct daemon_config *)c)->keys, v, err, errlen) == HR_OK ? 0 : -1;
 }
 
 static int set_listen(void *c, const char *v, char *err, size_t errlen)

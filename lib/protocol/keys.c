@@ -3,6 +3,7 @@
 #include "err.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int hexval(int c)
 {
@@ -32,7 +34,19 @@ int hr_keys_parse_hex(const char *hex, uint8_t out[HR_KEY_LEN])
     return 0;
 }
 
+static int load(struct hr_keyring *kr, const char *path, bool owned, char *err, size_t errlen);
+
 int hr_keys_load(struct hr_keyring *kr, const char *path, char *err, size_t errlen)
+{
+    return load(kr, path, false, err, errlen);
+}
+
+int hr_keys_load_owned(struct hr_keyring *kr, const char *path, char *err, size_t errlen)
+{
+    return load(kr, path, true, err, errlen);
+}
+
+static int load(struct hr_keyring *kr, const char *path, bool owned, char *err, size_t errlen)
 {
     struct hr_keyring k;
     memset(&k, 0, sizeof(k));
@@ -49,6 +63,14 @@ int hr_keys_load(struct hr_keyring *kr, const char *path, char *err, size_t errl
     /* A secret others can read is no secret: refuse rather than warn. */
     if (fstat(fileno(f), &st) != 0 || (st.st_mode & (S_IRWXG | S_IRWXO))) {
         snprintf(err, errlen, "key file %s is accessible to group or others (chmod 600 it)", path);
+        fclose(f);
+        return HR_E_CONFIG;
+    }
+    /* Whoever owns the file can change the keys a registry trusts: only its
+     * own user may. */
+    if (owned && st.st_uid != geteuid()) {
+        snprintf(err, errlen, "key file %s is owned by uid %u, not by this user (uid %u): chown it",
+                 path, (unsigned)st.st_uid, (unsigned)geteuid());
         fclose(f);
         return HR_E_CONFIG;
     }

@@ -35,6 +35,10 @@ struct hr_keyring {
  * line, a duplicate id, a file with no key. */
 int hr_keys_load(struct hr_keyring *kr, const char *path, char *err, size_t errlen);
 
+/* hr_keys_load for a registry (hostregd), which also refuses a file not
+ * owned by the user it runs as: its owner could change the keys it trusts. */
+int hr_keys_load_owned(struct hr_keyring *kr, const char *path, char *err, size_t errlen);
+
 /* The key with this id, or NULL. */
 const struct hr_key *hr_keys_find(const struct hr_keyring *kr, uint8_t id);
 

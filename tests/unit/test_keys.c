@@ -74,6 +74,33 @@ static void test_keys_load_refusals(void **state)
     }
 }
 
+/* A registry's key file must be its own user's: one owned by another user
+ * is refused by hr_keys_load_owned (what hostregd calls) and still read by
+ * hr_keys_load (the tools'). An empty path is no key file. Changing a file's
+ * owner takes root: skipped otherwise. */
+static void test_keys_load_owned(void **state)
+{
+    (void)state;
+    struct hr_keyring kr;
+    char err[256] = "";
+    assert_int_equal(hr_keys_load_owned(&kr, "", err, sizeof(err)), HR_OK);
+    assert_int_equal(kr.n, 0);
+    char *p = write_file("1 deployment " HEX1 "\n", 0600);
+    assert_int_equal(hr_keys_load_owned(&kr, p, err, sizeof(err)), HR_OK);
+    assert_int_equal(kr.n, 1);
+    if (geteuid() != 0) {
+        unlink(p);
+        print_message("skipped the other owner: changing a file's owner takes root\n");
+        return;
+    }
+    assert_int_equal(chown(p, 65534, 65534), 0);
+    err[0] = '\0';
+    assert_int_equal(hr_keys_load_owned(&kr, p, err, sizeof(err)), HR_E_CONFIG);
+    assert_non_null(strstr(err, "owned by uid 65534"));
+    assert_int_equal(hr_keys_load(&kr, p, err, sizeof(err)), HR_OK);
+    unlink(p);
+}
+
 static void test_keys_master_derives_per_host(void **state)
 {
     (void)state;
@@ -167,6 +194,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_keys_load_good_file),
         cmocka_unit_test(test_keys_load_refusals),
+        cmocka_unit_test(test_keys_load_owned),
         cmocka_unit_test(test_keys_master_derives_per_host),
         cmocka_unit_test(test_keys_signed_frame_verifies_and_decodes),
         cmocka_unit_test(test_keys_peek_host_cases),
