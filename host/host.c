@@ -120,6 +120,20 @@ static uint32_t next_interval_ms(struct hr_host *h)
     return ms > cap && base <= cap ? cap : ms;
 }
 
+/* The TTL and interval an ack advises, taken only when they make sense
+ * (acks are not signed: a forged one must not stop the heartbeats with an
+ * interval beyond the TTL): a TTL of 1 s to a day, an interval of 1 s to
+ * TTL - 1 s. The interval kept is always below the TTL. */
+static void take_advice(struct hr_host *h, const struct hr_ack *a)
+{
+    if (a->ttl >= 1 && a->ttl <= 86400)
+        h->ttl_s = a->ttl;
+    if (a->interval >= 1 && a->interval < h->ttl_s)
+        h->interval_s = a->interval;
+    if (h->interval_s >= h->ttl_s)
+        h->interval_s = h->ttl_s * 2 / 3 ? h->ttl_s * 2 / 3 : 1;
+}
+
 static void send_heartbeat(struct hr_host *h)
 {
     pthread_mutex_lock(&h->mu);
@@ -241,10 +255,7 @@ static void on_ack(struct hr_host *h, const struct hr_ack *a)
         if (ok) {
             h->hb_waiting = 0;
             h->last_ack_ms = now_ms();
-            if (a->interval)
-                h->interval_s = a->interval;
-            if (a->ttl)
-                h->ttl_s = a->ttl;
+            take_advice(h, a);
             h->unreachable = 0;
             if (!h->registered) {
                 h->registered = 1;

@@ -540,6 +540,56 @@ static int wait_for(struct events *e, int *counter, int want, int ms)
 /* Against a daemon of its own (and its own key prefix), which it stops and
  * starts again: the group's daemon, with its flags, counters and hosts, is
  * the other tests', whatever order they run in. */
+/* The host library plays against a registry this test plays: an ack
+ * advising a heartbeat interval beyond the TTL (acks are not signed: a
+ * forged one) does not stop the heartbeats, which keep coming inside the TTL
+ * the ack gave. */
+static void test_tools_host_library_ignores_bad_interval(void **state)
+{
+    (void)state;
+    struct sockaddr_in me;
+    socklen_t melen = sizeof(me);
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in any = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&any, sizeof(any)), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &melen), 0);
+    char server[64], err[256];
+    snprintf(server, sizeof(server), "127.0.0.1:%d", ntohs(me.sin_port));
+    struct hr_host_config cfg = {.server = server, .room_id = "room-adv", .region = "local"};
+    struct hr_host *h = hr_host_start(NULL, &cfg, err, sizeof(err));
+    assert_non_null(h);
+    /* Its first heartbeat, answered ok with a TTL of 3 s and an interval of
+     * 100000 s; then the next heartbeat must come within the 3 s. */
+    uint64_t answered = 0, gap = 0;
+    int beats = 0;
+    for (uint64_t end = h_now_ms() + 8000; beats < 2 && h_now_ms() < end;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        uint8_t in[HR_WIRE_MAX + 1], out[HR_WIRE_MAX];
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof(from);
+        ssize_t n = recvfrom(fd, in, sizeof(in), 0, (struct sockaddr *)&from, &fl);
+        struct hr_frame f;
+        if (n <= 0 || hr_wire_decode(in, (size_t)n, &f) != HR_OK || f.type != HR_MSG_HEARTBEAT)
+            continue;
+        if (++beats == 2) {
+            gap = h_now_ms() - answered;
+            break;
+        }
+        struct hr_ack ack = {f.req.seq, HR_RESULT_OK, 3, 100000, 0};
+        size_t len = hr_wire_encode_ack(&ack, out, sizeof(out));
+        assert_int_equal(sendto(fd, out, len, 0, (struct sockaddr *)&from, fl), (ssize_t)len);
+        answered = h_now_ms();
+    }
+    hr_host_free(h);
+    close(fd);
+    assert_int_equal(beats, 2);
+    if (gap >= 3000)
+        fail_msg("the next heartbeat came %llu ms after an ack with a 3 s TTL",
+                 (unsigned long long)gap);
+}
+
 static void test_tools_host_library(void **state)
 {
     (void)state;
@@ -659,6 +709,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tools_ls_lists_hosts),
         cmocka_unit_test(test_tools_bench_modest_rate_loses_nothing),
         cmocka_unit_test(test_tools_host_library),
+        cmocka_unit_test(test_tools_host_library_ignores_bad_interval),
         cmocka_unit_test(test_tools_decode_agrees_with_daemon),
     };
     return cmocka_run_group_tests_name("tools", tests, setup, teardown);
