@@ -6,13 +6,16 @@
 #include "server.h"
 #include "store.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct daemon_config {
     struct hr_common common; /* first: the shared setters expect it there */
@@ -20,6 +23,7 @@ struct daemon_config {
     socklen_t listen_len;
     uint32_t error_ack_rate;
     uint32_t workers;
+    int reuseport; /* share the address with other processes on purpose */
     uint32_t source_rate, source_burst, error_gap_ms, source_hosts;
     struct hr_keyring keys;
 };
@@ -43,6 +47,7 @@ HR_OPT_U32(set_source_burst, struct daemon_config, source_burst, 1u, 10000000u, 
 HR_OPT_U32(set_error_gap, struct daemon_config, error_gap_ms, 0u, 600000u, "milliseconds, ")
 HR_OPT_U32(set_source_hosts, struct daemon_config, source_hosts, 0u, 100000000u, "hosts, ")
 HR_OPT_U32(set_workers, struct daemon_config, workers, 1u, 64u, "")
+HR_OPT_FLAG(set_reuseport, struct daemon_config, reuseport)
 
 static const struct hr_opt options[] = {
     {"listen", 'L', "HOST:PORT", "127.0.0.1:9099", "UDP address to receive datagrams on",
@@ -75,6 +80,10 @@ static const struct hr_opt options[] = {
      set_key_file, NULL},
     {"workers", 'w', "N", "1",
      "event loops, each with its own SO_REUSEPORT socket and Redis connection", set_workers, NULL},
+    {"reuseport", 0, NULL, NULL,
+     "share the address with other processes bound with it (without: an address in use is an "
+     "error)",
+     set_reuseport, NULL},
     {0},
 };
 
@@ -218,7 +227,7 @@ static int worker_start(struct worker *w, const struct daemon_config *cfg, char 
         .interval_s = cfg->common.interval_s,
         .error_ack_rate = cfg->error_ack_rate,
         .rules = &cfg->common.rules,
-        .reuseport = cfg->workers > 1,
+        .reuseport = cfg->workers > 1 || cfg->reuseport,
         .keys = cfg->keys.n ? &cfg->keys : NULL,
         .source_rate = cfg->source_rate,
         .source_burst = cfg->source_burst,
@@ -235,6 +244,28 @@ static int worker_start(struct worker *w, const struct daemon_config *cfg, char 
     }
     w->started = 1;
     return 0;
+}
+
+/* True (with the reason in err) when another socket holds the address. The
+ * workers' sockets share it among themselves with SO_REUSEPORT, which would
+ * as silently let a second hostregd (or anything else bound with it) share
+ * it and take a part of the hosts' datagrams: a socket bound without it
+ * first tells. */
+static bool address_taken(const struct daemon_config *cfg, char *err, size_t errlen)
+{
+    int fd = socket(cfg->listen.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false; /* the workers' own bind says what is wrong */
+    bool taken = bind(fd, (const struct sockaddr *)&cfg->listen, cfg->listen_len) != 0 &&
+                 errno == EADDRINUSE;
+    close(fd);
+    if (taken) {
+        char addr[HR_ADDRSTRLEN];
+        snprintf(err, errlen,
+                 "bind %s: address in use (another hostregd? --reuseport shares it on purpose)",
+                 hr_addr_str(addr, sizeof(addr), (const struct sockaddr *)&cfg->listen));
+    }
+    return taken;
 }
 
 static void worker_free(struct worker *w)
@@ -282,6 +313,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "error: cannot install signal handlers\n");
             goto out;
         }
+    }
+    if (!cfg.reuseport && address_taken(&cfg, err, sizeof(err))) {
+        fprintf(stderr, "error: %s\n", err);
+        goto out;
     }
     for (app.nworkers = 0; app.nworkers < cfg.workers; app.nworkers++) {
         struct worker *w = &app.workers[app.nworkers];

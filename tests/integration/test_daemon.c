@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -880,6 +881,28 @@ static void test_daemon_workers_share_the_port(void **state)
     }
     assert_true(acked >= 40); /* and the harness's readiness probes */
     free(log);
+
+    /* A second hostregd on the same address, with workers of its own, is
+     * refused (its SO_REUSEPORT sockets would have shared the port and taken
+     * a part of the datagrams); with --reuseport it shares on purpose.
+     * `timeout` ends one that runs: status 124. */
+    const char *bin = getenv("HOSTREG_BIN_DIR");
+    static const struct {
+        const char *flag;
+        int status;
+    } second[] = {{"", 1}, {"--reuseport", 124}};
+    for (size_t i = 0; i < 2; i++) {
+        char cmd[512];
+        snprintf(cmd, sizeof(cmd),
+                 "timeout 3 %s/hostregd --listen 127.0.0.1:%d --workers 2 --redis "
+                 "redis://127.0.0.1:%d --prefix rp: %s 2>/dev/null",
+                 bin ? bin : "build/bin", d2.port, redis.port, second[i].flag);
+        int st = system(cmd);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != second[i].status)
+            fail_msg("a second hostregd %s: status %d, want %d", second[i].flag,
+                     WIFEXITED(st) ? WEXITSTATUS(st) : -1, second[i].status);
+    }
+
     assert_int_equal(h_daemon_stop(&d2), 0);
     unlink(log_path);
 }
