@@ -2,6 +2,7 @@
 
 #include "body.h"
 #include "err.h"
+#include "listcache.h"
 #include "log.h"
 #include "metrics.h"
 #include "request.h"
@@ -21,6 +22,7 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,13 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
+
+/* Filters the list cache keeps at once. The ones real clients use are a
+ * handful (all regions or one, all statuses or one, the default limit): the
+ * default configuration has 5 x 3 of them. A flood of distinct limits
+ * replaces the least recently used slot instead of growing memory: at most
+ * this many filters' answers (two bodies each) are held. */
+#define LIST_CACHE_SLOTS 64
 
 struct hr_gateway {
     struct event_base *base;
@@ -52,6 +61,7 @@ struct hr_gateway {
     uint64_t accept_errors;        /* failed accept() calls, for /metrics */
     unsigned long accept_unlogged; /* failed since the last log line */
     struct timespec accept_logged; /* when that line was written */
+    struct hr_listcache *lists;    /* GET /api/hosts answers; NULL: --list-cache-ms 0 */
     struct hr_gateway *next;       /* in `gateways` */
 };
 
@@ -63,6 +73,9 @@ struct call {
     struct timespec start;
     char rid[HR_ID_MAX + 1];
     int authorized; /* presented a valid host secret */
+    /* GET /api/hosts through the cache: queued on `slot` until its list is back. */
+    struct hr_listcache_waiter wait;
+    struct hr_listcache_slot *slot;
 };
 
 static double elapsed_s(const struct timespec *start)
@@ -406,6 +419,23 @@ static void h_find(struct call *c)
         gw->pending++;
 }
 
+/* The answer of GET /api/hosts; NULL only when out of memory. */
+static json_t *hosts_json(const struct hr_host_info *hosts, size_t n, bool ids)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++) {
+        const struct hr_host_info *h = &hosts[i];
+        json_t *o =
+            json_pack("{s:s,s:s,s:s,s:I}", "roomId", h->room_id, "region", h->region, "status",
+                      hr_status_name(h->status), "ttl", (json_int_t)((h->ttl_ms + 999) / 1000));
+        /* A hostId is what lets someone update a host: only for the hosts' own secret. */
+        if (o && ids)
+            json_object_set_new(o, "hostId", json_string(h->host_id));
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
 static void on_listed(void *arg, int err, const struct hr_host_info *hosts, size_t n)
 {
     struct call *c = arg;
@@ -414,18 +444,98 @@ static void on_listed(void *arg, int err, const struct hr_host_info *hosts, size
         reply_unavailable(c);
         return;
     }
-    json_t *a = json_array();
-    for (size_t i = 0; a && i < n; i++) {
-        const struct hr_host_info *h = &hosts[i];
-        json_t *o =
-            json_pack("{s:s,s:s,s:s,s:I}", "roomId", h->room_id, "region", h->region, "status",
-                      hr_status_name(h->status), "ttl", (json_int_t)((h->ttl_ms + 999) / 1000));
-        /* A hostId is what lets someone update a host: only for the hosts' own secret. */
-        if (o && c->authorized)
-            json_object_set_new(o, "hostId", json_string(h->host_id));
-        json_array_append_new(a, o);
+    reply_json(c, 200, hosts_json(hosts, n, c->authorized));
+}
+
+/* hosts_json as the text the cache keeps (*len bytes, malloc'd), or NULL. */
+static char *hosts_text(const struct hr_host_info *hosts, size_t n, bool ids, size_t *len)
+{
+    json_t *a = hosts_json(hosts, n, ids);
+    char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
+    json_decref(a);
+    *len = s ? strlen(s) : 0;
+    return s;
+}
+
+/* The list of a cache slot is back: `arg` is the call that sent it, the first
+ * of the slot's waiters. Both answers are kept, so that an anonymous caller
+ * never gets the hostIds an authorized one filled the slot with, and an
+ * authorized one never waits for a second list; the one with hostIds only
+ * when a secret is configured (else no caller is authorized). Every waiter
+ * is answered here: evhttp_send_reply only queues the answer, so no other
+ * request reaches the cache meanwhile. */
+static void on_cache_listed(void *arg, int err, const struct hr_host_info *hosts, size_t n)
+{
+    struct call *c = arg;
+    struct hr_gateway *gw = c->gw;
+    struct hr_listcache_slot *slot = c->slot;
+    struct hr_listcache_waiter *w;
+    int code = err == HR_OK ? 200 : 503;
+    if (code == 200) {
+        size_t len[2] = {0, 0};
+        char *anon = hosts_text(hosts, n, false, &len[0]);
+        char *ids = gw->nsecrets ? hosts_text(hosts, n, true, &len[1]) : NULL;
+        if (anon && (ids || !gw->nsecrets)) {
+            w = hr_listcache_fill(slot, anon, len[0], ids, len[1]);
+        } else {
+            free(anon);
+            free(ids);
+            code = 500;
+            w = hr_listcache_fail(slot);
+        }
+    } else {
+        w = hr_listcache_fail(slot);
     }
-    reply_json(c, 200, a);
+    while (w) {
+        struct call *wc = (struct call *)((char *)w - offsetof(struct call, wait));
+        w = w->next; /* before finish() frees wc */
+        gw->pending--;
+        if (code == 503) {
+            reply_unavailable(wc);
+        } else if (code == 500) {
+            reply_error(wc, 500, "out of memory");
+        } else {
+            size_t len;
+            const char *body = hr_listcache_body(slot, wc->authorized, &len);
+            finish(wc, 200, "application/json", body, len, false);
+        }
+    }
+}
+
+/* GET /api/hosts from the cache, or with a list of its own when the cache
+ * cannot take it: 0 when answered or queued, -1 when the caller lists uncached. */
+static int hosts_cached(struct call *c, const struct hr_list_query *q, int region)
+{
+    struct hr_gateway *gw = c->gw;
+    struct hr_listcache_key key;
+    memset(&key, 0, sizeof(key));
+    key.region = region;
+    key.status = q->status;
+    key.limit = q->limit;
+    uint64_t now = (uint64_t)c->start.tv_sec * 1000 + (uint64_t)c->start.tv_nsec / 1000000;
+    struct hr_listcache_slot *slot = NULL;
+    switch (hr_listcache_get(gw->lists, &key, now, &c->wait, &slot)) {
+    case HR_LISTCACHE_HIT: {
+        size_t len;
+        const char *body = hr_listcache_body(slot, c->authorized, &len);
+        if (!body)
+            return -1;
+        finish(c, 200, "application/json", body, len, false);
+        return 0;
+    }
+    case HR_LISTCACHE_WAIT:
+        gw->pending++;
+        return 0;
+    case HR_LISTCACHE_FETCH:
+        c->slot = slot;
+        gw->pending++;
+        if (hr_store_list(gw->store, q, on_cache_listed, c) != HR_OK)
+            on_cache_listed(c, HR_E_UNAVAILABLE, NULL, 0);
+        return 0;
+    case HR_LISTCACHE_BYPASS:
+        break;
+    }
+    return -1;
 }
 
 static void h_hosts(struct call *c)
@@ -449,8 +559,9 @@ static void h_hosts(struct call *c)
     const char *region = evhttp_find_header(&params, "region");
     const char *status = evhttp_find_header(&params, "status");
     const char *limit = evhttp_find_header(&params, "limit");
+    int i = -1; /* the region asked for; -1: all */
     if (region) {
-        int i = hr_rules_find_region(rules, region, strlen(region));
+        i = hr_rules_find_region(rules, region, strlen(region));
         if (i < 0) {
             reply_rule(c, HR_E_REGION);
             goto out;
@@ -471,6 +582,8 @@ static void h_hosts(struct call *c)
         goto out;
     }
     check_secret(c, false); /* only decides whether hostIds are shown */
+    if (gw->lists && hosts_cached(c, &q, i) == 0)
+        goto out;
     if (hr_store_list(gw->store, &q, on_listed, c) != HR_OK)
         reply_unavailable(c);
     else
@@ -793,6 +906,13 @@ struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *stor
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    if (cfg->list_cache_ms) {
+        gw->lists = hr_listcache_new(LIST_CACHE_SLOTS, cfg->list_cache_ms);
+        if (!gw->lists) {
+            snprintf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
     gw->next = gateways;
     gateways = gw;
     evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(gw->sock), on_accept_error);
@@ -815,6 +935,7 @@ void hr_gateway_free(struct hr_gateway *gw)
         evhttp_free(gw->http);
     if (gw->accept_ev)
         event_free(gw->accept_ev);
+    hr_listcache_free(gw->lists);
     EVP_MAC_CTX_free(gw->mac);
     free(gw);
 }

@@ -27,6 +27,7 @@ struct hr_gateway_config {
     char host_secret_previous[256];
     uint32_t http_timeout_s;
     uint32_t list_limit;
+    uint32_t list_cache_ms; /* GET /api/hosts answers are reused this long; 0: never */
 };
 
 /* Binds and starts serving. NULL with a reason in err. */

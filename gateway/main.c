@@ -48,6 +48,8 @@ HR_OPT_U32(set_lease, struct hr_gateway_config, claim_lease_s, 1u, 86400u, "seco
 HR_OPT_U32(set_turn_ttl, struct hr_gateway_config, ice.turn_ttl_s, 60u, 604800u, "seconds, ")
 HR_OPT_U32(set_http_timeout, struct hr_gateway_config, http_timeout_s, 1u, 3600u, "seconds, ")
 HR_OPT_U32(set_list_limit, struct hr_gateway_config, list_limit, 1u, 1000000u, "a count, ")
+/* Up to a minute: an older list is more misleading than useful. */
+HR_OPT_U32(set_list_cache, struct hr_gateway_config, list_cache_ms, 0u, 60000u, "milliseconds, ")
 
 static const struct hr_opt options[] = {
     {"listen", 'L', "HOST:PORT", "127.0.0.1:8080", "HTTP address to serve on", set_listen,
@@ -73,6 +75,11 @@ static const struct hr_opt options[] = {
     {"http-timeout", 0, "SECONDS", "10", "an HTTP connection idle this long is closed",
      set_http_timeout, NULL},
     {"list-limit", 0, "N", "1000", "most hosts GET /api/hosts returns", set_list_limit, NULL},
+    /* 1 s: a list is a few ms of Redis at 1,000 hosts, so a flood of anonymous
+     * list calls could starve heartbeats and finds; a host list a second old is
+     * as good as a fresh one to a person or a lobby page (ttl is whole seconds). */
+    {"list-cache-ms", 0, "MS", "1000",
+     "GET /api/hosts answers reused this long, per filter; 0: no cache", set_list_cache, NULL},
     {0},
 };
 

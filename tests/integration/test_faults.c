@@ -812,8 +812,9 @@ static void test_faults_redis_acl_user(void **state)
     char url[96];
     snprintf(url, sizeof(url), "redis://hostreg:s3cret@127.0.0.1:%d", redis.port);
     const char *dargs[] = {"--redis", url, NULL};
-    /* A 1 s claim lease, so that the sweep's return to idle runs too. */
-    const char *gargs[] = {"--redis", url, "--claim-lease", "1", NULL};
+    /* A 1 s claim lease, so that the sweep's return to idle runs too; no list
+     * cache, so that every list below reaches Redis (after SCRIPT FLUSH too). */
+    const char *gargs[] = {"--redis", url, "--claim-lease", "1", "--list-cache-ms", "0", NULL};
     assert_int_equal(h_daemon_start(&dmn, redis.port, dargs), 0);
     assert_int_equal(h_gateway_start(&gw, redis.port, gargs, NULL), 0);
 

@@ -892,6 +892,188 @@ static void test_gateway_hosts_list_filters(void **state)
     }
 }
 
+/* Lua script calls Redis has run so far (INFO commandstats: EVALSHA, and EVAL
+ * for a script it had lost). A list is one; so is everything else the
+ * gateway sends, so a test counts around list calls only. */
+static long long script_calls(redisContext *c)
+{
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    long long n = 0;
+    static const char *const names[] = {"cmdstat_evalsha:calls=", "cmdstat_eval:calls="};
+    for (size_t i = 0; i < 2; i++) {
+        const char *p = strstr(r->str, names[i]);
+        if (p)
+            n += strtoll(p + strlen(names[i]), NULL, 10);
+    }
+    freeReplyObject(r);
+    return n;
+}
+
+/* The most script calls `filters` filters may cost over `ms` with the cache
+ * at `interval_ms`: one list per filter per interval begun, plus the
+ * gateway's claim sweep, an EVALSHA of its own every second. */
+static long long list_bound(int filters, uint64_t ms, uint64_t interval_ms)
+{
+    return (long long)filters * (long long)(ms / interval_ms + 1) + (long long)(ms / 1000 + 1);
+}
+
+/* One GET /api/hosts: the code, the number of hosts, and whether every
+ * one of them carried a hostId (1), none did (0), or some did (-1). */
+static int list_once(int port, const char *path, const char *headers, size_t *count, int *ids)
+{
+    struct reply rep;
+    int code = call(&rep, port, "GET", path, headers, NULL);
+    *count = 0;
+    *ids = 0;
+    if (code == 200) {
+        assert_json(&rep);
+        assert_true(json_is_array(rep.j));
+        *count = json_array_size(rep.j);
+        size_t k, with = 0;
+        json_t *h;
+        json_array_foreach(rep.j, k, h) with += json_object_get(h, "hostId") != NULL;
+        *ids = with == 0 ? 0 : with == *count ? 1 : -1;
+    }
+    reply_free(&rep);
+    return code;
+}
+
+/* Issue 13 item 8: a flood of GET /api/hosts costs Redis at most one list per
+ * filter per --list-cache-ms, sequential or concurrent; anonymous answers
+ * never carry the hostIds an authorized caller's list brought in; a host
+ * registered after a cached answer shows once the interval has passed; and
+ * --list-cache-ms 0 reads Redis every time. Before the cache, each of the 200
+ * calls was one list. Its own Redis, so no other gateway's scripts count. */
+static void test_gateway_hosts_list_cached(void **state)
+{
+    (void)state;
+    enum { CALLS = 200, INTERVAL = 300 };
+    static const char auth[] = "Authorization: Bearer lc-secret\r\n";
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    redisContext *c2 = h_redis_connect(redis2.port);
+    const char *args[] = {"--list-cache-ms", "300", "--log-level", "warn", NULL};
+    const char *env[] = {"HOSTREG_HOST_SECRET=lc-secret", NULL};
+    assert_int_equal(start_gw2(redis2.port, args, env), 0);
+    for (int i = 0; i < 3; i++) {
+        char body[128];
+        snprintf(body, sizeof(body),
+                 "{\"hostId\":\"lc-%d\",\"roomId\":\"lc-room-%d\",\"region\":\"%s\"}", i, i,
+                 i ? "local" : "us-east-1");
+        struct reply rep;
+        call(&rep, gw2.port, "POST", "/api/host/heartbeat", auth, body);
+        assert_code(&rep, 200);
+        reply_free(&rep);
+    }
+
+    /* Sequential, one filter, anonymous. */
+    long long before = script_calls(c2);
+    uint64_t t0 = h_now_ms();
+    for (int i = 0; i < CALLS; i++) {
+        size_t n;
+        int ids;
+        assert_int_equal(list_once(gw2.port, "/api/hosts", NULL, &n, &ids), 200);
+        assert_int_equal(n, 3);
+        assert_int_equal(ids, 0);
+    }
+    uint64_t took = h_now_ms() - t0;
+    long long lists = script_calls(c2) - before;
+    printf("# %d sequential list calls in %llu ms: %lld script calls (bound %lld)\n", CALLS,
+           (unsigned long long)took, lists, list_bound(1, took, INTERVAL));
+    assert_true(lists <= list_bound(1, took, INTERVAL));
+
+    /* Concurrent, four filters, every second call with the secret: the calls
+     * that arrive while their filter's list is in flight wait for it. */
+    static const struct {
+        const char *path;
+        size_t count;
+    } filters[] = {
+        {"/api/hosts", 3},
+        {"/api/hosts?region=local", 2},
+        {"/api/hosts?status=idle&region=us-east-1", 1},
+        {"/api/hosts?limit=2", 2},
+    };
+    enum { NF = sizeof(filters) / sizeof(filters[0]) };
+    char *reqs[CALLS];
+    size_t lens[CALLS];
+    struct h_http_resp out[CALLS];
+    for (int i = 0; i < CALLS; i++)
+        reqs[i] = h_http_format(gw2.port, "GET", filters[i % NF].path, i / NF % 2 ? auth : NULL,
+                                NULL, &lens[i]);
+    before = script_calls(c2);
+    t0 = h_now_ms();
+    assert_int_equal(h_http_many(gw2.port, CALLS, (const char *const *)reqs, lens, out, 20000),
+                     CALLS);
+    took = h_now_ms() - t0;
+    lists = script_calls(c2) - before;
+    printf("# %d concurrent list calls, %d filters, in %llu ms: %lld script calls (bound %lld)\n",
+           CALLS, NF, (unsigned long long)took, lists, list_bound(NF, took, INTERVAL));
+    assert_true(lists <= list_bound(NF, took, INTERVAL));
+    for (int i = 0; i < CALLS; i++) {
+        assert_int_equal(out[i].status, 200);
+        json_t *j = json_loadb(out[i].body, out[i].body_len, 0, NULL);
+        assert_true(json_is_array(j));
+        assert_int_equal(json_array_size(j), filters[i % NF].count);
+        size_t k;
+        json_t *h;
+        json_array_foreach(j, k, h)
+        {
+            if (i / NF % 2)
+                assert_non_null(jstr(h, "hostId"));
+            else
+                assert_null(json_object_get(h, "hostId"));
+        }
+        json_decref(j);
+        h_http_free(&out[i]);
+        free(reqs[i]);
+    }
+
+    /* An authorized call fills a filter nobody asked for yet; the anonymous
+     * call right after it gets the same hosts without hostIds, and the
+     * authorized one after that with them. */
+    size_t n;
+    int ids;
+    assert_int_equal(list_once(gw2.port, "/api/hosts?limit=7", auth, &n, &ids), 200);
+    assert_int_equal(n, 3);
+    assert_int_equal(ids, 1);
+    assert_int_equal(list_once(gw2.port, "/api/hosts?limit=7", NULL, &n, &ids), 200);
+    assert_int_equal(n, 3);
+    assert_int_equal(ids, 0);
+    assert_int_equal(list_once(gw2.port, "/api/hosts?limit=7", auth, &n, &ids), 200);
+    assert_int_equal(ids, 1);
+
+    /* A host registered after a cached answer: in the list once the interval
+     * has passed since that answer's list (the interval is what is tested,
+     * so time must pass). */
+    assert_int_equal(list_once(gw2.port, "/api/hosts?region=eu-central", NULL, &n, &ids), 200);
+    assert_int_equal(n, 0);
+    uint64_t cached_at = h_now_ms();
+    struct reply rep;
+    call(&rep, gw2.port, "POST", "/api/host/heartbeat", auth,
+         "{\"hostId\":\"lc-new\",\"roomId\":\"lc-room-new\",\"region\":\"eu-central\"}");
+    assert_code(&rep, 200);
+    reply_free(&rep);
+    assert_int_equal(list_once(gw2.port, "/api/hosts?region=eu-central", NULL, &n, &ids), 200);
+    if (h_now_ms() - cached_at < INTERVAL / 2)
+        assert_int_equal(n, 0); /* still the cached answer */
+    while (h_now_ms() <= cached_at + INTERVAL)
+        usleep(10000);
+    assert_int_equal(list_once(gw2.port, "/api/hosts?region=eu-central", NULL, &n, &ids), 200);
+    assert_int_equal(n, 1);
+
+    /* --list-cache-ms 0: every call is a list. */
+    assert_int_equal(h_gateway_stop(&gw2), 0);
+    const char *off[] = {"--list-cache-ms", "0", "--log-level", "warn", NULL};
+    assert_int_equal(start_gw2(redis2.port, off, NULL), 0);
+    before = script_calls(c2);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(list_once(gw2.port, "/api/hosts", NULL, &n, &ids), 200);
+    lists = script_calls(c2) - before;
+    assert_true(lists >= 20);
+    redisFree(c2);
+}
+
 /* --- matchmaking --- */
 
 static void test_gateway_concurrent_finds_claim_each_host_once(void **state)
@@ -1702,6 +1884,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_udp_host_listed_and_claimable, teardown_each),
         cmocka_unit_test_teardown(test_gateway_http_host_takes_udp_status, teardown_each),
         cmocka_unit_test_teardown(test_gateway_hosts_list_filters, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_hosts_list_cached, teardown_each),
         cmocka_unit_test_teardown(test_gateway_concurrent_finds_claim_each_host_once,
                                   teardown_each),
         cmocka_unit_test_teardown(test_gateway_emfile_backs_off_and_recovers, teardown_each),
