@@ -190,11 +190,13 @@ void hr_script_claim_args(struct hr_script_args *a, const char *prefix,
                           const struct hr_claim_query *q)
 {
     const char *f[HR_SCRIPT_CLAIM_REGIONS];
-    char lease[16];
+    char lease[16], pick[16];
     snprintf(lease, sizeof(lease), "%" PRIu32, q->lease_ms);
+    snprintf(pick, sizeof(pick), "%" PRIu32, q->pick & 0x7fffffffu);
     f[HR_SCRIPT_CLAIM_PREFIX] = prefix;
     f[HR_SCRIPT_CLAIM_LEASE] = lease;
     f[HR_SCRIPT_CLAIM_HOST] = q->host_id ? q->host_id : "";
+    f[HR_SCRIPT_CLAIM_PICK] = pick;
     add_all(a, f, HR_SCRIPT_CLAIM_REGIONS);
     add_all(a, q->regions, q->nregions);
 }

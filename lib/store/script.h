@@ -61,6 +61,7 @@ struct redisContext;
     X(CLAIM, PREFIX)                                                                               \
     X(CLAIM, LEASE) /* ms until an unconfirmed claim returns to idle */                            \
     X(CLAIM, HOST)  /* the host wanted, "" for any idle one */                                     \
+    X(CLAIM, PICK)  /* a random number below 2^31: which of a region's idle hosts */               \
     X(CLAIM, REGIONS)
 #define HR_SCRIPT_LIST_ARGS(X)                                                                     \
     X(LIST, PREFIX)                                                                                \
@@ -210,6 +211,7 @@ struct hr_claim_query {
     size_t nregions;
     const char *host_id; /* a specific host, or NULL for any idle one */
     uint32_t lease_ms;   /* unconfirmed claims return to idle after this */
+    uint32_t pick;       /* uniform random below 2^31 (the store draws it): which idle host */
 };
 
 struct hr_list_query {

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 /* Requests coalesced into one script call: what one receive batch of the
  * daemon brings (it reads up to 8 x 64 datagrams per wake-up); more would
@@ -62,6 +63,7 @@ struct hr_store {
     struct hr_store_stats stats; /* the connection's counters are added on reading */
     uint64_t bad_replies;        /* requests replies of the wrong shape */
     uint64_t request_errors;     /* single requests that failed in Redis */
+    uint64_t rng;                /* claims' picks (hr_store_claim); never 0 */
 };
 
 /* Connected with the scripts loaded (and not being freed). */
@@ -297,7 +299,12 @@ int hr_store_claim(struct hr_store *st, const struct hr_claim_query *q, hr_store
     if (!c)
         return err;
     c->cb.claim = cb;
-    hr_script_claim_args(&c->args, st->cfg.prefix, q);
+    /* Which idle host: uniform among a region's (claim.lua). xorshift64*:
+     * fast, and seeded from the kernel so nobody can predict the next one. */
+    struct hr_claim_query pq = *q;
+    st->rng ^= st->rng >> 12, st->rng ^= st->rng << 25, st->rng ^= st->rng >> 27;
+    pq.pick = (uint32_t)((st->rng * 0x2545f4914f6cdd1dULL) >> 33);
+    hr_script_claim_args(&c->args, st->cfg.prefix, &pq);
     return cmd_submit(st, c);
 }
 
@@ -409,6 +416,8 @@ struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_con
     }
     st->base = base;
     st->cfg = *cfg;
+    if (getrandom(&st->rng, sizeof(st->rng), 0) != (ssize_t)sizeof(st->rng) || !st->rng)
+        st->rng = 0x9e3779b97f4a7c15ULL ^ (uint64_t)(uintptr_t)st;
     st->flush_ev = event_new(base, -1, 0, on_flush, st);
     if (!st->flush_ev) {
         snprintf(err, errlen, "cannot create events");

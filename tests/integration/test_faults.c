@@ -654,8 +654,7 @@ static const char *const acl_commands[] = {
     /* sent by the store */
     "evalsha", "eval", "script|load", "ping",
     /* called by the scripts */
-    "time", "pttl", "del", "get", "set", "zadd", "zrem", "zrangebyscore", "zrevrangebyscore",
-    "zcount", NULL};
+    "time", "pttl", "del", "get", "set", "zadd", "zrem", "zrangebyscore", "zrange", "zcount", NULL};
 static const char *const store_commands[] = {"evalsha", "eval", "script|load", "ping", NULL};
 static bool listed(const char *const *list, const char *cmd)
 {

@@ -1340,6 +1340,46 @@ static void test_gateway_unconfirmed_claim_returns_to_idle(void **state)
     assert_string_equal(room, "ls-room-a");
 }
 
+/* A host that says idle right after every find, and heartbeats before each
+ * (the freshest idle host), among four honest ones (busy, then idle, as a
+ * session goes): it wins at most its fair share of 20 finds (4), where it
+ * won all 20 while finds took the freshest host and its idle freed its
+ * claim. */
+static void test_gateway_flapping_host_no_unfair_share(void **state)
+{
+    (void)state;
+    const char *args[] = {"--prefix", "fl:", NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    static const char *const hosts[] = {"fl-flapper", "fl-a", "fl-b", "fl-c", "fl-d"};
+    for (size_t i = 0; i < 5; i++) {
+        char room[32];
+        snprintf(room, sizeof(room), "room-%s", hosts[i]);
+        heartbeat_ok(gw2.port, hosts[i], room, "local", NULL);
+    }
+    int flapper = 0;
+    for (int k = 0; k < 20; k++) {
+        heartbeat_ok(gw2.port, "fl-flapper", "room-fl-flapper", "local", NULL);
+        char room[80];
+        assert_int_equal(find(gw2.port, json_pack("{s:s}", "region", "local"), room, sizeof(room)),
+                         200);
+        const char *host = room + strlen("room-");
+        if (strcmp(host, "fl-flapper") == 0) {
+            flapper++;
+            status_ok(gw2.port, host, "idle"); /* at once, never busy */
+        } else {
+            status_ok(gw2.port, host, "busy");
+            status_ok(gw2.port, host, "idle");
+        }
+    }
+    printf("# the flapping host won %d of 20 finds among 5 hosts\n", flapper);
+    assert_true(flapper <= 4);
+    /* Its claim still stands: busy, leased, not findable. */
+    if (flapper) {
+        assert_string_equal(h_entry_field(rc, "fl:h:fl-flapper", "status"), "busy");
+        assert_true(h_zscore(rc, "fl:claims", "fl-flapper") > 0);
+    }
+}
+
 static void test_gateway_find_preference_and_specific_host(void **state)
 {
     (void)state;
@@ -1889,6 +1929,7 @@ int main(int argc, char **argv)
                                   teardown_each),
         cmocka_unit_test_teardown(test_gateway_emfile_backs_off_and_recovers, teardown_each),
         cmocka_unit_test_teardown(test_gateway_unconfirmed_claim_returns_to_idle, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_flapping_host_no_unfair_share, teardown_each),
         cmocka_unit_test_teardown(test_gateway_find_preference_and_specific_host, teardown_each),
         cmocka_unit_test_teardown(test_gateway_host_secrets, teardown_each),
         cmocka_unit_test_teardown(test_gateway_health_and_metrics, teardown_each),

@@ -1023,38 +1023,99 @@ static void test_scripts_status_seq_order(void **state)
     assert_string_equal(entry("h"), entry_text(35, 40, HR_STATUS_BUSY, "local", "room-1"));
 }
 
-/* A status update from a claimed host settles the claim: a busy confirms it,
- * an idle ends the session; either way the lease and the claims member go,
- * and the sweep leaves the host alone after the lease's end. */
+/* A claim is the host's to settle. Its `busy` (ordered or not) confirms it:
+ * the lease and the claims member are gone, the session runs, and its `idle`
+ * after that ends it. Its `idle` before confirming changes only the seq: the
+ * claim stands (busy, leased, not findable) until the lease runs out, so a
+ * host that keeps saying idle cannot drop its client and win the next find. */
 static void test_scripts_status_settles_claim(void **state)
 {
     (void)state;
-    static const struct {
-        enum hr_status status;
-        uint64_t seq;
-    } cases[] = {
-        {HR_STATUS_BUSY, 2},
-        {HR_STATUS_IDLE, 2},
-        {HR_STATUS_BUSY, 0}, /* unordered, no change of status */
-    };
+    static const uint64_t busy_seq[] = {2, 0}; /* ordered, unordered */
     struct hr_host_info got, hs[2];
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < 2; i++) {
         flush();
         assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
         assert_int_equal(claim("h", SHORT_MS, REGS("local"), &got), 1);
         long long lease = strtoll(field("h", "lease"), NULL, 10);
         assert_true(lease > 0);
-        assert_int_equal(run(status_update("h", cases[i].status, cases[i].seq)), R_APPLIED);
+        assert_int_equal(run(status_update("h", HR_STATUS_BUSY, busy_seq[i])), R_APPLIED);
         assert_string_equal(field("h", "lease"), "");
-        assert_string_equal(field("h", "status"), hr_status_name(cases[i].status));
+        assert_string_equal(field("h", "status"), "busy");
         assert_int_equal(h_zscore(rc, claims_key(), "h"), -1);
         assert_int_equal(list(HR_STATUS_NONE, 10, REGS("local"), hs, 2), 1);
-        assert_int_equal(hs[0].status, cases[i].status);
+        assert_int_equal(hs[0].status, HR_STATUS_BUSY);
         assert_false(hs[0].claimed);
         await_redis_time(lease);
         assert_int_equal(sweep(10), 0);
-        assert_string_equal(field("h", "status"), hr_status_name(cases[i].status));
+        assert_string_equal(field("h", "status"), "busy");
+        /* Confirmed: the host's idle ends the session. */
+        assert_int_equal(run(status_update("h", HR_STATUS_IDLE, busy_seq[i] ? 3 : 0)), R_APPLIED);
+        assert_string_equal(field("h", "status"), "idle");
     }
+
+    /* An idle before the host confirmed: applied (its seq recorded), and the
+     * claim stands until its lease ends. */
+    flush();
+    assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(claim("h", SHORT_MS, REGS("local"), &got), 1);
+    long long lease = strtoll(field("h", "lease"), NULL, 10);
+    assert_int_equal(run(status_update("h", HR_STATUS_IDLE, 2)), R_APPLIED);
+    assert_string_equal(field("h", "sseq"), "2");
+    assert_string_equal(field("h", "status"), "busy");
+    assert_int_equal(strtoll(field("h", "lease"), NULL, 10), lease);
+    assert_true(h_zscore(rc, claims_key(), "h") > 0);
+    assert_int_equal(claim(NULL, SHORT_MS, REGS("local"), &got), 0);
+    assert_int_equal(run(status_update("h", HR_STATUS_IDLE, 2)), R_DUPLICATE);
+    await_redis_time(lease);
+    assert_int_equal(sweep(10), 1);
+    assert_string_equal(field("h", "status"), "idle");
+    assert_int_equal(claim(NULL, SHORT_MS, REGS("local"), &got), 1);
+}
+
+/* Claims choose uniformly among a region's idle hosts: over many claims of
+ * 8 hosts with random picks (each host put back idle by its own busy then
+ * idle), a chi-square test at p = 0.001 (14.07 at p = 0.05, 24.32 at 0.001
+ * for 7 degrees of freedom) does not reject uniformity, and no host is
+ * favoured for being the freshest. */
+static void test_scripts_claim_uniform(void **state)
+{
+    (void)state;
+    enum { HOSTS = 8, CLAIMS = 1600 };
+    int count[HOSTS] = {0};
+    for (int i = 0; i < HOSTS; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "u%d", i);
+        assert_int_equal(run(beat(id, HR_STATUS_IDLE, 1)), R_APPLIED);
+    }
+    uint64_t x = 0x9e3779b97f4a7c15ULL, seq = 2;
+    for (int k = 0; k < CLAIMS; k++) {
+        x ^= x >> 12, x ^= x << 25, x ^= x >> 27;
+        struct hr_claim_query q = {.regions = {"local"},
+                                   .nregions = 1,
+                                   .lease_ms = LEASE_MS,
+                                   .pick = (uint32_t)((x * 0x2545f4914f6cdd1dULL) >> 33)};
+        struct hr_script_args a = {0};
+        hr_script_claim_args(&a, PREFIX, &q);
+        redisReply *r = eval(HR_SCRIPT_CLAIM, &a);
+        struct hr_host_info got;
+        assert_int_equal(hr_script_claimed(r, &got), 1);
+        freeReplyObject(r);
+        int i = atoi(got.host_id + 1);
+        assert_true(i >= 0 && i < HOSTS);
+        count[i]++;
+        /* Back to idle by the host's own busy then idle; the freshest
+         * refresh goes to the host just claimed. */
+        assert_int_equal(run(status_update(got.host_id, HR_STATUS_BUSY, seq++)), R_APPLIED);
+        assert_int_equal(run(status_update(got.host_id, HR_STATUS_IDLE, seq++)), R_APPLIED);
+        assert_int_equal(run(beat(got.host_id, HR_STATUS_IDLE, seq++)), R_APPLIED);
+    }
+    double chi2 = 0, want = (double)CLAIMS / HOSTS;
+    for (int i = 0; i < HOSTS; i++)
+        chi2 += (count[i] - want) * (count[i] - want) / want;
+    print_message("claims per host (of %d): chi-square %.2f\n", CLAIMS, chi2);
+    if (chi2 > 24.32)
+        fail_msg("claims are not uniform: chi-square %.2f > 24.32 (p = 0.001)", chi2);
 }
 
 /* --- leaves --- */
@@ -1561,6 +1622,7 @@ int main(void)
         T(test_scripts_status_keeps_ttl),
         T(test_scripts_status_seq_order),
         T(test_scripts_status_settles_claim),
+        T(test_scripts_claim_uniform),
         T(test_scripts_leave_deletes),
         T(test_scripts_leave_compares_both_seqs),
         T(test_scripts_leave_tombstone_blocks_late_heartbeat),

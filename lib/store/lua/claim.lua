@@ -1,15 +1,18 @@
 -- hostreg claim: give one idle host to a matchmaking client, atomically, so
 -- that two concurrent claims never get the same host.
 -- ARGV (lib/store/script.h, HR_SCRIPT_CLAIM_ARGS): key prefix, lease in ms, the
--- hostId wanted ('' = any), then regions in order of preference.
+-- hostId wanted ('' = any), a random number below 2^31 (pick), then regions
+-- in order of preference.
 -- The host becomes busy with a lease: `lease` in its entry and a member of
--- the claims set scored by the lease's end. A status update from the host
--- confirms (or ends) the session and removes the lease; sweep.lua returns
--- hosts whose lease ended unconfirmed to idle.
+-- the claims set scored by the lease's end. The host's own status update
+-- `busy` confirms the claim (the session runs; its `idle` afterwards ends it),
+-- an `idle` before that leaves the claim in place, and sweep.lua returns hosts
+-- whose lease ended unconfirmed to idle.
 -- Returns {hostId, roomId, region} (CLAIMED_*) or an empty array when no idle
 -- host fits.
 -- Cost: O(log N) per region tried, whatever the number of hosts.
 local lease, want = tonumber(ARGV[CLAIM_LEASE]), ARGV[CLAIM_HOST]
+local pick = tonumber(ARGV[CLAIM_PICK])
 
 local function take(id, region)
   local h = host_key(id)
@@ -37,19 +40,27 @@ if want ~= '' then
   return {}
 end
 
--- The most recently refreshed idle host of region ARGV[i], claimed, or nil.
+-- One of the idle hosts of region ARGV[i], chosen uniformly at random, claimed,
+-- or nil. Uniformly: a host that keeps announcing itself (the freshest) must
+-- not win every find. The live members of an index are the ones scored from
+-- now on, which are its highest ranks: a rank among them by `pick` costs
+-- O(log N). A few tries in case the index and the entry disagree (an entry
+-- deleted by hand), each with the next number of a small LCG.
 local function from_region(i)
   local idx = index_key(ARGV[i], STATUS_IDLE)
   -- Bounded, as in requests.lua: readers skip expired members by score.
   trim(idx)
-  -- The most recently refreshed idle host: the likeliest to be alive. A few
-  -- tries in case the index and the entry disagree (an entry deleted by hand).
   for _ = 1, 4 do
-    local m = call('ZREVRANGEBYSCORE', idx, '+inf', now, 'LIMIT', 0, 1)
+    local expired = call('ZCOUNT', idx, '-inf', '(' .. now)
+    local live = call('ZCOUNT', idx, now, '+inf')
+    if live == 0 then break end
+    local rank = expired + pick % live
+    local m = call('ZRANGE', idx, rank, rank)
     if #m == 0 then break end
     local got = take(m[1], ARGV[i])
     if got then return got end
     call('ZREM', idx, m[1])
+    pick = (pick * 1103515245 + 12345) % 2147483648
   end
   return nil
 end

@@ -86,15 +86,26 @@ local function heartbeat(seq, id, room, region, status, may_create)
   return RES_APPLIED
 end
 
--- Status updates apply only to a live entry and leave its TTL alone. One from
--- the host also settles a client's claim (claim.lua): a busy confirms it, an
--- idle ends the session.
+-- Status updates apply only to a live entry and leave its TTL alone. A
+-- client's claim (claim.lua) is the host's to confirm: its `busy` confirms
+-- it (the session runs, the lease is gone, and its `idle` afterwards ends
+-- the session), while any other status before that changes only the seq: the
+-- claim stands until the host confirms it or its lease runs out (sweep.lua),
+-- so a host that keeps saying idle can neither drop the client it was given
+-- nor win the next find with it.
 local function status_update(seq, id, status)
   local h = host_key(id)
   local ordered = seq ~= UNORDERED
   local e = get_entry(h)
   if not e then return RES_UNKNOWN_HOST end
   if ordered and not newer(seq, e.sseq) then return RES_DUPLICATE end
+  if e.lease and status ~= STATUS_BUSY then
+    if ordered then
+      e.sseq = seq
+      put_entry(h, e)
+    end
+    return RES_APPLIED
+  end
   local changed = ordered or e.lease
   if e.status ~= status then
     local pttl = call('PTTL', h)
