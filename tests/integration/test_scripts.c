@@ -1453,6 +1453,32 @@ static void test_scripts_sweep_checks_the_entry_lease(void **state)
     assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), -1);
 }
 
+/* A claim whose claims record is lost (deleted by hand) and whose lease has
+ * ended: the sweep cannot see it, the host's next heartbeat frees it (idle,
+ * in the idle index, findable), and a heartbeat during the lease does not. */
+static void test_scripts_lost_claim_record_freed_by_heartbeat(void **state)
+{
+    (void)state;
+    struct hr_host_info got;
+    assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(claim("h", SHORT_MS, REGS("local"), &got), 1);
+    long long lease = strtoll(field("h", "lease"), NULL, 10);
+    h_redis_int(rc, "ZREM %s h", claims_key());
+    await_redis_time(lease);
+    assert_int_equal(sweep(10), 0);
+    assert_string_equal(field("h", "status"), "busy");
+    assert_int_equal(run(beat("h", HR_STATUS_IDLE, 2)), R_APPLIED);
+    assert_string_equal(field("h", "status"), "idle");
+    assert_string_equal(field("h", "lease"), "");
+    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), -1);
+    assert_true(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h") > 0);
+    assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 1);
+    /* Within its lease a heartbeat leaves the claim alone. */
+    assert_int_equal(run(beat("h", HR_STATUS_IDLE, 3)), R_APPLIED);
+    assert_string_equal(field("h", "status"), "busy");
+    assert_true(h_zscore(rc, claims_key(), "h") > 0);
+}
+
 /* --- a key of the wrong type fails what touches it, and only that --- */
 
 /* A string where a region's idle index belongs: a new host of that region
@@ -1637,6 +1663,7 @@ int main(void)
         T(test_scripts_claim_marks_busy_with_lease),
         T(test_scripts_sweep_returns_lapsed_claims),
         T(test_scripts_sweep_checks_the_entry_lease),
+        T(test_scripts_lost_claim_record_freed_by_heartbeat),
         T(test_scripts_wrong_type_fails_its_request_only),
         T(test_scripts_wrong_type_claim_other_regions),
         T(test_scripts_index_expired_member_unseen),

@@ -57,9 +57,18 @@ local function heartbeat(seq, id, room, region, status, may_create)
   if e then
     if ordered and not newer(seq, e.hseq) then return RES_DUPLICATE end
     -- A heartbeat never changes the status of an existing entry: only a
-    -- status update (or a claim) does.
-    if e.region ~= region then
+    -- status update, a claim, or the end of an unconfirmed claim's lease
+    -- does. That end is seen here too, not only by sweep.lua: should the
+    -- claims record be lost (deleted by hand, an older build), the host's
+    -- next heartbeat still frees it.
+    if e.lease and tonumber(e.lease) <= now and e.status == STATUS_BUSY then
       moved_from = index_key(e.region, e.status)
+      e.status = STATUS_IDLE
+      e.lease = nil
+      call('ZREM', claims_key, id)
+    end
+    if e.region ~= region then
+      moved_from = moved_from or index_key(e.region, e.status)
       e.region = region
     end
     e.room = room
