@@ -1,12 +1,10 @@
-/* Abuse limits of the UDP front end, in fixed memory: a token bucket per
- * source (an IPv4 address, or an IPv6 /64: one machine or one site), a cap on
- * the hosts one source speaks for, and pacing of error acks per host. Tables
- * have a fixed number of slots; a new source takes the least recently used
- * slot of its probe window, so a flood of spoofed sources costs evictions,
- * never memory. Slots and host hashes come from SipHash-2-4 under a 128-bit
- * key drawn at start, so nobody outside can choose addresses or hostIds that
- * collide (to escape the cap on hosts, or to crowd one slot). Owned by one
- * loop. */
+/* Abuse limits of the front ends (hostregd and hostreg-gateway), in fixed memory: a token bucket
+ * per source (an IPv4 address, or an IPv6 /64: one machine or one site), a cap on the hosts one
+ * source speaks for, and pacing of error acks per host. Tables have a fixed number of slots; a new
+ * source takes the least recently used slot of its probe window, so a flood of spoofed sources
+ * costs evictions, never memory. Slots and host hashes come from SipHash-2-4 under a 128-bit key
+ * drawn at start, so nobody outside can choose addresses or hostIds that collide (to escape the cap
+ * on hosts, or to crowd one slot). Owned by one loop. */
 #ifndef HR_LIMITS_H
 #define HR_LIMITS_H
 
