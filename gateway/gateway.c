@@ -1,13 +1,16 @@
 #include "gateway.h"
 
 #include "body.h"
+#include "cidr.h"
 #include "err.h"
+#include "limits.h"
 #include "listcache.h"
 #include "log.h"
 #include "metrics.h"
 #include "request.h"
 #include "store.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -54,7 +57,8 @@ struct hr_gateway {
     uint32_t rid_prefix, rid_next; /* generated request ids: random, then a count */
     char heartbeat_ok[48];         /* {"success":true,"ttl":N}: the same every time */
     size_t heartbeat_ok_len;
-    bool closing; /* the store is going away: answer 503, touch nothing */
+    bool closing;             /* the store is going away: answer 503, touch nothing */
+    struct hr_limits *limits; /* --source-hosts, per client address; NULL: no cap */
 
     /* Accepting paused after accept() failed (on_accept_error). */
     struct event *accept_ev;       /* turns the listener back on */
@@ -104,6 +108,8 @@ static const char *reason_phrase(int code)
         return "Method Not Allowed";
     case 413:
         return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
     case 503:
         return "Service Unavailable";
     default:
@@ -217,7 +223,7 @@ static void reply_json(struct call *c, int code, json_t *body)
         finish(c, 500, "application/json", oom, sizeof(oom) - 1, false);
         return;
     }
-    finish(c, code, "application/json", s, strlen(s), code == 503);
+    finish(c, code, "application/json", s, strlen(s), code == 503 || code == 429);
     free(s);
 }
 
@@ -333,16 +339,54 @@ static void on_stored(void *arg, enum hr_result result, int reason)
     default:
         if (reason == HR_E_FULL)
             reply_error(c, 503, "%s", hr_strerror(HR_E_FULL));
+        else if (reason == HR_E_SOURCE_FULL)
+            reply_error(c, 429, "%s (--source-hosts)", hr_strerror(HR_E_SOURCE_FULL));
         else
             reply_unavailable(c);
         break;
     }
 }
 
+/* Whether the client of `c` may create one more host: the cap on the hosts
+ * one client address speaks for (--source-hosts), as hostregd applies it to
+ * a source address. The address is the peer's, or behind a trusted proxy
+ * (--trust-proxy) the one its X-Forwarded-For names. */
+static bool source_may_create(struct call *c, const struct hr_request *r)
+{
+    struct hr_gateway *gw = c->gw;
+    struct evhttp_connection *con = evhttp_request_get_connection(c->req);
+    char *peer = NULL;
+    ev_uint16_t port = 0;
+    if (!gw->limits || !con)
+        return true;
+    evhttp_connection_get_peer(con, &peer, &port);
+    char client[INET6_ADDRSTRLEN];
+    const char *xff =
+        evhttp_find_header(evhttp_request_get_input_headers(c->req), "X-Forwarded-For");
+    hr_cidrs_client(&gw->cfg.trust_proxy, peer ? peer : "", xff, client, sizeof(client));
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, client, &v4->sin_addr) == 1)
+        v4->sin_family = AF_INET;
+    else if (inet_pton(AF_INET6, client, &v6->sin6_addr) == 1)
+        v6->sin6_family = AF_INET6;
+    else
+        return true; /* not an address (a unix socket): no cap to apply */
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    return hr_limits_source_hosts(gw->limits, (const struct sockaddr *)&ss, r->host_id,
+                                  (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000);
+}
+
 /* The same checked request and the same store call as hostregd's. */
 static void submit(struct call *c, const struct hr_request *r)
 {
-    if (hr_store_submit(c->gw->store, r, 0, on_stored, c) != HR_OK) {
+    /* Over its cap a client refreshes the hosts it has, creates none. */
+    unsigned flags =
+        r->type == HR_MSG_HEARTBEAT && !source_may_create(c, r) ? HR_STORE_NO_CREATE : 0;
+    if (hr_store_submit(c->gw->store, r, flags, on_stored, c) != HR_OK) {
         reply_unavailable(c);
         return;
     }
@@ -901,6 +945,14 @@ struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *stor
      * A second listen() sets a new backlog (capped by net.core.somaxconn). */
     if (listen(evhttp_bound_socket_get_fd(gw->sock), SOMAXCONN) != 0)
         HR_LOG(HR_LOG_WARN, "cannot raise the listen backlog: %s", strerror(errno));
+    if (cfg->source_hosts) {
+        struct hr_limits_config lc = {.source_hosts = cfg->source_hosts,
+                                      .window_ms = cfg->common.ttl_s * 1000};
+        if (!(gw->limits = hr_limits_new(&lc))) {
+            snprintf(err, errlen, "out of memory or no random bytes for the limits");
+            goto fail;
+        }
+    }
     gw->accept_ev = evtimer_new(base, on_accept_resume, gw);
     if (!gw->accept_ev) {
         snprintf(err, errlen, "out of memory");
@@ -935,6 +987,7 @@ void hr_gateway_free(struct hr_gateway *gw)
         evhttp_free(gw->http);
     if (gw->accept_ev)
         event_free(gw->accept_ev);
+    hr_limits_free(gw->limits);
     hr_listcache_free(gw->lists);
     EVP_MAC_CTX_free(gw->mac);
     free(gw);

@@ -6,6 +6,7 @@
 #ifndef HR_GATEWAY_H
 #define HR_GATEWAY_H
 
+#include "cidr.h"
 #include "config.h"
 #include "ice.h"
 
@@ -27,7 +28,9 @@ struct hr_gateway_config {
     char host_secret_previous[256];
     uint32_t http_timeout_s;
     uint32_t list_limit;
-    uint32_t list_cache_ms; /* GET /api/hosts answers are reused this long; 0: never */
+    uint32_t list_cache_ms;      /* GET /api/hosts answers are reused this long; 0: never */
+    uint32_t source_hosts;       /* hosts one client address may create (0: no cap) */
+    struct hr_cidrs trust_proxy; /* proxies whose X-Forwarded-For names the client */
 };
 
 /* Binds and starts serving. NULL with a reason in err. */

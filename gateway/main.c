@@ -44,6 +44,14 @@ HR_OPT_STRING(set_turn_secret, struct hr_gateway_config, ice.turn_secret)
 HR_OPT_STRING(set_cors, struct hr_gateway_config, cors_origins)
 HR_OPT_STRING(set_secret, struct hr_gateway_config, host_secret)
 HR_OPT_STRING(set_secret_prev, struct hr_gateway_config, host_secret_previous)
+/* 0: no cap. */
+HR_OPT_U32(set_source_hosts, struct hr_gateway_config, source_hosts, 0u, 100000000u, "hosts, ")
+
+static int set_trust_proxy(void *c, const char *v, char *err, size_t errlen)
+{
+    return hr_cidrs_parse(v, &((struct hr_gateway_config *)c)->trust_proxy, err, errlen);
+}
+
 HR_OPT_U32(set_lease, struct hr_gateway_config, claim_lease_s, 1u, 86400u, "seconds, ")
 HR_OPT_U32(set_turn_ttl, struct hr_gateway_config, ice.turn_ttl_s, 60u, 604800u, "seconds, ")
 HR_OPT_U32(set_http_timeout, struct hr_gateway_config, http_timeout_s, 1u, 3600u, "seconds, ")
@@ -80,6 +88,14 @@ static const struct hr_opt options[] = {
      * as good as a fresh one to a person or a lobby page (ttl is whole seconds). */
     {"list-cache-ms", 0, "MS", "1000",
      "GET /api/hosts answers reused this long, per filter; 0: no cache", set_list_cache, NULL},
+    /* As hostregd's: one client rarely speaks for more than a few hosts; a
+     * NAT or a test rig that really does raises it. */
+    {"source-hosts", 0, "N", "1000",
+     "hosts one client address may register (0: no cap); beyond, 429 for a new host",
+     set_source_hosts, NULL},
+    {"trust-proxy", 0, "CIDRS", "",
+     "proxies (addresses or ranges, comma-separated) whose X-Forwarded-For names the client",
+     set_trust_proxy, NULL},
     {0},
 };
 

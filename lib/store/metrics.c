@@ -98,8 +98,8 @@ void hr_metrics_hosts(struct evbuffer *out, const char *const *regions, size_t n
 /* --- the HTTP front end's requests --- */
 
 /* The status codes the gateway answers; anything else is counted as "other". */
-static const int codes[HR_METRICS_CODES] = {200, 204, 400, 401, 403, 404,
-                                            405, 413, 500, 503, 504, 0};
+static const int codes[HR_METRICS_CODES] = {200, 204, 400, 401, 403, 404, 405,
+                                            413, 429, 500, 503, 504, 0};
 
 static const char *names[HR_EP_COUNT] = {"heartbeat", "status",  "find",      "hosts", "healthz",
                                          "readyz",    "metrics", "preflight", "other"};

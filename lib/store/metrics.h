@@ -55,7 +55,7 @@ enum hr_endpoint {
     HR_EP_COUNT
 };
 
-#define HR_METRICS_CODES 12
+#define HR_METRICS_CODES 13
 
 struct hr_metrics {
     uint64_t requests[HR_EP_COUNT][HR_METRICS_CODES];

@@ -1380,6 +1380,56 @@ static void test_gateway_flapping_host_no_unfair_share(void **state)
     }
 }
 
+/* The cap on the hosts one client registers (--source-hosts): past it a new
+ * host gets 429 with Retry-After and a JSON error, while a known host still
+ * refreshes. Behind a trusted proxy (--trust-proxy) each X-Forwarded-For
+ * client has its own cap; from a peer that is not one, X-Forwarded-For is
+ * ignored (anyone can write it). */
+static void test_gateway_source_hosts_cap(void **state)
+{
+    (void)state;
+    const char *args[] = {"--prefix", "cp:", "--source-hosts", "3", NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    /* Not trusted: the header changes nothing, every request is 127.0.0.1's. */
+    static const char *const spoof[] = {"X-Forwarded-For: 10.9.9.1\r\n",
+                                        "X-Forwarded-For: 10.9.9.2\r\n",
+                                        "X-Forwarded-For: 10.9.9.3\r\n", NULL};
+    for (int i = 0; i < 4; i++) {
+        struct reply rep;
+        char host[32];
+        snprintf(host, sizeof(host), "cp-host-%d", i);
+        post(&rep, gw2.port, "/api/host/heartbeat", spoof[i % 3],
+             json_pack("{s:s,s:s}", "hostId", host, "roomId", "room-cp"));
+        if (i < 3) {
+            assert_code(&rep, 200);
+        } else {
+            assert_error(&rep, 429, "source-hosts");
+            assert_non_null(header(&rep, "Retry-After"));
+        }
+        reply_free(&rep);
+    }
+    assert_int_equal(h_redis_int(rc, "EXISTS cp:h:cp-host-3"), 0);
+    heartbeat_ok(gw2.port, "cp-host-0", "room-cp", NULL, NULL); /* known: refreshes */
+    assert_int_equal(h_gateway_stop(&gw2), 0);
+
+    /* Trusted: two clients behind the proxy, a cap each. */
+    const char *trusted[] = {"--prefix",        "cq:", "--source-hosts", "2", "--trust-proxy",
+                             "127.0.0.0/8,::1", NULL};
+    assert_int_equal(start_gw2(redis.port, trusted, NULL), 0);
+    static const char *const clients[] = {"X-Forwarded-For: 10.1.1.1\r\n",
+                                          "X-Forwarded-For: 203.0.113.9, 10.1.1.2\r\n"};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 3; i++) {
+            struct reply rep;
+            char host[32];
+            snprintf(host, sizeof(host), "cq-%d-%d", k, i);
+            post(&rep, gw2.port, "/api/host/heartbeat", clients[k],
+                 json_pack("{s:s,s:s}", "hostId", host, "roomId", "room-cq"));
+            assert_code(&rep, i < 2 ? 200 : 429);
+            reply_free(&rep);
+        }
+}
+
 static void test_gateway_find_preference_and_specific_host(void **state)
 {
     (void)state;
@@ -1930,6 +1980,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_emfile_backs_off_and_recovers, teardown_each),
         cmocka_unit_test_teardown(test_gateway_unconfirmed_claim_returns_to_idle, teardown_each),
         cmocka_unit_test_teardown(test_gateway_flapping_host_no_unfair_share, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_source_hosts_cap, teardown_each),
         cmocka_unit_test_teardown(test_gateway_find_preference_and_specific_host, teardown_each),
         cmocka_unit_test_teardown(test_gateway_host_secrets, teardown_each),
         cmocka_unit_test_teardown(test_gateway_health_and_metrics, teardown_each),
