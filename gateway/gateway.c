@@ -283,20 +283,38 @@ static int mac_of(struct hr_gateway *gw, const char *s, unsigned char out[32])
     return 0;
 }
 
+/* True when s holds a control character (below 0x20, or DEL). No secret has
+ * one (RFC 6750's b64token has none either): it is a client that mangled its
+ * header, or an attempt at what a proxy or a log might make of such bytes. */
+static bool has_control(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return true;
+    return false;
+}
+
 /* Bearer secret check for the host endpoints: 0 when it may proceed,
- * -1 after answering 401 (missing or malformed) or 403 (wrong secret). */
+ * -1 after answering 401 (missing or malformed, then nothing is compared) or
+ * 403 (wrong secret). evhttp 2.1 hands a header over cut at its first NUL
+ * byte: what follows a NUL is never seen here, so "<secret>\0junk" passes as
+ * the secret (whoever sends it knows the secret: nothing is gained). */
 static int check_secret(struct call *c, bool answer)
 {
     struct hr_gateway *gw = c->gw;
     if (gw->nsecrets == 0)
         return 0;
     const char *h = evhttp_find_header(evhttp_request_get_input_headers(c->req), "Authorization");
-    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7]) {
+    const char *malformed = NULL;
+    if (!h || strncasecmp(h, "Bearer ", 7) != 0 || !h[7])
+        malformed = "missing or malformed Authorization header (want: Bearer <secret>)";
+    else if (has_control(h + 7))
+        malformed = "malformed Authorization header: control character in the secret";
+    if (malformed) {
         if (answer) {
             evhttp_add_header(evhttp_request_get_output_headers(c->req), "WWW-Authenticate",
                               "Bearer");
-            reply_error(c, 401,
-                        "missing or malformed Authorization header (want: Bearer <secret>)");
+            reply_error(c, 401, "%s", malformed);
         }
         return -1;
     }
@@ -742,22 +760,36 @@ static void preflight(struct call *c)
     finish(c, 204, NULL, NULL, 0, false);
 }
 
-/* Two Content-Length headers that disagree make the request's framing
- * ambiguous (RFC 9112 6.3): evhttp framed it by the first, and a proxy that
- * reads the other would see other requests in the same bytes. */
-static bool conflicting_lengths(struct evhttp_request *req)
+/* The problem with the request's framing, as the message of its 400, or NULL
+ * when its body has one length only. evhttp has framed it already (by the
+ * first Content-Length, or as chunked); a proxy in front that reads the
+ * headers another way would see other requests in the same bytes (request
+ * smuggling). Refused, as RFC 9112 6.1 and 6.3 allow or require: both
+ * framings at once, Content-Lengths that differ, several Transfer-Encoding
+ * headers, and any coding but a lone "chunked", the only one read here (with
+ * another, evhttp takes the body for the next request, or leaves a coding
+ * undone). Equal Content-Lengths are one length (6.3 allows them). */
+static const char *framing_error(struct evhttp_request *req)
 {
-    const char *first = NULL;
+    const char *length = NULL, *coding = NULL;
     const struct evkeyval *h;
     TAILQ_FOREACH(h, evhttp_request_get_input_headers(req), next)
     {
-        if (strcasecmp(h->key, "Content-Length") != 0)
-            continue;
-        if (first && strcmp(first, h->value) != 0)
-            return true;
-        first = h->value;
+        if (strcasecmp(h->key, "Content-Length") == 0) {
+            if (length && strcmp(length, h->value) != 0)
+                return "conflicting Content-Length headers";
+            length = h->value;
+        } else if (strcasecmp(h->key, "Transfer-Encoding") == 0) {
+            if (coding)
+                return "more than one Transfer-Encoding header";
+            coding = h->value;
+        }
     }
-    return false;
+    if (coding && length)
+        return "both Content-Length and Transfer-Encoding";
+    if (coding && strcasecmp(coding, "chunked") != 0)
+        return "unsupported Transfer-Encoding (only chunked)";
+    return NULL;
 }
 
 static void on_request(struct evhttp_request *req, void *arg)
@@ -776,9 +808,10 @@ static void on_request(struct evhttp_request *req, void *arg)
 
     /* Refused before any handler sees the body, and the connection closed:
      * what follows on it cannot be framed with any certainty. */
-    if (conflicting_lengths(req)) {
+    const char *framing = framing_error(req);
+    if (framing) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-        reply_error(c, 400, "conflicting Content-Length headers");
+        reply_error(c, 400, "%s", framing);
         return;
     }
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
