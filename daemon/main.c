@@ -125,7 +125,8 @@ static void log_stats(const struct worker *w)
            "source_port_zero=%llu "
            "refused_full=%llu refused_source_full=%llu%s redis_calls=%llu "
            "redis_errors=%llu "
-           "redis_timeouts=%llu redis_connects=%llu redis_inflight=%zu redis_ready=%d",
+           "redis_timeouts=%llu redis_connects=%llu redis_inflight=%zu redis_ready=%d "
+           "redis_evicting=%d",
            w->id, (unsigned long long)s->received, (unsigned long long)s->bytes_in,
            (unsigned long long)s->bytes_out, (unsigned long long)s->invalid,
            (unsigned long long)s->acked[HR_RESULT_OK],
@@ -140,7 +141,9 @@ static void log_stats(const struct worker *w)
            (unsigned long long)r->source_full, drops, (unsigned long long)r->submitted,
            (unsigned long long)r->redis_errors, (unsigned long long)r->timeouts,
            (unsigned long long)r->reconnects, hr_store_inflight(w->store),
-           hr_store_ready(w->store));
+           /* Ready: connected, and the last write was not refused. */
+           hr_store_ready(w->store) && !hr_store_writes_refused(w->store),
+           hr_store_evicting(w->store));
 }
 
 /* These run on the worker's own thread (event_base_once from the main one),

@@ -661,19 +661,23 @@ static void h_healthz(struct call *c)
     reply_json(c, 200, json_pack("{s:b,s:s}", "success", 1, "status", "alive"));
 }
 
-static void on_ping(void *arg, int err)
+static void on_ping(void *arg, int err, const char *refused)
 {
     struct call *c = arg;
     c->gw->pending--;
-    if (err != HR_OK)
-        reply_error(c, 503, "redis is not answering");
-    else
+    if (err == HR_OK)
         reply_json(c, 200, json_pack("{s:b,s:b}", "success", 1, "ready", 1));
+    else if (refused)
+        reply_error(c, 503, "redis refuses writes: %.200s", refused);
+    else
+        reply_error(c, 503, "redis is not answering");
 }
 
+/* Ready means Redis takes writes, not only that it answers: a replica or a
+ * full Redis answers PING but refuses every heartbeat (hr_store_probe). */
 static void h_readyz(struct call *c)
 {
-    if (hr_store_ping(c->gw->store, on_ping, c) != HR_OK)
+    if (hr_store_probe(c->gw->store, on_ping, c) != HR_OK)
         reply_error(c, 503, "redis is not connected");
     else
         c->gw->pending++;

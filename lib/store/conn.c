@@ -23,7 +23,10 @@ struct hr_conn {
     struct hr_conn_config cfg;
     redisAsyncContext *ac; /* NULL while down */
     bool ready;
-    int setup_pending; /* setup replies still expected after connect */
+    int setup_pending;        /* setup replies still expected after connect */
+    bool setup_failed;        /* a setup command was refused: closing, the rest is moot */
+    int evicting;             /* hr_conn_evicting(): 1, 0, or -1 not known */
+    bool policy_unknown_said; /* "cannot read maxmemory-policy" logged already */
     uint64_t connect_started_ms;
     uint32_t backoff_ms;
     char sha[HR_NSCRIPTS][41];
@@ -134,6 +137,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     struct hr_conn *c = k->conn;
     redisReply *reply = r;
 
+    k->error = NULL;
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         /* Redis restarted or SCRIPT FLUSH: send the body once with EVAL,
          * which also caches it again for the EVALSHAs after it. */
@@ -150,6 +154,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
                            k->script == HR_CONN_PLAIN ? "command" : hr_script_name(k->script),
                            reply->str);
         }
+        k->error = reply->str; /* hiredis frees it after this callback */
         reply = NULL;
     }
     /* reply NULL here also means the connection was lost or freed: the
@@ -170,6 +175,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
         /* Inside a hiredis callback: ask for a clean close; the disconnect
          * callback then schedules the reconnect. */
         c->ready = false;
+        c->setup_failed = true;
         redisAsyncDisconnect(ac);
         return;
     }
@@ -187,6 +193,41 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
 }
 
+/* The answer to CONFIG GET maxmemory-policy. Redis at its maxmemory with
+ * any policy but noeviction makes room by deleting keys, and a host's entry
+ * is a key like any other: the host would vanish from the registry while it
+ * still sends heartbeats that are acked ok (until its next one recreates it).
+ * So say it loudly, once per connection. Not a setup step: a Redis whose
+ * ACL refuses CONFIG, or which renamed it, still serves the registry. */
+static void on_policy_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)privdata;
+    struct hr_conn *c = ac->data;
+    redisReply *reply = r;
+    if (!reply || c->ac != ac || c->setup_failed)
+        return; /* lost, or AUTH refused: that is logged already */
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[1]->type == REDIS_REPLY_STRING) {
+        const char *policy = reply->element[1]->str;
+        c->evicting = strcmp(policy, "noeviction") != 0;
+        if (c->evicting)
+            HR_LOG(HR_LOG_WARN,
+                   "redis: maxmemory-policy is %.40s, not noeviction: at its maxmemory Redis "
+                   "deletes keys, hosts' entries among them, and hosts vanish from the registry "
+                   "without an error",
+                   policy);
+        return;
+    }
+    c->evicting = -1;
+    if (!c->policy_unknown_said) {
+        c->policy_unknown_said = true;
+        HR_LOG(HR_LOG_INFO,
+               "redis: cannot read maxmemory-policy (%.200s); not checking that Redis does "
+               "not evict hosts",
+               reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
+    }
+}
+
 static void on_connect(const redisAsyncContext *cac, int status)
 {
     redisAsyncContext *ac = (redisAsyncContext *)cac;
@@ -201,6 +242,8 @@ static void on_connect(const redisAsyncContext *cac, int status)
         return;
     }
     c->setup_pending = 0;
+    c->setup_failed = false;
+    c->evicting = -1;
     const struct hr_redis_addr *a = &c->cfg.redis;
     if (a->pass[0]) {
         if (a->user[0])
@@ -214,6 +257,9 @@ static void on_connect(const redisAsyncContext *cac, int status)
         redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)-1, "SELECT %d", a->db);
         c->setup_pending++;
     }
+    /* Before the scripts, so that its answer is in when the connection
+     * becomes ready (replies come in order). */
+    redisAsyncCommand(ac, on_policy_reply, NULL, "CONFIG GET maxmemory-policy");
     for (intptr_t i = 0; i < HR_NSCRIPTS; i++) {
         redisAsyncCommand(ac, on_setup_reply, (void *)i, "SCRIPT LOAD %s",
                           hr_script_body((enum hr_script_id)i));
@@ -317,6 +363,7 @@ struct hr_conn *hr_conn_new(struct event_base *base, const struct hr_conn_config
     c->cfg = *cfg;
     c->head.next = c->head.prev = &c->head;
     c->backoff_ms = BACKOFF_MIN_MS;
+    c->evicting = -1;
     c->reconnect_ev = evtimer_new(base, on_reconnect_timer, c);
     c->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, c);
     uint32_t tick = cfg->timeout_ms / 4 ? cfg->timeout_ms / 4 : 1;
@@ -347,6 +394,11 @@ void hr_conn_free(struct hr_conn *c)
 bool hr_conn_ready(const struct hr_conn *c)
 {
     return c->ready;
+}
+
+int hr_conn_evicting(const struct hr_conn *c)
+{
+    return c->evicting;
 }
 
 const struct hr_conn_stats *hr_conn_get_stats(const struct hr_conn *c)

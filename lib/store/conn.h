@@ -4,7 +4,9 @@
  * and loads the scripts (script.h) before it calls itself ready; it runs
  * scripts by EVALSHA and sends a script's body again with EVAL when Redis has
  * lost it (NOSCRIPT); and it enforces a command timeout by dropping a
- * connection whose oldest command is unanswered for too long. It owns the
+ * connection whose oldest command is unanswered for too long. At each
+ * connect it also reads Redis's maxmemory-policy and warns when Redis may
+ * evict (hr_conn_evicting). It owns the
  * hiredis context, never the calls it is given. The store (store.h) is its
  * one user. */
 #ifndef HR_CONN_H
@@ -37,8 +39,10 @@ struct hr_conn_call;
 
 /* The outcome of a call: `reply` is the reply, valid only during the
  * callback, or NULL when the call failed (an error reply, the connection
- * lost or timed out, or the connection freed): the outcome is unknown. The
- * callback may send more calls, but must not free the connection. */
+ * lost or timed out, or the connection freed): the outcome is unknown. After
+ * an error reply `call->error` is Redis's message (valid only during the
+ * callback), else NULL. The callback may send more calls, but must not free
+ * the connection. */
 typedef void hr_conn_done(struct hr_conn_call *call, struct redisReply *reply);
 
 /* One call, embedded in the caller's own state. The caller fills the first
@@ -53,7 +57,8 @@ struct hr_conn_call {
     struct hr_conn_call *prev, *next; /* in flight, oldest first */
     struct hr_conn *conn;
     uint64_t sent_ms;
-    int retried; /* sent again with EVAL after NOSCRIPT */
+    int retried;       /* sent again with EVAL after NOSCRIPT */
+    const char *error; /* during `done`: the error reply's message, else NULL */
 };
 #define HR_CONN_PLAIN (-1)
 
@@ -73,6 +78,11 @@ int hr_conn_send(struct hr_conn *c, struct hr_conn_call *call);
 
 /* True while connected with the scripts loaded. */
 bool hr_conn_ready(const struct hr_conn *c);
+
+/* Whether Redis's maxmemory-policy, read at the last connect, evicts keys
+ * (anything but noeviction): 1 yes, 0 no, -1 not known (not connected yet,
+ * or CONFIG GET refused by an ACL or renamed). */
+int hr_conn_evicting(const struct hr_conn *c);
 
 const struct hr_conn_stats *hr_conn_get_stats(const struct hr_conn *c);
 

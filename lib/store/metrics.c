@@ -68,9 +68,19 @@ void hr_metrics_store(struct evbuffer *out, const struct hr_store *st)
         {"hostreg_redis_connects_total", "counter", "Redis connection attempts."},
         {"hostreg_redis_up", "gauge", "Whether Redis is connected and ready."},
         {"hostreg_redis_inflight", "gauge", "Redis commands waiting for an answer."},
+        {"hostreg_redis_writes_refused", "gauge",
+         "Whether Redis refused the last write (READONLY, OOM, MISCONF) and took none since."},
+        {"hostreg_redis_evicting", "gauge",
+         "Whether Redis's maxmemory-policy deletes keys (hosts) at its maxmemory; 0 when "
+         "noeviction or not known."},
     };
-    const uint64_t v[] = {s.redis_errors, s.timeouts, s.reconnects, hr_store_ready(st) ? 1 : 0,
-                          hr_store_inflight(st)};
+    const uint64_t v[] = {s.redis_errors,
+                          s.timeouts,
+                          s.reconnects,
+                          hr_store_ready(st) ? 1 : 0,
+                          hr_store_inflight(st),
+                          hr_store_writes_refused(st) ? 1 : 0,
+                          hr_store_evicting(st) == 1 ? 1 : 0};
     for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
         hr_metrics_family(out, f[i].name, f[i].type, f[i].help);
         hr_metrics_sample(out, f[i].name, NULL, v[i]);

@@ -33,7 +33,8 @@ void hr_metrics_histogram(struct evbuffer *out, const char *name, const char *la
                           const struct hr_histogram *h);
 
 /* The store's Redis counters and gauges: hostreg_redis_{errors,timeouts,
- * connects}_total, hostreg_redis_up, hostreg_redis_inflight. */
+ * connects}_total, hostreg_redis_up, hostreg_redis_inflight,
+ * hostreg_redis_writes_refused, hostreg_redis_evicting. */
 void hr_metrics_store(struct evbuffer *out, const struct hr_store *st);
 
 /* hostreg_hosts{region,status}: counts as hr_store_count answers them. */

@@ -20,6 +20,10 @@
  * that one call never holds Redis long. */
 #define SWEEP_MAX 1000
 
+/* The key the readiness probe names, after the prefix: never created (the
+ * probe is SET ... XX, see hr_store_probe). */
+#define PROBE_KEY "readyz"
+
 struct cmd;
 /* Turns a reply into the callers' callbacks; `reply` is NULL when the call
  * failed (connection lost, timed out, error reply). */
@@ -42,7 +46,7 @@ struct cmd {
         hr_store_claim_cb *claim;
         hr_store_list_cb *list;
         hr_store_count_cb *count;
-        hr_store_ping_cb *ping;
+        hr_store_probe_cb *probe;
     } cb;
     void *arg;
     struct hr_script_args args;
@@ -64,7 +68,42 @@ struct hr_store {
     uint64_t bad_replies;        /* requests replies of the wrong shape */
     uint64_t request_errors;     /* single requests that failed in Redis */
     uint64_t rng;                /* claims' picks (hr_store_claim); never 0 */
+    char refused[160];           /* hr_store_writes_refused(); "" when not known to */
 };
+
+/* Whether an error from Redis, or from a script (which quotes it, after
+ * "SET <key>: " from entry.lua or before " script: ..."), says that Redis
+ * refuses every write for now, not that this one write was wrong: a replica
+ * (READONLY), maxmemory reached with noeviction (OOM), or stop-writes-on-
+ * bgsave-error after a failed save (MISCONF). */
+static bool refuses_writes(const char *err)
+{
+    static const char *const codes[] = {"READONLY ", "OOM ", "MISCONF "};
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        size_t n = strlen(codes[i]);
+        if (strncmp(err, codes[i], n) == 0)
+            return true;
+        for (const char *p = err; (p = strstr(p, codes[i])); p += n)
+            if (p > err && (p[-1] == ' ' || p[-1] == '-'))
+                return true;
+    }
+    return false;
+}
+
+/* Learns from the outcome of a write: `err` is Redis's error for it, or NULL
+ * when Redis took it. Errors that do not refuse every write change nothing. */
+static void note_write(struct hr_store *st, const char *err)
+{
+    if (!err) {
+        if (st->refused[0])
+            HR_LOG(HR_LOG_INFO, "redis: takes writes again");
+        st->refused[0] = '\0';
+    } else if (refuses_writes(err)) {
+        if (!st->refused[0])
+            HR_LOG(HR_LOG_WARN, "redis: refuses writes: %.200s", err);
+        snprintf(st->refused, sizeof(st->refused), "%s", err);
+    }
+}
 
 /* Connected with the scripts loaded (and not being freed). */
 static bool ready(const struct hr_store *st)
@@ -150,6 +189,8 @@ static void on_done(struct hr_conn_call *call, redisReply *reply)
     struct cmd *c = (struct cmd *)call;
     struct hr_store *st = c->st;
     st->inflight -= weight(c);
+    if (call->error)
+        note_write(st, call->error);
     c->handle(c, reply);
     cmd_recycle(st, c);
 }
@@ -176,9 +217,11 @@ static void handle_requests(struct cmd *c, redisReply *reply)
         if (e && e->type == REDIS_REPLY_ERROR) {
             st->request_errors++;
             HR_LOG_LIMITED(HR_LOG_ERROR, "redis: a request failed: %.300s", e->str);
+            note_write(st, e->str);
         }
         switch (res) {
         case HR_RESULT_OK:
+            note_write(st, NULL); /* an ok is a write done */
             st->stats.ok++;
             break;
         case HR_RESULT_DUPLICATE:
@@ -365,20 +408,46 @@ int hr_store_count(struct hr_store *st, const char *const *regions, size_t nregi
     return cmd_submit(st, c);
 }
 
-static void handle_ping(struct cmd *c, redisReply *reply)
+static void handle_probe(struct cmd *c, redisReply *reply)
 {
-    bool ok = reply && reply->type == REDIS_REPLY_STATUS && strcmp(reply->str, "PONG") == 0;
-    c->cb.ping(c->arg, ok ? HR_OK : HR_E_UNAVAILABLE);
+    struct hr_store *st = c->st;
+    if (reply) {
+        note_write(st, NULL);
+        c->cb.probe(c->arg, HR_OK, NULL);
+    } else {
+        /* on_done has noted a refusal already; any other error refuses the
+         * write too (an ACL without +set, say), so it is said as well. */
+        c->cb.probe(c->arg, HR_E_UNAVAILABLE, c->call.error);
+    }
 }
 
-int hr_store_ping(struct hr_store *st, hr_store_ping_cb *cb, void *arg)
+/* Readiness is "Redis takes writes now", since writes are the registry's
+ * whole job, and a PING is answered by a replica (READONLY), by a Redis at
+ * its maxmemory with noeviction (OOM) and one that failed to save with
+ * stop-writes-on-bgsave-error (MISCONF) alike. Remembering the errors of
+ * earlier writes would be stale (none yet, or the last one long ago), so
+ * each probe asks: SET <prefix>readyz "" XX PX 1. Redis refuses it in all
+ * three cases before looking at the key (the checks go by the command's
+ * write and deny-oom flags), and when it takes it, XX on a key that does
+ * not exist writes nothing: no data, no AOF entry, nothing replicated; so it
+ * costs what a PING costs. Were the key ever created by someone, PX 1 makes
+ * that the last write. SET on a key under the prefix is in the documented
+ * ACL already. */
+int hr_store_probe(struct hr_store *st, hr_store_probe_cb *cb, void *arg)
 {
     int err;
-    struct cmd *c = cmd_new(st, HR_CONN_PLAIN, handle_ping, arg, &err);
+    struct cmd *c = cmd_new(st, HR_CONN_PLAIN, handle_probe, arg, &err);
     if (!c)
         return err;
-    c->cb.ping = cb;
-    hr_script_args_str(&c->args, "PING");
+    c->cb.probe = cb;
+    char key[sizeof(st->cfg.prefix) + sizeof(PROBE_KEY)];
+    snprintf(key, sizeof(key), "%s%s", st->cfg.prefix, PROBE_KEY);
+    hr_script_args_str(&c->args, "SET");
+    hr_script_args_str(&c->args, key);
+    hr_script_args_str(&c->args, "");
+    hr_script_args_str(&c->args, "XX");
+    hr_script_args_str(&c->args, "PX");
+    hr_script_args_str(&c->args, "1");
     return cmd_submit(st, c);
 }
 
@@ -469,6 +538,16 @@ void hr_store_free(struct hr_store *st)
 bool hr_store_ready(const struct hr_store *st)
 {
     return ready(st);
+}
+
+const char *hr_store_writes_refused(const struct hr_store *st)
+{
+    return st->refused[0] ? st->refused : NULL;
+}
+
+int hr_store_evicting(const struct hr_store *st)
+{
+    return st->conn ? hr_conn_evicting(st->conn) : -1;
 }
 
 size_t hr_store_inflight(const struct hr_store *st)

@@ -87,12 +87,26 @@ typedef void hr_store_count_cb(void *arg, int err, const uint64_t *counts, size_
 int hr_store_count(struct hr_store *st, const char *const *regions, size_t nregions,
                    hr_store_count_cb *cb, void *arg);
 
-/* A round trip to Redis: err HR_OK when it answered PONG in time. */
-typedef void hr_store_ping_cb(void *arg, int err);
-int hr_store_ping(struct hr_store *st, hr_store_ping_cb *cb, void *arg);
+/* Whether Redis takes writes now, at the cost of a PING (store.c says how).
+ * `err` HR_OK: it does. HR_E_UNAVAILABLE: it does not, and `refused` is
+ * Redis's reason ("READONLY ...", "OOM ...", "MISCONF ...", valid only during
+ * the callback), or NULL when Redis did not answer in time. Returns as
+ * hr_store_submit does. */
+typedef void hr_store_probe_cb(void *arg, int err, const char *refused);
+int hr_store_probe(struct hr_store *st, hr_store_probe_cb *cb, void *arg);
 
 /* True while connected with the scripts loaded. */
 bool hr_store_ready(const struct hr_store *st);
+
+/* Redis's reason for refusing the last write it refused (READONLY, OOM or
+ * MISCONF), as long as no write has been taken since; else NULL. Learned
+ * from the writes and probes that happen to run: without them it is not
+ * refreshed. Valid until the next call into the store. */
+const char *hr_store_writes_refused(const struct hr_store *st);
+
+/* hr_conn_evicting(): 1 when Redis's maxmemory-policy evicts keys, 0 when it
+ * is noeviction, -1 when not known. */
+int hr_store_evicting(const struct hr_store *st);
 
 size_t hr_store_inflight(const struct hr_store *st);
 /* The counters so far, the connection's included. */

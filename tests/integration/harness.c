@@ -578,7 +578,7 @@ int h_daemon_stop(struct h_daemon *d)
 
 /* --- hostreg-gateway --- */
 
-int h_gateway_start(struct h_gateway *g, int redis_port, const char *const *extra_args,
+int h_gateway_spawn(struct h_gateway *g, int redis_port, const char *const *extra_args,
                     const char *const *env)
 {
     static const char *const no_env[] = {NULL};
@@ -613,8 +613,16 @@ int h_gateway_start(struct h_gateway *g, int redis_port, const char *const *extr
         g->pid = 0;
         return -1;
     }
-    /* Ready when /readyz says so: it answers 200 only after a PONG from
-     * Redis, so the listening socket and the Redis connection are both up. */
+    return 0;
+}
+
+int h_gateway_start(struct h_gateway *g, int redis_port, const char *const *extra_args,
+                    const char *const *env)
+{
+    if (h_gateway_spawn(g, redis_port, extra_args, env) != 0)
+        return -1;
+    /* Ready when /readyz says so: it answers 200 only after Redis took its
+     * probe, so the listening socket and the Redis connection are both up. */
     uint64_t deadline = h_now_ms() + 10000;
     while (h_now_ms() < deadline && h_process_alive(g->pid)) {
         struct h_http_resp r;

@@ -693,6 +693,58 @@ static void test_daemon_wrong_type_key_fails_one_request(void **state)
     h_redis_int(rc, "DEL wt:i:us-east-1:idle");
 }
 
+/* The daemon's redis_ready says whether Redis takes its writes, not only
+ * whether it answers: 0 after a heartbeat refused by a replica (READONLY),
+ * 1 again after one taken. And an evicting Redis is warned about at start
+ * and shown as redis_evicting=1. */
+static void test_daemon_redis_ready_reflects_refused_writes(void **state)
+{
+    (void)state;
+    struct h_redis r2 = {0};
+    const char *extra[] = {"--maxmemory-policy", "allkeys-lru", NULL};
+    assert_int_equal(h_redis_start(&r2, 0, extra), 0);
+    struct h_daemon d2;
+    char log_path[] = "/tmp/hostreg-test-ready-XXXXXX";
+    int lfd = mkstemp(log_path);
+    assert_true(lfd >= 0);
+    close(lfd);
+    assert_int_equal(h_daemon_start_logged(&d2, r2.port, NULL, log_path), 0);
+    char *log = h_daemon_stats(&d2, log_path, 1);
+    assert_non_null(log);
+    assert_non_null(strstr(log, "maxmemory-policy is allkeys-lru, not noeviction"));
+    assert_int_equal(h_stats_counter(log, "redis_ready"), 1);
+    assert_int_equal(h_stats_counter(log, "redis_evicting"), 1);
+    free(log);
+
+    redisContext *c = h_redis_connect(r2.port);
+    redisReply *rep = redisCommand(c, "REPLICAOF 127.0.0.1 %d", redis.port);
+    assert_true(rep && rep->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    struct hr_ack ack;
+    struct hr_request hb = h_heartbeat("ro-daemon", "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(h_send(d2.port, &hb, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_RETRY_LATER);
+    log = h_daemon_stats(&d2, log_path, 2);
+    assert_non_null(log);
+    assert_int_equal(h_stats_counter(log, "redis_ready"), 0);
+    free(log);
+
+    rep = redisCommand(c, "REPLICAOF NO ONE");
+    assert_true(rep && rep->type == REDIS_REPLY_STATUS);
+    freeReplyObject(rep);
+    redisFree(c);
+    hb = h_heartbeat("ro-daemon", "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(h_send(d2.port, &hb, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    log = h_daemon_stats(&d2, log_path, 3);
+    assert_non_null(log);
+    assert_int_equal(h_stats_counter(log, "redis_ready"), 1);
+    free(log);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+    unlink(log_path);
+    h_redis_stop(&r2, false, true);
+}
+
 static void test_daemon_unreadable_frames_get_no_answer(void **state)
 {
     (void)state;
@@ -1271,6 +1323,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_daemon_source_hosts_cap),
         cmocka_unit_test(test_daemon_seq_order_exact),
         cmocka_unit_test(test_daemon_replaces_old_layout),
+        cmocka_unit_test(test_daemon_redis_ready_reflects_refused_writes),
     };
     return cmocka_run_group_tests_name("daemon", tests, setup, teardown);
 }

@@ -2088,6 +2088,118 @@ static void test_gateway_redis_paused_stopped_and_back(void **state)
     redisFree(c);
 }
 
+/* Polls GET /readyz (every 10 ms, `ms` at most) until it answers `code` with
+ * `says` in its error (NULL: any); returns the last code seen. */
+static int await_readyz(int port, int code, const char *says, uint64_t ms)
+{
+    struct reply rep;
+    int got = -1;
+    for (uint64_t end = h_now_ms() + ms; h_now_ms() < end;) {
+        got = call(&rep, port, "GET", "/readyz", NULL, NULL);
+        bool match = got == code && (!says || (rep.r.body && strstr(rep.r.body, says)));
+        reply_free(&rep);
+        if (match)
+            return got;
+        usleep(10000); /* the gateway's port, or Redis's state, is not there yet */
+    }
+    return got;
+}
+
+static double get_metric(int port, const char *series)
+{
+    struct reply rep;
+    call(&rep, port, "GET", "/metrics", NULL, NULL);
+    assert_code(&rep, 200);
+    double v = metric(rep.r.body, series);
+    reply_free(&rep);
+    return v;
+}
+
+static void redis_cmd_ok(int port, const char *cmd)
+{
+    redisContext *c = h_redis_connect(port);
+    redisReply *r = redisCommand(c, cmd);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR)
+        fail_msg("%s: %s", cmd, r->str);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* A replica answers PING but refuses every write: not ready, and the answer
+ * says why; ready again once it is promoted. */
+static void test_gateway_readyz_replica_not_ready(void **state)
+{
+    (void)state;
+    char master[16];
+    snprintf(master, sizeof(master), "%d", redis.port);
+    const char *extra[] = {"--replicaof", "127.0.0.1", master, NULL};
+    assert_int_equal(h_redis_start(&redis2, 0, extra), 0);
+    assert_int_equal(h_gateway_spawn(&gw2, redis2.port, NULL, NULL), 0);
+    assert_int_equal(await_readyz(gw2.port, 503, "redis refuses writes: READONLY", 10000), 503);
+    struct reply rep;
+    call(&rep, gw2.port, "GET", "/readyz", NULL, NULL);
+    assert_error(&rep, 503, "redis refuses writes: READONLY");
+    reply_free(&rep);
+    call(&rep, gw2.port, "POST", "/api/host/heartbeat", NULL,
+         "{\"hostId\":\"ro-1\",\"roomId\":\"ro-room-1\"}");
+    assert_code(&rep, 503);
+    reply_free(&rep);
+    assert_true(get_metric(gw2.port, "hostreg_redis_writes_refused") == 1);
+    assert_true(get_metric(gw2.port, "hostreg_redis_up") == 1); /* it answers */
+
+    redis_cmd_ok(redis2.port, "REPLICAOF NO ONE");
+    assert_int_equal(await_readyz(gw2.port, 200, NULL, 5000), 200);
+    assert_true(get_metric(gw2.port, "hostreg_redis_writes_refused") == 0);
+    heartbeat_ok(gw2.port, "ro-1", "ro-room-1", "local", NULL);
+}
+
+/* A Redis at its maxmemory with noeviction refuses writes (OOM): not ready
+ * until it has room again. */
+static void test_gateway_readyz_redis_full_not_ready(void **state)
+{
+    (void)state;
+    const char *extra[] = {"--maxmemory-policy", "noeviction", NULL};
+    assert_int_equal(h_redis_start(&redis2, 0, extra), 0);
+    assert_int_equal(start_gw2(redis2.port, NULL, NULL), 0);
+    heartbeat_ok(gw2.port, "oom-1", "oom-room-1", "local", NULL);
+    /* Any data is over a 1-byte limit. */
+    redis_cmd_ok(redis2.port, "CONFIG SET maxmemory 1");
+    assert_int_equal(await_readyz(gw2.port, 503, "redis refuses writes: OOM", 5000), 503);
+    struct reply rep;
+    call(&rep, gw2.port, "POST", "/api/host/heartbeat", NULL,
+         "{\"hostId\":\"oom-2\",\"roomId\":\"oom-room-2\"}");
+    assert_code(&rep, 503);
+    reply_free(&rep);
+    assert_true(get_metric(gw2.port, "hostreg_redis_writes_refused") == 1);
+
+    redis_cmd_ok(redis2.port, "CONFIG SET maxmemory 0");
+    assert_int_equal(await_readyz(gw2.port, 200, NULL, 5000), 200);
+    assert_true(get_metric(gw2.port, "hostreg_redis_writes_refused") == 0);
+    heartbeat_ok(gw2.port, "oom-2", "oom-room-2", "local", NULL);
+    /* The probe wrote nothing: the two hosts' keys and their indexes only. */
+    redisContext *c = h_redis_connect(redis2.port);
+    assert_int_equal(h_redis_int(c, "EXISTS hr:readyz"), 0);
+    redisFree(c);
+}
+
+/* An evicting Redis would silently delete hosts: a warning at connect and a
+ * gauge; none with noeviction (the shared Redis). */
+static void test_gateway_evicting_redis_warned(void **state)
+{
+    (void)state;
+    const char *extra[] = {"--maxmemory-policy", "allkeys-lru", NULL};
+    assert_int_equal(h_redis_start(&redis2, 0, extra), 0);
+    assert_int_equal(start_gw2(redis2.port, NULL, NULL), 0);
+    /* Asked before the scripts are loaded, so known once ready. */
+    assert_true(h_gateway_log_contains(&gw2, "maxmemory-policy is allkeys-lru, not noeviction"));
+    assert_true(get_metric(gw2.port, "hostreg_redis_evicting") == 1);
+
+    assert_false(h_gateway_log_contains(&gw, "not noeviction"));
+    assert_false(h_gateway_log_contains(&gw, "cannot read maxmemory-policy"));
+    assert_true(get_metric(gw.port, "hostreg_redis_evicting") == 0);
+}
+
 int main(int argc, char **argv)
 {
     /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
@@ -2121,6 +2233,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_request_id, teardown_each),
         cmocka_unit_test_teardown(test_gateway_turn_credentials, teardown_each),
         cmocka_unit_test_teardown(test_gateway_redis_paused_stopped_and_back, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_readyz_replica_not_ready, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_readyz_redis_full_not_ready, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_evicting_redis_warned, teardown_each),
         cmocka_unit_test_teardown(test_gateway_shutdown_answers_what_it_owes, teardown_each),
     };
     int failed = cmocka_run_group_tests_name("gateway", tests, setup, teardown);
