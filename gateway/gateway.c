@@ -66,6 +66,9 @@ struct hr_gateway {
     unsigned long accept_unlogged; /* failed since the last log line */
     struct timespec accept_logged; /* when that line was written */
     struct hr_listcache *lists;    /* GET /api/hosts answers; NULL: --list-cache-ms 0 */
+    uint32_t claim_next;           /* claim ids: rid_prefix, then this count */
+    struct release *releases;      /* claims whose answer was lost, to undo */
+    struct event *release_ev;      /* tries them again while Redis is away */
     struct hr_gateway *next;       /* in `gateways` */
 };
 
@@ -76,7 +79,8 @@ struct call {
     enum hr_endpoint ep;
     struct timespec start;
     char rid[HR_ID_MAX + 1];
-    int authorized; /* presented a valid host secret */
+    int authorized;    /* presented a valid host secret */
+    char claim_id[17]; /* POST /api/match/find: its claim, to undo if the answer is lost */
     /* GET /api/hosts through the cache: queued on `slot` until its list is back. */
     struct hr_listcache_waiter wait;
     struct hr_listcache_slot *slot;
@@ -441,12 +445,95 @@ static void h_status(struct call *c)
 
 /* --- client endpoints --- */
 
+/* --- claims whose answer was lost --- */
+
+/* A claim to undo: the find was answered 503 (Redis too slow, or gone), but
+ * the claim script may have run, or may still run, and would leave its host
+ * busy for the whole lease. Retried until Redis has done it or the lease is
+ * over (then the sweep frees the host anyway). */
+struct release {
+    struct release *next;
+    struct hr_gateway *gw;
+    char id[17];
+    uint64_t until_ms; /* monotonic: the claim's lease is over by then */
+    bool in_flight;
+};
+
+/* Retry cadence while Redis is away: the host is findable again within about
+ * this long after Redis answers again. */
+#define RELEASE_RETRY_MS 200
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void release_unlink(struct release *r)
+{
+    for (struct release **p = &r->gw->releases; *p; p = &(*p)->next)
+        if (*p == r) {
+            *p = r->next;
+            break;
+        }
+    free(r);
+}
+
+static void on_released(void *arg, int err)
+{
+    struct release *r = arg;
+    r->in_flight = false;
+    if (err == HR_OK || mono_ms() >= r->until_ms)
+        release_unlink(r);
+}
+
+/* Sends every release not in flight; the timer comes back while any is left. */
+static void on_release_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct hr_gateway *gw = arg;
+    uint64_t now = mono_ms();
+    for (struct release *r = gw->releases, *next; r; r = next) {
+        next = r->next;
+        if (r->in_flight)
+            continue;
+        if (now >= r->until_ms) {
+            release_unlink(r);
+            continue;
+        }
+        if (!gw->closing && hr_store_release(gw->store, r->id, gw->cfg.claim_lease_s * 1000,
+                                             on_released, r) == HR_OK)
+            r->in_flight = true;
+    }
+    if (gw->releases) {
+        struct timeval tv = {0, RELEASE_RETRY_MS * 1000};
+        event_add(gw->release_ev, &tv);
+    }
+}
+
+static void undo_claim(struct call *c)
+{
+    struct hr_gateway *gw = c->gw;
+    struct release *r = calloc(1, sizeof(*r));
+    if (!r) /* the sweep frees the host when the lease ends */
+        return;
+    r->gw = gw;
+    snprintf(r->id, sizeof(r->id), "%s", c->claim_id);
+    r->until_ms = mono_ms() + (uint64_t)gw->cfg.claim_lease_s * 1000;
+    r->next = gw->releases;
+    gw->releases = r;
+    /* Now (Redis may be back already), and again every RELEASE_RETRY_MS. */
+    event_active(gw->release_ev, EV_TIMEOUT, 0);
+}
+
 static void on_claimed(void *arg, int err, const struct hr_host_info *h)
 {
     struct call *c = arg;
     struct hr_gateway *gw = c->gw;
     gw->pending--;
     if (err != HR_OK) {
+        undo_claim(c);
         reply_unavailable(c);
         return;
     }
@@ -474,6 +561,10 @@ static void h_find(struct call *c)
         return;
     }
     f.query.lease_ms = gw->cfg.claim_lease_s * 1000;
+    /* Unique across gateways and restarts (a random prefix drawn at start). */
+    snprintf(c->claim_id, sizeof(c->claim_id), "%08" PRIx32 "%08" PRIx32, gw->rid_prefix,
+             gw->claim_next++);
+    f.query.claim_id = c->claim_id;
     /* f.query points into f: hr_store_claim has copied what it needs on return. */
     if (hr_store_claim(gw->store, &f.query, on_claimed, c) != HR_OK)
         reply_unavailable(c);
@@ -991,7 +1082,8 @@ struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *stor
         }
     }
     gw->accept_ev = evtimer_new(base, on_accept_resume, gw);
-    if (!gw->accept_ev) {
+    gw->release_ev = evtimer_new(base, on_release_timer, gw);
+    if (!gw->accept_ev || !gw->release_ev) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -1024,6 +1116,10 @@ void hr_gateway_free(struct hr_gateway *gw)
         evhttp_free(gw->http);
     if (gw->accept_ev)
         event_free(gw->accept_ev);
+    if (gw->release_ev)
+        event_free(gw->release_ev);
+    while (gw->releases) /* none in flight: the store is freed first */
+        release_unlink(gw->releases);
     hr_limits_free(gw->limits);
     hr_listcache_free(gw->lists);
     EVP_MAC_CTX_free(gw->mac);

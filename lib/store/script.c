@@ -197,6 +197,7 @@ void hr_script_claim_args(struct hr_script_args *a, const char *prefix,
     f[HR_SCRIPT_CLAIM_LEASE] = lease;
     f[HR_SCRIPT_CLAIM_HOST] = q->host_id ? q->host_id : "";
     f[HR_SCRIPT_CLAIM_PICK] = pick;
+    f[HR_SCRIPT_CLAIM_ID] = q->claim_id ? q->claim_id : "";
     add_all(a, f, HR_SCRIPT_CLAIM_REGIONS);
     add_all(a, q->regions, q->nregions);
 }
@@ -230,6 +231,18 @@ void hr_script_sweep_args(struct hr_script_args *a, const char *prefix, uint32_t
     f[HR_SCRIPT_SWEEP_PREFIX] = prefix;
     f[HR_SCRIPT_SWEEP_MAX] = n;
     add_all(a, f, HR_SCRIPT_SWEEP_NARGS);
+}
+
+void hr_script_release_args(struct hr_script_args *a, const char *prefix, const char *claim_id,
+                            uint32_t lease_ms)
+{
+    const char *f[HR_SCRIPT_RELEASE_NARGS];
+    char lease[16];
+    snprintf(lease, sizeof(lease), "%" PRIu32, lease_ms);
+    f[HR_SCRIPT_RELEASE_PREFIX] = prefix;
+    f[HR_SCRIPT_RELEASE_ID] = claim_id;
+    f[HR_SCRIPT_RELEASE_LEASE] = lease;
+    add_all(a, f, HR_SCRIPT_RELEASE_NARGS);
 }
 
 /* --- replies --- */

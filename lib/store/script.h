@@ -30,7 +30,8 @@ struct redisContext;
     X(CLAIM, "claim")                                                                              \
     X(SWEEP, "sweep")                                                                              \
     X(LIST, "list")                                                                                \
-    X(COUNT, "count")
+    X(COUNT, "count")                                                                              \
+    X(RELEASE, "release")
 
 /* Key names, after the configured prefix: X(NAME, "text"). A host's entry
  * is <prefix>h:<hostId>, its leave's tombstone <prefix>t:<hostId>, an index
@@ -39,7 +40,8 @@ struct redisContext;
     X(HOST, "h:")                                                                                  \
     X(TOMB, "t:")                                                                                  \
     X(INDEX, "i:")                                                                                 \
-    X(CLAIMS, "claims")
+    X(CLAIMS, "claims")                                                                            \
+    X(CLAIM, "c:") /* c:<claim id>: the host a claim took, or "" once released */
 
 /* Every script's arguments (ARGV, no KEYS) in order: X(SCRIPT, NAME). A
  * script whose list ends in REGIONS takes one region per argument from there
@@ -62,6 +64,7 @@ struct redisContext;
     X(CLAIM, LEASE) /* ms until an unconfirmed claim returns to idle */                            \
     X(CLAIM, HOST)  /* the host wanted, "" for any idle one */                                     \
     X(CLAIM, PICK)  /* a random number below 2^31: which of a region's idle hosts */               \
+    X(CLAIM, ID)    /* the claim's id ([0-9a-f], "" for none): release.lua can undo it */          \
     X(CLAIM, REGIONS)
 #define HR_SCRIPT_LIST_ARGS(X)                                                                     \
     X(LIST, PREFIX)                                                                                \
@@ -74,6 +77,11 @@ struct redisContext;
 #define HR_SCRIPT_SWEEP_ARGS(X)                                                                    \
     X(SWEEP, PREFIX)                                                                               \
     X(SWEEP, MAX) /* claims returned to idle at most per call */
+#define HR_SCRIPT_RELEASE_ARGS(X)                                                                  \
+    X(RELEASE, PREFIX)                                                                             \
+    X(RELEASE, ID)    /* the claim id to undo */                                                   \
+    X(RELEASE, LEASE) /* ms a released id is remembered: a late claim with it then takes nothing   \
+                       */
 
 /* Request ops: X(NAME, "text"). */
 #define HR_SCRIPT_OPS(X)                                                                           \
@@ -123,6 +131,7 @@ enum { HR_SCRIPT_CLAIM_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_CLAIM_NARGS };
 enum { HR_SCRIPT_LIST_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_LIST_NARGS };
 enum { HR_SCRIPT_COUNT_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_COUNT_NARGS };
 enum { HR_SCRIPT_SWEEP_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_SWEEP_NARGS };
+enum { HR_SCRIPT_RELEASE_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_RELEASE_NARGS };
 enum { HR_SCRIPT_CLAIMED_FIELDS(HR_SCRIPT_POS_) HR_SCRIPT_CLAIMED_N };
 enum { HR_SCRIPT_LISTED_FIELDS(HR_SCRIPT_POS_) HR_SCRIPT_LISTED_STRIDE };
 #undef HR_SCRIPT_POS_
@@ -152,7 +161,8 @@ _Static_assert(HR_SCRIPT_REQUESTS_PREFIX == HR_SCRIPT_PREFIX_ARG &&
                    HR_SCRIPT_CLAIM_PREFIX == HR_SCRIPT_PREFIX_ARG &&
                    HR_SCRIPT_LIST_PREFIX == HR_SCRIPT_PREFIX_ARG &&
                    HR_SCRIPT_COUNT_PREFIX == HR_SCRIPT_PREFIX_ARG &&
-                   HR_SCRIPT_SWEEP_PREFIX == HR_SCRIPT_PREFIX_ARG,
+                   HR_SCRIPT_SWEEP_PREFIX == HR_SCRIPT_PREFIX_ARG &&
+                   HR_SCRIPT_RELEASE_PREFIX == HR_SCRIPT_PREFIX_ARG,
                "the key prefix is every script's first argument");
 
 /* The name ("requests") and the body (the generated constants, entry.lua and
@@ -209,9 +219,10 @@ struct hr_host_info {
 struct hr_claim_query {
     const char *regions[HR_REGIONS_MAX];
     size_t nregions;
-    const char *host_id; /* a specific host, or NULL for any idle one */
-    uint32_t lease_ms;   /* unconfirmed claims return to idle after this */
-    uint32_t pick;       /* uniform random below 2^31 (the store draws it): which idle host */
+    const char *host_id;  /* a specific host, or NULL for any idle one */
+    uint32_t lease_ms;    /* unconfirmed claims return to idle after this */
+    uint32_t pick;        /* uniform random below 2^31 (the store draws it): which idle host */
+    const char *claim_id; /* 1-32 of [0-9a-f] to be able to release it, or NULL */
 };
 
 struct hr_list_query {
@@ -228,6 +239,8 @@ void hr_script_list_args(struct hr_script_args *a, const char *prefix,
 void hr_script_count_args(struct hr_script_args *a, const char *prefix, const char *const *regions,
                           size_t nregions);
 void hr_script_sweep_args(struct hr_script_args *a, const char *prefix, uint32_t max);
+void hr_script_release_args(struct hr_script_args *a, const char *prefix, const char *claim_id,
+                            uint32_t lease_ms);
 
 /* --- replies --- */
 

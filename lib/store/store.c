@@ -47,6 +47,7 @@ struct cmd {
         hr_store_list_cb *list;
         hr_store_count_cb *count;
         hr_store_probe_cb *probe;
+        hr_store_release_cb *release;
     } cb;
     void *arg;
     struct hr_script_args args;
@@ -405,6 +406,26 @@ int hr_store_count(struct hr_store *st, const char *const *regions, size_t nregi
         return err;
     c->cb.count = cb;
     hr_script_count_args(&c->args, st->cfg.prefix, regions, nregions);
+    return cmd_submit(st, c);
+}
+
+static void handle_release(struct cmd *c, redisReply *reply)
+{
+    bool ok = reply && reply->type == REDIS_REPLY_INTEGER;
+    if (ok && reply->integer == 1)
+        HR_LOG(HR_LOG_INFO, "claims: a claim whose answer was lost returned its host to idle");
+    c->cb.release(c->arg, ok ? HR_OK : HR_E_UNAVAILABLE);
+}
+
+int hr_store_release(struct hr_store *st, const char *claim_id, uint32_t lease_ms,
+                     hr_store_release_cb *cb, void *arg)
+{
+    int err;
+    struct cmd *c = cmd_new(st, HR_SCRIPT_RELEASE, handle_release, arg, &err);
+    if (!c)
+        return err;
+    c->cb.release = cb;
+    hr_script_release_args(&c->args, st->cfg.prefix, claim_id, lease_ms);
     return cmd_submit(st, c);
 }
 

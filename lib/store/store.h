@@ -87,6 +87,16 @@ typedef void hr_store_count_cb(void *arg, int err, const uint64_t *counts, size_
 int hr_store_count(struct hr_store *st, const char *const *regions, size_t nregions,
                    hr_store_count_cb *cb, void *arg);
 
+/* Undoes the claim `claim_id` (hr_claim_query.claim_id) whose answer never
+ * reached its client: its host is idle again unless it confirmed the claim
+ * meanwhile, and a claim with that id that has not run yet will take nothing
+ * (the id is remembered for lease_ms). `err` HR_OK once Redis has done it
+ * (whether a host was freed or not), else HR_E_UNAVAILABLE: try again.
+ * Returns as hr_store_submit does. */
+typedef void hr_store_release_cb(void *arg, int err);
+int hr_store_release(struct hr_store *st, const char *claim_id, uint32_t lease_ms,
+                     hr_store_release_cb *cb, void *arg);
+
 /* Whether Redis takes writes now, at the cost of a PING (store.c says how).
  * `err` HR_OK: it does. HR_E_UNAVAILABLE: it does not, and `refused` is
  * Redis's reason ("READONLY ...", "OOM ...", "MISCONF ...", valid only during

@@ -1495,6 +1495,51 @@ static void test_gateway_source_hosts_cap(void **state)
         }
 }
 
+/* A find whose answer times out (Redis asleep past --redis-timeout) is
+ * answered 503, while its claim still runs once Redis wakes: the gateway
+ * undoes it (release.lua, by the claim's id), and the host is findable again
+ * within 2 s of the 503, not after the whole lease (60 s). */
+static void test_gateway_timed_out_find_releases_its_claim(void **state)
+{
+    (void)state;
+    const char *rargs[] = {"--enable-debug-command", "yes", NULL};
+    assert_int_equal(h_redis_start(&redis2, 0, rargs), 0);
+    const char *args[] = {"--prefix", "to:", "--redis-timeout", "200", NULL};
+    assert_int_equal(start_gw2(redis2.port, args, NULL), 0);
+    redisContext *c = h_redis_connect(redis2.port);
+    heartbeat_ok(gw2.port, "to-a", "room-to-a", "local", NULL);
+
+    /* Redis asleep for 800 ms, from a connection nobody reads. */
+    int fd = tcp_connect(redis2.port);
+    static const char sleep_cmd[] = "DEBUG SLEEP 0.8\r\n";
+    assert_int_equal(send(fd, sleep_cmd, sizeof(sleep_cmd) - 1, 0),
+                     (ssize_t)(sizeof(sleep_cmd) - 1));
+    struct reply rep;
+    post(&rep, gw2.port, "/api/match/find", NULL, json_pack("{s:s}", "hostId", "to-a"));
+    uint64_t refused = h_now_ms();
+    assert_error(&rep, 503, NULL);
+    reply_free(&rep);
+
+    /* Waiting on Redis: it wakes, runs the claim, and the gateway's release. */
+    uint64_t freed = 0;
+    while (h_now_ms() < refused + 5000) {
+        if (strcmp(h_entry_field(c, "to:h:to-a", "status"), "idle") == 0 &&
+            !h_entry_field(c, "to:h:to-a", "lease")[0]) {
+            freed = h_now_ms();
+            break;
+        }
+        usleep(20000);
+    }
+    close(fd);
+    assert_true(freed != 0);
+    printf("# host findable again %llu ms after the timed-out find's 503\n",
+           (unsigned long long)(freed - refused));
+    assert_true(freed - refused < 2000);
+    char room[80];
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "hostId", "to-a"), room, sizeof(room)), 200);
+    redisFree(c);
+}
+
 static void test_gateway_find_preference_and_specific_host(void **state)
 {
     (void)state;
@@ -2225,6 +2270,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_unconfirmed_claim_returns_to_idle, teardown_each),
         cmocka_unit_test_teardown(test_gateway_flapping_host_no_unfair_share, teardown_each),
         cmocka_unit_test_teardown(test_gateway_source_hosts_cap, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_timed_out_find_releases_its_claim, teardown_each),
         cmocka_unit_test_teardown(test_gateway_find_preference_and_specific_host, teardown_each),
         cmocka_unit_test_teardown(test_gateway_host_secrets, teardown_each),
         cmocka_unit_test_teardown(test_gateway_bearer_control_characters_refused, teardown_each),

@@ -1479,6 +1479,56 @@ static void test_scripts_lost_claim_record_freed_by_heartbeat(void **state)
     assert_true(h_zscore(rc, claims_key(), "h") > 0);
 }
 
+/* release.lua undoes a claim by its id, in either order: after the claim,
+ * the host is idle again; before it, the claim takes nothing; after the host
+ * confirmed, nothing changes (the session is real); an id is undone once. */
+static long long release(const char *id)
+{
+    struct hr_script_args a = {0};
+    hr_script_release_args(&a, PREFIX, id, LEASE_MS);
+    redisReply *r = eval(HR_SCRIPT_RELEASE, &a);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    long long n = r->integer;
+    freeReplyObject(r);
+    return n;
+}
+
+static int claim_with_id(const char *host, const char *id, struct hr_host_info *got)
+{
+    struct hr_claim_query q = {
+        .regions = {"local"}, .nregions = 1, .host_id = host, .lease_ms = LEASE_MS, .claim_id = id};
+    struct hr_script_args a = {0};
+    hr_script_claim_args(&a, PREFIX, &q);
+    redisReply *r = eval(HR_SCRIPT_CLAIM, &a);
+    int n = hr_script_claimed(r, got);
+    freeReplyObject(r);
+    assert_int_not_equal(n, -1);
+    return n;
+}
+
+static void test_scripts_release_undoes_a_claim(void **state)
+{
+    (void)state;
+    struct hr_host_info got;
+    assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(claim_with_id("h", "00ab", &got), 1);
+    assert_string_equal(field("h", "status"), "busy");
+    assert_int_equal(release("00ab"), 1);
+    assert_string_equal(entry("h"), entry_text(1, 1, HR_STATUS_IDLE, "local", "room-1"));
+    assert_int_equal(h_zscore(rc, claims_key(), "h"), -1);
+    assert_true(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h") > 0);
+    assert_int_equal(release("00ab"), 0); /* once */
+    /* Released before it ran: the claim takes nothing, the host stays idle. */
+    assert_int_equal(release("00cd"), 0);
+    assert_int_equal(claim_with_id("h", "00cd", &got), 0);
+    assert_string_equal(field("h", "status"), "idle");
+    /* Confirmed by the host first: the release leaves the session alone. */
+    assert_int_equal(claim_with_id("h", "00ef", &got), 1);
+    assert_int_equal(run(status_update("h", HR_STATUS_BUSY, 2)), R_APPLIED);
+    assert_int_equal(release("00ef"), 0);
+    assert_string_equal(field("h", "status"), "busy");
+}
+
 /* --- a key of the wrong type fails what touches it, and only that --- */
 
 /* A string where a region's idle index belongs: a new host of that region
@@ -1664,6 +1714,7 @@ int main(void)
         T(test_scripts_sweep_returns_lapsed_claims),
         T(test_scripts_sweep_checks_the_entry_lease),
         T(test_scripts_lost_claim_record_freed_by_heartbeat),
+        T(test_scripts_release_undoes_a_claim),
         T(test_scripts_wrong_type_fails_its_request_only),
         T(test_scripts_wrong_type_claim_other_regions),
         T(test_scripts_index_expired_member_unseen),

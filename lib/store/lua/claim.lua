@@ -1,8 +1,9 @@
 -- hostreg claim: give one idle host to a matchmaking client, atomically, so
 -- that two concurrent claims never get the same host.
 -- ARGV (lib/store/script.h, HR_SCRIPT_CLAIM_ARGS): key prefix, lease in ms, the
--- hostId wanted ('' = any), a random number below 2^31 (pick), then regions
--- in order of preference.
+-- hostId wanted ('' = any), a random number below 2^31 (pick), the claim's
+-- id ('' = none; KEY_CLAIM then maps it to the host, for release.lua), then
+-- regions in order of preference.
 -- The host becomes busy with a lease: `lease` in its entry and a member of
 -- the claims set scored by the lease's end. The host's own status update
 -- `busy` confirms the claim (the session runs; its `idle` afterwards ends it),
@@ -13,6 +14,12 @@
 -- Cost: O(log N) per region tried, whatever the number of hosts.
 local lease, want = tonumber(ARGV[CLAIM_LEASE]), ARGV[CLAIM_HOST]
 local pick = tonumber(ARGV[CLAIM_PICK])
+local claim_id = ARGV[CLAIM_ID]
+local claim_key = claim_id ~= '' and pfx .. KEY_CLAIM .. claim_id or nil
+
+-- A claim released before it ran (its answer timed out, release.lua got
+-- there first) takes nothing.
+if claim_key and call('GET', claim_key) then return {} end
 
 local function take(id, region)
   local h = host_key(id)
@@ -22,7 +29,9 @@ local function take(id, region)
   local expiry = now + call('PTTL', h)
   e.status = STATUS_BUSY
   e.lease = string.format('%.0f', now + lease)
+  e.claim = claim_key and claim_id or nil
   put_entry(h, e)
+  if claim_key then call('SET', claim_key, id, 'PX', lease) end
   call('ZREM', index_key(e.region, STATUS_IDLE), id)
   call('ZADD', index_key(e.region, STATUS_BUSY), expiry, id)
   call('ZADD', claims_key, now + lease, id)

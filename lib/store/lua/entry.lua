@@ -3,11 +3,11 @@
 -- STATUS_*, KEY_*, OP_*, RES_*, the ARGV positions and reply layouts).
 --
 -- A host's entry is one string with the entry's TTL:
---   "<hseq> <sseq> <status> <region> <room>[ <lease>]"
+--   "<hseq> <sseq> <status> <region> <room>[ <lease>[ <claim>]]"
 -- hseq and sseq: the sequence numbers of the last heartbeat and the last
 -- status update applied, decimal without leading zeros ('0': none, HTTP);
 -- status one of STATUSES; lease: when a client's claim ends unconfirmed, in
--- ms (claim.lua). Ids, rooms and regions never hold a space. One string costs
+-- ms (claim.lua); claim: that claim's id, when the client gave one. Ids, rooms and regions never hold a space. One string costs
 -- less memory than a hash of the same fields (no field names, one
 -- allocation), and a refresh is one SET.
 local t = redis.call('TIME')
@@ -45,22 +45,38 @@ end
 local function get_entry(key)
   local v = redis.pcall('GET', key)
   if type(v) ~= 'string' then return nil end
-  local hseq, sseq, status, region, room, lease =
-    string.match(v, '^(%d+) (%d+) (%a+) (%S+) (%S+) ?(%d*)$')
+  local hseq, sseq, status, region, room, lease, claim =
+    string.match(v, '^(%d+) (%d+) (%a+) (%S+) (%S+) ?(%d*) ?(%x*)$')
   if not hseq then return nil end
   return {hseq = hseq, sseq = sseq, status = status, region = region, room = room,
-          lease = lease ~= '' and lease or nil}
+          lease = lease ~= '' and lease or nil, claim = claim ~= '' and claim or nil}
 end
 
 -- Writes entry `e` at `key`: with a TTL of `px` ms, or keeping its TTL.
 local function put_entry(key, e, px)
   local v = e.hseq .. ' ' .. e.sseq .. ' ' .. e.status .. ' ' .. e.region .. ' ' .. e.room
-  if e.lease then v = v .. ' ' .. e.lease end
+  if e.lease then
+    v = v .. ' ' .. e.lease
+    if e.claim then v = v .. ' ' .. e.claim end
+  end
   if px then
     call('SET', key, v, 'PX', px)
   else
     call('SET', key, v, 'KEEPTTL')
   end
+end
+
+-- Returns the claimed host of entry `e` (at `h`, hostId `id`) to idle: its
+-- lease ended unconfirmed (sweep.lua) or its claim was released
+-- (release.lua). Into the idle index with its entry's expiry, out of the busy
+-- one and the claims set; the entry last, keeping its TTL.
+local function unclaim(h, id, e)
+  local expiry = now + call('PTTL', h)
+  call('ZADD', index_key(e.region, STATUS_IDLE), expiry, id)
+  call('ZREM', index_key(e.region, STATUS_BUSY), id)
+  call('ZREM', claims_key, id)
+  e.status, e.lease, e.claim = STATUS_IDLE, nil, nil
+  put_entry(h, e)
 end
 
 -- a > b for sequence numbers (decimal, no leading zeros): exact for 64 bits,

@@ -63,8 +63,7 @@ local function heartbeat(seq, id, room, region, status, may_create)
     -- next heartbeat still frees it.
     if e.lease and tonumber(e.lease) <= now and e.status == STATUS_BUSY then
       moved_from = index_key(e.region, e.status)
-      e.status = STATUS_IDLE
-      e.lease = nil
+      e.status, e.lease, e.claim = STATUS_IDLE, nil, nil
       call('ZREM', claims_key, id)
     end
     if e.region ~= region then
@@ -127,7 +126,7 @@ local function status_update(seq, id, status)
   end
   if ordered then e.sseq = seq end
   if e.lease then
-    e.lease = nil
+    e.lease, e.claim = nil, nil
     call('ZREM', claims_key, id)
   end
   if changed then put_entry(h, e) end

@@ -11,12 +11,7 @@ for _, id in ipairs(due) do
   local h = host_key(id)
   local e = get_entry(h)
   if e and e.lease and tonumber(e.lease) <= now and e.status == STATUS_BUSY then
-    local expiry = now + call('PTTL', h)
-    e.lease = nil
-    e.status = STATUS_IDLE
-    put_entry(h, e)
-    call('ZREM', index_key(e.region, STATUS_BUSY), id)
-    call('ZADD', index_key(e.region, STATUS_IDLE), expiry, id)
+    unclaim(h, id, e)
     n = n + 1
   end
 end
