@@ -8,17 +8,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct decode_config {
     struct hr_common common; /* regions, for the daemon's verdict */
     struct hr_key_opt key;
     int json;
     int lines;
+    int no_window;
 };
 
 HR_OPT_FLAG(set_json, struct decode_config, json)
 
 HR_OPT_FLAG(set_lines, struct decode_config, lines)
+
+HR_OPT_FLAG(set_no_window, struct decode_config, no_window)
 
 static int set_key_file(void *c, const char *v, char *err, size_t errlen)
 {
@@ -26,8 +30,18 @@ static int set_key_file(void *c, const char *v, char *err, size_t errlen)
 }
 
 static const struct hr_opt options[] = {
-    {"key-file", 'k', "FILE", NULL, "the registry's key file: check authentication as it would",
+    {"key-file", 'k', "FILE", NULL,
+     "the registry's key file: check authentication as it would, the timestamp within +/-TTL "
+     "of now included",
      set_key_file, NULL},
+    {"ttl", 0, "SECONDS", "30", "the registry's --ttl: the timestamp window is +/-TTL",
+     hr_common_set_ttl, NULL},
+    /* Datagrams pasted here are usually fresh, so by default the verdict is
+     * the one hostregd would give now; an old one is judged on its tag alone
+     * with this. */
+    {"no-time-window", 0, NULL, NULL,
+     "with --key-file: do not check the timestamp (judge an old datagram by its tag)",
+     set_no_window, NULL},
     {"json", 'j', NULL, NULL, "one JSON object per datagram", set_json, NULL},
     {"lines", 0, NULL, NULL,
      "stdin: every non-empty line is a datagram (default: blocks "
@@ -53,8 +67,8 @@ static int one(const struct decode_config *cfg, const char *text)
         return 1;
     }
     struct hr_inspect r;
-    hr_inspect(buf, (size_t)n, &cfg->common.rules, cfg->key.loaded ? &cfg->key.kr : NULL, false,
-               &r);
+    hr_inspect(buf, (size_t)n, &cfg->common.rules, cfg->key.loaded ? &cfg->key.kr : NULL,
+               cfg->common.ttl_s, cfg->no_window ? 0 : (int64_t)time(NULL), false, &r);
     if (cfg->json) {
         json_t *o = hr_inspect_json(&r);
         json_dumpf(o, stdout, JSON_COMPACT);
@@ -76,6 +90,8 @@ int hr_cmd_decode(int argc, char **argv)
         "Decodes hostreg datagrams and says what hostregd would do with each: valid, dropped\n"
         "without an answer (not a readable frame), or answered invalid (a rule broken), with\n"
         "the exact reason. The datagram comes from the arguments (joined), or from stdin.\n"
+        "With --key-file a signed datagram's timestamp must be within +/-TTL of now, as hostregd\n"
+        "checks it on receipt: an older one is dropped bad_auth (stale) unless --no-time-window.\n"
         "Exit status: 0 all valid, 1 some refused or unreadable, 2 usage error.");
     char err[256];
     if (hr_rules_set_regions(&cfg.common.rules, cfg.common.regions_list, cfg.common.default_region,

@@ -23,6 +23,7 @@ struct dump_config {
     uint32_t port;
     uint32_t count; /* stop after this many datagrams; 0: no limit */
     int json;
+    int no_window;
 };
 
 /* What did not make it to the decoder, by cause. */
@@ -63,14 +64,22 @@ HR_OPT_U32(set_count, struct dump_config, count, 0u, 4000000000u, "a count, ")
 
 HR_OPT_FLAG(set_json, struct dump_config, json)
 
+HR_OPT_FLAG(set_no_window, struct dump_config, no_window)
+
 static int set_key_file(void *c, const char *v, char *err, size_t errlen)
 {
     return hr_key_opt_file(&((struct dump_config *)c)->key, v, err, errlen);
 }
 
 static const struct hr_opt options[] = {
-    {"key-file", 'k', "FILE", NULL, "the registry's key file: check authentication as it would",
+    {"key-file", 'k', "FILE", NULL,
+     "the registry's key file: check authentication as it would, the timestamp within +/-TTL "
+     "of the packet's capture time included",
      set_key_file, NULL},
+    {"ttl", 0, "SECONDS", "30", "the registry's --ttl: the timestamp window is +/-TTL",
+     hr_common_set_ttl, NULL},
+    {"no-time-window", 0, NULL, NULL, "with --key-file: do not check the timestamp", set_no_window,
+     NULL},
     {"read", 'r', "FILE", NULL, "read a pcap or pcapng capture ('-' for stdin)", set_file, NULL},
     {"interface", 'i', "IFACE", NULL,
      "capture live on this interface (needs root or "
@@ -122,9 +131,11 @@ static void emit(struct dump *d, const struct timeval *ts, const char *src, cons
 {
     struct hr_inspect r;
     /* What goes to the registry is judged as hostregd does; what comes from
-     * it is an ack. */
+     * it is an ack. The timestamp window is checked against the capture time,
+     * which is when hostregd saw the datagram, however late the capture is
+     * read. */
     hr_inspect(payload, len, &d->cfg->common.rules, d->cfg->key.loaded ? &d->cfg->key.kr : NULL,
-               !to_server, &r);
+               d->cfg->common.ttl_s, d->cfg->no_window ? 0 : (int64_t)ts->tv_sec, !to_server, &r);
     d->t.datagrams++;
     const struct hr_verdict *v = &r.v;
     int ti = !v->header_ok ? 4 : v->frame.type == HR_MSG_ACK ? 3 : v->frame.type - 1;
@@ -374,6 +385,8 @@ int hr_cmd_dump(int argc, char **argv)
         "direction, decoded fields and hostregd's verdict; then totals per message type and\n"
         "verdict. IPv4 and IPv6; Ethernet, loopback, Linux cooked and raw IP link types.\n"
         "Fragments and packets cut by the snap length are reported, not decoded.\n"
+        "With --key-file a signed datagram's timestamp must be within +/-TTL of the packet's\n"
+        "capture time, as hostregd checks it on receipt (--no-time-window: not checked).\n"
         "Example: hostreg dump -i lo -c 10   or   tcpdump -w x.pcap udp port 9099; hostreg dump -r "
         "x.pcap");
     char err[PCAP_ERRBUF_SIZE + 256];

@@ -8,14 +8,15 @@
 #include <string.h>
 
 void hr_inspect(const uint8_t *buf, size_t len, const struct hr_rules *rules,
-                const struct hr_keyring *keys, bool reply, struct hr_inspect *out)
+                const struct hr_keyring *keys, uint32_t ttl_s, int64_t now_s, bool reply,
+                struct hr_inspect *out)
 {
     memset(out, 0, sizeof(*out));
     out->len = len;
     out->reply = reply;
     struct hr_verdict *v = &out->v;
     if (!reply) {
-        const struct hr_datagram_ctx ctx = {rules, keys, 0, 0};
+        const struct hr_datagram_ctx ctx = {rules, keys, ttl_s, now_s};
         hr_datagram_judge(buf, len, &ctx, v);
         /* Shown, not judged: the fields of an ack sent the wrong way. */
         if (v->header_ok && v->frame.type == HR_MSG_ACK)
@@ -44,6 +45,8 @@ static const char *message(const struct hr_inspect *r)
 {
     if (!r->reply && r->v.header_ok && r->v.frame.type == HR_MSG_ACK)
         return "an ack: hostregd sends these, and drops any it receives";
+    if (r->v.stale)
+        return "timestamp outside +/-TTL of the time judged at: stale, or a clock off";
     return hr_strerror(r->v.reason);
 }
 
@@ -130,6 +133,8 @@ json_t *hr_inspect_json(const struct hr_inspect *r)
     json_object_set_new(o, "verdict", json_string(hr_inspect_verdict(r)));
     if (r->v.kind != HR_VERDICT_ACCEPT) {
         json_object_set_new(o, "reason", json_string(hr_errname(r->v.reason)));
+        if (r->v.stale)
+            json_object_set_new(o, "stale", json_true());
         json_object_set_new(o, "message", json_string(message(r)));
     }
     if (!r->reply)

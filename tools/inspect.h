@@ -19,13 +19,15 @@ struct hr_inspect {
 };
 
 /* Judges one datagram as hostregd would (lib/protocol/datagram.c) with `rules` and,
- * when `keys` is not NULL, its authentication (except the timestamp window:
- * captures are read after the fact). With `reply` it is an ack from the
- * registry instead: only decoded, and valid when it is a readable ack. An ack
- * judged as a request is dropped (bad_type), and its fields are decoded for
- * showing all the same. */
+ * when `keys` is not NULL, its authentication: a signed frame's timestamp must
+ * then be within ±ttl_s of now_s (unix seconds: when hostregd would have read
+ * it; 0 skips the window). With `reply` it is an ack from the registry
+ * instead: only decoded, and valid when it is a readable ack. An ack judged as
+ * a request is dropped (bad_type), and its fields are decoded for showing all
+ * the same. */
 void hr_inspect(const uint8_t *buf, size_t len, const struct hr_rules *rules,
-                const struct hr_keyring *keys, bool reply, struct hr_inspect *out);
+                const struct hr_keyring *keys, uint32_t ttl_s, int64_t now_s, bool reply,
+                struct hr_inspect *out);
 
 /* "valid", "invalid" or "dropped" (hr_verdict_name). */
 const char *hr_inspect_verdict(const struct hr_inspect *r);

@@ -11,6 +11,7 @@
 #include "err.h"
 #include "harness.h"
 #include "hostreg_host.h"
+#include "keys.h"
 #include "wire.h"
 
 #include <arpa/inet.h>
@@ -24,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -156,6 +158,131 @@ static void test_tools_decode_protocol_examples(void **state)
     free(out);
 }
 
+/* --- the timestamp window of signed frames --- */
+
+/* The master key of docs/PROTOCOL.md 1.2's worked example, id 7. */
+static const char doc_master[] = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+static const char doc_host[] = "550e8400-e29b-41d4-a716-446655440000";
+
+/* A key file (mode 600) holding `line`, at path (a mkstemp template). */
+static void write_key_file(char *path, const char *line)
+{
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(fchmod(fd, 0600), 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "%s\n", line);
+    fclose(f);
+}
+
+/* heartbeat-uuid signed with the documented master key 7 at `ts`. */
+static size_t doc_signed_heartbeat(uint32_t ts, uint8_t *buf, size_t cap)
+{
+    struct hr_key k = {.id = 7, .mode = HR_KEY_MASTER};
+    assert_int_equal(hr_keys_parse_hex(doc_master, k.secret), 0);
+    uint8_t key[HR_KEY_LEN];
+    hr_keys_host_key(&k, doc_host, key);
+    struct hr_request hb = h_heartbeat(doc_host, "room-abc", "us-east-1", HR_STATUS_NONE, 4242);
+    size_t n = hr_wire_encode_request_auth(&hb, key, 7, ts, buf, cap);
+    assert_true(n > 0);
+    return n;
+}
+
+static void to_hex(const uint8_t *b, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", b[i]);
+}
+
+/* `hostreg decode` with args on hex: its JSON verdict, reason and stale flag. */
+static int decode_json(const char *args, const char *hex, char *verdict, char *reason, bool *stale)
+{
+    char *out;
+    int st = run(&out, "%s/hostreg decode --json %s %s", bin_dir(), args, hex);
+    json_error_t e;
+    json_t *j = json_loads(out, 0, &e);
+    if (!j)
+        fail_msg("decode %s printed no JSON: %s", args, out);
+    const char *v = json_string_value(json_object_get(j, "verdict"));
+    const char *r = json_string_value(json_object_get(j, "reason"));
+    snprintf(verdict, 32, "%s", v ? v : "");
+    snprintf(reason, 32, "%s", r ? r : "");
+    *stale = json_is_true(json_object_get(j, "stale"));
+    json_decref(j);
+    free(out);
+    return st;
+}
+
+/* decode gives hostregd's verdict now: a frame signed an hour ago is stale
+ * (bad_auth) within the window, valid by its tag without it; --ttl widens the
+ * window; a frame signed now is valid. The documented heartbeat-auth tag is
+ * checked against the documented key; a wrong key is bad_auth, not stale. */
+static void test_tools_decode_time_window(void **state)
+{
+    (void)state;
+    char kf[] = "/tmp/hostreg-test-keys-XXXXXX", wrong[] = "/tmp/hostreg-test-keys-XXXXXX";
+    char line[128], args[256], verdict[32], reason[32];
+    bool stale;
+    snprintf(line, sizeof(line), "7 master %s", doc_master);
+    write_key_file(kf, line);
+    snprintf(line, sizeof(line), "7 deployment %s", doc_master);
+    write_key_file(wrong, line);
+
+    uint8_t buf[HR_WIRE_MAX];
+    char hex[2 * HR_WIRE_MAX + 1];
+    uint32_t now = (uint32_t)time(NULL);
+    to_hex(buf, doc_signed_heartbeat(now - 3600, buf, sizeof(buf)), hex);
+    snprintf(args, sizeof(args), "-k %s", kf);
+    assert_int_equal(decode_json(args, hex, verdict, reason, &stale), 1);
+    assert_string_equal(verdict, "dropped");
+    assert_string_equal(reason, "bad_auth");
+    assert_true(stale);
+    snprintf(args, sizeof(args), "-k %s --no-time-window", kf);
+    assert_int_equal(decode_json(args, hex, verdict, reason, &stale), 0);
+    assert_string_equal(verdict, "valid");
+    snprintf(args, sizeof(args), "-k %s --ttl 7200", kf);
+    assert_int_equal(decode_json(args, hex, verdict, reason, &stale), 0);
+    assert_string_equal(verdict, "valid");
+    /* Without keys the block is not checked, as in an open hostregd. */
+    assert_int_equal(decode_json("", hex, verdict, reason, &stale), 0);
+
+    to_hex(buf, doc_signed_heartbeat(now, buf, sizeof(buf)), hex);
+    snprintf(args, sizeof(args), "-k %s", kf);
+    assert_int_equal(decode_json(args, hex, verdict, reason, &stale), 0);
+    assert_string_equal(verdict, "valid");
+
+    /* The document's signed example, under the document's key. */
+    char path[512], doc_line[2048] = "";
+    snprintf(path, sizeof(path), "%s/docs/PROTOCOL.md", h_source_dir());
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    bool in_auth = false;
+    while (fgets(doc_line, sizeof(doc_line), f)) {
+        if (!strcmp(doc_line, "name: heartbeat-auth\n"))
+            in_auth = true;
+        else if (in_auth && !strncmp(doc_line, "hex: ", 5))
+            break;
+    }
+    fclose(f);
+    assert_true(in_auth);
+    char *doc_hex = doc_line + 5;
+    doc_hex[strcspn(doc_hex, "\n")] = '\0';
+    snprintf(args, sizeof(args), "-k %s --no-time-window", kf);
+    assert_int_equal(decode_json(args, doc_hex, verdict, reason, &stale), 0);
+    assert_string_equal(verdict, "valid");
+    snprintf(args, sizeof(args), "-k %s", kf);
+    assert_int_equal(decode_json(args, doc_hex, verdict, reason, &stale), 1);
+    assert_true(stale);
+    /* The master secret used as a deployment key: another K, a wrong tag. */
+    snprintf(args, sizeof(args), "-k %s --no-time-window", wrong);
+    assert_int_equal(decode_json(args, doc_hex, verdict, reason, &stale), 1);
+    assert_string_equal(reason, "bad_auth");
+    assert_false(stale);
+
+    unlink(kf);
+    unlink(wrong);
+}
+
 /* --- decode and hostregd agree --- */
 
 /* One corpus datagram and what each side made of it. */
@@ -233,8 +360,8 @@ static int daemon_answer(int fd, const struct corpus_case *c, uint64_t probe_seq
  * request's seq and a registry outcome; invalid: acked INVALID with decode's
  * reason when the ack fits, silence otherwise; dropped: silence, and the
  * daemon's dropped_<reason> counter counts it. Without keys: the signed
- * frames of the corpus carry fixed timestamps that an authenticating daemon
- * would refuse as stale, which decode (reading captures) does not check. */
+ * frames of the corpus carry fixed timestamps that an authenticating daemon,
+ * and decode with --key-file, would refuse as stale. */
 static void test_tools_decode_agrees_with_daemon(void **state)
 {
     (void)state;
@@ -494,6 +621,57 @@ static void test_tools_dump_capture(void **state)
     unlink(path);
 }
 
+/* dump judges a signed frame's timestamp against the packet's capture time,
+ * which is when hostregd saw it, however late the capture is read: the frame
+ * captured at its own timestamp is valid, the same frame captured an hour
+ * later is stale; without the window both are valid. */
+static void test_tools_dump_time_window(void **state)
+{
+    (void)state;
+    char kf[] = "/tmp/hostreg-test-keys-XXXXXX", line[128];
+    snprintf(line, sizeof(line), "7 master %s", doc_master);
+    write_key_file(kf, line);
+    char path[] = "/tmp/hostreg-test-capture-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    pcap_t *p = pcap_open_dead(DLT_EN10MB, 65535);
+    pcap_dumper_t *d = pcap_dump_open(p, path);
+    assert_non_null(d);
+    uint8_t pkt[1024], dgram[HR_WIRE_MAX];
+    const uint32_t ts = 1764367488;
+    size_t n = doc_signed_heartbeat(ts, dgram, sizeof(dgram));
+    size_t len = ip4_udp(pkt, "10.2.2.1", "10.2.2.2", 40000, 9099, dgram, n, 0);
+    struct pcap_pkthdr h = {{ts, 250000}, (bpf_u_int32)len, (bpf_u_int32)len};
+    pcap_dump((u_char *)d, &h, pkt);
+    len = ip4_udp(pkt, "10.2.2.3", "10.2.2.2", 40000, 9099, dgram, n, 0);
+    h.ts.tv_sec = ts + 3600;
+    pcap_dump((u_char *)d, &h, pkt);
+    pcap_dump_close(d);
+    pcap_close(p);
+
+    char *out;
+    assert_int_equal(run(&out, "%s/hostreg dump -k %s -r %s", bin_dir(), kf, path), 0);
+    static const char *want[] = {
+        "10.2.2.1:40000 > 10.2.2.2:9099 request heartbeat key=7 ts=1764367488 seq=4242 "
+        "host=550e8400-e29b-41d4-a716-446655440000(uuid)",
+        "10.2.2.3:40000 > 10.2.2.2:9099 request heartbeat key=7 ts=1764367488 len=68 dropped: "
+        "bad_auth (timestamp outside",
+        "by verdict: valid=1 bad_auth=1",
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        if (!strstr(out, want[i]))
+            fail_msg("dump output lacks '%s':\n%s", want[i], out);
+    free(out);
+    assert_int_equal(run(&out, "%s/hostreg dump -k %s --no-time-window -r %s", bin_dir(), kf, path),
+                     0);
+    if (!strstr(out, "by verdict: valid=2"))
+        fail_msg("dump --no-time-window:\n%s", out);
+    free(out);
+    unlink(path);
+    unlink(kf);
+}
+
 /* --- the host library against the real daemon --- */
 
 struct events {
@@ -706,6 +884,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tools_decode_protocol_examples),
         cmocka_unit_test(test_tools_dump_capture),
+        cmocka_unit_test(test_tools_decode_time_window),
+        cmocka_unit_test(test_tools_dump_time_window),
         cmocka_unit_test(test_tools_ls_lists_hosts),
         cmocka_unit_test(test_tools_bench_modest_rate_loses_nothing),
         cmocka_unit_test(test_tools_host_library),
