@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -37,6 +38,21 @@
  * replaces the least recently used slot instead of growing memory: at most
  * this many filters' answers (two bodies each) are held. */
 #define LIST_CACHE_SLOTS 64
+
+/* Request bytes one connection may have read but not yet parsed. evhttp
+ * parses a keep-alive connection's next request only once the answer to the
+ * previous one is written out, yet keeps reading meanwhile (to notice a
+ * close): a client that pipelines requests and never reads the answers made
+ * it buffer everything it sent (800 MiB in 4 s over loopback). At this many
+ * bytes the gateway stops reading the socket until evhttp has parsed some,
+ * so the client's further requests wait in the kernel and then in the
+ * client. It must hold the largest request evhttp waits for whole in this
+ * buffer (a body of up to 4 * HR_GATEWAY_MAX_BODY after its headers); 4 times
+ * that leaves room for a few pipelined requests, which keeps a well-behaved
+ * pipelining client's throughput. */
+#define CONN_INPUT_MAX (256 * 1024)
+_Static_assert(CONN_INPUT_MAX >= 4 * (4 * HR_GATEWAY_MAX_BODY),
+               "a connection must hold the largest request with room to spare");
 
 struct hr_gateway {
     struct event_base *base;
@@ -774,6 +790,23 @@ static void on_request(struct evhttp_request *req, void *arg)
     r->handler(c);
 }
 
+/* evhttp's bufferevent for each accepted connection (evhttp_set_bevcb): the
+ * same as evhttp would make, plus a read high-watermark of CONN_INPUT_MAX.
+ * evhttp enables and disables reading as its state machine goes, but never
+ * sets watermarks, so this bound holds for the connection's life. A stuck
+ * client (reading suspended, an answer unsent) is closed by evhttp's write
+ * timeout, --http-timeout after its last progress. Without BEV_OPT_CLOSE_ON_FREE,
+ * as evhttp's own: evhttp closes the socket itself after freeing this. NULL
+ * (out of memory) lets evhttp make one without the bound. */
+static struct bufferevent *conn_bufferevent(struct event_base *base, void *arg)
+{
+    (void)arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+    if (bev)
+        bufferevent_setwatermark(bev, EV_READ, 0, CONN_INPUT_MAX);
+    return bev;
+}
+
 /* --- running out of descriptors --- */
 
 /* How long accepting pauses after accept() fails: the longest a connection
@@ -889,6 +922,7 @@ struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *stor
         gw->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                       EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(gw->http, on_request, gw);
+    evhttp_set_bevcb(gw->http, conn_bufferevent, NULL);
     gw->sock = evhttp_bind_socket_with_handle(gw->http, cfg->listen_host, cfg->listen_port);
     if (!gw->sock) {
         snprintf(err, errlen, "cannot listen on %s:%u (address in use?)", cfg->listen_host,
