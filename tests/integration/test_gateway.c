@@ -927,6 +927,51 @@ static void test_gateway_pipelining_client_that_reads_served(void **state)
     free(in);
 }
 
+/* With reading stopped at the bound, a request evhttp can never finish would
+ * hold its connection forever (no read timeout runs while reading is off):
+ * a chunk-size line without an end, which evhttp reads with no limit. Such a
+ * connection is dropped at once, whatever --http-timeout says. */
+static void test_gateway_pipelining_endless_chunk_line_dropped(void **state)
+{
+    (void)state;
+    const char *args[] = {"--http-timeout", "60", "--log-level", "warn", NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    static const char head[] = "POST /api/host/heartbeat HTTP/1.1\r\nHost: t\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n";
+    enum { LINE = 512 * 1024 };
+    char *line = malloc(LINE);
+    assert_non_null(line);
+    memset(line, '1', LINE);
+    int fd = tcp_connect(gw2.port);
+    assert_int_equal(send(fd, head, sizeof(head) - 1, 0), (ssize_t)(sizeof(head) - 1));
+    uint64_t t0 = h_now_ms(), closed = 0;
+    size_t off = 0;
+    while (!closed && h_now_ms() < t0 + 10000) {
+        struct pollfd p = {fd, (short)(POLLIN | (off < LINE ? POLLOUT : 0)), 0};
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        char buf[512];
+        if ((p.revents & (POLLIN | POLLHUP | POLLERR)) &&
+            recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+            closed = h_now_ms();
+        else if ((p.revents & POLLOUT) && off < LINE) {
+            ssize_t w = send(fd, line + off, LINE - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w > 0)
+                off += (size_t)w;
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
+                closed = h_now_ms();
+        }
+    }
+    close(fd);
+    free(line);
+    assert_true(closed != 0);
+    printf("# endless chunk-size line: dropped after %llu ms\n", (unsigned long long)(closed - t0));
+    struct reply rep;
+    call(&rep, gw2.port, "GET", "/healthz", NULL, NULL);
+    assert_code(&rep, 200);
+    reply_free(&rep);
+}
+
 /* --- one registry for UDP and HTTP --- */
 
 static void test_gateway_udp_host_listed_and_claimable(void **state)
@@ -2060,6 +2105,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_pipelining_client_that_never_reads_bounded,
                                   teardown_each),
         cmocka_unit_test_teardown(test_gateway_pipelining_client_that_reads_served, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_pipelining_endless_chunk_line_dropped,
+                                  teardown_each),
         cmocka_unit_test_teardown(test_gateway_udp_host_listed_and_claimable, teardown_each),
         cmocka_unit_test_teardown(test_gateway_http_host_takes_udp_status, teardown_each),
         cmocka_unit_test_teardown(test_gateway_hosts_list_filters, teardown_each),
