@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -40,6 +41,28 @@
  * replaces the least recently used slot instead of growing memory: at most
  * this many filters' answers (two bodies each) are held. */
 #define LIST_CACHE_SLOTS 64
+
+/* Request bytes one connection may have read but not yet parsed. evhttp
+ * parses a keep-alive connection's next request only once the answer to the
+ * previous one is written out, yet keeps reading meanwhile (to notice a
+ * close): a client that pipelined requests and never read the answers made it
+ * buffer everything it sent (480 MiB in 2 s over loopback). At this many
+ * bytes the gateway stops reading the socket until evhttp has parsed some, so
+ * the client's further requests wait in the kernel and then in the client.
+ * It holds the largest request evhttp waits for whole (a body of up to
+ * 4 * HR_GATEWAY_MAX_BODY) a few times over, so that no request is cut and a
+ * well-behaved pipelining client has a backlog ready. */
+#define CONN_INPUT_MAX (256 * 1024)
+/* A line evhttp could parse ends well within this: header lines are cut at
+ * 8 KiB, and a body (64 KiB at most) is followed by the next request line or
+ * a chunk's CRLF. evhttp reads a chunk-size line with no limit, though: one
+ * without an end would have it wait forever with reading stopped (no read
+ * timeout runs while reading is off), so a connection that has this much
+ * without a newline while evhttp reads a request is dropped. */
+#define CONN_LINE_MAX (128 * 1024)
+_Static_assert(CONN_INPUT_MAX >= CONN_LINE_MAX &&
+                   CONN_LINE_MAX >= 4 * HR_GATEWAY_MAX_BODY + 8192 + 4096,
+               "a whole request, then a line, fit in what a connection may hold");
 
 struct hr_gateway {
     struct event_base *base;
@@ -946,6 +969,55 @@ static void on_request(struct evhttp_request *req, void *arg)
     r->handler(c);
 }
 
+/* Called whenever a connection's input changes, synchronously (evhttp's
+ * bufferevents do not defer their buffers' callbacks), so `bev` is alive.
+ * At CONN_INPUT_MAX the bufferevent has stopped reading (its watermark). While
+ * evhttp writes an answer (its read callback NULL, evhttp_write_buffer), that
+ * waits for the client: evhttp's write timeout closes the connection
+ * --http-timeout after its last progress. While it reads a request, the
+ * input must hold a line it can parse, or nothing would ever resume reading,
+ * and no read timeout runs while reading is off. */
+static void conn_input_cb(struct evbuffer *in, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct bufferevent *bev = arg;
+    size_t len = evbuffer_get_length(in);
+    if (info->n_added == 0 || len < CONN_INPUT_MAX)
+        return;
+    bufferevent_data_cb readcb;
+    bufferevent_getcb(bev, &readcb, NULL, NULL, NULL);
+    if (!readcb)
+        return;
+    struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, NULL, EVBUFFER_EOL_LF);
+    if (eol.pos >= 0 && (size_t)eol.pos < CONN_LINE_MAX)
+        return;
+    /* Not freed here, inside libevent's read: handed to evhttp as a read
+     * error after it (deferred, holding a reference to `bev`), which drops
+     * the connection as it does any broken one. */
+    bufferevent_trigger_event(bev, BEV_EVENT_READING | BEV_EVENT_ERROR, BEV_TRIG_DEFER_CALLBACKS);
+    HR_LOG_LIMITED(HR_LOG_INFO, "http connection dropped: %zu bytes and no end of line in them",
+                   len);
+}
+
+/* evhttp's bufferevent for each accepted connection (evhttp_set_bevcb): the
+ * same as evhttp would make, plus a read high-watermark of CONN_INPUT_MAX
+ * (evhttp enables and disables reading as it goes but never sets
+ * watermarks, so the bound holds for the connection's life) and
+ * conn_input_cb. Without BEV_OPT_CLOSE_ON_FREE, as evhttp's own: evhttp
+ * closes the socket itself after freeing it. NULL (out of memory) lets
+ * evhttp make one, unbounded. */
+static struct bufferevent *conn_bufferevent(struct event_base *base, void *arg)
+{
+    (void)arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
+    if (bev && !evbuffer_add_cb(bufferevent_get_input(bev), conn_input_cb, bev)) {
+        bufferevent_free(bev);
+        bev = NULL;
+    }
+    if (bev)
+        bufferevent_setwatermark(bev, EV_READ, 0, CONN_INPUT_MAX);
+    return bev;
+}
+
 /* --- running out of descriptors --- */
 
 /* How long accepting pauses after accept() fails: the longest a connection
@@ -1061,6 +1133,7 @@ struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *stor
         gw->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                       EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(gw->http, on_request, gw);
+    evhttp_set_bevcb(gw->http, conn_bufferevent, NULL);
     gw->sock = evhttp_bind_socket_with_handle(gw->http, cfg->listen_host, cfg->listen_port);
     if (!gw->sock) {
         snprintf(err, errlen, "cannot listen on %s:%u (address in use?)", cfg->listen_host,

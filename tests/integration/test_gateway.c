@@ -816,6 +816,227 @@ static void test_gateway_keep_alive_and_expect_continue(void **state)
     assert_non_null(strstr(buf, "{\"success\":true,\"ttl\":30}"));
 }
 
+/* The gateway's resident memory in KiB (VmRSS), or -1. */
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+static const char pipelined_get[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+
+/* Issue 13: evhttp kept reading the requests of a client that pipelined them
+ * and never read an answer, so one connection grew the gateway by hundreds of
+ * MiB (8 to 423 MiB). It must stop reading that connection, keep serving
+ * others, and close it once it is stuck past --http-timeout. */
+static void test_gateway_pipelining_client_that_never_reads_bounded(void **state)
+{
+    (void)state;
+    enum { FLOOD_MS = 2000, BATCH = 1000 };
+    const char *args[] = {"--http-timeout", "2", "--log-level", "warn", NULL};
+    /* Under ASan freed memory waits in a quarantine (256 MiB by default), so
+     * RSS would follow what the answered requests allocated, not what the
+     * gateway holds: a small quarantine (the last setting wins) for this one. */
+    static char asan[512];
+    const char *inherited = getenv("ASAN_OPTIONS");
+    snprintf(asan, sizeof(asan), "ASAN_OPTIONS=%s%squarantine_size_mb=1",
+             inherited ? inherited : "", inherited && *inherited ? ":" : "");
+    const char *env[] = {asan, NULL};
+    assert_int_equal(start_gw2(redis.port, args, env), 0);
+    long before = rss_kib(gw2.pid);
+    assert_true(before > 0);
+
+    size_t n = sizeof(pipelined_get) - 1;
+    char *batch = malloc(BATCH * n);
+    assert_non_null(batch);
+    for (size_t i = 0; i < BATCH; i++)
+        memcpy(batch + i * n, pipelined_get, n);
+    int fd = tcp_connect(gw2.port);
+    /* As fast as the socket takes them, for FLOOD_MS or until closed. */
+    uint64_t t0 = h_now_ms(), closed = 0;
+    long peak = before;
+    unsigned long long sent = 0;
+    size_t off = 0;
+    while (!closed && h_now_ms() < t0 + FLOOD_MS) {
+        ssize_t w = send(fd, batch + off, BATCH * n - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+            sent += (unsigned long long)w;
+            off = (off + (size_t)w) % (BATCH * n);
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            struct pollfd p = {fd, POLLOUT, 0};
+            poll(&p, 1, 10);
+        } else {
+            closed = h_now_ms();
+        }
+        long kib = rss_kib(gw2.pid);
+        if (kib > peak)
+            peak = kib;
+    }
+    free(batch);
+    printf("# never-reading pipeliner: %llu KiB sent in %llu ms, gateway RSS %ld -> %ld KiB\n",
+           sent / 1024, (unsigned long long)(h_now_ms() - t0), before, peak);
+    /* Unbounded, this is hundreds of MiB; bounded, a few hundred KiB. */
+    assert_true(peak - before < 32 * 1024);
+
+    /* Another client is served meanwhile, promptly. */
+    struct reply rep;
+    uint64_t asked = h_now_ms();
+    call(&rep, gw2.port, "GET", "/healthz", NULL, NULL);
+    assert_code(&rep, 200);
+    reply_free(&rep);
+    assert_true(h_now_ms() - asked < 1000);
+
+    /* The stuck connection is closed --http-timeout (2 s) after its last
+     * progress: an error on it at most a few seconds after the flood began. */
+    while (!closed && h_now_ms() < t0 + 10000) {
+        struct pollfd p = {fd, POLLOUT, 0};
+        if (poll(&p, 1, 100) == 1 && ((p.revents & (POLLERR | POLLHUP)) ||
+                                      send(fd, pipelined_get, n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0))
+            closed = h_now_ms();
+    }
+    close(fd);
+    assert_true(closed != 0);
+    printf("# closed %llu ms after the flood began (--http-timeout 2)\n",
+           (unsigned long long)(closed - t0));
+}
+
+/* The bound must not cost a client that pipelines and reads, even one slow
+ * to start reading: it writes until the gateway stops taking its requests
+ * (the bound is reached, answers wait on the client), then reads the answers
+ * while writing the rest. Every request is answered, none dropped. */
+static void test_gateway_pipelining_client_that_reads_served(void **state)
+{
+    (void)state;
+    enum { REQS = 50000 };
+    const char *args[] = {"--log-level", "warn", NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    static const char last[] = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    size_t n = sizeof(pipelined_get) - 1;
+    size_t len = (REQS - 1) * n + sizeof(last) - 1;
+    char *reqs = malloc(len);
+    assert_non_null(reqs);
+    for (size_t i = 0; i < REQS - 1; i++)
+        memcpy(reqs + i * n, pipelined_get, n);
+    memcpy(reqs + (REQS - 1) * n, last, sizeof(last) - 1);
+
+    size_t cap = 1 << 20, got = 0, off = 0;
+    char *in = malloc(cap);
+    assert_non_null(in);
+    /* Small socket buffers on our side, so that the gateway's bound, not the
+     * kernel's buffering, is what stops the requests. */
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)gw2.port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int small = 32 * 1024;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+
+    /* Not reading yet: write until nothing has been taken for 300 ms. */
+    bool stalled = false;
+    while (off < len && !stalled) {
+        ssize_t w = send(fd, reqs + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) {
+            off += (size_t)w;
+            continue;
+        }
+        assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
+        struct pollfd p = {fd, POLLOUT, 0};
+        stalled = poll(&p, 1, 300) == 0;
+    }
+    printf("# pipelining reader: %zu KiB of requests taken before it read (%s)\n", off / 1024,
+           stalled ? "then the gateway stopped reading" : "all of them");
+
+    uint64_t deadline = h_now_ms() + 30000;
+    bool eof = false;
+    while (!eof && h_now_ms() < deadline) {
+        struct pollfd p = {fd, (short)(POLLIN | (off < len ? POLLOUT : 0)), 0};
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        if ((p.revents & POLLOUT) && off < len) {
+            ssize_t w = send(fd, reqs + off, len - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+            assert_true(w > 0 || errno == EAGAIN || errno == EWOULDBLOCK);
+            if (w > 0)
+                off += (size_t)w;
+        }
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            if (cap - got < 65536) {
+                cap *= 2;
+                in = realloc(in, cap);
+                assert_non_null(in);
+            }
+            ssize_t r = recv(fd, in + got, cap - got - 1, MSG_DONTWAIT);
+            if (r > 0)
+                got += (size_t)r;
+            else if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+                eof = true;
+        }
+    }
+    close(fd);
+    in[got] = '\0';
+    printf("# pipelining reader: %zu KiB of requests, %zu KiB of answers\n", len / 1024,
+           got / 1024);
+    assert_true(eof);
+    assert_int_equal(off, len);
+    assert_int_equal(count(in, "HTTP/1.1 200 OK\r\n"), REQS);
+    free(reqs);
+    free(in);
+}
+
+/* With reading stopped at the bound, a request evhttp can never finish would
+ * hold its connection forever (no read timeout runs while reading is off):
+ * a chunk-size line without an end, which evhttp reads with no limit. Such a
+ * connection is dropped at once, whatever --http-timeout says. */
+static void test_gateway_pipelining_endless_chunk_line_dropped(void **state)
+{
+    (void)state;
+    const char *args[] = {"--http-timeout", "60", "--log-level", "warn", NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    static const char head[] = "POST /api/host/heartbeat HTTP/1.1\r\nHost: t\r\n"
+                               "Transfer-Encoding: chunked\r\n\r\n";
+    enum { LINE = 512 * 1024 };
+    char *line = malloc(LINE);
+    assert_non_null(line);
+    memset(line, '1', LINE);
+    int fd = tcp_connect(gw2.port);
+    assert_int_equal(send(fd, head, sizeof(head) - 1, 0), (ssize_t)(sizeof(head) - 1));
+    uint64_t t0 = h_now_ms(), closed = 0;
+    size_t off = 0;
+    while (!closed && h_now_ms() < t0 + 10000) {
+        struct pollfd p = {fd, (short)(POLLIN | (off < LINE ? POLLOUT : 0)), 0};
+        if (poll(&p, 1, 100) != 1)
+            continue;
+        char buf[512];
+        if ((p.revents & (POLLIN | POLLHUP | POLLERR)) &&
+            recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0)
+            closed = h_now_ms();
+        else if ((p.revents & POLLOUT) && off < LINE) {
+            ssize_t w = send(fd, line + off, LINE - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (w > 0)
+                off += (size_t)w;
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
+                closed = h_now_ms();
+        }
+    }
+    close(fd);
+    free(line);
+    assert_true(closed != 0);
+    printf("# endless chunk-size line: dropped after %llu ms\n", (unsigned long long)(closed - t0));
+    struct reply rep;
+    call(&rep, gw2.port, "GET", "/healthz", NULL, NULL);
+    assert_code(&rep, 200);
+    reply_free(&rep);
+}
+
 /* --- one registry for UDP and HTTP --- */
 
 static void test_gateway_udp_host_listed_and_claimable(void **state)
@@ -2260,6 +2481,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_ambiguous_framing_refused, teardown_each),
         cmocka_unit_test_teardown(test_gateway_idle_connection_closed, teardown_each),
         cmocka_unit_test_teardown(test_gateway_keep_alive_and_expect_continue, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_pipelining_client_that_never_reads_bounded,
+                                  teardown_each),
+        cmocka_unit_test_teardown(test_gateway_pipelining_client_that_reads_served, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_pipelining_endless_chunk_line_dropped,
+                                  teardown_each),
         cmocka_unit_test_teardown(test_gateway_udp_host_listed_and_claimable, teardown_each),
         cmocka_unit_test_teardown(test_gateway_http_host_takes_udp_status, teardown_each),
         cmocka_unit_test_teardown(test_gateway_hosts_list_filters, teardown_each),
