@@ -1738,11 +1738,25 @@ static void test_gateway_timed_out_find_releases_its_claim(void **state)
     redisContext *c = h_redis_connect(redis2.port);
     heartbeat_ok(gw2.port, "to-a", "room-to-a", "local", NULL);
 
-    /* Redis asleep for 800 ms, from a connection nobody reads. */
-    int fd = tcp_connect(redis2.port);
-    static const char sleep_cmd[] = "DEBUG SLEEP 0.8\r\n";
+    /* Redis asleep for 800 ms, from a connection nobody reads; asleep for
+     * sure once a PING on another one goes unanswered for 50 ms (the find
+     * must reach a Redis that sleeps, not one about to). */
+    int fd = tcp_connect(redis2.port), probe = tcp_connect(redis2.port);
+    static const char sleep_cmd[] = "DEBUG SLEEP 0.8\r\n", ping[] = "PING\r\n";
     assert_int_equal(send(fd, sleep_cmd, sizeof(sleep_cmd) - 1, 0),
                      (ssize_t)(sizeof(sleep_cmd) - 1));
+    bool asleep = false;
+    for (uint64_t end = h_now_ms() + 2000; !asleep && h_now_ms() < end;) {
+        char pong[64];
+        assert_int_equal(send(probe, ping, sizeof(ping) - 1, 0), (ssize_t)(sizeof(ping) - 1));
+        struct pollfd p = {probe, POLLIN, 0};
+        if (poll(&p, 1, 50) == 0)
+            asleep = true;
+        else
+            assert_true(recv(probe, pong, sizeof(pong), 0) > 0);
+    }
+    close(probe);
+    assert_true(asleep);
     struct reply rep;
     post(&rep, gw2.port, "/api/match/find", NULL, json_pack("{s:s}", "hostId", "to-a"));
     uint64_t refused = h_now_ms();
