@@ -1,6 +1,7 @@
 #include "inspect.h"
 
 #include "err.h"
+#include "parse.h"
 
 #include <ctype.h>
 #include <inttypes.h>
@@ -142,14 +143,6 @@ json_t *hr_inspect_json(const struct hr_inspect *r)
     return o;
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 long hr_parse_datagram_text(const char *text, uint8_t *out, size_t cap)
 {
     /* Hex first: every character a hex digit, white space, ':' or a 0x prefix. */
@@ -162,7 +155,7 @@ long hr_parse_datagram_text(const char *text, uint8_t *out, size_t cap)
             p++;
             continue;
         }
-        int v = hexval((unsigned char)*p);
+        int v = hr_hex_digit((unsigned char)*p);
         if (v < 0) {
             is_hex = 0;
             break;

@@ -1,5 +1,7 @@
 #include "id.h"
 
+#include "parse.h"
+
 #include <string.h>
 
 bool hr_id_valid(const char *s, size_t len)
@@ -31,17 +33,6 @@ bool hr_id_canon(const char *s, size_t len, char out[HR_ID_MAX + 1])
     return true;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool hr_uuid_parse(const char *s, size_t len, uint8_t out[16])
 {
     if (len != HR_UUID_LEN)
@@ -54,7 +45,7 @@ bool hr_uuid_parse(const char *s, size_t len, uint8_t out[16])
             i++;
             continue;
         }
-        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+        int hi = hr_hex_digit(s[i]), lo = hr_hex_digit(s[i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[o++] = (uint8_t)(hi << 4 | lo);

@@ -1,10 +1,11 @@
 #include "keys.h"
 
 #include "err.h"
+#include "parse.h"
 
 #include <ctype.h>
-#include <stdbool.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
@@ -13,20 +14,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = tolower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 int hr_keys_parse_hex(const char *hex, uint8_t out[HR_KEY_LEN])
 {
     if (strlen(hex) != 2 * HR_KEY_LEN)
         return -1;
     for (size_t i = 0; i < HR_KEY_LEN; i++) {
-        int hi = hexval((unsigned char)hex[2 * i]), lo = hexval((unsigned char)hex[2 * i + 1]);
+        int hi = hr_hex_digit((unsigned char)hex[2 * i]),
+            lo = hr_hex_digit((unsigned char)hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (uint8_t)(hi << 4 | lo);

@@ -74,3 +74,14 @@ int hr_parse_hostport(const char *s, const char *dflt_host, struct sockaddr_stor
     freeaddrinfo(res);
     return 0;
 }
+
+int hr_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

@@ -12,6 +12,9 @@
 int hr_parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *out);
 int hr_parse_u64(const char *s, uint64_t *out);
 
+/* The value of hex digit c (either case), or -1 for any other character. */
+int hr_hex_digit(int c);
+
 /* "host:port", "[v6]:port" or "port" (then on `dflt_host`); resolves names.
  * 0, or -1 with the reason in err. */
 int hr_parse_hostport(const char *s, const char *dflt_host, struct sockaddr_storage *out,

@@ -1,6 +1,7 @@
 #include "redis_url.h"
 
 #include "err.h"
+#include "parse.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -40,17 +41,6 @@ static const char *shown(const char *url, char *buf, size_t cap)
     return buf;
 }
 
-static int hexdigit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* s[0..len) percent-decoded into out[cap] (RFC 3986: a password may hold
  * any byte as %XX, and must for ':', '@' and '/'). -1 for a malformed %, a
  * decoded NUL, or no room. */
@@ -62,7 +52,7 @@ static int percent_decode(const char *s, size_t len, char *out, size_t cap)
         if (c == '%') {
             if (i + 2 >= len)
                 return -1;
-            int hi = hexdigit(s[i + 1]), lo = hexdigit(s[i + 2]);
+            int hi = hr_hex_digit(s[i + 1]), lo = hr_hex_digit(s[i + 2]);
             if (hi < 0 || lo < 0 || (c = hi << 4 | lo) == 0)
                 return -1;
             i += 2;
