@@ -3,7 +3,6 @@
 #include "err.h"
 #include "parse.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <openssl/evp.h>
