@@ -1,6 +1,7 @@
 #define _GNU_SOURCE /* recvmmsg, sendmmsg */
 #include "server.h"
 
+#include "clock.h"
 #include "datagram.h"
 #include "limits.h"
 #include "log.h"
@@ -132,13 +133,6 @@ static bool error_ack_allowed(struct hr_server *srv)
     return true;
 }
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Error acks are paced twice: per host (a host retransmitting into a Redis
  * outage hears "retry later" once a second, not once a datagram) and in all
  * (a flood of bad requests cannot turn us into a sender). */
@@ -147,7 +141,8 @@ static void queue_ack(struct hr_server *srv, const struct sockaddr_storage *peer
                       const char *host_id)
 {
     if (result != HR_RESULT_OK && result != HR_RESULT_DUPLICATE &&
-        ((host_id && host_id[0] && !hr_limits_host_error(srv->limits, host_id, mono_ms())) ||
+        ((host_id && host_id[0] &&
+          !hr_limits_host_error(srv->limits, host_id, hr_mono_coarse_ms())) ||
          !error_ack_allowed(srv))) {
         srv->stats.error_acks_limited++;
         return;
@@ -276,7 +271,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
                 HR_LOG_LIMITED(HR_LOG_ERROR, "recvmmsg: %s", strerror(errno));
             return;
         }
-        uint64_t now = mono_ms();
+        uint64_t now = hr_mono_coarse_ms();
         struct timespec wall;
         clock_gettime(CLOCK_REALTIME_COARSE, &wall);
         for (int i = 0; i < n; i++) {

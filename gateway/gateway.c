@@ -1,5 +1,6 @@
 #include "gateway.h"
 
+#include "clock.h"
 #include "body.h"
 #include "cidr.h"
 #include "err.h"
@@ -419,10 +420,8 @@ static bool source_may_create(struct call *c, const struct hr_request *r)
         v6->sin6_family = AF_INET6;
     else
         return true; /* not an address (a unix socket): no cap to apply */
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
     return hr_limits_source_hosts(gw->limits, (const struct sockaddr *)&ss, r->host_id,
-                                  (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000);
+                                  hr_mono_coarse_ms());
 }
 
 /* The same checked request and the same store call as hostregd's. */
@@ -486,13 +485,6 @@ struct release {
  * this long after Redis answers again. */
 #define RELEASE_RETRY_MS 200
 
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void release_unlink(struct release *r)
 {
     for (struct release **p = &r->gw->releases; *p; p = &(*p)->next)
@@ -507,7 +499,7 @@ static void on_released(void *arg, int err)
 {
     struct release *r = arg;
     r->in_flight = false;
-    if (err == HR_OK || mono_ms() >= r->until_ms)
+    if (err == HR_OK || hr_mono_ms() >= r->until_ms)
         release_unlink(r);
 }
 
@@ -516,7 +508,7 @@ static void on_release_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct hr_gateway *gw = arg;
-    uint64_t now = mono_ms();
+    uint64_t now = hr_mono_ms();
     for (struct release *r = gw->releases, *next; r; r = next) {
         next = r->next;
         if (r->in_flight)
@@ -543,7 +535,7 @@ static void undo_claim(struct call *c)
         return;
     r->gw = gw;
     snprintf(r->id, sizeof(r->id), "%s", c->claim_id);
-    r->until_ms = mono_ms() + (uint64_t)gw->cfg.claim_lease_s * 1000;
+    r->until_ms = hr_mono_ms() + (uint64_t)gw->cfg.claim_lease_s * 1000;
     r->next = gw->releases;
     gw->releases = r;
     /* Now (Redis may be back already), and again every RELEASE_RETRY_MS. */

@@ -1,7 +1,8 @@
 #include "hostreg_host.h"
 
-#include "parse.h"
+#include "clock.h"
 #include "err.h"
+#include "parse.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -47,13 +48,6 @@ struct hr_host {
     int leaving, left, leave_tries;
     uint64_t leave_seq;
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* The clock in microseconds, and always past the last one used: sequence
  * numbers keep increasing across restarts of the host without stored state. */
@@ -114,7 +108,7 @@ static uint32_t next_interval_ms(struct hr_host *h)
 {
     uint32_t base = h->interval_s * 1000, span = base / 4, r = 0;
     if (getrandom(&r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r))
-        r = (uint32_t)now_ms();
+        r = (uint32_t)hr_mono_ms();
     uint32_t ms = base + (span ? r % span : 0);
     uint32_t cap = h->ttl_s * 1000 > 1000 ? h->ttl_s * 1000 - 1000 : base;
     return ms > cap && base <= cap ? cap : ms;
@@ -140,7 +134,7 @@ static void send_heartbeat(struct hr_host *h)
     h->hb.status = h->want; /* used by the registry only if this creates the entry */
     pthread_mutex_unlock(&h->mu);
     h->hb.seq = h->hb_seq = next_seq(h);
-    h->hb_started_ms = now_ms();
+    h->hb_started_ms = hr_mono_ms();
     h->hb_waiting = 1;
     h->hb_backoff_ms = h->retry_ms;
     send_req(h, &h->hb);
@@ -151,7 +145,7 @@ static void on_hb_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct hr_host *h = arg;
-    uint64_t now = now_ms();
+    uint64_t now = hr_mono_ms();
     if (h->registered && !h->unreachable && now - h->last_ack_ms > (uint64_t)h->ttl_s * 1000) {
         h->unreachable = 1;
         h->registered = 0;
@@ -254,7 +248,7 @@ static void on_ack(struct hr_host *h, const struct hr_ack *a)
     if (a->seq == h->hb_seq && h->hb_waiting) {
         if (ok) {
             h->hb_waiting = 0;
-            h->last_ack_ms = now_ms();
+            h->last_ack_ms = hr_mono_ms();
             take_advice(h, a);
             h->unreachable = 0;
             if (!h->registered) {
@@ -500,8 +494,8 @@ int hr_host_send_once(const char *server, const struct hr_request *req,
             snprintf(err, errlen, "send: %s", strerror(errno));
             break;
         }
-        uint64_t deadline = now_ms() + wait;
-        for (uint64_t now; (now = now_ms()) < deadline;) {
+        uint64_t deadline = hr_mono_ms() + wait;
+        for (uint64_t now; (now = hr_mono_ms()) < deadline;) {
             struct pollfd p = {fd, POLLIN, 0};
             if (poll(&p, 1, (int)(deadline - now)) <= 0)
                 break;

@@ -1,5 +1,6 @@
 #include "conn.h"
 
+#include "clock.h"
 #include "err.h"
 #include "log.h"
 
@@ -38,13 +39,6 @@ struct hr_conn {
     int argvcap;
     struct hr_conn_stats stats;
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static void schedule_reconnect(struct hr_conn *c)
 {
@@ -114,7 +108,7 @@ static int send_call(struct hr_conn *c, struct hr_conn_call *k)
         c->argv[n] = hr_script_arg(a, i, &c->argvlen[n]);
     if (!c->ac || redisAsyncCommandArgv(c->ac, on_reply, k, n, c->argv, c->argvlen) != REDIS_OK)
         return HR_E_UNAVAILABLE;
-    k->sent_ms = now_ms();
+    k->sent_ms = hr_mono_ms();
     call_append(c, k);
     return HR_OK;
 }
@@ -298,7 +292,7 @@ static void connect_redis(struct hr_conn *c)
     ac->data = c;
     c->ac = ac;
     c->ready = false;
-    c->connect_started_ms = now_ms();
+    c->connect_started_ms = hr_mono_ms();
     redisLibeventAttach(ac, c->base);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
@@ -323,7 +317,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct hr_conn *c = arg;
-    uint64_t now = now_ms();
+    uint64_t now = hr_mono_ms();
     if (!c->ac)
         return;
     if (!c->ready && now - c->connect_started_ms > c->cfg.timeout_ms) {
