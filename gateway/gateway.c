@@ -767,7 +767,7 @@ static void h_healthz(struct call *c)
     reply_json(c, 200, json_pack("{s:b,s:s}", "success", 1, "status", "alive"));
 }
 
-static void on_ping(void *arg, int err, const char *refused)
+static void on_probe(void *arg, int err, const char *refused)
 {
     struct call *c = arg;
     c->gw->pending--;
@@ -783,7 +783,7 @@ static void on_ping(void *arg, int err, const char *refused)
  * full Redis answers PING but refuses every heartbeat (hr_store_probe). */
 static void h_readyz(struct call *c)
 {
-    if (hr_store_probe(c->gw->store, on_ping, c) != HR_OK)
+    if (hr_store_probe(c->gw->store, on_probe, c) != HR_OK)
         reply_error(c, 503, "redis is not connected");
     else
         c->gw->pending++;

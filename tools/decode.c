@@ -67,8 +67,10 @@ static int one(const struct decode_config *cfg, const char *text)
         return 1;
     }
     struct hr_inspect r;
-    hr_inspect(buf, (size_t)n, &cfg->common.rules, cfg->key.loaded ? &cfg->key.kr : NULL,
-               cfg->common.ttl_s, cfg->no_window ? 0 : (int64_t)time(NULL), false, &r);
+    const struct hr_datagram_ctx ctx = {&cfg->common.rules, cfg->key.loaded ? &cfg->key.kr : NULL,
+                                        cfg->common.ttl_s,
+                                        cfg->no_window ? 0 : (int64_t)time(NULL)};
+    hr_inspect(buf, (size_t)n, &ctx, false, &r);
     if (cfg->json) {
         json_t *o = hr_inspect_json(&r);
         json_dumpf(o, stdout, JSON_COMPACT);

@@ -134,8 +134,10 @@ static void emit(struct dump *d, const struct timeval *ts, const char *src, cons
      * it is an ack. The timestamp window is checked against the capture time,
      * which is when hostregd saw the datagram, however late the capture is
      * read. */
-    hr_inspect(payload, len, &d->cfg->common.rules, d->cfg->key.loaded ? &d->cfg->key.kr : NULL,
-               d->cfg->common.ttl_s, d->cfg->no_window ? 0 : (int64_t)ts->tv_sec, !to_server, &r);
+    const struct hr_datagram_ctx ctx = {
+        &d->cfg->common.rules, d->cfg->key.loaded ? &d->cfg->key.kr : NULL, d->cfg->common.ttl_s,
+        d->cfg->no_window ? 0 : (int64_t)ts->tv_sec};
+    hr_inspect(payload, len, &ctx, !to_server, &r);
     d->t.datagrams++;
     const struct hr_verdict *v = &r.v;
     int ti = !v->header_ok ? 4 : v->frame.type == HR_MSG_ACK ? 3 : v->frame.type - 1;

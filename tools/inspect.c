@@ -8,8 +8,7 @@
 #include <openssl/evp.h>
 #include <string.h>
 
-void hr_inspect(const uint8_t *buf, size_t len, const struct hr_rules *rules,
-                const struct hr_keyring *keys, uint32_t ttl_s, int64_t now_s, bool reply,
+void hr_inspect(const uint8_t *buf, size_t len, const struct hr_datagram_ctx *ctx, bool reply,
                 struct hr_inspect *out)
 {
     memset(out, 0, sizeof(*out));
@@ -17,8 +16,7 @@ void hr_inspect(const uint8_t *buf, size_t len, const struct hr_rules *rules,
     out->reply = reply;
     struct hr_verdict *v = &out->v;
     if (!reply) {
-        const struct hr_datagram_ctx ctx = {rules, keys, ttl_s, now_s};
-        hr_datagram_judge(buf, len, &ctx, v);
+        hr_datagram_judge(buf, len, ctx, v);
         /* Shown, not judged: the fields of an ack sent the wrong way. */
         if (v->header_ok && v->frame.type == HR_MSG_ACK)
             v->payload_ok = hr_wire_decode_payload(&v->frame) == HR_OK;

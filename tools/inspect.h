@@ -18,15 +18,13 @@ struct hr_inspect {
     bool reply; /* judged as an ack from the registry, not as a request to it */
 };
 
-/* Judges one datagram as hostregd would (lib/protocol/datagram.c) with `rules` and,
- * when `keys` is not NULL, its authentication: a signed frame's timestamp must
- * then be within ±ttl_s of now_s (unix seconds: when hostregd would have read
- * it; 0 skips the window). With `reply` it is an ack from the registry
- * instead: only decoded, and valid when it is a readable ack. An ack judged as
- * a request is dropped (bad_type), and its fields are decoded for showing all
- * the same. */
-void hr_inspect(const uint8_t *buf, size_t len, const struct hr_rules *rules,
-                const struct hr_keyring *keys, uint32_t ttl_s, int64_t now_s, bool reply,
+/* Judges one datagram as hostregd would (lib/protocol/datagram.c) under
+ * `ctx` (its keys NULL: open; its now_s the unix second hostregd would have
+ * read it at, 0: no timestamp window). With `reply` it is an ack from the
+ * registry instead: only decoded, and valid when it is a readable ack. An ack
+ * judged as a request is dropped (bad_type), and its fields are decoded for
+ * showing all the same. */
+void hr_inspect(const uint8_t *buf, size_t len, const struct hr_datagram_ctx *ctx, bool reply,
                 struct hr_inspect *out);
 
 /* "valid", "invalid" or "dropped" (hr_verdict_name). */
