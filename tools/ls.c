@@ -142,11 +142,6 @@ int hr_cmd_ls(int argc, char **argv)
                    h.claimed ? "busy*" : status, ttl);
     }
     /* One column per status, in the table's order (HR_STATUSES). */
-    static const enum hr_status statuses[HR_NSTATUSES] = {
-#define LS_STATUS_(name, num, text) HR_STATUS_##name,
-        HR_STATUSES(LS_STATUS_)
-#undef LS_STATUS_
-    };
     unsigned long long total[HR_NSTATUSES] = {0}, all = 0;
     json_t *totals = cfg.json ? json_object() : NULL;
     if (!cfg.json) {
@@ -154,7 +149,7 @@ int hr_cmd_ls(int argc, char **argv)
         for (size_t s = 0; s < HR_NSTATUSES; s++) {
             char up[16];
             size_t k = 0;
-            for (const char *p = hr_status_name(statuses[s]); *p && k + 1 < sizeof(up); p++)
+            for (const char *p = hr_status_name_at(s); *p && k + 1 < sizeof(up); p++)
                 up[k++] = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
             up[k] = '\0';
             printf(" %8s", up);
@@ -171,7 +166,7 @@ int hr_cmd_ls(int argc, char **argv)
             total[s] += n;
             all += n;
             if (cfg.json)
-                json_object_set_new(per, hr_status_name(statuses[s]), json_integer((json_int_t)n));
+                json_object_set_new(per, hr_status_name_at(s), json_integer((json_int_t)n));
             else
                 printf(" %8llu", n);
         }
@@ -183,8 +178,7 @@ int hr_cmd_ls(int argc, char **argv)
     if (cfg.json) {
         json_t *sum = json_object();
         for (size_t s = 0; s < HR_NSTATUSES; s++)
-            json_object_set_new(sum, hr_status_name(statuses[s]),
-                                json_integer((json_int_t)total[s]));
+            json_object_set_new(sum, hr_status_name_at(s), json_integer((json_int_t)total[s]));
         json_t *doc = json_pack("{s:o,s:o,s:o}", "hosts", hosts, "regions", totals, "total", sum);
         json_dumpf(doc, stdout, JSON_COMPACT);
         putchar('\n');

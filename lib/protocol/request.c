@@ -135,6 +135,11 @@ const char *hr_status_name(enum hr_status s)
     return i < 0 ? "none" : statuses[i].name;
 }
 
+const char *hr_status_name_at(size_t i)
+{
+    return i < NSTATUSES ? statuses[i].name : "none";
+}
+
 bool hr_status_valid(enum hr_status s)
 {
     return status_row(s) >= 0;

@@ -100,6 +100,9 @@ int hr_request_check(struct hr_request *req, const struct hr_rules *rules);
  * for anything else; hr_status_name says "none" for a value not in the table. */
 enum hr_status hr_status_parse(const char *s, size_t len);
 const char *hr_status_name(enum hr_status s);
+/* The name of row i of HR_STATUSES (i < HR_NSTATUSES): for whatever goes
+ * through the statuses in table order (counts per status, a list of them). */
+const char *hr_status_name_at(size_t i);
 /* True for a status of the table (not HR_STATUS_NONE). */
 bool hr_status_valid(enum hr_status s);
 

@@ -33,11 +33,6 @@ int hr_opt_string(const char *v, char *out, size_t cap, char *err, size_t errlen
 
 int hr_opt_status(const char *v, enum hr_status *out, char *err, size_t errlen)
 {
-    static const char *const names[] = {
-#define HR_OPT_STATUS_(name, num, text) text,
-        HR_STATUSES(HR_OPT_STATUS_)
-#undef HR_OPT_STATUS_
-    };
     *out = hr_status_parse(v, strlen(v));
     if (*out != HR_STATUS_NONE)
         return 0;
@@ -47,7 +42,7 @@ int hr_opt_status(const char *v, enum hr_status *out, char *err, size_t errlen)
                               i == 0                 ? " "
                               : i + 1 < HR_NSTATUSES ? ", "
                                                      : " or ",
-                              names[i]);
+                              hr_status_name_at(i));
     return -1;
 }
 

@@ -90,17 +90,12 @@ void hr_metrics_store(struct evbuffer *out, const struct hr_store *st)
 void hr_metrics_hosts(struct evbuffer *out, const char *const *regions, size_t nregions,
                       const uint64_t *counts)
 {
-    static const enum hr_status statuses[HR_NSTATUSES] = {
-#define HR_METRICS_STATUS_(name, num, text) HR_STATUS_##name,
-        HR_STATUSES(HR_METRICS_STATUS_)
-#undef HR_METRICS_STATUS_
-    };
     hr_metrics_family(out, "hostreg_hosts", "gauge", "Live hosts by region and status.");
     for (size_t i = 0; i < nregions; i++)
         for (size_t s = 0; s < HR_NSTATUSES; s++) {
             char labels[128];
             snprintf(labels, sizeof(labels), "region=\"%s\",status=\"%s\"", regions[i],
-                     hr_status_name(statuses[s]));
+                     hr_status_name_at(s));
             hr_metrics_sample(out, "hostreg_hosts", labels, counts[HR_NSTATUSES * i + s]);
         }
 }
