@@ -324,9 +324,8 @@ static bool has_control(const char *s)
 
 /* Bearer secret check for the host endpoints: 0 when it may proceed,
  * -1 after answering 401 (missing or malformed, then nothing is compared) or
- * 403 (wrong secret). evhttp 2.1 hands a header over cut at its first NUL
- * byte: what follows a NUL is never seen here, so "<secret>\0junk" passes as
- * the secret (whoever sends it knows the secret: nothing is gained). */
+ * 403 (wrong secret). A NUL in the header arrives here as 0x01
+ * (nul_to_control), a control character like any other. */
 static int check_secret(struct call *c, bool answer)
 {
     struct hr_gateway *gw = c->gw;
@@ -961,6 +960,38 @@ static void on_request(struct evhttp_request *req, void *arg)
     r->handler(c);
 }
 
+/* Turns each NUL byte among the last `n` bytes of `in` (what a read just
+ * added; evhttp only ever takes from the front) into 0x01, in place. evhttp
+ * 2.1 cuts a header value at its first NUL, so "Bearer <secret>\0junk"
+ * would pass as the secret; as 0x01 it is a control character, which
+ * check_secret refuses (401) like any other. NUL is valid nowhere in a
+ * request line, a header or a JSON body, so no valid request changes. */
+static void nul_to_control(struct evbuffer *in, size_t n)
+{
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(in, &at, evbuffer_get_length(in) - n, EVBUFFER_PTR_SET) != 0)
+        return;
+    while (n > 0) {
+        struct evbuffer_iovec v[8];
+        int nv = evbuffer_peek(in, (ev_ssize_t)n, &at, v, 8);
+        if (nv <= 0)
+            return;
+        if (nv > 8)
+            nv = 8;
+        size_t seen = 0;
+        for (int i = 0; i < nv && seen < n; i++) {
+            size_t m = v[i].iov_len < n - seen ? v[i].iov_len : n - seen;
+            unsigned char *p = v[i].iov_base, *end = p + m;
+            while ((p = memchr(p, 0, (size_t)(end - p))) != NULL)
+                *p++ = 0x01;
+            seen += m;
+        }
+        n -= seen;
+        if (n > 0 && evbuffer_ptr_set(in, &at, seen, EVBUFFER_PTR_ADD) != 0)
+            return;
+    }
+}
+
 /* Called whenever a connection's input changes, synchronously (evhttp's
  * bufferevents do not defer their buffers' callbacks), so `bev` is alive.
  * At CONN_INPUT_MAX the bufferevent has stopped reading (its watermark). While
@@ -973,6 +1004,8 @@ static void conn_input_cb(struct evbuffer *in, const struct evbuffer_cb_info *in
 {
     struct bufferevent *bev = arg;
     size_t len = evbuffer_get_length(in);
+    if (info->n_added > 0)
+        nul_to_control(in, info->n_added);
     if (info->n_added == 0 || len < CONN_INPUT_MAX)
         return;
     bufferevent_data_cb readcb;
