@@ -870,7 +870,7 @@ static void preflight(struct call *c)
 }
 
 /* The problem with the request's framing, as the message of its 400, or NULL
- * when its body has one length only. evhttp has framed it already (by the
+ * when its target is clean and its body has one length only. evhttp has framed it already (by the
  * first Content-Length, or as chunked); a proxy in front that reads the
  * headers another way would see other requests in the same bytes (request
  * smuggling). Refused, as RFC 9112 6.1 and 6.3 allow or require: both
@@ -880,6 +880,11 @@ static void preflight(struct call *c)
  * undone). Equal Content-Lengths are one length (6.3 allows them). */
 static const char *framing_error(struct evhttp_request *req)
 {
+    /* A request line with a control character in its target (a NUL among
+     * them, nul_to_control) is no HTTP/1.1 request line (RFC 9112 3.2). */
+    const char *target = evhttp_request_get_uri(req);
+    if (target && has_control(target))
+        return "control character in the request target";
     const char *length = NULL, *coding = NULL;
     const struct evkeyval *h;
     TAILQ_FOREACH(h, evhttp_request_get_input_headers(req), next)
