@@ -2,6 +2,7 @@
 
 #include "config.h"
 #include "err.h"
+#include "redis_sync.h"
 #include "store.h"
 
 #include <hiredis/hiredis.h>
@@ -40,39 +41,6 @@ static const struct hr_opt options[] = {
     {0},
 };
 
-static redisContext *connect_redis(const struct hr_redis_addr *a, char *err, size_t errlen)
-{
-    struct timeval tv = {2, 0};
-    redisContext *c = a->path[0] ? redisConnectUnixWithTimeout(a->path, tv)
-                                 : redisConnectWithTimeout(a->host, a->port, tv);
-    if (!c || c->err) {
-        snprintf(err, errlen, "cannot connect to Redis: %s", c ? c->errstr : "out of memory");
-        redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    redisReply *r = NULL;
-    if (a->pass[0])
-        r = a->user[0] ? redisCommand(c, "AUTH %s %s", a->user, a->pass)
-                       : redisCommand(c, "AUTH %s", a->pass);
-    if (a->pass[0] && (!r || r->type == REDIS_REPLY_ERROR)) {
-        snprintf(err, errlen, "Redis AUTH failed: %s", r ? r->str : c->errstr);
-        goto fail;
-    }
-    freeReplyObject(r);
-    r = NULL;
-    if (a->db && (!(r = redisCommand(c, "SELECT %d", a->db)) || r->type == REDIS_REPLY_ERROR)) {
-        snprintf(err, errlen, "Redis SELECT failed: %s", r ? r->str : c->errstr);
-        goto fail;
-    }
-    freeReplyObject(r);
-    return c;
-fail:
-    freeReplyObject(r);
-    redisFree(c);
-    return NULL;
-}
-
 int hr_cmd_ls(int argc, char **argv)
 {
     struct ls_config cfg;
@@ -99,7 +67,7 @@ int hr_cmd_ls(int argc, char **argv)
         fprintf(stderr, "error: region '%s' is not in --regions\n", cfg.region);
         return 2;
     }
-    redisContext *c = connect_redis(&cfg.common.store.redis, err, sizeof(err));
+    redisContext *c = hr_redis_connect_sync(&cfg.common.store.redis, 2000, err, sizeof(err));
     if (!c) {
         fprintf(stderr, "error: %s\n", err);
         return 1;

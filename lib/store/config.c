@@ -191,6 +191,12 @@ int hr_common_set_max_hosts(void *c, const char *v, char *err, size_t errlen)
                       &((struct hr_common *)c)->store.max_hosts, err, errlen);
 }
 
+int hr_common_set_redis_wait(void *c, const char *v, char *err, size_t errlen)
+{
+    return hr_opt_u32(v, 0, 16, "a number of replicas, ",
+                      &((struct hr_common *)c)->store.wait_replicas, err, errlen);
+}
+
 int hr_common_set_prefix(void *c, const char *v, char *err, size_t errlen)
 {
     struct hr_common *h = c;

@@ -96,13 +96,18 @@ int hr_common_set_default_region(void *c, const char *v, char *err, size_t errle
 int hr_common_set_log_level(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_max_inflight(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_max_hosts(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_redis_wait(void *c, const char *v, char *err, size_t errlen);
 
 /* The struct hr_common must be the first member of the program's config. */
 /* clang-format off */
 #define HR_COMMON_OPTS                                                                             \
     {"redis", 'r', "URL", "redis://127.0.0.1:6379",                                               \
-     "Redis: redis://[user:pass@]host:port[/db] or unix:///path[?db=N]", hr_common_set_redis,     \
+     "Redis: redis://[user:pass@]host:port[/db], unix:///path[?db=N], or "                      \
+     "redis-sentinel://[user:pass@]host:port[,host:port...]/master[/db]", hr_common_set_redis,    \
      NULL},                                                                                        \
+    {"redis-wait", 0, "N", "0",                                                                    \
+     "a write counts as done (and is acked) only once N replicas have it (Redis WAIT)",          \
+     hr_common_set_redis_wait, NULL},                                                              \
     {"ttl", 0, "SECONDS", "30", "lifetime of an entry without a heartbeat", hr_common_set_ttl,    \
      NULL},                                                                                        \
     {"interval", 0, "SECONDS", "0",                                                                \

@@ -22,7 +22,18 @@
 struct hr_conn {
     struct event_base *base;
     struct hr_conn_config cfg;
-    redisAsyncContext *ac; /* NULL while down */
+    struct hr_redis_addr addr; /* cfg.redis, with the master a sentinel named */
+    redisAsyncContext *ac;     /* NULL while down */
+    /* Sentinel (addr.master set): the sentinel being asked for the master
+     * (NULL when none), which one to ask next and how many were asked in this
+     * round; the subscription to +switch-master on one of them, and its
+     * retry timer. */
+    redisAsyncContext *sac;
+    int sentinel_next, sentinel_asked;
+    redisAsyncContext *sub;
+    int sub_next;
+    struct event *sub_ev;
+    struct event *resolve_ev; /* drop the connection and ask the sentinels again */
     bool ready;
     int setup_pending;        /* setup replies still expected after connect */
     bool setup_failed;        /* a setup command was refused: closing, the rest is moot */
@@ -54,11 +65,13 @@ static void schedule_reconnect(struct hr_conn *c)
  * defers the free there, and we do not need it to). */
 static void drop_connection(struct hr_conn *c, bool reconnect)
 {
-    redisAsyncContext *ac = c->ac;
-    c->ac = NULL;
+    redisAsyncContext *ac = c->ac, *sac = c->sac;
+    c->ac = c->sac = NULL;
     c->ready = false;
     if (ac)
         redisAsyncFree(ac);
+    if (sac)
+        redisAsyncFree(sac);
     if (reconnect)
         schedule_reconnect(c);
 }
@@ -79,6 +92,46 @@ static void call_append(struct hr_conn *c, struct hr_conn_call *k)
 }
 
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata);
+static void on_wait(redisAsyncContext *ac, void *r, void *privdata);
+
+/* A deep copy of a reply that outlives hiredis's (freeReplyObject frees
+ * it), or NULL when out of memory. */
+static redisReply *reply_copy(const redisReply *r)
+{
+    redisReply *o = calloc(1, sizeof(*o));
+    if (!o)
+        return NULL;
+    o->type = r->type;
+    o->integer = r->integer;
+    if (r->str) {
+        if (!(o->str = malloc(r->len + 1))) {
+            free(o);
+            return NULL;
+        }
+        memcpy(o->str, r->str, r->len);
+        o->str[r->len] = '\0';
+        o->len = r->len;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements) {
+        if (!(o->element = calloc(r->elements, sizeof(*o->element)))) {
+            freeReplyObject(o);
+            return NULL;
+        }
+        o->elements = r->elements;
+        for (size_t i = 0; i < r->elements; i++)
+            if (!(o->element[i] = reply_copy(r->element[i]))) {
+                freeReplyObject(o);
+                return NULL;
+            }
+    }
+    return o;
+}
+
+/* Whether a script writes: all but the list and the count. */
+static bool writes(int script)
+{
+    return script != HR_CONN_PLAIN && script != HR_SCRIPT_LIST && script != HR_SCRIPT_COUNT;
+}
 
 /* Hands `k` to hiredis; on success it is at the tail of the in-flight list.
  * Scripts get no declared keys: they build key names from the prefix (a
@@ -108,6 +161,12 @@ static int send_call(struct hr_conn *c, struct hr_conn_call *k)
         c->argv[n] = hr_script_arg(a, i, &c->argvlen[n]);
     if (!c->ac || redisAsyncCommandArgv(c->ac, on_reply, k, n, c->argv, c->argvlen) != REDIS_OK)
         return HR_E_UNAVAILABLE;
+    /* Replies come in order: this WAIT answers once the script's writes
+     * (and everything before them) reached the replicas, or gives up. */
+    if (c->cfg.wait_replicas && writes(k->script) &&
+        redisAsyncCommand(c->ac, on_wait, k, "WAIT %u %u", c->cfg.wait_replicas,
+                          c->cfg.timeout_ms / 2 ? c->cfg.timeout_ms / 2 : 1) == REDIS_OK)
+        k->waits++;
     k->sent_ms = hr_mono_ms();
     call_append(c, k);
     return HR_OK;
@@ -121,6 +180,9 @@ int hr_conn_send(struct hr_conn *c, struct hr_conn_call *k)
         return HR_E_NOMEM;
     k->conn = c;
     k->retried = 0;
+    k->waits = 0;
+    k->replied = false;
+    k->kept = NULL;
     return send_call(c, k);
 }
 
@@ -144,6 +206,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
             call_append(c, k); /* unlinked again below */
         } else {
             c->stats.errors++;
+            if (strstr(reply->str, "READONLY"))
+                hr_conn_readonly(c);
             HR_LOG_LIMITED(HR_LOG_ERROR, "redis: %s failed: %.200s",
                            k->script == HR_CONN_PLAIN ? "command" : hr_script_name(k->script),
                            reply->str);
@@ -153,15 +217,64 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
     /* reply NULL here also means the connection was lost or freed: the
      * outcome is unknown, so the caller is told it failed. */
+    if (k->waits > 0) { /* answered when the last WAIT is */
+        k->replied = true;
+        k->kept = reply ? reply_copy(reply) : NULL;
+        if (reply && !k->kept)
+            snprintf(k->kept_error, sizeof(k->kept_error), "out of memory");
+        else if (k->error)
+            snprintf(k->kept_error, sizeof(k->kept_error), "%s", k->error);
+        else
+            k->kept_error[0] = '\0';
+        return;
+    }
     call_unlink(k);
     k->done(k, reply);
 }
+
+/* The answer to the WAIT after a write script: the number of replicas that
+ * have it. The call is done with the script's reply when enough do, and
+ * failed (its outcome unknown: written on the master only) otherwise. */
+static void on_wait(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)ac;
+    struct hr_conn_call *k = privdata;
+    struct hr_conn *c = k->conn;
+    redisReply *reply = r;
+    if (--k->waits > 0 || !k->replied)
+        return; /* the WAIT of a send that NOSCRIPT made moot */
+    redisReply *kept = k->kept;
+    k->kept = NULL;
+    k->error = k->kept_error[0] ? k->kept_error : NULL;
+    if (kept && (!reply || reply->type != REDIS_REPLY_INTEGER ||
+                 reply->integer < (long long)c->cfg.wait_replicas)) {
+        c->stats.not_replicated++;
+        HR_LOG_LIMITED(HR_LOG_WARN,
+                       "redis: a write reached %lld of the %u replicas it must reach within "
+                       "%u ms: failed",
+                       reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0LL,
+                       c->cfg.wait_replicas, c->cfg.timeout_ms / 2);
+        snprintf(k->kept_error, sizeof(k->kept_error),
+                 "NOREPLICAS the write was not confirmed by enough replicas");
+        k->error = k->kept_error;
+        freeReplyObject(kept);
+        kept = NULL;
+    }
+    call_unlink(k);
+    k->done(k, kept);
+    if (kept)
+        freeReplyObject(kept);
+}
+
+/* What a setup reply answers, besides a script's id (SCRIPT LOAD). */
+#define SETUP_PLAIN (-1) /* AUTH, SELECT */
+#define SETUP_ROLE (-2)  /* ROLE: is the node Sentinel named still the master? */
 
 static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct hr_conn *c = ac->data;
     redisReply *reply = r;
-    intptr_t what = (intptr_t)privdata; /* script id, or -1 for AUTH/SELECT */
+    intptr_t what = (intptr_t)privdata; /* script id, SETUP_PLAIN or SETUP_ROLE */
     if (!reply || c->ac != ac)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -173,17 +286,40 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
         redisAsyncDisconnect(ac);
         return;
     }
+    if (what == SETUP_ROLE && (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+                               reply->element[0]->type != REDIS_REPLY_STRING ||
+                               strcmp(reply->element[0]->str, "master") != 0)) {
+        /* The sentinel's answer is already out of date (a failover under
+         * way, or a master demoted and not yet noticed): ask again. */
+        HR_LOG_LIMITED(HR_LOG_WARN,
+                       "redis: %s:%d, named master of '%s' by Sentinel, is not a master "
+                       "(role %.20s): asking the sentinels again",
+                       c->addr.host, c->addr.port, c->addr.master,
+                       reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 &&
+                               reply->element[0]->type == REDIS_REPLY_STRING
+                           ? reply->element[0]->str
+                           : "unknown");
+        c->ready = false;
+        c->setup_failed = true;
+        redisAsyncDisconnect(ac);
+        return;
+    }
     if (what >= 0 && reply->type == REDIS_REPLY_STRING && reply->len == 40)
         memcpy(c->sha[what], reply->str, 41);
     if (--c->setup_pending == 0) {
         c->ready = true;
         c->backoff_ms = BACKOFF_MIN_MS;
-        if (c->cfg.redis.path[0])
-            HR_LOG(HR_LOG_INFO, "redis: connected to unix:%s db %d, scripts loaded",
-                   c->cfg.redis.path, c->cfg.redis.db);
+        if (c->addr.path[0])
+            HR_LOG(HR_LOG_INFO, "redis: connected to unix:%s db %d, scripts loaded", c->addr.path,
+                   c->addr.db);
+        else if (c->addr.master[0])
+            HR_LOG(HR_LOG_INFO,
+                   "redis: connected to %s:%d db %d, master '%s' by Sentinel, "
+                   "scripts loaded",
+                   c->addr.host, c->addr.port, c->addr.db, c->addr.master);
         else
-            HR_LOG(HR_LOG_INFO, "redis: connected to %s:%d db %d, scripts loaded",
-                   c->cfg.redis.host, c->cfg.redis.port, c->cfg.redis.db);
+            HR_LOG(HR_LOG_INFO, "redis: connected to %s:%d db %d, scripts loaded", c->addr.host,
+                   c->addr.port, c->addr.db);
     }
 }
 
@@ -238,17 +374,22 @@ static void on_connect(const redisAsyncContext *cac, int status)
     c->setup_pending = 0;
     c->setup_failed = false;
     c->evicting = -1;
-    const struct hr_redis_addr *a = &c->cfg.redis;
+    const struct hr_redis_addr *a = &c->addr;
+    if (a->master[0]) {
+        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_ROLE, "ROLE");
+        c->setup_pending++;
+    }
     if (a->pass[0]) {
         if (a->user[0])
-            redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)-1, "AUTH %s %s", a->user,
-                              a->pass);
+            redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_PLAIN, "AUTH %s %s",
+                              a->user, a->pass);
         else
-            redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)-1, "AUTH %s", a->pass);
+            redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_PLAIN, "AUTH %s",
+                              a->pass);
         c->setup_pending++;
     }
     if (a->db) {
-        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)-1, "SELECT %d", a->db);
+        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_PLAIN, "SELECT %d", a->db);
         c->setup_pending++;
     }
     /* Before the scripts, so that its answer is in when the connection
@@ -273,9 +414,9 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     schedule_reconnect(c);
 }
 
-static void connect_redis(struct hr_conn *c)
+static void connect_node(struct hr_conn *c)
 {
-    const struct hr_redis_addr *a = &c->cfg.redis;
+    const struct hr_redis_addr *a = &c->addr;
     redisAsyncContext *ac =
         a->path[0] ? redisAsyncConnectUnix(a->path) : redisAsyncConnect(a->host, a->port);
     c->stats.connects++;
@@ -298,12 +439,222 @@ static void connect_redis(struct hr_conn *c)
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
 }
 
+/* --- Sentinel --- */
+
+static void ask_sentinel(struct hr_conn *c);
+
+/* The next sentinel, or, once each was asked in this round, a reconnect
+ * after the backoff (which starts a new round). */
+static void ask_next_sentinel(struct hr_conn *c)
+{
+    c->sac = NULL;
+    if (c->sentinel_asked >= c->addr.nsentinels) {
+        schedule_reconnect(c);
+        return;
+    }
+    ask_sentinel(c);
+}
+
+/* The answer to SENTINEL get-master-addr-by-name: [ip, port], or nil when the
+ * sentinel knows no such master. */
+static void on_master_addr(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)privdata;
+    struct hr_conn *c = ac->data;
+    redisReply *reply = r;
+    if (c->sac != ac)
+        return;
+    int port = 0;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_STRING &&
+        reply->element[1]->type == REDIS_REPLY_STRING &&
+        reply->element[0]->len < sizeof(c->addr.host))
+        port = atoi(reply->element[1]->str);
+    redisAsyncDisconnect(ac); /* done with it: freed after this callback */
+    int i = (c->sentinel_next + c->addr.nsentinels - 1) % c->addr.nsentinels;
+    if (port <= 0 || port > 65535) {
+        HR_LOG_LIMITED(HR_LOG_WARN, "redis: sentinel %s:%d names no master '%s'%s%.200s",
+                       c->addr.sentinel[i].host, c->addr.sentinel[i].port, c->addr.master,
+                       reply && reply->type == REDIS_REPLY_ERROR ? ": " : "",
+                       reply && reply->type == REDIS_REPLY_ERROR ? reply->str : "");
+        ask_next_sentinel(c);
+        return;
+    }
+    c->sac = NULL;
+    if (strcmp(c->addr.host, reply->element[0]->str) != 0 || c->addr.port != port)
+        HR_LOG(HR_LOG_INFO, "redis: sentinel %s:%d names %s:%d master of '%s'",
+               c->addr.sentinel[i].host, c->addr.sentinel[i].port, reply->element[0]->str, port,
+               c->addr.master);
+    snprintf(c->addr.host, sizeof(c->addr.host), "%s", reply->element[0]->str);
+    c->addr.port = port;
+    connect_node(c);
+}
+
+static void on_sentinel_connect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct hr_conn *c = ac->data;
+    if (c->sac != ac)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback. */
+        HR_LOG_LIMITED(HR_LOG_WARN, "redis: sentinel: connect failed: %s", ac->errstr);
+        ask_next_sentinel(c);
+        return;
+    }
+    redisAsyncCommand(ac, on_master_addr, NULL, "SENTINEL get-master-addr-by-name %s",
+                      c->addr.master);
+}
+
+static void on_sentinel_disconnect(const redisAsyncContext *cac, int status)
+{
+    struct hr_conn *c = cac->data;
+    (void)status;
+    if (c->sac == cac) /* lost before it answered */
+        ask_next_sentinel(c);
+}
+
+/* Asks the next sentinel for the master's address (on_master_addr then
+ * connects to it). */
+static void ask_sentinel(struct hr_conn *c)
+{
+    int i = c->sentinel_next;
+    c->sentinel_next = (i + 1) % c->addr.nsentinels;
+    c->sentinel_asked++;
+    c->stats.connects++;
+    redisAsyncContext *ac = redisAsyncConnect(c->addr.sentinel[i].host, c->addr.sentinel[i].port);
+    if (!ac || ac->err) {
+        HR_LOG_LIMITED(HR_LOG_WARN, "redis: sentinel %s:%d: %s", c->addr.sentinel[i].host,
+                       c->addr.sentinel[i].port, ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        ask_next_sentinel(c);
+        return;
+    }
+    ac->data = c;
+    c->sac = ac;
+    c->connect_started_ms = hr_mono_ms();
+    redisLibeventAttach(ac, c->base);
+    redisAsyncSetConnectCallback(ac, on_sentinel_connect);
+    redisAsyncSetDisconnectCallback(ac, on_sentinel_disconnect);
+}
+
+/* Connects to the Redis of the configuration, asking the sentinels first
+ * when it names a master. */
+static void connect_redis(struct hr_conn *c)
+{
+    if (!c->addr.master[0]) {
+        connect_node(c);
+        return;
+    }
+    c->sentinel_asked = 0;
+    ask_sentinel(c);
+}
+
+static void on_resolve(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct hr_conn *c = arg;
+    drop_connection(c, false);
+    c->backoff_ms = BACKOFF_MIN_MS;
+    connect_redis(c);
+}
+
+void hr_conn_readonly(struct hr_conn *c)
+{
+    if (c->addr.master[0] && c->ac && !event_pending(c->resolve_ev, EV_TIMEOUT, NULL)) {
+        HR_LOG_LIMITED(HR_LOG_WARN,
+                       "redis: %s:%d refuses writes as a replica: asking the "
+                       "sentinels for the master again",
+                       c->addr.host, c->addr.port);
+        event_active(c->resolve_ev, EV_TIMEOUT, 0);
+    }
+}
+
+/* +switch-master messages, and the subscription's own replies: ["message",
+ * "+switch-master", "<name> <old ip> <old port> <new ip> <new port>"]. A
+ * failover of our master drops the connection and asks the sentinels again
+ * (rather than trusting the message: ROLE checks whoever they name). */
+static void on_switch(redisAsyncContext *ac, void *r, void *privdata)
+{
+    (void)privdata;
+    struct hr_conn *c = ac->data;
+    redisReply *reply = r;
+    if (!reply || c->sub != ac || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+        reply->element[0]->type != REDIS_REPLY_STRING ||
+        reply->element[2]->type != REDIS_REPLY_STRING ||
+        strcmp(reply->element[0]->str, "message") != 0)
+        return;
+    const char *m = reply->element[2]->str;
+    size_t n = strlen(c->addr.master);
+    if (strncmp(m, c->addr.master, n) != 0 || m[n] != ' ')
+        return;
+    HR_LOG(HR_LOG_WARN, "redis: sentinel: failover of '%s' (%.200s): reconnecting", c->addr.master,
+           m + n + 1);
+    event_active(c->resolve_ev, EV_TIMEOUT, 0);
+}
+
+static void subscribe_later(struct hr_conn *c)
+{
+    struct timeval tv = {1, 0};
+    c->sub = NULL;
+    evtimer_add(c->sub_ev, &tv);
+}
+
+static void on_sub_connect(const redisAsyncContext *cac, int status)
+{
+    redisAsyncContext *ac = (redisAsyncContext *)cac;
+    struct hr_conn *c = ac->data;
+    if (c->sub != ac)
+        return;
+    if (status != REDIS_OK) {
+        subscribe_later(c);
+        return;
+    }
+    redisAsyncCommand(ac, on_switch, NULL, "SUBSCRIBE +switch-master");
+}
+
+static void on_sub_disconnect(const redisAsyncContext *cac, int status)
+{
+    (void)status;
+    struct hr_conn *c = cac->data;
+    if (c->sub == cac) {
+        HR_LOG_LIMITED(HR_LOG_WARN,
+                       "redis: lost the subscription to a sentinel: %s (resubscribing)",
+                       cac->errstr[0] ? cac->errstr : "closed");
+        subscribe_later(c);
+    }
+}
+
+/* Subscribes to +switch-master on one sentinel, the next one each time the
+ * subscription is lost. A failover missed while no subscription stands is
+ * still found: by ROLE at the next connect, and by the first READONLY. */
+static void on_subscribe(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct hr_conn *c = arg;
+    int i = c->sub_next;
+    c->sub_next = (i + 1) % c->addr.nsentinels;
+    redisAsyncContext *ac = redisAsyncConnect(c->addr.sentinel[i].host, c->addr.sentinel[i].port);
+    if (!ac || ac->err) {
+        if (ac)
+            redisAsyncFree(ac);
+        subscribe_later(c);
+        return;
+    }
+    ac->data = c;
+    c->sub = ac;
+    redisLibeventAttach(ac, c->base);
+    redisAsyncSetConnectCallback(ac, on_sub_connect);
+    redisAsyncSetDisconnectCallback(ac, on_sub_disconnect);
+}
+
 static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct hr_conn *c = arg;
-    if (!c->ac)
+    if (!c->ac && !c->sac)
         connect_redis(c);
 }
 
@@ -318,7 +669,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct hr_conn *c = arg;
     uint64_t now = hr_mono_ms();
-    if (!c->ac)
+    if (!c->ac && !c->sac)
         return;
     if (!c->ready && now - c->connect_started_ms > c->cfg.timeout_ms) {
         HR_LOG_LIMITED(HR_LOG_WARN, "redis: no answer within %" PRIu32 " ms while connecting",
@@ -355,18 +706,24 @@ struct hr_conn *hr_conn_new(struct event_base *base, const struct hr_conn_config
     }
     c->base = base;
     c->cfg = *cfg;
+    c->addr = cfg->redis;
     c->head.next = c->head.prev = &c->head;
     c->backoff_ms = BACKOFF_MIN_MS;
     c->evicting = -1;
     c->reconnect_ev = evtimer_new(base, on_reconnect_timer, c);
     c->tick_ev = event_new(base, -1, EV_PERSIST, on_tick, c);
+    c->resolve_ev = event_new(base, -1, 0, on_resolve, c);
+    c->sub_ev = evtimer_new(base, on_subscribe, c);
     uint32_t tick = cfg->timeout_ms / 4 ? cfg->timeout_ms / 4 : 1;
     struct timeval tv = {tick / 1000, (tick % 1000) * 1000};
-    if (!c->reconnect_ev || !c->tick_ev || event_add(c->tick_ev, &tv) != 0) {
+    if (!c->reconnect_ev || !c->tick_ev || !c->resolve_ev || !c->sub_ev ||
+        event_add(c->tick_ev, &tv) != 0) {
         snprintf(err, errlen, "cannot create timers");
         hr_conn_free(c);
         return NULL;
     }
+    if (c->addr.master[0])
+        on_subscribe(-1, 0, c);
     connect_redis(c);
     return c;
 }
@@ -376,6 +733,15 @@ void hr_conn_free(struct hr_conn *c)
     if (!c)
         return;
     drop_connection(c, false);
+    if (c->sub) {
+        redisAsyncContext *sub = c->sub;
+        c->sub = NULL;
+        redisAsyncFree(sub);
+    }
+    if (c->resolve_ev)
+        event_free(c->resolve_ev);
+    if (c->sub_ev)
+        event_free(c->sub_ev);
     if (c->reconnect_ev)
         event_free(c->reconnect_ev);
     if (c->tick_ev)

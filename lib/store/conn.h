@@ -26,13 +26,18 @@ struct hr_conn;
 struct hr_conn_config {
     struct hr_redis_addr redis;
     uint32_t timeout_ms; /* a command unanswered by then resets the connection */
+    /* Replicas that must have a write before it counts as done (WAIT after
+     * each write script), 0 for none; WAIT gives up after timeout_ms / 2,
+     * and the write then fails. */
+    uint32_t wait_replicas;
 };
 
 struct hr_conn_stats {
-    uint64_t errors;   /* error replies (NOSCRIPT retried once, not counted) */
-    uint64_t timeouts; /* connections dropped for a command or a connect that took too long */
-    uint64_t connects; /* connection attempts */
-    uint64_t noscript; /* scripts sent again with EVAL */
+    uint64_t errors;         /* error replies (NOSCRIPT retried once, not counted) */
+    uint64_t timeouts;       /* connections dropped for a command or a connect that took too long */
+    uint64_t connects;       /* connection attempts */
+    uint64_t noscript;       /* scripts sent again with EVAL */
+    uint64_t not_replicated; /* writes that fewer than wait_replicas replicas confirmed */
 };
 
 struct hr_conn_call;
@@ -59,6 +64,12 @@ struct hr_conn_call {
     uint64_t sent_ms;
     int retried;       /* sent again with EVAL after NOSCRIPT */
     const char *error; /* during `done`: the error reply's message, else NULL */
+    /* With wait_replicas: WAITs sent and not answered yet, and the script's
+     * reply (a copy, or NULL when it failed) kept until the last one is. */
+    int waits;
+    bool replied;
+    struct redisReply *kept;
+    char kept_error[200];
 };
 #define HR_CONN_PLAIN (-1)
 
@@ -75,6 +86,12 @@ void hr_conn_free(struct hr_conn *c);
  * (not ready, or hiredis refused) or HR_E_NOMEM: nothing sent and `done`
  * never runs. */
 int hr_conn_send(struct hr_conn *c, struct hr_conn_call *call);
+
+/* Tells the connection that Redis refused a write as a replica (READONLY).
+ * Behind Sentinel it drops the connection and asks the sentinels for the
+ * master again; on a single Redis it does nothing (hr_store_probe reports
+ * it). */
+void hr_conn_readonly(struct hr_conn *c);
 
 /* True while connected with the scripts loaded. */
 bool hr_conn_ready(const struct hr_conn *c);

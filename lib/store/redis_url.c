@@ -3,6 +3,7 @@
 #include "err.h"
 #include "parse.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -65,6 +66,85 @@ static int percent_decode(const char *s, size_t len, char *out, size_t cap)
     return 0;
 }
 
+/* host[:port] or [v6addr][:port] in p[0..end) into host[cap] and *port
+ * (left alone when the text has none). -1 with the reason in err. */
+static int parse_hostport(const char *p, const char *end, char *host, size_t cap, int *port,
+                          const char *show, char *err, size_t errlen)
+{
+    const char *colon = NULL;
+    memset(host, 0, cap);
+    if (*p == '[') { /* [::1]:6379 */
+        const char *rb = memchr(p, ']', (size_t)(end - p));
+        if (!rb || (rb + 1 < end && rb[1] != ':')) {
+            snprintf(err, errlen, "bad IPv6 address in '%s' (want [addr]:port)", show);
+            return -1;
+        }
+        if ((size_t)(rb - p - 1) >= cap)
+            goto badhost;
+        memcpy(host, p + 1, (size_t)(rb - p - 1));
+        colon = rb + 1 < end ? rb + 1 : NULL;
+    } else {
+        colon = memchr(p, ':', (size_t)(end - p));
+        const char *he = colon ? colon : end;
+        if ((size_t)(he - p) >= cap)
+            goto badhost;
+        memcpy(host, p, (size_t)(he - p));
+    }
+    if (host[0] == '\0')
+        goto badhost;
+    if (colon && strict_num(colon + 1, (size_t)(end - colon - 1), 1, 65535, port)) {
+        snprintf(err, errlen, "bad port in '%s' (1-65535)", show);
+        return -1;
+    }
+    return 0;
+badhost:
+    snprintf(err, errlen, "bad or missing host in '%s'", show);
+    return -1;
+}
+
+/* The sentinels' list p[0..end) ("h1:p1,h2:p2") and the path after it
+ * ("/master[/db]") of a redis-sentinel:// URL into `a`. */
+static int parse_sentinel(const char *p, const char *end, struct hr_redis_addr *a, const char *show,
+                          char *err, size_t errlen)
+{
+    /* Each item between commas, an empty one included (then refused). */
+    for (bool more = p < end; more;) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        if (a->nsentinels == HR_SENTINELS_MAX) {
+            snprintf(err, errlen, "more than %d sentinels in '%s'", HR_SENTINELS_MAX, show);
+            return -1;
+        }
+        a->sentinel[a->nsentinels].port = 26379;
+        if (parse_hostport(p, e, a->sentinel[a->nsentinels].host, sizeof(a->sentinel[0].host),
+                           &a->sentinel[a->nsentinels].port, show, err, errlen) != 0)
+            return -1;
+        a->nsentinels++;
+        p = comma ? comma + 1 : end;
+        more = comma != NULL;
+    }
+    const char *name = *end == '/' ? end + 1 : end;
+    size_t len = strcspn(name, "/");
+    bool ok = len > 0 && len < sizeof(a->master);
+    for (size_t i = 0; ok && i < len; i++)
+        ok = (name[i] >= 'a' && name[i] <= 'z') || (name[i] >= 'A' && name[i] <= 'Z') ||
+             (name[i] >= '0' && name[i] <= '9') || strchr("._-", name[i]);
+    if (!ok || a->nsentinels == 0) {
+        snprintf(err, errlen,
+                 "bad Sentinel URL '%s' (want redis-sentinel://host:port[,host:port...]/"
+                 "mastername[/db], the name 1-63 of [A-Za-z0-9._-])",
+                 show);
+        return -1;
+    }
+    memcpy(a->master, name, len);
+    const char *db = name[len] == '/' ? name + len + 1 : NULL;
+    if (db && strict_num(db, strlen(db), 0, 15, &a->db)) {
+        snprintf(err, errlen, "bad database number in '%s' (0-15)", show);
+        return -1;
+    }
+    return 0;
+}
+
 int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, size_t errlen)
 {
     struct hr_redis_addr a;
@@ -89,12 +169,15 @@ int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, si
         *out = a;
         return HR_OK;
     }
-    if (strncmp(url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "'%s' is not a Redis URL (redis://host:port[/db] or unix:///path)",
+    bool sentinel = strncmp(url, "redis-sentinel://", 17) == 0;
+    if (!sentinel && strncmp(url, "redis://", 8) != 0) {
+        snprintf(err, errlen,
+                 "'%s' is not a Redis URL (redis://host:port[/db], unix:///path or "
+                 "redis-sentinel://host:port[,host:port...]/mastername)",
                  show);
         return HR_E_CONFIG;
     }
-    const char *p = url + 8;
+    const char *p = url + (sentinel ? 17 : 8);
     const char *slash = strchr(p, '/');
     const char *end = slash ? slash : p + strlen(p); /* end of the authority */
     /* user:pass@ comes before the path: the last '@' of the authority. */
@@ -117,37 +200,20 @@ int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, si
         }
         p = at + 1;
     }
-    const char *colon = NULL;
-    if (*p == '[') { /* [::1]:6379 */
-        const char *rb = memchr(p, ']', (size_t)(end - p));
-        if (!rb || (rb + 1 < end && rb[1] != ':')) {
-            snprintf(err, errlen, "bad IPv6 address in '%s' (want [addr]:port)", show);
+    if (sentinel) {
+        if (parse_sentinel(p, end, &a, show, err, errlen) != 0)
             return HR_E_CONFIG;
-        }
-        if ((size_t)(rb - p - 1) >= sizeof(a.host))
-            goto badhost;
-        memcpy(a.host, p + 1, (size_t)(rb - p - 1));
-        colon = rb + 1 < end ? rb + 1 : NULL;
-    } else {
-        colon = memchr(p, ':', (size_t)(end - p));
-        const char *he = colon ? colon : end;
-        if ((size_t)(he - p) >= sizeof(a.host))
-            goto badhost;
-        memcpy(a.host, p, (size_t)(he - p));
+        a.host[0] = '\0'; /* the master's, once a sentinel names it */
+        a.port = 0;
+        *out = a;
+        return HR_OK;
     }
-    if (a.host[0] == '\0')
-        goto badhost;
-    if (colon && strict_num(colon + 1, (size_t)(end - colon - 1), 1, 65535, &a.port)) {
-        snprintf(err, errlen, "bad port in '%s' (1-65535)", show);
+    if (parse_hostport(p, end, a.host, sizeof(a.host), &a.port, show, err, errlen) != 0)
         return HR_E_CONFIG;
-    }
     if (slash && slash[1] && strict_num(slash + 1, strlen(slash + 1), 0, 15, &a.db)) {
         snprintf(err, errlen, "bad database number in '%s' (0-15)", show);
         return HR_E_CONFIG;
     }
     *out = a;
     return HR_OK;
-badhost:
-    snprintf(err, errlen, "bad or missing host in '%s'", show);
-    return HR_E_CONFIG;
 }

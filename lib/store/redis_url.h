@@ -7,7 +7,13 @@
 
 #define HR_REDIS_URL_MAX 256
 
-/* redis://[[user]:pass@]host[:port][/db] or unix:///path[?db=N]. */
+#define HR_SENTINELS_MAX 8
+
+/* redis://[[user]:pass@]host[:port][/db], unix:///path[?db=N], or
+ * redis-sentinel://[[user]:pass@]host[:port][,host[:port]...]/master[/db]:
+ * the sentinels to ask for the master named `master` (user and password are
+ * the data nodes'; `host` and `port` are then the master's, filled in when
+ * it is resolved). */
 struct hr_redis_addr {
     char host[256]; /* empty for a unix socket */
     int port;
@@ -15,6 +21,12 @@ struct hr_redis_addr {
     int db;
     char user[64];
     char pass[128];
+    char master[64]; /* the Sentinel master name; empty: no Sentinel */
+    int nsentinels;
+    struct {
+        char host[256];
+        int port;
+    } sentinel[HR_SENTINELS_MAX];
 };
 
 /* Parses a Redis URL. Returns HR_OK, or HR_E_CONFIG with the reason in err

@@ -100,6 +100,8 @@ static void note_write(struct hr_store *st, const char *err)
             HR_LOG(HR_LOG_INFO, "redis: takes writes again");
         st->refused[0] = '\0';
     } else if (refuses_writes(err)) {
+        if (strstr(err, "READONLY") && st->conn)
+            hr_conn_readonly(st->conn); /* behind Sentinel: find the master again */
         if (!st->refused[0])
             HR_LOG(HR_LOG_WARN, "redis: refuses writes: %.200s", err);
         snprintf(st->refused, sizeof(st->refused), "%s", err);
@@ -521,7 +523,8 @@ struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_con
             goto fail;
         }
     }
-    struct hr_conn_config cc = {.redis = cfg->redis, .timeout_ms = cfg->timeout_ms};
+    struct hr_conn_config cc = {
+        .redis = cfg->redis, .timeout_ms = cfg->timeout_ms, .wait_replicas = cfg->wait_replicas};
     if (!(st->conn = hr_conn_new(base, &cc, err, errlen)))
         goto fail;
     return st;
@@ -582,7 +585,7 @@ void hr_store_get_stats(const struct hr_store *st, struct hr_store_stats *out)
     if (!st->conn)
         return;
     const struct hr_conn_stats *cs = hr_conn_get_stats(st->conn);
-    out->redis_errors = cs->errors + st->bad_replies + st->request_errors;
+    out->redis_errors = cs->errors + cs->not_replicated + st->bad_replies + st->request_errors;
     out->timeouts = cs->timeouts;
     out->reconnects = cs->connects;
     out->noscript = cs->noscript;

@@ -21,12 +21,13 @@ struct hr_store;
 
 struct hr_store_config {
     struct hr_redis_addr redis;
-    char prefix[32];       /* key prefix, so several registries can share one Redis */
-    uint32_t ttl_ms;       /* entry lifetime without a heartbeat */
-    uint32_t timeout_ms;   /* a command not answered by then counts as failed */
-    uint32_t max_inflight; /* commands waiting for Redis; beyond: HR_E_OVERLOAD */
-    uint32_t sweep_ms;     /* return unconfirmed claims to idle this often; 0: never */
-    uint32_t max_hosts;    /* live hosts at most; a new one beyond: retry later, full */
+    char prefix[32];        /* key prefix, so several registries can share one Redis */
+    uint32_t ttl_ms;        /* entry lifetime without a heartbeat */
+    uint32_t timeout_ms;    /* a command not answered by then counts as failed */
+    uint32_t wait_replicas; /* replicas that must confirm a write before it is done */
+    uint32_t max_inflight;  /* commands waiting for Redis; beyond: HR_E_OVERLOAD */
+    uint32_t sweep_ms;      /* return unconfirmed claims to idle this often; 0: never */
+    uint32_t max_hosts;     /* live hosts at most; a new one beyond: retry later, full */
     char regions[HR_REGIONS_MAX * (HR_REGION_MAX + 1)]; /* comma-separated, to count them */
 };
 

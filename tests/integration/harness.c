@@ -188,6 +188,52 @@ int h_redis_start(struct h_redis *r, int port, const char *const *extra)
     return -1;
 }
 
+int h_sentinel_start(struct h_redis *r, const char *master, int master_port, int quorum)
+{
+    char conf[192];
+    int port = h_free_port(SOCK_STREAM);
+    snprintf(r->dir, sizeof(r->dir), "/tmp/hostreg-test-sentinel-XXXXXX");
+    if (!mkdtemp(r->dir))
+        return -1;
+    snprintf(conf, sizeof(conf), "%s/sentinel.conf", r->dir);
+    FILE *f = fopen(conf, "w");
+    if (!f)
+        return -1;
+    /* Quick to act, for a test: a master silent for 1 s is down. */
+    fprintf(f,
+            "port %d\nbind 127.0.0.1\ndir %s\nlogfile %s/sentinel.log\n"
+            "sentinel monitor %s 127.0.0.1 %d %d\n"
+            "sentinel down-after-milliseconds %s 1000\n"
+            "sentinel failover-timeout %s 5000\n"
+            "sentinel parallel-syncs %s 1\n",
+            port, r->dir, r->dir, master, master_port, quorum, master, master, master);
+    fclose(f);
+    const char *argv[] = {env_or("HOSTREG_REDIS_SERVER", "/usr/bin/redis-server"), conf,
+                          "--sentinel", NULL};
+    r->port = port;
+    r->pid = spawn(argv);
+    if (r->pid < 0)
+        return -1;
+    uint64_t deadline = h_now_ms() + 10000;
+    while (h_now_ms() < deadline) {
+        struct timeval tv = {0, 200000};
+        redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+        redisReply *rep =
+            c && !c->err ? redisCommand(c, "SENTINEL get-master-addr-by-name %s", master) : NULL;
+        bool ok = rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2;
+        if (rep)
+            freeReplyObject(rep);
+        if (c)
+            redisFree(c);
+        if (ok)
+            return 0;
+        if (!h_process_alive(r->pid))
+            return -1;
+        usleep(10000); /* polling a process that has no way to tell us it is up */
+    }
+    return -1;
+}
+
 void h_redis_stop(struct h_redis *r, bool kill9, bool cleanup)
 {
     if (r->pid > 0) {
@@ -457,8 +503,10 @@ static int spawn_daemon(struct h_daemon *d, int redis_port, const char *const *e
     argv[n++] = bin;
     argv[n++] = "--listen";
     argv[n++] = listen;
-    argv[n++] = "--redis";
-    argv[n++] = redis;
+    if (redis_port > 0) { /* 0: the extra arguments name it */
+        argv[n++] = "--redis";
+        argv[n++] = redis;
+    }
     for (int i = 0; extra && extra[i] && n < 38; i++)
         argv[n++] = extra[i];
     argv[n] = NULL;
@@ -602,8 +650,10 @@ int h_gateway_spawn(struct h_gateway *g, int redis_port, const char *const *extr
     argv[n++] = bin;
     argv[n++] = "--listen";
     argv[n++] = listen;
-    argv[n++] = "--redis";
-    argv[n++] = redis;
+    if (redis_port > 0) { /* 0: the extra arguments name it */
+        argv[n++] = "--redis";
+        argv[n++] = redis;
+    }
     for (int i = 0; extra_args && extra_args[i] && n < 46; i++)
         argv[n++] = extra_args[i];
     argv[n] = NULL;

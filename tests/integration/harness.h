@@ -25,6 +25,11 @@ struct h_redis {
 /* Starts redis-server on `port` (0: a free one) and waits until it answers
  * PING. Extra arguments (NULL-terminated list) are passed on. 0 or -1. */
 int h_redis_start(struct h_redis *r, int port, const char *const *extra);
+/* Starts a Redis Sentinel (redis-server FILE --sentinel) on a free port,
+ * monitoring the master `master` at 127.0.0.1:master_port with `quorum`, and
+ * quick to act (down after 1 s of silence). Waits until it answers for the
+ * master. 0 or -1. Stop it with h_redis_stop. */
+int h_sentinel_start(struct h_redis *r, const char *master, int master_port, int quorum);
 /* SIGTERM (or SIGKILL when `kill9`) and wait; keeps dir unless `cleanup`. */
 void h_redis_stop(struct h_redis *r, bool kill9, bool cleanup);
 /* A synchronous connection for assertions; aborts the test on failure. */
@@ -35,7 +40,8 @@ struct h_daemon {
     int port; /* UDP */
 };
 
-/* Starts hostregd on a free UDP port against redis on `redis_port`, with
+/* Starts hostregd on a free UDP port against redis on `redis_port` (0: no
+ * --redis, the extra flags give it), with
  * extra flags (NULL-terminated), and waits until it acks a request (which
  * needs its Redis connection up). 0 or -1. */
 int h_daemon_start(struct h_daemon *d, int redis_port, const char *const *extra);

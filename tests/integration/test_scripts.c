@@ -1656,6 +1656,36 @@ static void test_scripts_list_status_and_limit(void **state)
     assert_int_equal(list(HR_STATUS_NONE, 0, REGS("local", "eu-central"), hs, 8), 0);
 }
 
+/* A read that fails is an error, never an absent host: here the reader may
+ * not GET (an ACL; on a Redis Cluster node the key not being local fails the
+ * same way), and the list fails instead of answering without the host. */
+static void test_scripts_failed_read_is_an_error(void **state)
+{
+    (void)state;
+    assert_int_equal(run(beat("readable", HR_STATUS_IDLE, 1)), R_APPLIED);
+    redisReply *r = redisCommand(rc, "ACL SETUSER noget on >pw ~* &* +@all -get");
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    redisContext *c = h_redis_connect(redis.port);
+    r = redisCommand(c, "AUTH noget pw");
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    struct hr_list_query q = {.status = HR_STATUS_NONE, .limit = 10, .nregions = 1};
+    q.regions[0] = "local";
+    struct hr_script_args a = {0};
+    hr_script_list_args(&a, PREFIX, &q);
+    r = hr_script_eval(c, HR_SCRIPT_LIST, &a);
+    hr_script_args_free(&a);
+    assert_non_null(r);
+    print_message("list without GET: %s\n", r->type == REDIS_REPLY_ERROR ? r->str : "(no error)");
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(r->str, "GET"));
+    freeReplyObject(r);
+    redisFree(c);
+    r = redisCommand(rc, "ACL DELUSER noget");
+    freeReplyObject(r);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -1720,6 +1750,7 @@ int main(void)
         T(test_scripts_index_expired_member_unseen),
         T(test_scripts_list_matches_entry),
         T(test_scripts_list_status_and_limit),
+        T(test_scripts_failed_read_is_an_error),
     };
     return cmocka_run_group_tests_name("scripts", tests, setup, teardown);
 }

@@ -223,6 +223,60 @@ static void test_config_redis_url_accepted(void **state)
     }
 }
 
+/* redis-sentinel://: the sentinels (26379 by default), the master's name,
+ * the data nodes' credentials and database; the master's own address is
+ * left for a sentinel to give. */
+static void test_config_redis_sentinel_url(void **state)
+{
+    (void)state;
+    struct hr_redis_addr a;
+    char err[256] = "";
+    assert_int_equal(
+        hr_redis_url_parse("redis-sentinel://u:p%40ss@s1:5000,s2,[::1]:5002/my.master-1/3", &a, err,
+                           sizeof(err)),
+        HR_OK);
+    assert_int_equal(a.nsentinels, 3);
+    assert_string_equal(a.sentinel[0].host, "s1");
+    assert_int_equal(a.sentinel[0].port, 5000);
+    assert_string_equal(a.sentinel[1].host, "s2");
+    assert_int_equal(a.sentinel[1].port, 26379);
+    assert_string_equal(a.sentinel[2].host, "::1");
+    assert_int_equal(a.sentinel[2].port, 5002);
+    assert_string_equal(a.master, "my.master-1");
+    assert_int_equal(a.db, 3);
+    assert_string_equal(a.user, "u");
+    assert_string_equal(a.pass, "p@ss");
+    assert_string_equal(a.host, "");
+    assert_int_equal(hr_redis_url_parse("redis-sentinel://h/m", &a, err, sizeof(err)), HR_OK);
+    assert_int_equal(a.nsentinels, 1);
+    assert_string_equal(a.master, "m");
+    assert_int_equal(a.db, 0);
+    /* A plain URL names no master. */
+    assert_int_equal(hr_redis_url_parse("redis://h", &a, err, sizeof(err)), HR_OK);
+    assert_string_equal(a.master, "");
+    assert_int_equal(a.nsentinels, 0);
+    static const char *const refused[] = {
+        "redis-sentinel://h", /* no master name */
+        "redis-sentinel://h/",
+        "redis-sentinel:///m",
+        "redis-sentinel://h,/m",
+        "redis-sentinel://h:0/m",
+        "redis-sentinel://h/m/16",
+        "redis-sentinel://h/m/x",
+        "redis-sentinel://h/m b",
+        "redis-sentinel://h/m%41",
+        "redis-sentinel://a,b,c,d,e,f,g,h,i/m",
+        "redis-sentinel://:secret@h/", /* the password is not shown */
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        err[0] = '\0';
+        if (hr_redis_url_parse(refused[i], &a, err, sizeof(err)) == HR_OK)
+            fail_msg("'%s' accepted", refused[i]);
+        assert_true(err[0] != '\0');
+        assert_null(strstr(err, "secret"));
+    }
+}
+
 static void test_config_redis_url_refused(void **state)
 {
     (void)state;
@@ -711,6 +765,7 @@ int main(void)
         cmocka_unit_test(test_config_parse_hostport_refused),
         cmocka_unit_test(test_config_redis_url_accepted),
         cmocka_unit_test(test_config_redis_url_refused),
+        cmocka_unit_test(test_config_redis_sentinel_url),
         cmocka_unit_test(test_config_redis_url_hides_password),
         cmocka_unit_test(test_config_refused_redis_hides_password),
         cmocka_unit_test_setup(test_config_opts_defaults, clear_env),

@@ -41,9 +41,14 @@ end
 
 -- The entry at `key` as a table, or nil when there is none. A key of
 -- another type (an entry of the hash layout of older builds) reads as none,
--- and the next write replaces it.
+-- and the next write replaces it. Any other error is an error, never "none"
+-- (on a Redis Cluster node that does not hold the key, say): a reader that
+-- took it for an absent host would drop it from the answer, or worse.
 local function get_entry(key)
   local v = redis.pcall('GET', key)
+  if type(v) == 'table' and v.err and not string.find(v.err, '^WRONGTYPE') then
+    error('GET ' .. key .. ': ' .. v.err, 0)
+  end
   if type(v) ~= 'string' then return nil end
   local hseq, sseq, status, region, room, lease, claim =
     string.match(v, '^(%d+) (%d+) (%a+) (%S+) (%S+) ?(%d*) ?(%x*)$')
