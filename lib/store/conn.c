@@ -267,8 +267,10 @@ static void on_wait(redisAsyncContext *ac, void *r, void *privdata)
 }
 
 /* What a setup reply answers, besides a script's id (SCRIPT LOAD). */
-#define SETUP_PLAIN (-1) /* AUTH, SELECT */
-#define SETUP_ROLE (-2)  /* ROLE: is the node Sentinel named still the master? */
+#define SETUP_PLAIN (-1)   /* AUTH, SELECT */
+#define SETUP_ROLE (-2)    /* ROLE: is the node Sentinel named still the master? */
+#define SETUP_CLUSTER (-3) /* INFO cluster: is it a Redis Cluster node? */
+#define SETUP_LAYOUT (-4)  /* GET <layout key>: are the keys laid out as this build expects? */
 
 static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -277,7 +279,34 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
     intptr_t what = (intptr_t)privdata; /* script id, SETUP_PLAIN or SETUP_ROLE */
     if (!reply || c->ac != ac)
         return;
-    if (reply->type == REDIS_REPLY_ERROR) {
+    if (what == SETUP_CLUSTER) {
+        /* The scripts reach keys of many slots: on a cluster node they
+         * would fail (or worse, read a key that lives elsewhere as absent),
+         * so a cluster node is never ready. INFO refused (an ACL without
+         * +info): not known, go on. */
+        if (reply->type == REDIS_REPLY_STRING && strstr(reply->str, "cluster_enabled:1")) {
+            HR_LOG_LIMITED(HR_LOG_ERROR, "redis: %s",
+                           "the server is a Redis Cluster node: hostreg does not run on a "
+                           "Redis Cluster yet; give it a single Redis, or Sentinel");
+            c->ready = false;
+            c->setup_failed = true;
+            redisAsyncDisconnect(ac);
+            return;
+        }
+    } else if (what == SETUP_LAYOUT && reply->type == REDIS_REPLY_STRING &&
+               strcmp(reply->str, HR_LAYOUT) != 0) {
+        /* Written by a build with another layout: reading its keys as ours
+         * would take its hosts for absent ones and write over them. */
+        HR_LOG_LIMITED(HR_LOG_ERROR,
+                       "redis: %s is '%.20s': the registry is in storage layout %.20s, and this "
+                       "build reads layout " HR_LAYOUT " only; run the build that wrote it, or "
+                       "another --prefix",
+                       c->cfg.layout_key, reply->str, reply->str);
+        c->ready = false;
+        c->setup_failed = true;
+        redisAsyncDisconnect(ac);
+        return;
+    } else if (reply->type == REDIS_REPLY_ERROR) {
         HR_LOG_LIMITED(HR_LOG_ERROR, "redis: setup failed: %.200s", reply->str);
         /* Inside a hiredis callback: ask for a clean close; the disconnect
          * callback then schedules the reconnect. */
@@ -390,6 +419,13 @@ static void on_connect(const redisAsyncContext *cac, int status)
     }
     if (a->db) {
         redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_PLAIN, "SELECT %d", a->db);
+        c->setup_pending++;
+    }
+    redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_CLUSTER, "INFO cluster");
+    c->setup_pending++;
+    if (c->cfg.layout_key[0]) {
+        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_LAYOUT, "GET %s",
+                          c->cfg.layout_key);
         c->setup_pending++;
     }
     /* Before the scripts, so that its answer is in when the connection

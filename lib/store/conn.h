@@ -30,7 +30,15 @@ struct hr_conn_config {
      * each write script), 0 for none; WAIT gives up after timeout_ms / 2,
      * and the write then fails. */
     uint32_t wait_replicas;
+    /* The key that names the storage layout of the registry's keys (read at
+     * each connect; "" to skip): absent or HR_LAYOUT, else the connection is
+     * never ready. */
+    char layout_key[64];
 };
+
+/* The storage layout this build reads and writes (lib/store/lua/entry.lua):
+ * the value of the layout key, which a build with another layout sets. */
+#define HR_LAYOUT "1"
 
 struct hr_conn_stats {
     uint64_t errors;         /* error replies (NOSCRIPT retried once, not counted) */

@@ -24,6 +24,9 @@
  * probe is SET ... XX, see hr_store_probe). */
 #define PROBE_KEY "readyz"
 
+/* The key naming the storage layout, after the prefix (conn.h, HR_LAYOUT). */
+#define LAYOUT_KEY "layout"
+
 struct cmd;
 /* Turns a reply into the callers' callbacks; `reply` is NULL when the call
  * failed (connection lost, timed out, error reply). */
@@ -525,6 +528,7 @@ struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_con
     }
     struct hr_conn_config cc = {
         .redis = cfg->redis, .timeout_ms = cfg->timeout_ms, .wait_replicas = cfg->wait_replicas};
+    snprintf(cc.layout_key, sizeof(cc.layout_key), "%s%s", cfg->prefix, LAYOUT_KEY);
     if (!(st->conn = hr_conn_new(base, &cc, err, errlen)))
         goto fail;
     return st;

@@ -651,13 +651,13 @@ static void test_faults_durability_appendfsync_always(void **state)
  * than 0) and those their Lua scripts call, since Redis applies the user's
  * rules to those as well. */
 static const char *const acl_commands[] = {
-    /* sent by the store (config|get: maxmemory-policy at each connect; set:
-     * the readiness probe) */
-    "evalsha", "eval", "script|load", "config|get",
+    /* sent by the store (config|get: maxmemory-policy and info: cluster_enabled
+     * at each connect; set: the readiness probe) */
+    "evalsha", "eval", "script|load", "config|get", "info",
     /* called by the scripts */
     "time", "pttl", "del", "get", "set", "zadd", "zrem", "zrangebyscore", "zrange", "zcount", NULL};
-static const char *const store_commands[] = {"evalsha",    "eval", "script|load",
-                                             "config|get", "set",  NULL};
+static const char *const store_commands[] = {"evalsha", "eval", "script|load", "config|get",
+                                             "info",    "set",  NULL};
 static bool listed(const char *const *list, const char *cmd)
 {
     for (int i = 0; list[i]; i++)

@@ -13,6 +13,7 @@
 #include "wire.h"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,6 +276,68 @@ static void test_topology_redis_wait(void **state)
     assert_int_equal(h_daemon_stop(&d), 0);
 }
 
+/* A Redis Cluster node is not a Redis the scripts can use (their keys span
+ * slots): the gateway says so in its log and is never ready, instead of
+ * answering /readyz 200 while every call fails. */
+static void test_topology_cluster_node_not_ready(void **state)
+{
+    (void)state;
+    memset(&S, 0, sizeof(S));
+    const char *cargs[] = {"--cluster-enabled", "yes", NULL};
+    assert_int_equal(h_redis_start(&S.master, 0, cargs), 0);
+    struct h_gateway gw;
+    assert_int_equal(h_gateway_spawn(&gw, S.master.port, NULL, NULL), 0);
+    uint64_t deadline = h_now_ms() + 10000;
+    while (!h_gateway_log_contains(&gw, "Redis Cluster node")) {
+        assert_true(h_now_ms() < deadline);
+        usleep(20000); /* the log is a file: nothing to wait on */
+    }
+    struct h_http_resp r;
+    assert_int_equal(h_http(gw.port, "GET", "/readyz", NULL, NULL, &r), 503);
+    h_http_free(&r);
+    assert_int_equal(h_gateway_stop(&gw), 0);
+}
+
+/* Keys of another storage layout under the prefix (the layout key says so):
+ * the daemon and the gateway never take them for theirs. Under another
+ * prefix, or with the key gone, they run. */
+static void test_topology_other_layout_refused(void **state)
+{
+    (void)state;
+    memset(&S, 0, sizeof(S));
+    assert_int_equal(h_redis_start(&S.master, 0, NULL), 0);
+    redisContext *c = h_redis_connect(S.master.port);
+    freeReplyObject(redisCommand(c, "SET ol:layout 2"));
+    const char *args[] = {"--prefix", "ol:", NULL};
+    struct h_gateway gw;
+    assert_int_equal(h_gateway_spawn(&gw, S.master.port, args, NULL), 0);
+    uint64_t deadline = h_now_ms() + 10000;
+    while (!h_gateway_log_contains(&gw, "storage layout 2")) {
+        assert_true(h_now_ms() < deadline);
+        usleep(20000); /* the log is a file: nothing to wait on */
+    }
+    struct h_http_resp r;
+    assert_int_equal(h_http(gw.port, "GET", "/readyz", NULL, NULL, &r), 503);
+    h_http_free(&r);
+    struct h_daemon d = {.port = h_free_port(SOCK_DGRAM)};
+    assert_int_equal(h_daemon_spawn(&d, S.master.port, args), 0);
+    int fd = h_udp_socket(d.port);
+    struct hr_request hb = h_heartbeat("layout-host", "room-s", "local", HR_STATUS_IDLE, 0);
+    struct hr_ack ack;
+    assert_int_equal(h_request(fd, &hb, &ack, 300, 10), 0); /* it may not be listening yet */
+    assert_int_equal(ack.result, HR_RESULT_RETRY_LATER);
+    assert_int_equal(h_redis_int(c, "EXISTS ol:h:layout-host"), 0);
+    /* Layout 1 (this build's) under the key, or no key: ready. */
+    freeReplyObject(redisCommand(c, "SET ol:layout 1"));
+    deadline = h_now_ms() + 10000;
+    while (heartbeat_once(fd, "layout-host", 300) != HR_RESULT_OK)
+        assert_true(h_now_ms() < deadline);
+    close(fd);
+    redisFree(c);
+    assert_int_equal(h_daemon_stop(&d), 0);
+    assert_int_equal(h_gateway_stop(&gw), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -282,6 +345,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_topology_sentinel_failover, teardown_each),
         cmocka_unit_test_teardown(test_topology_redis_wait, teardown_each),
+        cmocka_unit_test_teardown(test_topology_cluster_node_not_ready, teardown_each),
+        cmocka_unit_test_teardown(test_topology_other_layout_refused, teardown_each),
     };
     return cmocka_run_group_tests_name("topology", tests, NULL, NULL);
 }
