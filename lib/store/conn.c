@@ -246,13 +246,17 @@ static void on_wait(redisAsyncContext *ac, void *r, void *privdata)
     redisReply *kept = k->kept;
     k->kept = NULL;
     k->error = k->kept_error[0] ? k->kept_error : NULL;
-    if (kept && (!reply || reply->type != REDIS_REPLY_INTEGER ||
-                 reply->integer < (long long)c->cfg.wait_replicas)) {
+    if (kept && !reply) { /* the connection was lost: the outcome is unknown */
+        k->error = NULL;
+        freeReplyObject(kept);
+        kept = NULL;
+    } else if (kept && (reply->type != REDIS_REPLY_INTEGER ||
+                        reply->integer < (long long)c->cfg.wait_replicas)) {
         c->stats.not_replicated++;
         HR_LOG_LIMITED(HR_LOG_WARN,
                        "redis: a write reached %lld of the %u replicas it must reach within "
                        "%u ms: failed",
-                       reply && reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0LL,
+                       reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0LL,
                        c->cfg.wait_replicas, c->cfg.timeout_ms / 2);
         snprintf(k->kept_error, sizeof(k->kept_error),
                  "NOREPLICAS the write was not confirmed by enough replicas");
@@ -404,10 +408,6 @@ static void on_connect(const redisAsyncContext *cac, int status)
     c->setup_failed = false;
     c->evicting = -1;
     const struct hr_redis_addr *a = &c->addr;
-    if (a->master[0]) {
-        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_ROLE, "ROLE");
-        c->setup_pending++;
-    }
     if (a->pass[0]) {
         if (a->user[0])
             redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_PLAIN, "AUTH %s %s",
@@ -419,6 +419,10 @@ static void on_connect(const redisAsyncContext *cac, int status)
     }
     if (a->db) {
         redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_PLAIN, "SELECT %d", a->db);
+        c->setup_pending++;
+    }
+    if (a->master[0]) { /* after AUTH: a Redis with a password answers nothing before it */
+        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_ROLE, "ROLE");
         c->setup_pending++;
     }
     redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_CLUSTER, "INFO cluster");
@@ -625,6 +629,11 @@ static void on_switch(redisAsyncContext *ac, void *r, void *privdata)
     size_t n = strlen(c->addr.master);
     if (strncmp(m, c->addr.master, n) != 0 || m[n] != ' ')
         return;
+    char ip[256];
+    int port;
+    if (c->ready && sscanf(m + n + 1, "%*s %*d %255s %d", ip, &port) == 2 &&
+        strcmp(ip, c->addr.host) == 0 && port == c->addr.port)
+        return; /* on the new master already (a READONLY sent us there first) */
     HR_LOG(HR_LOG_WARN, "redis: sentinel: failover of '%s' (%.200s): reconnecting", c->addr.master,
            m + n + 1);
     event_active(c->resolve_ev, EV_TIMEOUT, 0);

@@ -171,8 +171,11 @@ int h_redis_start(struct h_redis *r, int port, const char *const *extra)
         redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
         if (c && !c->err) {
             redisReply *rep = redisCommand(c, "PING");
-            /* LOADING while it replays the AOF: not ready yet. */
-            bool ok = rep && rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0;
+            /* LOADING while it replays the AOF: not ready yet. NOAUTH: up,
+             * with a password (requirepass). */
+            bool ok =
+                rep && ((rep->type == REDIS_REPLY_STATUS && strcmp(rep->str, "PONG") == 0) ||
+                        (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOAUTH", 6) == 0));
             if (rep)
                 freeReplyObject(rep);
             redisFree(c);
@@ -188,7 +191,8 @@ int h_redis_start(struct h_redis *r, int port, const char *const *extra)
     return -1;
 }
 
-int h_sentinel_start(struct h_redis *r, const char *master, int master_port, int quorum)
+int h_sentinel_start(struct h_redis *r, const char *master, int master_port, int quorum,
+                     const char *auth_pass)
 {
     char conf[192];
     int port = h_free_port(SOCK_STREAM);
@@ -207,6 +211,8 @@ int h_sentinel_start(struct h_redis *r, const char *master, int master_port, int
             "sentinel failover-timeout %s 5000\n"
             "sentinel parallel-syncs %s 1\n",
             port, r->dir, r->dir, master, master_port, quorum, master, master, master);
+    if (auth_pass)
+        fprintf(f, "sentinel auth-pass %s %s\n", master, auth_pass);
     fclose(f);
     const char *argv[] = {env_or("HOSTREG_REDIS_SERVER", "/usr/bin/redis-server"), conf,
                           "--sentinel", NULL};

@@ -26,10 +26,12 @@ struct h_redis {
  * PING. Extra arguments (NULL-terminated list) are passed on. 0 or -1. */
 int h_redis_start(struct h_redis *r, int port, const char *const *extra);
 /* Starts a Redis Sentinel (redis-server FILE --sentinel) on a free port,
- * monitoring the master `master` at 127.0.0.1:master_port with `quorum`, and
+ * monitoring the master `master` at 127.0.0.1:master_port with `quorum`
+ * (and `auth_pass`, unless NULL, as the data nodes' password), and
  * quick to act (down after 1 s of silence). Waits until it answers for the
  * master. 0 or -1. Stop it with h_redis_stop. */
-int h_sentinel_start(struct h_redis *r, const char *master, int master_port, int quorum);
+int h_sentinel_start(struct h_redis *r, const char *master, int master_port, int quorum,
+                     const char *auth_pass);
 /* SIGTERM (or SIGKILL when `kill9`) and wait; keeps dir unless `cleanup`. */
 void h_redis_stop(struct h_redis *r, bool kill9, bool cleanup);
 /* A synchronous connection for assertions; aborts the test on failure. */

@@ -21,6 +21,23 @@
 
 #define MASTER "mm"
 
+struct sentinel_setup {
+    struct h_redis master, replica, sentinel[3];
+    char url[256];
+    const char *pass; /* the data nodes' password, or NULL */
+};
+
+static struct sentinel_setup S;
+
+/* A connection to a data node, authenticated when it has a password. */
+static redisContext *data_connect(int port)
+{
+    redisContext *c = h_redis_connect(port);
+    if (S.pass)
+        freeReplyObject(redisCommand(c, "AUTH %s", S.pass));
+    return c;
+}
+
 /* A field of `SENTINEL master <name>` (a flat list of names and values) as
  * an integer, or -1. */
 static long long sentinel_field(int port, const char *field)
@@ -44,6 +61,8 @@ static const char *role_of(int port)
     role[0] = '\0';
     struct timeval tv = {0, 300000};
     redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    if (c && !c->err && S.pass)
+        freeReplyObject(redisCommand(c, "AUTH %s", S.pass));
     redisReply *r = c && !c->err ? redisCommand(c, "ROLE") : NULL;
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
         r->element[0]->type == REDIS_REPLY_STRING)
@@ -59,7 +78,7 @@ static const char *role_of(int port)
  * it has none. */
 static long long command_calls(int port, const char *cmd)
 {
-    redisContext *c = h_redis_connect(port);
+    redisContext *c = data_connect(port);
     redisReply *r = redisCommand(c, "INFO commandstats");
     long long calls = 0;
     char needle[64];
@@ -72,29 +91,27 @@ static long long command_calls(int port, const char *cmd)
     return calls;
 }
 
-struct sentinel_setup {
-    struct h_redis master, replica, sentinel[3];
-    char url[256];
-};
-
-static struct sentinel_setup S;
-
 /* A master, a replica in sync with it, and three sentinels that know both
  * and each other (a failover needs them all to have met). */
-static void sentinel_setup_start(void)
+static void sentinel_setup_start(const char *pass)
 {
     memset(&S, 0, sizeof(S));
-    assert_int_equal(h_redis_start(&S.master, 0, NULL), 0);
+    S.pass = pass;
+    const char *margs[] = {"--requirepass", pass, "--masterauth", pass, NULL};
+    assert_int_equal(h_redis_start(&S.master, 0, pass ? margs : NULL), 0);
     char mport[16];
     snprintf(mport, sizeof(mport), "%d", S.master.port);
-    const char *rargs[] = {"--replicaof", "127.0.0.1", mport, NULL};
+    const char *rargs[] = {"--replicaof", "127.0.0.1",    mport, "--requirepass",
+                           pass,          "--masterauth", pass,  NULL};
+    if (!pass)
+        rargs[3] = NULL;
     assert_int_equal(h_redis_start(&S.replica, 0, rargs), 0);
     uint64_t deadline = h_now_ms() + 15000;
     while (strcmp(role_of(S.replica.port), "slave") != 0 && h_now_ms() < deadline)
         usleep(20000);
     /* In sync: the master counts it among its connected replicas. */
     for (;;) {
-        redisContext *c = h_redis_connect(S.master.port);
+        redisContext *c = data_connect(S.master.port);
         redisReply *r = redisCommand(c, "INFO replication");
         bool synced = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "state=online");
         freeReplyObject(r);
@@ -104,9 +121,10 @@ static void sentinel_setup_start(void)
         assert_true(h_now_ms() < deadline);
         usleep(20000); /* Redis tells nobody when a replica is in sync */
     }
-    int len = snprintf(S.url, sizeof(S.url), "redis-sentinel://");
+    int len = snprintf(S.url, sizeof(S.url), "redis-sentinel://%s%s%s", pass ? ":" : "",
+                       pass ? pass : "", pass ? "@" : "");
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(h_sentinel_start(&S.sentinel[i], MASTER, S.master.port, 2), 0);
+        assert_int_equal(h_sentinel_start(&S.sentinel[i], MASTER, S.master.port, 2, pass), 0);
         len += snprintf(S.url + len, sizeof(S.url) - (size_t)len, "%s127.0.0.1:%d", i ? "," : "",
                         S.sentinel[i].port);
     }
@@ -148,7 +166,7 @@ static int heartbeat_once(int fd, const char *host, int timeout_ms)
 static void test_topology_sentinel_failover(void **state)
 {
     (void)state;
-    sentinel_setup_start();
+    sentinel_setup_start(NULL);
     const char *args[] = {"--redis", S.url, "--prefix", "st:", NULL};
     struct h_daemon d;
     assert_int_equal(h_daemon_start(&d, 0, args), 0);
@@ -233,6 +251,35 @@ static void test_topology_sentinel_failover(void **state)
     close(fd);
     assert_int_equal(h_daemon_stop(&d), 0);
     assert_int_equal(h_gateway_stop(&gw), 0);
+}
+
+/* Data nodes with a password (the URL's; the sentinels are asked without
+ * one): the daemon authenticates before it checks the node's ROLE, and
+ * `hostreg ls` too. */
+static void test_topology_sentinel_password(void **state)
+{
+    (void)state;
+    sentinel_setup_start("s3cret-pw");
+    const char *args[] = {"--redis", S.url, "--prefix", "sp:", NULL};
+    struct h_daemon d;
+    assert_int_equal(h_daemon_start(&d, 0, args), 0); /* waits for an ok ack */
+    int fd = h_udp_socket(d.port);
+    assert_int_equal(heartbeat_once(fd, "sentinel-pw", 1000), HR_RESULT_OK);
+    close(fd);
+    redisContext *m = data_connect(S.master.port);
+    assert_int_equal(h_redis_int(m, "EXISTS sp:h:sentinel-pw"), 1);
+    redisFree(m);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "%s/hostreg ls --redis '%s' --prefix sp: --regions local",
+             getenv("HOSTREG_BIN_DIR") ? getenv("HOSTREG_BIN_DIR") : "build/bin", S.url);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char out[4096];
+    size_t n = fread(out, 1, sizeof(out) - 1, p);
+    out[n] = '\0';
+    assert_int_equal(pclose(p), 0);
+    assert_non_null(strstr(out, "sentinel-pw"));
+    assert_int_equal(h_daemon_stop(&d), 0);
 }
 
 /* --redis-wait 1: a heartbeat is acked ok only once the replica has it (so
@@ -344,6 +391,7 @@ int main(int argc, char **argv)
         cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_topology_sentinel_failover, teardown_each),
+        cmocka_unit_test_teardown(test_topology_sentinel_password, teardown_each),
         cmocka_unit_test_teardown(test_topology_redis_wait, teardown_each),
         cmocka_unit_test_teardown(test_topology_cluster_node_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_topology_other_layout_refused, teardown_each),
