@@ -3,6 +3,7 @@
  * (status updates, not timed), then times K claims over C keep-alive connections.
  *   hostreg-bench-claims HTTP_PORT REDIS_PORT PREFIX ROUNDS CLAIMS CONNECTIONS
  * Prints: claims_per_second <x> claims <n> seconds <s> not_found <m> */
+#include "layout.h"
 #include "store.h"
 
 #include <arpa/inet.h>
@@ -23,23 +24,35 @@
  * settles the claim. Not timed. */
 static void reset(redisContext *rc, const char *prefix)
 {
-    redisReply *keys = redisCommand(rc, "KEYS %si:*:busy", prefix);
+    struct hr_layout lay;
+    char err[256];
+    if (hr_layout_read_sync(rc, prefix, &lay, err, sizeof(err)) != 1)
+        return;
     struct hr_script_args a = {0};
-    for (size_t k = 0; keys && k < keys->elements; k++) {
-        redisReply *ids = redisCommand(rc, "ZRANGE %s 0 -1", keys->element[k]->str);
+    for (uint32_t b = 0; b < lay.buckets; b++) {
+        char tag[16], key[64];
+        snprintf(tag, sizeof(tag), "%u", b);
+        hr_layout_key(key, sizeof(key), prefix, tag, hr_script_bkey(HR_SCRIPT_BKEY_CLAIMS));
+        redisReply *ids = redisCommand(rc, "ZRANGE %s 0 -1", key);
+        if (!ids || ids->type != REDIS_REPLY_ARRAY || ids->elements == 0) {
+            freeReplyObject(ids);
+            continue;
+        }
         hr_script_args_reset(&a);
         /* ttl: not used by status updates; no cap on hosts. */
-        hr_script_requests_header(&a, prefix, 30000, 0, "");
+        hr_script_requests_header(&a, 30000, 0);
+        uint32_t buckets[1];
+        int nb = 0;
         for (size_t i = 0; i < ids->elements; i++) {
             struct hr_request upd = {.type = HR_MSG_STATUS, .status = HR_STATUS_IDLE};
-            snprintf(upd.host_id, sizeof(upd.host_id), "%s", ids->element[i]->str);
-            hr_script_requests_add(&a, &upd, false);
+            hr_layout_id_unpack(ids->element[i]->str, ids->element[i]->len, upd.host_id,
+                                sizeof(upd.host_id));
+            hr_script_requests_add(&a, &lay, &upd, false, buckets, &nb);
         }
         freeReplyObject(hr_script_eval(rc, HR_SCRIPT_REQUESTS, &a));
         freeReplyObject(ids);
     }
     hr_script_args_free(&a);
-    freeReplyObject(keys);
 }
 
 static double now(void)

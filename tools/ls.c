@@ -2,6 +2,7 @@
 
 #include "config.h"
 #include "err.h"
+#include "layout.h"
 #include "redis_sync.h"
 #include "store.h"
 
@@ -75,29 +76,55 @@ int hr_cmd_ls(int argc, char **argv)
     int rc = 1;
     struct hr_list_query q = {.nregions = nregions, .status = cfg.status, .limit = cfg.limit};
     memcpy(q.regions, regions, nregions * sizeof(regions[0]));
-    struct hr_script_args a = {0};
-    hr_script_list_args(&a, cfg.common.store.prefix, &q);
-    redisReply *list = hr_script_eval(c, HR_SCRIPT_LIST, &a);
-    hr_script_args_reset(&a);
-    hr_script_count_args(&a, cfg.common.store.prefix, regions, nregions);
-    redisReply *counts = hr_script_eval(c, HR_SCRIPT_COUNT, &a);
-    hr_script_args_free(&a);
-    long nlisted = hr_script_nlisted(list);
-    if (nlisted < 0 || !counts || counts->type != REDIS_REPLY_ARRAY ||
-        counts->elements != HR_NSTATUSES * nregions) {
-        fprintf(stderr, "error: Redis: %s\n",
-                list && list->type == REDIS_REPLY_ERROR       ? list->str
-                : counts && counts->type == REDIS_REPLY_ERROR ? counts->str
-                : c->err                                      ? c->errstr
-                                                              : "unexpected reply");
+    struct hr_layout lay;
+    struct hr_host_info *listed = NULL;
+    long nlisted = 0;
+    unsigned long long counts[HR_NSTATUSES * HR_REGIONS_MAX] = {0};
+    int found = hr_layout_read_sync(c, cfg.common.store.prefix, &lay, err, sizeof(err));
+    if (found < 0) {
+        fprintf(stderr, "error: %s\n", err);
         goto out;
     }
+    /* Over every bucket, a few hundred a call (none: nothing registered). */
+    struct hr_script_args a = {0};
+    for (uint32_t b0 = 0; found && b0 < lay.buckets; b0 += 256) {
+        uint32_t n = lay.buckets - b0 < 256 ? lay.buckets - b0 : 256;
+        hr_script_args_reset(&a);
+        hr_script_list_args(&a, &lay, b0, n, &q);
+        redisReply *list = hr_script_eval(c, HR_SCRIPT_LIST, &a);
+        hr_script_args_reset(&a);
+        hr_script_count_args(&a, &lay, b0, n, regions, nregions);
+        redisReply *cnt = hr_script_eval(c, HR_SCRIPT_COUNT, &a);
+        long got = hr_script_nlisted(list);
+        bool ok = got >= 0 && cnt && cnt->type == REDIS_REPLY_ARRAY &&
+                  cnt->elements == HR_NSTATUSES * nregions;
+        struct hr_host_info *more =
+            ok && got ? realloc(listed, (size_t)(nlisted + got) * sizeof(*listed)) : listed;
+        if (!ok || (got && !more)) {
+            fprintf(stderr, "error: Redis: %s\n",
+                    list && list->type == REDIS_REPLY_ERROR ? list->str
+                    : cnt && cnt->type == REDIS_REPLY_ERROR ? cnt->str
+                    : c->err                                ? c->errstr
+                                                            : "unexpected reply");
+            freeReplyObject(list);
+            freeReplyObject(cnt);
+            hr_script_args_free(&a);
+            goto out;
+        }
+        listed = more;
+        for (long i = 0; i < got && (uint32_t)nlisted < cfg.limit; i++)
+            hr_script_listed(list, (size_t)i, &listed[nlisted++]);
+        for (size_t i = 0; i < cnt->elements; i++)
+            counts[i] += (unsigned long long)cnt->element[i]->integer;
+        freeReplyObject(list);
+        freeReplyObject(cnt);
+    }
+    hr_script_args_free(&a);
     json_t *hosts = cfg.json ? json_array() : NULL;
     if (!cfg.json)
         printf("%-38s %-20s %-12s %-5s %5s\n", "HOST", "ROOM", "REGION", "STATUS", "TTL");
     for (long i = 0; i < nlisted; i++) {
-        struct hr_host_info h;
-        hr_script_listed(list, (size_t)i, &h);
+        struct hr_host_info h = listed[i];
         long long ttl = (h.ttl_ms + 999) / 1000;
         const char *status = hr_status_name(h.status);
         if (cfg.json)
@@ -129,8 +156,7 @@ int hr_cmd_ls(int argc, char **argv)
         if (!cfg.json)
             printf("%-12s", regions[i]);
         for (size_t s = 0; s < HR_NSTATUSES; s++) {
-            unsigned long long n =
-                (unsigned long long)counts->element[HR_NSTATUSES * i + s]->integer;
+            unsigned long long n = counts[HR_NSTATUSES * i + s];
             total[s] += n;
             all += n;
             if (cfg.json)
@@ -162,8 +188,7 @@ int hr_cmd_ls(int argc, char **argv)
     }
     rc = 0;
 out:
-    freeReplyObject(list);
-    freeReplyObject(counts);
+    free(listed);
     redisFree(c);
     return rc;
 }

@@ -197,6 +197,18 @@ int hr_common_set_redis_wait(void *c, const char *v, char *err, size_t errlen)
                       &((struct hr_common *)c)->store.wait_replicas, err, errlen);
 }
 
+int hr_common_set_buckets(void *c, const char *v, char *err, size_t errlen)
+{
+    uint32_t *b = &((struct hr_common *)c)->store.buckets;
+    if (hr_opt_u32(v, 1, 16384, "a power of two, ", b, err, errlen) != 0)
+        return -1;
+    if (*b & (*b - 1)) {
+        snprintf(err, errlen, "want a power of two from 1 to 16384");
+        return -1;
+    }
+    return 0;
+}
+
 int hr_common_set_prefix(void *c, const char *v, char *err, size_t errlen)
 {
     struct hr_common *h = c;

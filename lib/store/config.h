@@ -97,6 +97,7 @@ int hr_common_set_log_level(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_max_inflight(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_max_hosts(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_redis_wait(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_buckets(void *c, const char *v, char *err, size_t errlen);
 
 /* The struct hr_common must be the first member of the program's config. */
 /* clang-format off */
@@ -123,6 +124,10 @@ int hr_common_set_redis_wait(void *c, const char *v, char *err, size_t errlen);
      "live hosts at most (0: no cap); a new host beyond it is told to retry later",              \
      hr_common_set_max_hosts, NULL},                                                               \
     {"prefix", 0, "PREFIX", "hr:", "prefix of every Redis key", hr_common_set_prefix, NULL},      \
+    {"buckets", 0, "N", "1024",                                                                    \
+     "buckets of a new registry (a power of two, 1-16384; about hosts/64 for the most it will "   \
+     "hold); a registry keeps the count it was created with",                                    \
+     hr_common_set_buckets, NULL},                                                                 \
     {"regions", 0, "LIST", "us-east-1,us-west-1,eu-central,local",                                \
      "comma-separated list of valid regions", hr_common_set_regions, NULL},                       \
     {"default-region", 0, "REGION", "local", "region of a heartbeat that names none",             \

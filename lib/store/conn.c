@@ -2,6 +2,7 @@
 
 #include "clock.h"
 #include "err.h"
+#include "layout.h"
 #include "log.h"
 
 #include <event2/event.h>
@@ -23,6 +24,7 @@ struct hr_conn {
     struct event_base *base;
     struct hr_conn_config cfg;
     struct hr_redis_addr addr; /* cfg.redis, with the master a sentinel named */
+    struct hr_layout layout;   /* the registry's, read at connect */
     redisAsyncContext *ac;     /* NULL while down */
     /* Sentinel (addr.master set): the sentinel being asked for the master
      * (NULL when none), which one to ask next and how many were asked in this
@@ -134,12 +136,12 @@ static bool writes(int script)
 }
 
 /* Hands `k` to hiredis; on success it is at the tail of the in-flight list.
- * Scripts get no declared keys: they build key names from the prefix (a
- * single Redis, not a cluster). */
+ * A script's keys go in KEYS (numkeys), so that a Redis Cluster could route
+ * it; plain commands are their args. */
 static int send_call(struct hr_conn *c, struct hr_conn_call *k)
 {
     const struct hr_script_args *a = k->args;
-    int n = 0, need = a->argc + 3;
+    int n = 0, need = a->nkeys + a->argc + 3;
     if (need > c->argvcap) {
         const char **v = realloc(c->argv, (size_t)need * sizeof(*v));
         if (v)
@@ -150,12 +152,16 @@ static int send_call(struct hr_conn *c, struct hr_conn_call *k)
         c->argvlen = l;
         c->argvcap = need;
     }
+    char nkeys[16];
     if (k->script != HR_CONN_PLAIN) {
+        snprintf(nkeys, sizeof(nkeys), "%d", a->nkeys);
         c->argv[n++] = k->retried ? "EVAL" : "EVALSHA";
         c->argv[n++] = k->retried ? hr_script_body(k->script) : c->sha[k->script];
-        c->argv[n++] = "0";
+        c->argv[n++] = nkeys;
         for (int i = 0; i < n; i++)
             c->argvlen[i] = strlen(c->argv[i]);
+        for (int i = 0; i < a->nkeys; i++, n++)
+            c->argv[n] = hr_script_key_at(a, i, &c->argvlen[n]);
     }
     for (int i = 0; i < a->argc; i++, n++)
         c->argv[n] = hr_script_arg(a, i, &c->argvlen[n]);
@@ -297,19 +303,32 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
             redisAsyncDisconnect(ac);
             return;
         }
-    } else if (what == SETUP_LAYOUT && reply->type == REDIS_REPLY_STRING &&
-               strcmp(reply->str, HR_LAYOUT) != 0) {
-        /* Written by a build with another layout: reading its keys as ours
-         * would take its hosts for absent ones and write over them. */
-        HR_LOG_LIMITED(HR_LOG_ERROR,
-                       "redis: %s is '%.20s': the registry is in storage layout %.20s, and this "
-                       "build reads layout " HR_LAYOUT " only; run the build that wrote it, or "
-                       "another --prefix",
-                       c->cfg.layout_key, reply->str, reply->str);
-        c->ready = false;
-        c->setup_failed = true;
-        redisAsyncDisconnect(ac);
-        return;
+    } else if (what == SETUP_LAYOUT && reply->type == REDIS_REPLY_NIL) {
+        /* A registry without a layout yet: this program's becomes it unless
+         * another program's got there first (NX), and the GET after it says
+         * which one did. */
+        char value[96];
+        hr_layout_format(&c->cfg.layout, value, sizeof(value));
+        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_PLAIN, "SET %s %s NX",
+                          c->cfg.layout_key, value);
+        redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_LAYOUT, "GET %s",
+                          c->cfg.layout_key);
+        c->setup_pending += 2;
+    } else if (what == SETUP_LAYOUT && reply->type == REDIS_REPLY_STRING) {
+        if (hr_layout_parse(reply->str, c->cfg.layout.prefix, &c->layout) != 0) {
+            /* Written by a build with another layout: reading its keys as
+             * ours would take its hosts for absent ones and write over
+             * them. */
+            HR_LOG_LIMITED(HR_LOG_ERROR,
+                           "redis: %s is '%.40s': the registry is in another storage layout, "
+                           "and this build reads layout " HR_LAYOUT_VERSION
+                           " only; run the build that wrote it, or another --prefix",
+                           c->cfg.layout_key, reply->str);
+            c->ready = false;
+            c->setup_failed = true;
+            redisAsyncDisconnect(ac);
+            return;
+        }
     } else if (reply->type == REDIS_REPLY_ERROR) {
         HR_LOG_LIMITED(HR_LOG_ERROR, "redis: setup failed: %.200s", reply->str);
         /* Inside a hiredis callback: ask for a clean close; the disconnect
@@ -427,7 +446,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
     }
     redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_CLUSTER, "INFO cluster");
     c->setup_pending++;
-    if (c->cfg.layout_key[0]) {
+    if (c->cfg.layout.buckets) {
         redisAsyncCommand(ac, on_setup_reply, (void *)(intptr_t)SETUP_LAYOUT, "GET %s",
                           c->cfg.layout_key);
         c->setup_pending++;
@@ -752,6 +771,9 @@ struct hr_conn *hr_conn_new(struct event_base *base, const struct hr_conn_config
     c->base = base;
     c->cfg = *cfg;
     c->addr = cfg->redis;
+    if (cfg->layout.buckets)
+        snprintf(c->cfg.layout_key, sizeof(c->cfg.layout_key), "%s" HR_LAYOUT_KEY,
+                 cfg->layout.prefix);
     c->head.next = c->head.prev = &c->head;
     c->backoff_ms = BACKOFF_MIN_MS;
     c->evicting = -1;
@@ -794,6 +816,11 @@ void hr_conn_free(struct hr_conn *c)
     free(c->argv);
     free(c->argvlen);
     free(c);
+}
+
+const struct hr_layout *hr_conn_layout(const struct hr_conn *c)
+{
+    return &c->layout;
 }
 
 bool hr_conn_ready(const struct hr_conn *c)

@@ -12,6 +12,7 @@
 #ifndef HR_CONN_H
 #define HR_CONN_H
 
+#include "layout.h"
 #include "redis_url.h"
 #include "script.h"
 
@@ -30,15 +31,13 @@ struct hr_conn_config {
      * each write script), 0 for none; WAIT gives up after timeout_ms / 2,
      * and the write then fails. */
     uint32_t wait_replicas;
-    /* The key that names the storage layout of the registry's keys (read at
-     * each connect; "" to skip): absent or HR_LAYOUT, else the connection is
-     * never ready. */
-    char layout_key[64];
+    /* The registry's layout should it have none yet (its prefix, its bucket
+     * count and a fresh seed): read at each connect from
+     * "<prefix>layout", written from this when absent. Buckets 0: no
+     * layout (the connection never reads it). */
+    struct hr_layout layout;
+    char layout_key[64]; /* the connection's own */
 };
-
-/* The storage layout this build reads and writes (lib/store/lua/entry.lua):
- * the value of the layout key, which a build with another layout sets. */
-#define HR_LAYOUT "1"
 
 struct hr_conn_stats {
     uint64_t errors;         /* error replies (NOSCRIPT retried once, not counted) */
@@ -100,6 +99,9 @@ int hr_conn_send(struct hr_conn *c, struct hr_conn_call *call);
  * master again; on a single Redis it does nothing (hr_store_probe reports
  * it). */
 void hr_conn_readonly(struct hr_conn *c);
+
+/* The registry's layout as read at the last connect (valid while ready). */
+const struct hr_layout *hr_conn_layout(const struct hr_conn *c);
 
 /* True while connected with the scripts loaded. */
 bool hr_conn_ready(const struct hr_conn *c);

@@ -1,6 +1,7 @@
 #include "script.h"
 
 #include "err.h"
+#include "layout.h"
 #include "lua_scripts.h"
 
 #include <hiredis/hiredis.h>
@@ -30,6 +31,12 @@ static const char *const keys[] = {
 #undef HR_SCRIPT_KEY_TEXT_
 };
 
+static const char *const bkeys[] = {
+#define HR_SCRIPT_BKEY_TEXT_(name, text) text,
+    HR_SCRIPT_BUCKET_KEYS(HR_SCRIPT_BKEY_TEXT_)
+#undef HR_SCRIPT_BKEY_TEXT_
+};
+
 static const struct {
     long long code;
     enum hr_result result;
@@ -43,6 +50,11 @@ static const struct {
 const char *hr_script_key(enum hr_script_key k)
 {
     return keys[k];
+}
+
+const char *hr_script_bkey(enum hr_script_bkey k)
+{
+    return bkeys[k];
 }
 
 const char *hr_script_op(enum hr_script_op op)
@@ -87,39 +99,51 @@ static int grow(void **p, int *cap, int need, size_t size)
     return 0;
 }
 
-static void args_add(struct hr_script_args *a, const char *s, size_t len)
+/* Copies s[0..len) into the buffer: its offset, or (size_t)-1 on failure. */
+static size_t store_bytes(struct hr_script_args *a, const char *s, size_t len)
 {
-    if (a->failed)
-        return;
-    /* off and len share one capacity: grow both before counting it. */
-    int cap = a->argcap;
-    if (grow((void **)&a->off, &cap, a->argc + 1, sizeof(*a->off)) ||
-        grow((void **)&a->len, &a->argcap, a->argc + 1, sizeof(*a->len))) {
-        a->failed = 1;
-        return;
-    }
     if (a->used + len > a->cap) {
         size_t n = a->cap ? a->cap : 1024;
         while (n < a->used + len)
             n *= 2;
         char *b = realloc(a->buf, n);
-        if (!b) {
-            a->failed = 1;
-            return;
-        }
+        if (!b)
+            return (size_t)-1;
         a->buf = b;
         a->cap = n;
     }
     if (len)
         memcpy(a->buf + a->used, s, len);
-    a->off[a->argc] = a->used;
-    a->len[a->argc++] = len;
     a->used += len;
+    return a->used - len;
+}
+
+/* Appends to ARGV (`key` false) or KEYS. */
+static void args_add(struct hr_script_args *a, const char *s, size_t len, bool key)
+{
+    if (a->failed)
+        return;
+    size_t **off = key ? &a->koff : &a->off, **lens = key ? &a->klen : &a->len;
+    int *n = key ? &a->nkeys : &a->argc, *capp = key ? &a->keycap : &a->argcap;
+    /* off and len share one capacity: grow both before counting it. */
+    int cap = *capp;
+    if (grow((void **)off, &cap, *n + 1, sizeof(**off)) ||
+        grow((void **)lens, capp, *n + 1, sizeof(**lens))) {
+        a->failed = 1;
+        return;
+    }
+    size_t at = store_bytes(a, s, len);
+    if (at == (size_t)-1) {
+        a->failed = 1;
+        return;
+    }
+    (*off)[*n] = at;
+    (*lens)[(*n)++] = len;
 }
 
 void hr_script_args_reset(struct hr_script_args *a)
 {
-    a->argc = a->failed = 0;
+    a->argc = a->nkeys = a->failed = 0;
     a->used = 0;
 }
 
@@ -127,20 +151,32 @@ void hr_script_args_free(struct hr_script_args *a)
 {
     free(a->off);
     free(a->len);
+    free(a->koff);
+    free(a->klen);
     free(a->buf);
     memset(a, 0, sizeof(*a));
 }
 
 void hr_script_args_str(struct hr_script_args *a, const char *s)
 {
-    args_add(a, s, strlen(s));
+    args_add(a, s, strlen(s), false);
+}
+
+void hr_script_args_mem(struct hr_script_args *a, const char *s, size_t len)
+{
+    args_add(a, s, len, false);
+}
+
+void hr_script_args_key(struct hr_script_args *a, const char *s, size_t len)
+{
+    args_add(a, s, len, true);
 }
 
 void hr_script_args_u64(struct hr_script_args *a, uint64_t v)
 {
     char tmp[24];
     int n = snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
-    args_add(a, tmp, (size_t)n);
+    args_add(a, tmp, (size_t)n, false);
 }
 
 /* Appends n strings: a script's fixed arguments (filled by position from
@@ -151,98 +187,166 @@ static void add_all(struct hr_script_args *a, const char *const *v, size_t n)
         hr_script_args_str(a, v[i]);
 }
 
-void hr_script_requests_header(struct hr_script_args *a, const char *prefix, uint32_t ttl_ms,
-                               uint32_t max_hosts, const char *regions)
+void hr_script_requests_header(struct hr_script_args *a, uint32_t ttl_ms, uint32_t bucket_cap)
 {
     const char *f[HR_SCRIPT_REQUESTS_NARGS];
-    char ttl[16], max[16];
+    char ttl[16], cap[16];
     snprintf(ttl, sizeof(ttl), "%" PRIu32, ttl_ms);
-    snprintf(max, sizeof(max), "%" PRIu32, max_hosts);
-    f[HR_SCRIPT_REQUESTS_PREFIX] = prefix;
+    snprintf(cap, sizeof(cap), "%" PRIu32, bucket_cap);
     f[HR_SCRIPT_REQUESTS_TTL] = ttl;
-    f[HR_SCRIPT_REQUESTS_MAX_HOSTS] = max;
-    f[HR_SCRIPT_REQUESTS_REGIONS] = regions;
+    f[HR_SCRIPT_REQUESTS_BUCKET_CAP] = cap;
     add_all(a, f, HR_SCRIPT_REQUESTS_NARGS);
 }
 
-void hr_script_requests_add(struct hr_script_args *a, const struct hr_request *req,
-                            bool refresh_only)
+void hr_script_requests_add(struct hr_script_args *a, const struct hr_layout *l,
+                            const struct hr_request *req, bool refresh_only, uint32_t *buckets,
+                            int *nbuckets)
 {
-    const char *f[HR_SCRIPT_REQ_STRIDE];
+    char id[HR_LAYOUT_ID_MAX];
+    size_t idlen = hr_layout_id_pack(req->host_id, id);
+    uint32_t b = hr_layout_bucket(l, id, idlen);
+    int g = 0;
+    while (g < *nbuckets && buckets[g] != b)
+        g++;
+    if (g == *nbuckets) {
+        buckets[(*nbuckets)++] = b;
+        hr_layout_bucket_keys(l, b, a);
+    }
     /* Decimal: the scripts compare them as strings (length, then bytes),
      * exactly, where Lua's doubles would round those above 2^53. */
-    char seq[24];
+    char seq[24], group[16];
     snprintf(seq, sizeof(seq), "%" PRIu64, req->seq);
+    snprintf(group, sizeof(group), "%d", g);
     enum hr_script_op op = req->type == HR_MSG_STATUS  ? HR_SCRIPT_OP_STATUS
                            : req->type == HR_MSG_LEAVE ? HR_SCRIPT_OP_LEAVE
                            : refresh_only              ? HR_SCRIPT_OP_REFRESH
                                                        : HR_SCRIPT_OP_HEARTBEAT;
-    f[HR_SCRIPT_REQ_OP] = ops[op];
-    f[HR_SCRIPT_REQ_SEQ] = seq;
-    f[HR_SCRIPT_REQ_HOST] = req->host_id;
-    f[HR_SCRIPT_REQ_ROOM] = req->room_id;
-    f[HR_SCRIPT_REQ_REGION] = req->region;
-    f[HR_SCRIPT_REQ_STATUS] = hr_status_name(req->status);
-    add_all(a, f, HR_SCRIPT_REQ_STRIDE);
+    for (int f = 0; f < HR_SCRIPT_REQ_STRIDE; f++) {
+        switch (f) {
+        case HR_SCRIPT_REQ_OP:
+            hr_script_args_str(a, ops[op]);
+            break;
+        case HR_SCRIPT_REQ_SEQ:
+            hr_script_args_str(a, seq);
+            break;
+        case HR_SCRIPT_REQ_HOST:
+            hr_script_args_mem(a, id, idlen);
+            break;
+        case HR_SCRIPT_REQ_ROOM:
+            hr_script_args_str(a, req->room_id);
+            break;
+        case HR_SCRIPT_REQ_REGION:
+            hr_script_args_str(a, req->region);
+            break;
+        case HR_SCRIPT_REQ_STATUS:
+            hr_script_args_str(a, hr_status_name(req->status));
+            break;
+        case HR_SCRIPT_REQ_BUCKET:
+            hr_script_args_str(a, group);
+            break;
+        }
+    }
 }
 
-void hr_script_claim_args(struct hr_script_args *a, const char *prefix,
+/* The claim key of `claim_id` in bucket `b`. */
+static void claim_key(struct hr_script_args *a, const struct hr_layout *l, uint32_t b,
+                      const char *claim_id)
+{
+    char tag[16], suffix[48], key[96];
+    snprintf(tag, sizeof(tag), "%" PRIu32, b);
+    snprintf(suffix, sizeof(suffix), "%s%.32s", keys[HR_SCRIPT_KEY_CLAIM], claim_id);
+    hr_layout_key(key, sizeof(key), l->prefix, tag, suffix);
+    hr_script_args_key(a, key, strlen(key));
+}
+
+void hr_script_claim_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t bucket,
                           const struct hr_claim_query *q)
 {
-    const char *f[HR_SCRIPT_CLAIM_REGIONS];
-    char lease[16], pick[16];
+    char lease[16], pick[16], id[HR_LAYOUT_ID_MAX];
+    size_t idlen = q->host_id ? hr_layout_id_pack(q->host_id, id) : 0;
+    hr_layout_bucket_keys(l, bucket, a);
+    if (q->claim_id && q->claim_id[0])
+        claim_key(a, l, bucket, q->claim_id);
     snprintf(lease, sizeof(lease), "%" PRIu32, q->lease_ms);
     snprintf(pick, sizeof(pick), "%" PRIu32, q->pick & 0x7fffffffu);
-    f[HR_SCRIPT_CLAIM_PREFIX] = prefix;
-    f[HR_SCRIPT_CLAIM_LEASE] = lease;
-    f[HR_SCRIPT_CLAIM_HOST] = q->host_id ? q->host_id : "";
-    f[HR_SCRIPT_CLAIM_PICK] = pick;
-    f[HR_SCRIPT_CLAIM_ID] = q->claim_id ? q->claim_id : "";
-    add_all(a, f, HR_SCRIPT_CLAIM_REGIONS);
+    _Static_assert(HR_SCRIPT_CLAIM_LEASE == 0 && HR_SCRIPT_CLAIM_HOST == 1 &&
+                       HR_SCRIPT_CLAIM_PICK == 2 && HR_SCRIPT_CLAIM_ID == 3 &&
+                       HR_SCRIPT_CLAIM_REGIONS == 4,
+                   "claim: lease, host, pick, id, then the regions");
+    hr_script_args_str(a, lease);
+    hr_script_args_mem(a, id, idlen);
+    hr_script_args_str(a, pick);
+    hr_script_args_str(a, q->claim_id ? q->claim_id : "");
     add_all(a, q->regions, q->nregions);
 }
 
-void hr_script_list_args(struct hr_script_args *a, const char *prefix,
-                         const struct hr_list_query *q)
+void hr_script_list_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t first,
+                         uint32_t n, const struct hr_list_query *q)
 {
     const char *f[HR_SCRIPT_LIST_REGIONS];
     char limit[16];
+    for (uint32_t b = first; b < first + n; b++)
+        hr_layout_bucket_keys(l, b, a);
     snprintf(limit, sizeof(limit), "%" PRIu32, q->limit);
-    f[HR_SCRIPT_LIST_PREFIX] = prefix;
     f[HR_SCRIPT_LIST_STATUS] = q->status == HR_STATUS_NONE ? "" : hr_status_name(q->status);
     f[HR_SCRIPT_LIST_LIMIT] = limit;
     add_all(a, f, HR_SCRIPT_LIST_REGIONS);
     add_all(a, q->regions, q->nregions);
 }
 
-void hr_script_count_args(struct hr_script_args *a, const char *prefix, const char *const *regions,
-                          size_t nregions)
+void hr_script_count_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t first,
+                          uint32_t n, const char *const *regions, size_t nregions)
 {
-    _Static_assert(HR_SCRIPT_COUNT_REGIONS == 1, "count: the prefix, then the regions");
-    add_all(a, &prefix, 1);
+    _Static_assert(HR_SCRIPT_COUNT_REGIONS == 0, "count: the regions only");
+    for (uint32_t b = first; b < first + n; b++)
+        hr_layout_bucket_keys(l, b, a);
     add_all(a, regions, nregions);
 }
 
-void hr_script_sweep_args(struct hr_script_args *a, const char *prefix, uint32_t max)
+void hr_script_sweep_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t first,
+                          uint32_t n, uint32_t max, bool state)
 {
     const char *f[HR_SCRIPT_SWEEP_NARGS];
-    char n[16];
-    snprintf(n, sizeof(n), "%" PRIu32, max);
-    f[HR_SCRIPT_SWEEP_PREFIX] = prefix;
-    f[HR_SCRIPT_SWEEP_MAX] = n;
+    char m[16];
+    for (uint32_t b = first; b < first + n; b++)
+        hr_layout_bucket_keys(l, b, a);
+    snprintf(m, sizeof(m), "%" PRIu32, max);
+    f[HR_SCRIPT_SWEEP_MAX] = m;
+    f[HR_SCRIPT_SWEEP_STATE] = state ? "1" : "0";
     add_all(a, f, HR_SCRIPT_SWEEP_NARGS);
 }
 
-void hr_script_release_args(struct hr_script_args *a, const char *prefix, const char *claim_id,
-                            uint32_t lease_ms)
+void hr_script_release_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t bucket,
+                            const char *claim_id, uint32_t lease_ms)
 {
     const char *f[HR_SCRIPT_RELEASE_NARGS];
     char lease[16];
+    hr_layout_bucket_keys(l, bucket, a);
+    claim_key(a, l, bucket, claim_id);
     snprintf(lease, sizeof(lease), "%" PRIu32, lease_ms);
-    f[HR_SCRIPT_RELEASE_PREFIX] = prefix;
     f[HR_SCRIPT_RELEASE_ID] = claim_id;
     f[HR_SCRIPT_RELEASE_LEASE] = lease;
     add_all(a, f, HR_SCRIPT_RELEASE_NARGS);
+}
+
+void hr_script_summary_args(struct hr_script_args *a, const struct hr_layout *l, const char *region)
+{
+    char tag[HR_REGION_MAX + 8], key[128];
+    snprintf(tag, sizeof(tag), "r.%s", region);
+    hr_layout_key(key, sizeof(key), l->prefix, tag, keys[HR_SCRIPT_KEY_SUMMARY_SET]);
+    hr_script_args_key(a, key, strlen(key));
+    hr_layout_key(key, sizeof(key), l->prefix, tag, keys[HR_SCRIPT_KEY_SUMMARY_EPOCHS]);
+    hr_script_args_key(a, key, strlen(key));
+}
+
+void hr_script_summary_add(struct hr_script_args *a, char op, const char *epoch, uint32_t bucket)
+{
+    char o[2] = {op, '\0'};
+    _Static_assert(HR_SCRIPT_SUM_OP == 0 && HR_SCRIPT_SUM_EPOCH == 1 && HR_SCRIPT_SUM_BUCKET == 2,
+                   "summary: op, epoch, bucket");
+    hr_script_args_str(a, o);
+    hr_script_args_str(a, epoch);
+    hr_script_args_u64(a, bucket);
 }
 
 /* --- replies --- */
@@ -270,15 +374,38 @@ static void copy_str(char *dst, size_t cap, const redisReply *r)
     dst[n] = '\0';
 }
 
+bool hr_script_change(const redisReply *e, struct hr_summary_change *ch)
+{
+    char region[HR_REGION_MAX + 2];
+    unsigned bucket;
+    if (!e || e->type != REDIS_REPLY_STRING || e->len > 120)
+        return false;
+    if (sscanf(e->str, "%c %23s %u %65s", &ch->op, ch->epoch, &bucket, region) != 4 ||
+        (ch->op != 'a' && ch->op != 'd') || strlen(region) > HR_REGION_MAX)
+        return false;
+    ch->bucket = bucket;
+    memcpy(ch->region, region, strlen(region) + 1);
+    return true;
+}
+
+/* A stored hostId in a reply, as text. */
+static void copy_id(char *dst, size_t cap, const redisReply *r)
+{
+    if (r && r->type == REDIS_REPLY_STRING)
+        hr_layout_id_unpack(r->str, r->len, dst, cap);
+    else
+        dst[0] = '\0';
+}
+
 int hr_script_claimed(const redisReply *r, struct hr_host_info *h)
 {
-    if (!r || r->type != REDIS_REPLY_ARRAY ||
-        (r->elements != 0 && r->elements != HR_SCRIPT_CLAIMED_N))
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < HR_SCRIPT_CLAIMED_N ||
+        r->element[HR_SCRIPT_CLAIMED_ID]->type != REDIS_REPLY_STRING)
         return -1;
-    if (r->elements == 0)
+    if (r->element[HR_SCRIPT_CLAIMED_ID]->len == 0)
         return 0;
     memset(h, 0, sizeof(*h));
-    copy_str(h->host_id, sizeof(h->host_id), r->element[HR_SCRIPT_CLAIMED_ID]);
+    copy_id(h->host_id, sizeof(h->host_id), r->element[HR_SCRIPT_CLAIMED_ID]);
     copy_str(h->room_id, sizeof(h->room_id), r->element[HR_SCRIPT_CLAIMED_ROOM]);
     copy_str(h->region, sizeof(h->region), r->element[HR_SCRIPT_CLAIMED_REGION]);
     h->status = HR_STATUS_BUSY;
@@ -298,7 +425,7 @@ void hr_script_listed(const redisReply *r, size_t i, struct hr_host_info *h)
     redisReply **e = r->element + HR_SCRIPT_LISTED_STRIDE * i;
     char status[HR_REGION_MAX + 1];
     memset(h, 0, sizeof(*h));
-    copy_str(h->host_id, sizeof(h->host_id), e[HR_SCRIPT_LISTED_ID]);
+    copy_id(h->host_id, sizeof(h->host_id), e[HR_SCRIPT_LISTED_ID]);
     copy_str(h->room_id, sizeof(h->room_id), e[HR_SCRIPT_LISTED_ROOM]);
     copy_str(h->region, sizeof(h->region), e[HR_SCRIPT_LISTED_REGION]);
     copy_str(status, sizeof(status), e[HR_SCRIPT_LISTED_STATUS]);
@@ -312,16 +439,20 @@ redisReply *hr_script_eval(redisContext *c, enum hr_script_id id, const struct h
 {
     if (a->failed || id >= HR_NSCRIPTS)
         return NULL;
-    size_t n = (size_t)a->argc + 3;
+    size_t n = (size_t)a->nkeys + (size_t)a->argc + 3;
     const char **argv = malloc(n * sizeof(*argv));
     size_t *lens = malloc(n * sizeof(*lens));
     redisReply *r = NULL;
+    char nkeys[16];
+    snprintf(nkeys, sizeof(nkeys), "%d", a->nkeys);
     if (argv && lens) {
         argv[0] = "EVAL", lens[0] = 4;
         argv[1] = scripts[id].body, lens[1] = strlen(scripts[id].body);
-        argv[2] = "0", lens[2] = 1;
+        argv[2] = nkeys, lens[2] = strlen(nkeys);
+        for (int i = 0; i < a->nkeys; i++)
+            argv[3 + i] = hr_script_key_at(a, i, &lens[3 + i]);
         for (int i = 0; i < a->argc; i++)
-            argv[3 + i] = hr_script_arg(a, i, &lens[3 + i]);
+            argv[3 + a->nkeys + i] = hr_script_arg(a, i, &lens[3 + a->nkeys + i]);
         r = redisCommandArgv(c, (int)n, argv, lens);
     }
     free(argv);

@@ -31,57 +31,68 @@ struct redisContext;
     X(SWEEP, "sweep")                                                                              \
     X(LIST, "list")                                                                                \
     X(COUNT, "count")                                                                              \
-    X(RELEASE, "release")
+    X(RELEASE, "release")                                                                          \
+    X(SUMMARY, "summary")
 
-/* Key names, after the configured prefix: X(NAME, "text"). A host's entry
- * is <prefix>h:<hostId>, its leave's tombstone <prefix>t:<hostId>, an index
- * <prefix>i:<region>:<status>, the unconfirmed claims <prefix>claims. */
+/* Storage layout 2 (docs/design/layout-v2.md). A host lives in one bucket
+ * (layout.h: hr_layout_bucket), and every key of a bucket is
+ * "<prefix>{<bucket>}<text>", one hash slot: X(NAME, "text"). A script that
+ * works on buckets takes each bucket's keys in KEYS, HR_SCRIPT_BKEYS of
+ * them in this order, bucket after bucket. */
+#define HR_SCRIPT_BUCKET_KEYS(X)                                                                   \
+    X(ENTRIES, "e") /* hash: hostId -> "<hseq> <sseq> <status> <region> <room>" */                 \
+    X(EXPIRY, "x")  /* zset: hostId -> its entry's expiry, ms */                                   \
+    X(IDLE, "i")    /* zset, scores 0: "<region> <hostId>" for each idle host */                   \
+    X(CLAIMS, "c")  /* zset: claimed hostId -> the end of its claim's lease, ms */                 \
+    X(TOMBS, "t")   /* hash: hostId -> "<seq of its leave> <expiry ms>" */                         \
+    X(REGIONS, "m") /* hash: region -> summary epoch (odd: listed in the region's summary) */
+
+/* Other key names: X(NAME, "text"). A claim's id is "<prefix>{<bucket>}k<id>"
+ * in the bucket it claimed from; a region's summary of the buckets that may
+ * hold idle hosts is "<prefix>{r.<region>}s" (a set of bucket numbers) with
+ * "<prefix>{r.<region>}h" (bucket -> the epoch of its last change). */
 #define HR_SCRIPT_KEYS(X)                                                                          \
-    X(HOST, "h:")                                                                                  \
-    X(TOMB, "t:")                                                                                  \
-    X(INDEX, "i:")                                                                                 \
-    X(CLAIMS, "claims")                                                                            \
-    X(CLAIM, "c:") /* c:<claim id>: the host a claim took, or "" once released */
+    X(CLAIM, "k")                                                                                  \
+    X(SUMMARY_SET, "s")                                                                            \
+    X(SUMMARY_EPOCHS, "h")
 
-/* Every script's arguments (ARGV, no KEYS) in order: X(SCRIPT, NAME). A
- * script whose list ends in REGIONS takes one region per argument from there
- * on. The first argument of every script is the key prefix. */
+/* Every script's arguments (ARGV) in order: X(SCRIPT, NAME). A list that
+ * ends in REGIONS takes one region per argument from there on. */
 #define HR_SCRIPT_REQUESTS_ARGS(X)                                                                 \
-    X(REQUESTS, PREFIX)                                                                            \
-    X(REQUESTS, TTL)       /* entry lifetime, ms */                                                \
-    X(REQUESTS, MAX_HOSTS) /* live hosts at most, 0: no cap */                                     \
-    X(REQUESTS, REGIONS)   /* the configured regions, comma-separated (to count hosts) */
+    X(REQUESTS, TTL)        /* entry lifetime, ms */                                               \
+    X(REQUESTS, BUCKET_CAP) /* live hosts per bucket at most, 0: no cap */
 /* ... then HR_SCRIPT_REQ_STRIDE arguments per request, in this order. */
 #define HR_SCRIPT_REQ_FIELDS(X)                                                                    \
     X(REQ, OP)     /* HR_SCRIPT_OPS */                                                             \
     X(REQ, SEQ)    /* decimal, no leading zeros; "0": unordered (HTTP) */                          \
-    X(REQ, HOST)   /* canonical hostId */                                                          \
+    X(REQ, HOST)   /* stored hostId (layout.h: hr_layout_id_pack) */                               \
     X(REQ, ROOM)   /* heartbeat */                                                                 \
     X(REQ, REGION) /* heartbeat */                                                                 \
-    X(REQ, STATUS) /* heartbeat (the status it creates the entry with) and status update */
+    X(REQ, STATUS) /* heartbeat (the status it creates the entry with) and status update */        \
+    X(REQ, BUCKET) /* which bucket's keys, from 0, in KEYS */
 #define HR_SCRIPT_CLAIM_ARGS(X)                                                                    \
-    X(CLAIM, PREFIX)                                                                               \
     X(CLAIM, LEASE) /* ms until an unconfirmed claim returns to idle */                            \
-    X(CLAIM, HOST)  /* the host wanted, "" for any idle one */                                     \
-    X(CLAIM, PICK)  /* a random number below 2^31: which of a region's idle hosts */               \
-    X(CLAIM, ID)    /* the claim's id ([0-9a-f], "" for none): release.lua can undo it */          \
+    X(CLAIM, HOST)  /* the stored hostId wanted, "" for any idle one */                            \
+    X(CLAIM, PICK)  /* a random number below 2^31: which of the bucket's idle hosts */             \
+    X(CLAIM, ID)    /* the claim's id ([0-9a-f]; "" for none, else KEYS has the claim key last) */ \
     X(CLAIM, REGIONS)
 #define HR_SCRIPT_LIST_ARGS(X)                                                                     \
-    X(LIST, PREFIX)                                                                                \
     X(LIST, STATUS) /* a status name, "" for every status */                                       \
     X(LIST, LIMIT)                                                                                 \
     X(LIST, REGIONS)
-#define HR_SCRIPT_COUNT_ARGS(X)                                                                    \
-    X(COUNT, PREFIX)                                                                               \
-    X(COUNT, REGIONS)
+#define HR_SCRIPT_COUNT_ARGS(X) X(COUNT, REGIONS)
 #define HR_SCRIPT_SWEEP_ARGS(X)                                                                    \
-    X(SWEEP, PREFIX)                                                                               \
-    X(SWEEP, MAX) /* claims returned to idle at most per call */
+    X(SWEEP, MAX)   /* claims returned to idle, and expired entries removed, per bucket at most */ \
+    X(SWEEP, STATE) /* "1": report every region's summary state, not only changes */
 #define HR_SCRIPT_RELEASE_ARGS(X)                                                                  \
-    X(RELEASE, PREFIX)                                                                             \
-    X(RELEASE, ID)    /* the claim id to undo */                                                   \
+    X(RELEASE, ID)    /* the claim id to undo (KEYS: the bucket's, then the claim key) */          \
     X(RELEASE, LEASE) /* ms a released id is remembered: a late claim with it then takes nothing   \
                        */
+/* summary.lua: KEYS the region's summary set and epochs; ARGV triples. */
+#define HR_SCRIPT_SUMMARY_FIELDS(X)                                                                \
+    X(SUM, OP)    /* "a": the bucket may hold idle hosts of the region, "d": it holds none */      \
+    X(SUM, EPOCH) /* the bucket's epoch for the region: an older one changes nothing */            \
+    X(SUM, BUCKET)
 
 /* Request ops: X(NAME, "text"). */
 #define HR_SCRIPT_OPS(X)                                                                           \
@@ -96,12 +107,18 @@ struct redisContext;
     X(APPLIED, 1, HR_RESULT_OK, HR_OK)                                                             \
     X(DUPLICATE, 2, HR_RESULT_DUPLICATE, HR_OK) /* seq not newer: nothing changed */               \
     X(UNKNOWN_HOST, 3, HR_RESULT_UNKNOWN_HOST, HR_OK)                                              \
-    X(FULL, 4, HR_RESULT_RETRY_LATER, HR_E_FULL)               /* a new host beyond MAX_HOSTS */   \
+    X(FULL, 4, HR_RESULT_RETRY_LATER, HR_E_FULL) /* a new host in a bucket at BUCKET_CAP */        \
     X(SOURCE_FULL, 5, HR_RESULT_RETRY_LATER, HR_E_SOURCE_FULL) /* a new host in a REFRESH */
 
-/* Replies, flat arrays: a claim answers one host (or none: an empty array),
- * a list HR_SCRIPT_LISTED_STRIDE elements per host, a count one integer per
- * region and status (the statuses of HR_STATUSES in order, for each region). */
+/* Replies, flat arrays. Every script that changes buckets appends, after
+ * its own reply, the summary changes it made: strings "<op> <epoch>
+ * <bucket> <region>" (HR_SCRIPT_SUMMARY_FIELDS's op), for the store to
+ * apply with summary.lua. The requests script answers one element per
+ * request first; a claim HR_SCRIPT_CLAIMED_N elements (ID "" when no host
+ * fitted); a sweep and a release one integer (hosts returned to idle); a
+ * list HR_SCRIPT_LISTED_STRIDE elements per host; a count one integer per
+ * region and status (the statuses of HR_STATUSES in order, for each
+ * region), summed over its buckets. */
 #define HR_SCRIPT_CLAIMED_FIELDS(X)                                                                \
     X(CLAIMED, ID)                                                                                 \
     X(CLAIMED, ROOM)                                                                               \
@@ -132,6 +149,7 @@ enum { HR_SCRIPT_LIST_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_LIST_NARGS };
 enum { HR_SCRIPT_COUNT_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_COUNT_NARGS };
 enum { HR_SCRIPT_SWEEP_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_SWEEP_NARGS };
 enum { HR_SCRIPT_RELEASE_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_RELEASE_NARGS };
+enum { HR_SCRIPT_SUMMARY_FIELDS(HR_SCRIPT_POS_) HR_SCRIPT_SUM_STRIDE };
 enum { HR_SCRIPT_CLAIMED_FIELDS(HR_SCRIPT_POS_) HR_SCRIPT_CLAIMED_N };
 enum { HR_SCRIPT_LISTED_FIELDS(HR_SCRIPT_POS_) HR_SCRIPT_LISTED_STRIDE };
 #undef HR_SCRIPT_POS_
@@ -139,6 +157,11 @@ enum hr_script_key {
 #define HR_SCRIPT_KEY_(name, text) HR_SCRIPT_KEY_##name,
     HR_SCRIPT_KEYS(HR_SCRIPT_KEY_)
 #undef HR_SCRIPT_KEY_
+};
+enum hr_script_bkey {
+#define HR_SCRIPT_BKEY_(name, text) HR_SCRIPT_BKEY_##name,
+    HR_SCRIPT_BUCKET_KEYS(HR_SCRIPT_BKEY_) HR_SCRIPT_BKEYS
+#undef HR_SCRIPT_BKEY_
 };
 enum hr_script_op {
 #define HR_SCRIPT_OP_(name, text) HR_SCRIPT_OP_##name,
@@ -151,19 +174,10 @@ enum hr_script_res {
 #undef HR_SCRIPT_RES_
 };
 
-/* The text of a key name ("h:") and of an op ("h"). */
+/* The text of a key name ("k"), of a bucket key ("e") and of an op ("h"). */
 const char *hr_script_key(enum hr_script_key k);
+const char *hr_script_bkey(enum hr_script_bkey k);
 const char *hr_script_op(enum hr_script_op op);
-
-/* Every script's first argument is the key prefix (entry.lua reads it). */
-#define HR_SCRIPT_PREFIX_ARG 0
-_Static_assert(HR_SCRIPT_REQUESTS_PREFIX == HR_SCRIPT_PREFIX_ARG &&
-                   HR_SCRIPT_CLAIM_PREFIX == HR_SCRIPT_PREFIX_ARG &&
-                   HR_SCRIPT_LIST_PREFIX == HR_SCRIPT_PREFIX_ARG &&
-                   HR_SCRIPT_COUNT_PREFIX == HR_SCRIPT_PREFIX_ARG &&
-                   HR_SCRIPT_SWEEP_PREFIX == HR_SCRIPT_PREFIX_ARG &&
-                   HR_SCRIPT_RELEASE_PREFIX == HR_SCRIPT_PREFIX_ARG,
-               "the key prefix is every script's first argument");
 
 /* The name ("requests") and the body (the generated constants, entry.lua and
  * the script) of a script; hr_script_find gives the id of a name, or -1. */
@@ -181,6 +195,8 @@ int hr_script_find(const char *name);
 struct hr_script_args {
     int argc, argcap, failed;
     size_t *off, *len; /* argument i is buf[off[i]], len[i] bytes */
+    int nkeys, keycap;
+    size_t *koff, *klen; /* key i is buf[koff[i]], klen[i] bytes */
     char *buf;
     size_t used, cap;
 };
@@ -188,22 +204,34 @@ struct hr_script_args {
 void hr_script_args_reset(struct hr_script_args *a);
 void hr_script_args_free(struct hr_script_args *a);
 void hr_script_args_str(struct hr_script_args *a, const char *s);
+void hr_script_args_mem(struct hr_script_args *a, const char *s, size_t len);
 void hr_script_args_u64(struct hr_script_args *a, uint64_t v);
-/* Argument i (not NUL-terminated) and its length. */
+void hr_script_args_key(struct hr_script_args *a, const char *s, size_t len);
+/* Argument i and key i (not NUL-terminated) and their length. */
 static inline const char *hr_script_arg(const struct hr_script_args *a, int i, size_t *len)
 {
     *len = a->len[i];
     return a->buf + a->off[i];
 }
+static inline const char *hr_script_key_at(const struct hr_script_args *a, int i, size_t *len)
+{
+    *len = a->klen[i];
+    return a->buf + a->koff[i];
+}
+
+struct hr_layout;
 
 /* The header of a batch of requests, then one call of
  * hr_script_requests_add per request (a request checked by
- * hr_request_check). `refresh_only`: a heartbeat that may refresh its
- * host's entry but not create one (HR_SCRIPT_RES_SOURCE_FULL instead). */
-void hr_script_requests_header(struct hr_script_args *a, const char *prefix, uint32_t ttl_ms,
-                               uint32_t max_hosts, const char *regions);
-void hr_script_requests_add(struct hr_script_args *a, const struct hr_request *req,
-                            bool refresh_only);
+ * hr_request_check). `bucket_cap`: live hosts per bucket at most, 0 for no
+ * cap. `refresh_only`: a heartbeat that may refresh its host's entry but
+ * not create one (HR_SCRIPT_RES_SOURCE_FULL instead). The batch's buckets
+ * are buckets[0..*nbuckets) (the caller's array, room for one per request):
+ * a request of a bucket the batch has not met yet adds that bucket's keys. */
+void hr_script_requests_header(struct hr_script_args *a, uint32_t ttl_ms, uint32_t bucket_cap);
+void hr_script_requests_add(struct hr_script_args *a, const struct hr_layout *l,
+                            const struct hr_request *req, bool refresh_only, uint32_t *buckets,
+                            int *nbuckets);
 
 /* A host as the registry holds it (claim and list answers). */
 struct hr_host_info {
@@ -232,15 +260,23 @@ struct hr_list_query {
     uint32_t limit;
 };
 
-void hr_script_claim_args(struct hr_script_args *a, const char *prefix,
+/* A claim in bucket `bucket`: of q->host_id (whose bucket it must be), or of
+ * any idle host of q->regions (the store asks one region at a time). */
+void hr_script_claim_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t bucket,
                           const struct hr_claim_query *q);
-void hr_script_list_args(struct hr_script_args *a, const char *prefix,
-                         const struct hr_list_query *q);
-void hr_script_count_args(struct hr_script_args *a, const char *prefix, const char *const *regions,
-                          size_t nregions);
-void hr_script_sweep_args(struct hr_script_args *a, const char *prefix, uint32_t max);
-void hr_script_release_args(struct hr_script_args *a, const char *prefix, const char *claim_id,
-                            uint32_t lease_ms);
+/* List, count and sweep take buckets first..first+n-1. */
+void hr_script_list_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t first,
+                         uint32_t n, const struct hr_list_query *q);
+void hr_script_count_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t first,
+                          uint32_t n, const char *const *regions, size_t nregions);
+void hr_script_sweep_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t first,
+                          uint32_t n, uint32_t max, bool state);
+void hr_script_release_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t bucket,
+                            const char *claim_id, uint32_t lease_ms);
+/* A summary update of `region`, then one hr_script_summary_add per change. */
+void hr_script_summary_args(struct hr_script_args *a, const struct hr_layout *l,
+                            const char *region);
+void hr_script_summary_add(struct hr_script_args *a, char op, const char *epoch, uint32_t bucket);
 
 /* --- replies --- */
 
@@ -249,8 +285,19 @@ void hr_script_release_args(struct hr_script_args *a, const char *prefix, const 
  * (then the caller answers RETRY_LATER, HR_E_UNAVAILABLE). */
 bool hr_script_result(const struct redisReply *e, enum hr_result *result, int *reason);
 
+/* A summary change a script reported (an element after its own reply):
+ * true with the fields filled (epoch as decimal text), false for an element
+ * of another shape. */
+struct hr_summary_change {
+    char op; /* 'a' or 'd' */
+    char epoch[24];
+    uint32_t bucket;
+    char region[HR_REGION_MAX + 1];
+};
+bool hr_script_change(const struct redisReply *e, struct hr_summary_change *ch);
+
 /* A claim reply: 1 with *h filled, 0 when no host fitted, -1 for a reply of
- * another shape. */
+ * another shape. Summary changes follow its HR_SCRIPT_CLAIMED_N elements. */
 int hr_script_claimed(const struct redisReply *r, struct hr_host_info *h);
 
 /* The number of hosts in a list reply, or -1 for a reply of another shape;

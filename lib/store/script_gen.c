@@ -11,8 +11,9 @@
  *
  *   STATUS_<NAME> = 'text', STATUSES = {'idle', ...} (in table order)
  *   KEY_<NAME> = 'text'           OP_<NAME> = 'text'       RES_<NAME> = code
+ *   BKEY_<NAME>: a bucket key's place (from 1) in its group of BKEYS in KEYS
  *   <SCRIPT>_<ARG> = ARGV index (from 1); <SCRIPT>_REGIONS: the first region;
- *   PREFIX: the key prefix's index, the same in every script
+ *   SUM_<FIELD>: offsets in a summary change (from 0), SUM_STRIDE
  *   REQUESTS_FIRST: ARGV index of the first request; REQ_<FIELD> offsets in
  *   a request (from 0) and REQ_STRIDE
  *   CLAIMED_<FIELD>: positions in a claim reply (from 1), CLAIMED_N;
@@ -39,13 +40,16 @@ static void constants(FILE *o)
     fprintf(o, "}\n");
 #define KEY_(name, text) fprintf(o, "local KEY_%s = '%s'\n", #name, text);
     HR_SCRIPT_KEYS(KEY_)
+    /* A bucket's keys in KEYS: group g's key NAME is KEYS[g * BKEYS + BKEY_NAME]. */
+#define BKEY_(name, text) fprintf(o, "local BKEY_%s = %d\n", #name, HR_SCRIPT_BKEY_##name + 1);
+    HR_SCRIPT_BUCKET_KEYS(BKEY_)
+    fprintf(o, "local BKEYS = %d\n", HR_SCRIPT_BKEYS);
 #define OP_(name, text) fprintf(o, "local OP_%s = '%s'\n", #name, text);
     HR_SCRIPT_OPS(OP_)
 #define RES_(name, code, result, reason) fprintf(o, "local RES_%s = %d\n", #name, code);
     HR_SCRIPT_RESULTS(RES_)
     /* Argument positions count from 1 in Lua's ARGV. */
 #define ARG_(s, n) fprintf(o, "local %s_%s = %d\n", #s, #n, HR_SCRIPT_##s##_##n + 1);
-    fprintf(o, "local PREFIX = %d\n", HR_SCRIPT_PREFIX_ARG + 1);
     HR_SCRIPT_REQUESTS_ARGS(ARG_)
     fprintf(o, "local REQUESTS_FIRST = %d\n", HR_SCRIPT_REQUESTS_NARGS + 1);
     HR_SCRIPT_CLAIM_ARGS(ARG_)
@@ -60,6 +64,8 @@ static void constants(FILE *o)
     HR_SCRIPT_REQ_FIELDS(OFF_)
     fprintf(o, "local REQ_STRIDE = %d\n", HR_SCRIPT_REQ_STRIDE);
     HR_SCRIPT_LISTED_FIELDS(OFF_)
+    HR_SCRIPT_SUMMARY_FIELDS(OFF_)
+    fprintf(o, "local SUM_STRIDE = %d\n", HR_SCRIPT_SUM_STRIDE);
     fprintf(o, "local LISTED_STRIDE = %d\n", HR_SCRIPT_LISTED_STRIDE);
 }
 

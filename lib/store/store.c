@@ -2,6 +2,7 @@
 
 #include "conn.h"
 #include "err.h"
+#include "layout.h"
 #include "log.h"
 
 #include <event2/event.h>
@@ -10,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+
+#include "parse.h"
 
 /* Requests coalesced into one script call: what one receive batch of the
  * daemon brings (it reads up to 8 x 64 datagrams per wake-up); more would
@@ -24,8 +27,27 @@
  * probe is SET ... XX, see hr_store_probe). */
 #define PROBE_KEY "readyz"
 
-/* The key naming the storage layout, after the prefix (conn.h, HR_LAYOUT). */
-#define LAYOUT_KEY "layout"
+/* Buckets per list, count and sweep call: enough to make a call worth its
+ * round trip, few enough that one call never holds Redis long. */
+#define FANOUT 256
+
+/* A find tries this many buckets of a region's summary at most before it
+ * goes on to the next region: each try that finds the bucket empty also
+ * removes it from the summary, so this bound is met only when the summary
+ * was very stale. */
+#define FIND_TRIES 16
+
+/* Every this many sweeps, the sweep reports every bucket's summary state,
+ * which repairs a summary change lost with a process that died. */
+#define SWEEP_STATE_EVERY 10
+
+/* Claims remembered with the bucket they were sent to, for
+ * hr_store_release (the most recent ones; a release comes within a request
+ * timeout of its claim). */
+#define RECENT_CLAIMS 256
+
+struct claim_op;
+struct fan_op;
 
 struct cmd;
 /* Turns a reply into the callers' callbacks; `reply` is NULL when the call
@@ -46,16 +68,48 @@ struct cmd {
     struct cmd *link; /* free list, or the list of batches that failed to send */
     cmd_handler *handle;
     union {
-        hr_store_claim_cb *claim;
-        hr_store_list_cb *list;
-        hr_store_count_cb *count;
         hr_store_probe_cb *probe;
         hr_store_release_cb *release;
     } cb;
     void *arg;
+    struct claim_op *claim; /* a find's step */
+    struct fan_op *fan;     /* a list's or a count's part */
     struct hr_script_args args;
     struct slot *slots; /* HR_SCRIPT_REQUESTS: one per request, in order */
     int nslots, slotcap;
+    uint32_t buckets[BATCH_MAX]; /* HR_SCRIPT_REQUESTS: the batch's buckets */
+    int nbuckets;
+};
+
+/* A find, step by step: for each region in turn, a random bucket from the
+ * region's summary (SRANDMEMBER), then a claim in that bucket. */
+struct claim_op {
+    struct hr_store *st;
+    hr_store_claim_cb *cb;
+    void *arg;
+    struct hr_claim_query q; /* its strings point into `text` */
+    char text[HR_REGIONS_MAX * (HR_REGION_MAX + 1) + 2 * (HR_ID_MAX + 1) + 40];
+    size_t region;  /* the region being tried */
+    int tries;      /* buckets tried in it */
+    bool cancelled; /* released before it ended: no further step */
+    bool starting;  /* inside hr_store_claim: a failure is returned, not called back */
+    int start_err;
+    uint32_t bucket; /* of the claim in flight */
+    struct claim_op *next;
+};
+
+/* A list or a count over every bucket, FANOUT buckets a call. */
+struct fan_op {
+    struct hr_store *st;
+    hr_store_list_cb *list;
+    hr_store_count_cb *count;
+    void *arg;
+    int pending, failed;
+    uint32_t limit;
+    struct hr_host_info *hosts;
+    size_t nhosts;
+    uint64_t counts[HR_NSTATUSES * HR_REGIONS_MAX];
+    size_t nregions;
 };
 
 struct hr_store {
@@ -73,7 +127,19 @@ struct hr_store {
     uint64_t request_errors;     /* single requests that failed in Redis */
     uint64_t rng;                /* claims' picks (hr_store_claim); never 0 */
     char refused[160];           /* hr_store_writes_refused(); "" when not known to */
+    struct claim_op *claims;     /* finds under way */
+    struct {
+        char id[33];
+        uint32_t bucket;
+    } recent[RECENT_CLAIMS]; /* claims sent, with their bucket */
+    size_t recent_next;
+    unsigned sweeps;
 };
+
+static const struct hr_layout *layout(const struct hr_store *st)
+{
+    return hr_conn_layout(st->conn);
+}
 
 /* Whether an error from Redis, or from a script (which quotes it, after
  * "SET <key>: " from entry.lua or before " script: ..."), says that Redis
@@ -117,14 +183,6 @@ static bool ready(const struct hr_store *st)
     return st->conn && hr_conn_ready(st->conn);
 }
 
-int hr_store_host_key(const struct hr_store_config *cfg, const char *host_id, char *out,
-                      size_t outlen)
-{
-    int n =
-        snprintf(out, outlen, "%s%s%s", cfg->prefix, hr_script_key(HR_SCRIPT_KEY_HOST), host_id);
-    return n < 0 || (size_t)n >= outlen ? HR_E_BUFFER : HR_OK;
-}
-
 /* The work one call counts for in `inflight`. */
 static size_t weight(const struct cmd *c)
 {
@@ -159,8 +217,11 @@ static struct cmd *cmd_new(struct hr_store *st, int script, cmd_handler *handle,
     c->call.done = on_done;
     c->handle = handle;
     c->arg = arg;
+    c->claim = NULL;
+    c->fan = NULL;
     hr_script_args_reset(&c->args);
     c->nslots = 0;
+    c->nbuckets = 0;
     return c;
 }
 
@@ -201,11 +262,44 @@ static void on_done(struct hr_conn_call *call, redisReply *reply)
     cmd_recycle(st, c);
 }
 
+static void handle_nothing(struct cmd *c, redisReply *reply)
+{
+    (void)c, (void)reply;
+}
+
+/* Applies the summary changes a bucket script reported, reply->element[from]
+ * on: one summary.lua call per region. A change that cannot be sent now is
+ * lost, and the sweep's periodic report of every state repairs it. */
+static void apply_changes(struct hr_store *st, const redisReply *reply, size_t from)
+{
+    if (!reply || reply->type != REDIS_REPLY_ARRAY)
+        return;
+    bool done[HR_REGIONS_MAX * 4] = {false};
+    size_t n = reply->elements - from < sizeof(done) ? reply->elements - from : sizeof(done);
+    for (size_t i = 0; i < n; i++) {
+        struct hr_summary_change ch, other;
+        if (done[i] || !hr_script_change(reply->element[from + i], &ch))
+            continue;
+        int err;
+        struct cmd *c = cmd_new(st, HR_SCRIPT_SUMMARY, handle_nothing, NULL, &err);
+        if (!c)
+            return;
+        hr_script_summary_args(&c->args, layout(st), ch.region);
+        for (size_t j = i; j < n; j++)
+            if (!done[j] && hr_script_change(reply->element[from + j], &other) &&
+                strcmp(other.region, ch.region) == 0) {
+                hr_script_summary_add(&c->args, other.op, other.epoch, other.bucket);
+                done[j] = true;
+            }
+        cmd_submit(st, c);
+    }
+}
+
 /* Each request of a batch gets its own answer, in order. */
 static void handle_requests(struct cmd *c, redisReply *reply)
 {
     struct hr_store *st = c->st;
-    if (reply && (reply->type != REDIS_REPLY_ARRAY || reply->elements != (size_t)c->nslots)) {
+    if (reply && (reply->type != REDIS_REPLY_ARRAY || reply->elements < (size_t)c->nslots)) {
         st->bad_replies++;
         HR_LOG_LIMITED(HR_LOG_ERROR, "redis: unexpected requests reply (type %d)", reply->type);
         reply = NULL;
@@ -244,6 +338,7 @@ static void handle_requests(struct cmd *c, redisReply *reply)
         }
         c->slots[i].cb(c->slots[i].arg, res, reason);
     }
+    apply_changes(st, reply, (size_t)c->nslots);
 }
 
 /* Sets a batch aside to be answered RETRY_LATER by answer_failed(). */
@@ -309,8 +404,12 @@ int hr_store_submit(struct hr_store *st, const struct hr_request *req, unsigned 
     if (!c) {
         if (!(c = cmd_new(st, HR_SCRIPT_REQUESTS, handle_requests, NULL, &err)))
             return err;
-        hr_script_requests_header(&c->args, st->cfg.prefix, st->cfg.ttl_ms, st->cfg.max_hosts,
-                                  st->cfg.regions);
+        /* The host cap, bucket by bucket: the registry holds at most about
+         * max_hosts (a bucket may fill a little before the registry does). */
+        uint32_t b = layout(st)->buckets;
+        uint32_t cap =
+            st->cfg.max_hosts ? (uint32_t)(((uint64_t)st->cfg.max_hosts + b - 1) / b) : 0;
+        hr_script_requests_header(&c->args, st->cfg.ttl_ms, cap);
         st->open = c;
         event_active(st->flush_ev, EV_TIMEOUT, 0);
     }
@@ -322,7 +421,8 @@ int hr_store_submit(struct hr_store *st, const struct hr_request *req, unsigned 
         c->slots = s;
         c->slotcap = n;
     }
-    hr_script_requests_add(&c->args, req, flags & HR_STORE_NO_CREATE);
+    hr_script_requests_add(&c->args, layout(st), req, flags & HR_STORE_NO_CREATE, c->buckets,
+                           &c->nbuckets);
     c->slots[c->nslots++] = (struct slot){cb, arg};
     st->inflight++;
     if (c->nslots == BATCH_MAX)
@@ -330,107 +430,358 @@ int hr_store_submit(struct hr_store *st, const struct hr_request *req, unsigned 
     return HR_OK;
 }
 
+static void claim_end(struct claim_op *op, int err, const struct hr_host_info *h)
+{
+    struct hr_store *st = op->st;
+    if (op->starting) {
+        op->start_err = err != HR_OK ? err : HR_E_UNAVAILABLE;
+        return;
+    }
+    for (struct claim_op **p = &st->claims; *p; p = &(*p)->next)
+        if (*p == op) {
+            *p = op->next;
+            break;
+        }
+    op->cb(op->arg, err, h);
+    free(op);
+}
+
+static void claim_next(struct claim_op *op);
+
+/* A claim's answer from one bucket: a host, or none there. */
 static void handle_claim(struct cmd *c, redisReply *reply)
 {
+    struct claim_op *op = c->claim;
     struct hr_host_info h;
     int got = hr_script_claimed(reply, &h);
+    if (got >= 0)
+        apply_changes(c->st, reply, HR_SCRIPT_CLAIMED_N);
     if (got < 0)
-        c->cb.claim(c->arg, HR_E_UNAVAILABLE, NULL);
-    else
-        c->cb.claim(c->arg, HR_OK, got ? &h : NULL);
+        claim_end(op, HR_E_UNAVAILABLE, NULL);
+    else if (got > 0)
+        claim_end(op, HR_OK, &h);
+    else if (op->q.host_id || op->cancelled)
+        claim_end(op, HR_OK, NULL);
+    else {
+        op->tries++;
+        claim_next(op);
+    }
+}
+
+/* Sends the claim of op's query in bucket `b`, for region q.regions[region]
+ * (every region when a host is wanted). */
+static void claim_in(struct claim_op *op, uint32_t b)
+{
+    struct hr_store *st = op->st;
+    int err;
+    struct cmd *c = cmd_new(st, HR_SCRIPT_CLAIM, handle_claim, NULL, &err);
+    if (!c) {
+        claim_end(op, err == HR_E_OVERLOAD ? HR_E_UNAVAILABLE : HR_E_UNAVAILABLE, NULL);
+        return;
+    }
+    c->claim = op;
+    op->bucket = b;
+    /* Which idle host: uniform among the bucket's (claim.lua). xorshift64*:
+     * fast, and seeded from the kernel so nobody can predict the next one. */
+    struct hr_claim_query pq = op->q;
+    st->rng ^= st->rng >> 12, st->rng ^= st->rng << 25, st->rng ^= st->rng >> 27;
+    pq.pick = (uint32_t)((st->rng * 0x2545f4914f6cdd1dULL) >> 33);
+    if (!pq.host_id) {
+        pq.regions[0] = op->q.regions[op->region];
+        pq.nregions = 1;
+    }
+    hr_script_claim_args(&c->args, layout(st), b, &pq);
+    if (pq.claim_id) {
+        size_t i = st->recent_next++ % RECENT_CLAIMS;
+        snprintf(st->recent[i].id, sizeof(st->recent[i].id), "%s", pq.claim_id);
+        st->recent[i].bucket = b;
+    }
+    if (cmd_submit(st, c) != HR_OK)
+        claim_end(op, HR_E_UNAVAILABLE, NULL);
+}
+
+/* SRANDMEMBER's answer: a bucket of the region that may hold idle hosts. */
+static void handle_pick(struct cmd *c, redisReply *reply)
+{
+    struct claim_op *op = c->claim;
+    uint32_t b;
+    if (!reply) {
+        claim_end(op, HR_E_UNAVAILABLE, NULL);
+    } else if (op->cancelled) {
+        claim_end(op, HR_OK, NULL);
+    } else if (reply->type == REDIS_REPLY_STRING &&
+               hr_parse_u32(reply->str, 0, layout(c->st)->buckets - 1, &b) == 0) {
+        claim_in(op, b);
+    } else { /* none: the next region */
+        op->region++;
+        op->tries = 0;
+        claim_next(op);
+    }
+}
+
+/* The next step of a find: a bucket of the current region, or the next
+ * region, or the end (no idle host). */
+static void claim_next(struct claim_op *op)
+{
+    struct hr_store *st = op->st;
+    if (op->tries >= FIND_TRIES) {
+        op->region++;
+        op->tries = 0;
+    }
+    if (op->region >= op->q.nregions || op->cancelled) {
+        claim_end(op, HR_OK, NULL);
+        return;
+    }
+    int err;
+    struct cmd *c = cmd_new(st, HR_CONN_PLAIN, handle_pick, NULL, &err);
+    if (!c) {
+        claim_end(op, HR_E_UNAVAILABLE, NULL);
+        return;
+    }
+    c->claim = op;
+    char tag[HR_REGION_MAX + 8], key[128];
+    snprintf(tag, sizeof(tag), "r.%s", op->q.regions[op->region]);
+    hr_layout_key(key, sizeof(key), st->cfg.prefix, tag, hr_script_key(HR_SCRIPT_KEY_SUMMARY_SET));
+    hr_script_args_str(&c->args, "SRANDMEMBER");
+    hr_script_args_str(&c->args, key);
+    if (cmd_submit(st, c) != HR_OK)
+        claim_end(op, HR_E_UNAVAILABLE, NULL);
+}
+
+/* Copies s into op->text at *at: the copy, or NULL when it does not fit. */
+static const char *op_copy(struct claim_op *op, size_t *at, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    if (*at + n > sizeof(op->text))
+        return NULL;
+    memcpy(op->text + *at, s, n);
+    *at += n;
+    return op->text + *at - n;
 }
 
 int hr_store_claim(struct hr_store *st, const struct hr_claim_query *q, hr_store_claim_cb *cb,
                    void *arg)
 {
-    int err;
-    struct cmd *c = cmd_new(st, HR_SCRIPT_CLAIM, handle_claim, arg, &err);
-    if (!c)
+    if (!ready(st))
+        return HR_E_UNAVAILABLE;
+    if (st->inflight >= st->cfg.max_inflight)
+        return HR_E_OVERLOAD;
+    struct claim_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return HR_E_NOMEM;
+    op->st = st;
+    op->cb = cb;
+    op->arg = arg;
+    op->q = *q;
+    size_t at = 0;
+    bool fits = true;
+    for (size_t i = 0; i < q->nregions; i++)
+        fits &= (op->q.regions[i] = op_copy(op, &at, q->regions[i])) != NULL;
+    if (q->host_id)
+        fits &= (op->q.host_id = op_copy(op, &at, q->host_id)) != NULL;
+    if (q->claim_id)
+        fits &= (op->q.claim_id = op_copy(op, &at, q->claim_id)) != NULL;
+    if (!fits) {
+        free(op);
+        return HR_E_NOMEM;
+    }
+    op->next = st->claims;
+    st->claims = op;
+    /* Answered from the event loop, never inside this call: a first step
+     * that cannot be sent is this call's error. */
+    op->starting = true;
+    if (q->host_id) {
+        char id[HR_LAYOUT_ID_MAX];
+        size_t n = hr_layout_id_pack(q->host_id, id);
+        claim_in(op, hr_layout_bucket(layout(st), id, n));
+    } else {
+        claim_next(op);
+    }
+    op->starting = false;
+    if (op->start_err) {
+        int err = op->start_err;
+        st->claims = op->next; /* still first: nothing ran in between */
+        free(op);
         return err;
-    c->cb.claim = cb;
-    /* Which idle host: uniform among a region's (claim.lua). xorshift64*:
-     * fast, and seeded from the kernel so nobody can predict the next one. */
-    struct hr_claim_query pq = *q;
-    st->rng ^= st->rng >> 12, st->rng ^= st->rng << 25, st->rng ^= st->rng >> 27;
-    pq.pick = (uint32_t)((st->rng * 0x2545f4914f6cdd1dULL) >> 33);
-    hr_script_claim_args(&c->args, st->cfg.prefix, &pq);
-    return cmd_submit(st, c);
+    }
+    return HR_OK;
+}
+
+/* A list's or a count's part: merged, and answered when the last is in. */
+static void fan_done(struct fan_op *f)
+{
+    if (--f->pending > 0)
+        return;
+    if (f->list)
+        f->list(f->arg, f->failed ? HR_E_UNAVAILABLE : HR_OK, f->failed ? NULL : f->hosts,
+                f->failed ? 0 : f->nhosts);
+    else
+        f->count(f->arg, f->failed ? HR_E_UNAVAILABLE : HR_OK, f->failed ? NULL : f->counts,
+                 f->nregions);
+    free(f->hosts);
+    free(f);
 }
 
 static void handle_list(struct cmd *c, redisReply *reply)
 {
+    struct fan_op *f = c->fan;
     long n = hr_script_nlisted(reply);
     if (n < 0) {
-        c->cb.list(c->arg, HR_E_UNAVAILABLE, NULL, 0);
-        return;
+        f->failed = 1;
+    } else if (!f->failed) {
+        size_t room = f->limit > f->nhosts ? f->limit - f->nhosts : 0;
+        size_t take = (size_t)n < room ? (size_t)n : room;
+        struct hr_host_info *h =
+            take ? realloc(f->hosts, (f->nhosts + take) * sizeof(*h)) : f->hosts;
+        if (take && !h) {
+            f->failed = 1;
+        } else {
+            f->hosts = h;
+            for (size_t i = 0; i < take; i++)
+                hr_script_listed(reply, i, &f->hosts[f->nhosts + i]);
+            f->nhosts += take;
+        }
     }
-    struct hr_host_info *hosts = n ? calloc((size_t)n, sizeof(*hosts)) : NULL;
-    if (n && !hosts) {
-        c->cb.list(c->arg, HR_E_NOMEM, NULL, 0);
-        return;
+    fan_done(f);
+}
+
+static void handle_count(struct cmd *c, redisReply *reply)
+{
+    struct fan_op *f = c->fan;
+    if (!reply || reply->type != REDIS_REPLY_ARRAY ||
+        reply->elements != f->nregions * HR_NSTATUSES) {
+        f->failed = 1;
+    } else {
+        for (size_t i = 0; i < reply->elements; i++)
+            if (reply->element[i]->type == REDIS_REPLY_INTEGER)
+                f->counts[i] += (uint64_t)reply->element[i]->integer;
     }
-    for (long i = 0; i < n; i++)
-        hr_script_listed(reply, (size_t)i, &hosts[i]);
-    c->cb.list(c->arg, HR_OK, hosts, (size_t)n);
-    free(hosts);
+    fan_done(f);
+}
+
+/* Sends one call per FANOUT buckets, each built by `build`; the answers go
+ * to `handle`. The first part is sent before this returns, the answer
+ * always comes later. */
+static int fan_out(struct hr_store *st, struct fan_op *f, int script, cmd_handler *handle,
+                   void (*build)(struct hr_store *, struct cmd *, uint32_t, uint32_t, void *),
+                   void *ctx)
+{
+    uint32_t nb = layout(st)->buckets;
+    f->pending = 1; /* held until every part is sent */
+    for (uint32_t first = 0; first < nb; first += FANOUT) {
+        int err;
+        struct cmd *c = cmd_new(st, script, handle, NULL, &err);
+        if (!c || (c->fan = f, build(st, c, first, nb - first < FANOUT ? nb - first : FANOUT, ctx),
+                   cmd_submit(st, c)) != HR_OK) {
+            if (first == 0) {
+                free(f->hosts);
+                free(f);
+                return c ? HR_E_UNAVAILABLE : err;
+            }
+            f->failed = 1;
+            break;
+        }
+        f->pending++;
+    }
+    fan_done(f); /* the hold */
+    return HR_OK;
+}
+
+static void build_list(struct hr_store *st, struct cmd *c, uint32_t first, uint32_t n, void *ctx)
+{
+    hr_script_list_args(&c->args, layout(st), first, n, ctx);
 }
 
 int hr_store_list(struct hr_store *st, const struct hr_list_query *q, hr_store_list_cb *cb,
                   void *arg)
 {
-    int err;
-    struct cmd *c = cmd_new(st, HR_SCRIPT_LIST, handle_list, arg, &err);
-    if (!c)
-        return err;
-    c->cb.list = cb;
-    hr_script_list_args(&c->args, st->cfg.prefix, q);
-    return cmd_submit(st, c);
+    if (!ready(st))
+        return HR_E_UNAVAILABLE;
+    struct fan_op *f = calloc(1, sizeof(*f));
+    if (!f)
+        return HR_E_NOMEM;
+    f->st = st;
+    f->list = cb;
+    f->arg = arg;
+    f->limit = q->limit;
+    struct hr_list_query lq = *q;
+    return fan_out(st, f, HR_SCRIPT_LIST, handle_list, build_list, &lq);
 }
 
-static void handle_count(struct cmd *c, redisReply *reply)
+struct count_ctx {
+    const char *const *regions;
+    size_t nregions;
+};
+
+static void build_count(struct hr_store *st, struct cmd *c, uint32_t first, uint32_t n, void *ctx)
 {
-    uint64_t counts[HR_NSTATUSES * HR_REGIONS_MAX];
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements % HR_NSTATUSES ||
-        reply->elements > HR_NSTATUSES * HR_REGIONS_MAX) {
-        c->cb.count(c->arg, HR_E_UNAVAILABLE, NULL, 0);
-        return;
-    }
-    for (size_t i = 0; i < reply->elements; i++)
-        counts[i] = reply->element[i]->type == REDIS_REPLY_INTEGER
-                        ? (uint64_t)reply->element[i]->integer
-                        : 0;
-    c->cb.count(c->arg, HR_OK, counts, reply->elements / HR_NSTATUSES);
+    const struct count_ctx *k = ctx;
+    hr_script_count_args(&c->args, layout(st), first, n, k->regions, k->nregions);
 }
 
 int hr_store_count(struct hr_store *st, const char *const *regions, size_t nregions,
                    hr_store_count_cb *cb, void *arg)
 {
-    int err;
-    struct cmd *c = cmd_new(st, HR_SCRIPT_COUNT, handle_count, arg, &err);
-    if (!c)
-        return err;
-    c->cb.count = cb;
-    hr_script_count_args(&c->args, st->cfg.prefix, regions, nregions);
-    return cmd_submit(st, c);
+    if (!ready(st))
+        return HR_E_UNAVAILABLE;
+    if (nregions > HR_REGIONS_MAX)
+        return HR_E_CONFIG;
+    struct fan_op *f = calloc(1, sizeof(*f));
+    if (!f)
+        return HR_E_NOMEM;
+    f->st = st;
+    f->count = cb;
+    f->arg = arg;
+    f->nregions = nregions;
+    struct count_ctx k = {regions, nregions};
+    return fan_out(st, f, HR_SCRIPT_COUNT, handle_count, build_count, &k);
 }
 
 static void handle_release(struct cmd *c, redisReply *reply)
 {
-    bool ok = reply && reply->type == REDIS_REPLY_INTEGER;
-    if (ok && reply->integer == 1)
+    bool ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+              reply->element[0]->type == REDIS_REPLY_INTEGER;
+    if (ok && reply->element[0]->integer == 1)
         HR_LOG(HR_LOG_INFO, "claims: a claim whose answer was lost returned its host to idle");
+    if (ok)
+        apply_changes(c->st, reply, 1);
     c->cb.release(c->arg, ok ? HR_OK : HR_E_UNAVAILABLE);
+}
+
+static void handle_release_none(struct cmd *c, redisReply *reply)
+{
+    c->cb.release(c->arg, reply ? HR_OK : HR_E_UNAVAILABLE);
 }
 
 int hr_store_release(struct hr_store *st, const char *claim_id, uint32_t lease_ms,
                      hr_store_release_cb *cb, void *arg)
 {
+    /* A find still under way takes no further step; the bucket its claim
+     * went to (in flight, or done) is the one to undo it in. */
+    for (struct claim_op *op = st->claims; op; op = op->next)
+        if (op->q.claim_id && strcmp(op->q.claim_id, claim_id) == 0)
+            op->cancelled = true;
+    bool found = false;
+    uint32_t bucket = 0;
+    for (size_t i = 0; i < RECENT_CLAIMS; i++)
+        if (strcmp(st->recent[i].id, claim_id) == 0) {
+            found = true;
+            bucket = st->recent[i].bucket;
+        }
     int err;
-    struct cmd *c = cmd_new(st, HR_SCRIPT_RELEASE, handle_release, arg, &err);
+    struct cmd *c =
+        cmd_new(st, found ? HR_SCRIPT_RELEASE : HR_CONN_PLAIN, handle_release, arg, &err);
     if (!c)
         return err;
     c->cb.release = cb;
-    hr_script_release_args(&c->args, st->cfg.prefix, claim_id, lease_ms);
+    if (found) {
+        hr_script_release_args(&c->args, layout(st), bucket, claim_id, lease_ms);
+    } else {
+        /* Never sent to any bucket: nothing to undo. A PING keeps the
+         * answer asynchronous, as the caller expects. */
+        c->handle = handle_release_none;
+        hr_script_args_str(&c->args, "PING");
+    }
     return cmd_submit(st, c);
 }
 
@@ -479,9 +830,13 @@ int hr_store_probe(struct hr_store *st, hr_store_probe_cb *cb, void *arg)
 
 static void handle_sweep(struct cmd *c, redisReply *reply)
 {
-    (void)c;
-    if (reply && reply->type == REDIS_REPLY_INTEGER && reply->integer > 0)
-        HR_LOG(HR_LOG_INFO, "claims: %lld unconfirmed claims returned to idle", reply->integer);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+        reply->element[0]->type != REDIS_REPLY_INTEGER)
+        return;
+    if (reply->element[0]->integer > 0)
+        HR_LOG(HR_LOG_INFO, "claims: %lld unconfirmed claims returned to idle",
+               reply->element[0]->integer);
+    apply_changes(c->st, reply, 1);
 }
 
 /* Hosts whose claim lease ended unconfirmed go back to idle. */
@@ -489,12 +844,20 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct hr_store *st = arg;
-    int err;
-    struct cmd *c = cmd_new(st, HR_SCRIPT_SWEEP, handle_sweep, NULL, &err);
-    if (!c)
+    if (!ready(st))
         return;
-    hr_script_sweep_args(&c->args, st->cfg.prefix, SWEEP_MAX);
-    cmd_submit(st, c);
+    bool state = st->sweeps++ % SWEEP_STATE_EVERY == 0;
+    uint32_t nb = layout(st)->buckets;
+    for (uint32_t first = 0; first < nb; first += FANOUT) {
+        int err;
+        struct cmd *c = cmd_new(st, HR_SCRIPT_SWEEP, handle_sweep, NULL, &err);
+        if (!c)
+            return;
+        hr_script_sweep_args(&c->args, layout(st), first, nb - first < FANOUT ? nb - first : FANOUT,
+                             SWEEP_MAX, state);
+        if (cmd_submit(st, c) != HR_OK)
+            return;
+    }
 }
 
 struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_config *cfg, char *err,
@@ -528,7 +891,10 @@ struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_con
     }
     struct hr_conn_config cc = {
         .redis = cfg->redis, .timeout_ms = cfg->timeout_ms, .wait_replicas = cfg->wait_replicas};
-    snprintf(cc.layout_key, sizeof(cc.layout_key), "%s%s", cfg->prefix, LAYOUT_KEY);
+    if (hr_layout_new(&cc.layout, cfg->prefix, cfg->buckets ? cfg->buckets : 1024) != 0) {
+        snprintf(err, errlen, "buckets must be a power of two from 1 to %d", HR_LAYOUT_BUCKETS_MAX);
+        goto fail;
+    }
     if (!(st->conn = hr_conn_new(base, &cc, err, errlen)))
         goto fail;
     return st;
@@ -549,8 +915,10 @@ void hr_store_free(struct hr_store *st)
         park_failed(st, st->open);
         st->open = NULL;
     }
-    hr_conn_free(conn); /* fails each call in flight */
+    hr_conn_free(conn); /* fails each call in flight, ending the finds under way */
     answer_failed(st);
+    while (st->claims) /* a find between two steps */
+        claim_end(st->claims, HR_E_UNAVAILABLE, NULL);
     if (st->flush_ev)
         event_free(st->flush_ev);
     if (st->sweep_ev)

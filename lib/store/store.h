@@ -28,6 +28,7 @@ struct hr_store_config {
     uint32_t max_inflight;  /* commands waiting for Redis; beyond: HR_E_OVERLOAD */
     uint32_t sweep_ms;      /* return unconfirmed claims to idle this often; 0: never */
     uint32_t max_hosts;     /* live hosts at most; a new one beyond: retry later, full */
+    uint32_t buckets;       /* of a registry this store creates (layout.h); 0: 1024 */
     char regions[HR_REGIONS_MAX * (HR_REGION_MAX + 1)]; /* comma-separated, to count them */
 };
 
@@ -122,9 +123,5 @@ int hr_store_evicting(const struct hr_store *st);
 size_t hr_store_inflight(const struct hr_store *st);
 /* The counters so far, the connection's included. */
 void hr_store_get_stats(const struct hr_store *st, struct hr_store_stats *out);
-
-/* The Redis key of a host's entry, "<prefix>h:<hostId>" (HR_SCRIPT_KEYS). */
-int hr_store_host_key(const struct hr_store_config *cfg, const char *host_id, char *out,
-                      size_t outlen);
 
 #endif

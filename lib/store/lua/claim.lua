@@ -1,87 +1,89 @@
--- hostreg claim: give one idle host to a matchmaking client, atomically, so
--- that two concurrent claims never get the same host.
--- ARGV (lib/store/script.h, HR_SCRIPT_CLAIM_ARGS): key prefix, lease in ms, the
--- hostId wanted ('' = any), a random number below 2^31 (pick), the claim's
--- id ('' = none; KEY_CLAIM then maps it to the host, for release.lua), then
+-- hostreg claim: give one idle host of one bucket to a matchmaking client,
+-- atomically, so that two concurrent claims never get the same host. The
+-- store picks the bucket (from the region's summary, or the wanted host's).
+-- KEYS: the bucket's keys, then the claim key when the claim has an id.
+-- ARGV (lib/store/script.h, HR_SCRIPT_CLAIM_ARGS): lease in ms, the hostId
+-- wanted ('' = any), a random number below 2^31 (pick), the claim's id (''
+-- = none; the claim key then maps it to the host, for release.lua), then
 -- regions in order of preference.
--- The host becomes busy with a lease: `lease` in its entry and a member of
--- the claims set scored by the lease's end. The host's own status update
--- `busy` confirms the claim (the session runs; its `idle` afterwards ends it),
--- an `idle` before that leaves the claim in place, and sweep.lua returns hosts
--- whose lease ended unconfirmed to idle.
--- Returns {hostId, roomId, region} (CLAIMED_*) or an empty array when no idle
--- host fits.
--- Cost: O(log N) per region tried, whatever the number of hosts.
+-- The host becomes busy with a lease: a member of the bucket's claims set
+-- scored by the lease's end. The host's own status update `busy` confirms
+-- the claim (the session runs; its `idle` afterwards ends it), an `idle`
+-- before that leaves the claim in place, and sweep.lua returns hosts whose
+-- lease ended unconfirmed to idle.
+-- Returns {hostId, roomId, region} (CLAIMED_*), hostId '' when no idle host
+-- fits, then the summary changes.
+local k = bucket(0)
 local lease, want = tonumber(ARGV[CLAIM_LEASE]), ARGV[CLAIM_HOST]
 local pick = tonumber(ARGV[CLAIM_PICK])
 local claim_id = ARGV[CLAIM_ID]
-local claim_key = claim_id ~= '' and pfx .. KEY_CLAIM .. claim_id or nil
+local claim_key = claim_id ~= '' and KEYS[BKEYS + 1] or nil
+local none = {'', '', ''}
 
 -- A claim released before it ran (its answer timed out, release.lua got
 -- there first) takes nothing.
-if claim_key and call('GET', claim_key) then return {} end
+if claim_key and call('GET', claim_key) then return changes(none) end
+
+-- Lapsed claims and expired hosts of this bucket first, a few: a host that
+-- would be idle again is found.
+sweep_claims(k, 16)
+trim(k, 16)
 
 local function take(id, region)
-  local h = host_key(id)
-  local e = get_entry(h)
-  if not e or e.status ~= STATUS_IDLE then return nil end
+  local e = get_entry(k, id)
+  if not live(e) or e.status ~= STATUS_IDLE then return nil end
   if region and e.region ~= region then return nil end
-  local expiry = now + call('PTTL', h)
+  local ends = now + lease
   e.status = STATUS_BUSY
-  e.lease = string.format('%.0f', now + lease)
-  e.claim = claim_key and claim_id or nil
-  put_entry(h, e)
-  if claim_key then call('SET', claim_key, id, 'PX', lease) end
-  call('ZREM', index_key(e.region, STATUS_IDLE), id)
-  call('ZADD', index_key(e.region, STATUS_BUSY), expiry, id)
-  call('ZADD', claims_key, now + lease, id)
+  call('ZREM', k.i, idle_member(e.region, id))
+  call('ZADD', k.c, ends, id)
+  put_entry(k, id, e)
+  touch(k, e.region)
+  -- The lease's end names this claim: release.lua frees the host only while
+  -- its claim still ends then (not a later claim of the same host).
+  if claim_key then call('SET', claim_key, string.format('%.0f', ends) .. ' ' .. id, 'PX', lease) end
   local got = {}
   got[CLAIMED_ID], got[CLAIMED_ROOM], got[CLAIMED_REGION] = id, e.room, e.region
   return got
 end
 
 if want ~= '' then
-  if #ARGV < CLAIM_REGIONS then return take(want, nil) or {} end
+  if #ARGV < CLAIM_REGIONS then return changes(take(want, nil) or none) end
   for i = CLAIM_REGIONS, #ARGV do
     local got = take(want, ARGV[i])
-    if got then return got end
+    if got then return changes(got) end
   end
-  return {}
+  return changes(none)
 end
 
--- One of the idle hosts of region ARGV[i], chosen uniformly at random, claimed,
--- or nil. Uniformly: a host that keeps announcing itself (the freshest) must
--- not win every find. The live members of an index are the ones scored from
--- now on, which are its highest ranks: a rank among them by `pick` costs
--- O(log N). A few tries in case the index and the entry disagree (an entry
--- deleted by hand), each with the next number of a small LCG.
-local function from_region(i)
-  local idx = index_key(ARGV[i], STATUS_IDLE)
-  -- Bounded, as in requests.lua: readers skip expired members by score.
-  trim(idx)
+-- One of the bucket's idle hosts of region r, chosen uniformly at random,
+-- claimed, or nil. Uniformly: a host that keeps announcing itself must not
+-- win every find. A few tries in case the index and the entry disagree
+-- (an entry expired, or deleted by hand), each with the next number of a
+-- small LCG.
+local function from_region(r)
   for _ = 1, 4 do
-    local expired = call('ZCOUNT', idx, '-inf', '(' .. now)
-    local live = call('ZCOUNT', idx, now, '+inf')
-    if live == 0 then break end
-    local rank = expired + pick % live
-    local m = call('ZRANGE', idx, rank, rank)
+    local n = call('ZLEXCOUNT', k.i, idle_lo(r), idle_hi(r))
+    if n == 0 then break end
+    local m = call('ZRANGEBYLEX', k.i, idle_lo(r), idle_hi(r), 'LIMIT', pick % n, 1)
     if #m == 0 then break end
-    local got = take(m[1], ARGV[i])
+    local got = take(string.sub(m[1], #r + 2), r)
     if got then return got end
-    call('ZREM', idx, m[1])
+    call('ZREM', k.i, m[1])
+    touch(k, r)
     pick = (pick * 1103515245 + 12345) % 2147483648
   end
   return nil
 end
 
--- Each region on its own: a key of the wrong type in one (entry.lua's call
--- names it) must not stop finds in the others. Only when no region had a
--- host and one failed is the claim an error (its host may have been there).
+-- Each region on its own: a key of the wrong type must not stop the others.
+-- Only when no region had a host and one failed is the claim an error.
 local failed
 for i = CLAIM_REGIONS, #ARGV do
-  local ok, got = pcall(from_region, i)
-  if ok and got then return got end
+  touch(k, ARGV[i])
+  local ok, got = pcall(from_region, ARGV[i])
+  if ok and got then return changes(got) end
   if not ok then failed = failed or got end
 end
 if failed then return {err = 'claim.lua: ' .. tostring(failed)} end
-return {}
+return changes(none)

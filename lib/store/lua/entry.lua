@@ -1,15 +1,23 @@
--- hostreg entries: what every script below shares (lib/store/script_gen.c puts
--- this in front of each of them, after the constants of lib/store/script.h:
--- STATUS_*, KEY_*, OP_*, RES_*, the ARGV positions and reply layouts).
+-- hostreg, storage layout 2: what every script below shares (lib/store/script_gen.c
+-- puts this in front of each of them, after the constants of lib/store/script.h:
+-- STATUS_*, KEY_*, BKEY_*, OP_*, RES_*, the ARGV positions and reply layouts).
 --
--- A host's entry is one string with the entry's TTL:
---   "<hseq> <sseq> <status> <region> <room>[ <lease>[ <claim>]]"
+-- A host lives in one bucket (docs/design/layout-v2.md), and each bucket's
+-- keys come in KEYS, BKEYS of them per bucket (bucket(g) below):
+--   e  hash: hostId -> "<hseq> <sseq> <status> <region> <room>"
+--   x  zset: hostId -> its entry's expiry in ms: an entry is live while
+--      now < expiry; a reader checks, so an expired host is never answered,
+--      and trim() and sweep.lua remove what expired
+--   i  zset, scores 0: "<region> <hostId>" for each idle host, so that a
+--      region's idle hosts are one lexicographic range
+--   c  zset: claimed hostId -> the end of its claim's lease in ms
+--   t  hash: hostId -> "<seq> <expiry ms>": its last leave, for one TTL
+--   m  hash: region -> summary epoch, odd while the bucket is listed in the
+--      region's summary of buckets that may hold idle hosts
 -- hseq and sseq: the sequence numbers of the last heartbeat and the last
--- status update applied, decimal without leading zeros ('0': none, HTTP);
--- status one of STATUSES; lease: when a client's claim ends unconfirmed, in
--- ms (claim.lua); claim: that claim's id, when the client gave one. Ids, rooms and regions never hold a space. One string costs
--- less memory than a hash of the same fields (no field names, one
--- allocation), and a refresh is one SET.
+-- status update applied, decimal without leading zeros ('0': none, HTTP).
+-- HostIds are stored forms (lib/store/layout.c): bytes this code never looks
+-- into. Rooms and regions never hold a space.
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 
@@ -23,75 +31,141 @@ local function call(cmd, key, ...)
   return r
 end
 
--- Key names (lib/store/script.h, HR_SCRIPT_KEYS), after the key prefix.
-local pfx = ARGV[PREFIX]
-local function host_key(id) return pfx .. KEY_HOST .. id end
-local function tomb_key(id) return pfx .. KEY_TOMB .. id end
-local function index_key(region, status) return pfx .. KEY_INDEX .. region .. ':' .. status end
-local claims_key = pfx .. KEY_CLAIMS
-
--- Removes up to 64 expired members of an index. Bounded: after a mass expiry
--- (a region's hosts all gone at once) an unbounded ZREMRANGEBYSCORE would hold
--- Redis for as long as it takes to drop them all; readers skip expired members
--- by score anyway, so the backlog can drain a little per call.
-local function trim(idx)
-  local old = call('ZRANGEBYSCORE', idx, '-inf', '(' .. now, 'LIMIT', 0, 64)
-  if #old > 0 then call('ZREM', idx, unpack(old)) end
+-- Bucket g's keys (g from 0), and its number (from the hash tag).
+local function bucket(g)
+  local base = g * BKEYS
+  local k = {e = KEYS[base + BKEY_ENTRIES], x = KEYS[base + BKEY_EXPIRY],
+             i = KEYS[base + BKEY_IDLE], c = KEYS[base + BKEY_CLAIMS],
+             t = KEYS[base + BKEY_TOMBS], m = KEYS[base + BKEY_REGIONS]}
+  k.num = string.match(k.e, '{(%d+)}[^{}]*$')
+  return k
 end
 
--- The entry at `key` as a table, or nil when there is none. A key of
--- another type (an entry of the hash layout of older builds) reads as none,
--- and the next write replaces it. Any other error is an error, never "none"
--- (on a Redis Cluster node that does not hold the key, say): a reader that
--- took it for an absent host would drop it from the answer, or worse.
-local function get_entry(key)
-  local v = redis.pcall('GET', key)
-  if type(v) == 'table' and v.err and not string.find(v.err, '^WRONGTYPE') then
-    error('GET ' .. key .. ': ' .. v.err, 0)
+-- The idle range of a region in a bucket's i: members "<region> <id>".
+local function idle_member(region, id) return region .. ' ' .. id end
+local function idle_lo(region) return '[' .. region .. ' ' end
+local function idle_hi(region) return '(' .. region .. '!' end
+
+-- Regions whose idle hosts may have changed, per bucket: summary changes are
+-- worked out once, at the end (changes()).
+local touched = {}
+local function touch(k, region)
+  local b = touched[k.num]
+  if not b then
+    b = {k = k, regions = {}}
+    touched[k.num] = b
   end
-  if type(v) ~= 'string' then return nil end
-  local hseq, sseq, status, region, room, lease, claim =
-    string.match(v, '^(%d+) (%d+) (%a+) (%S+) (%S+) ?(%d*) ?(%x*)$')
-  if not hseq then return nil end
+  if region then b.regions[region] = true end -- nil: the bucket only (changes(_, true))
+end
+
+-- The entry of `id` in bucket k, live or not, as a table (expiry: nil when
+-- x has none), or nil when there is none.
+local function get_entry(k, id)
+  local v = call('HGET', k.e, id)
+  if not v then return nil end
+  local hseq, sseq, status, region, room = string.match(v, '^(%d+) (%d+) (%a+) (%S+) (%S+)$')
+  if not hseq then error('HGET ' .. k.e .. ': an entry this build cannot read', 0) end
+  local exp = call('ZSCORE', k.x, id)
   return {hseq = hseq, sseq = sseq, status = status, region = region, room = room,
-          lease = lease ~= '' and lease or nil, claim = claim ~= '' and claim or nil}
+          expiry = exp and tonumber(exp)}
 end
 
--- Writes entry `e` at `key`: with a TTL of `px` ms, or keeping its TTL.
-local function put_entry(key, e, px)
-  local v = e.hseq .. ' ' .. e.sseq .. ' ' .. e.status .. ' ' .. e.region .. ' ' .. e.room
-  if e.lease then
-    v = v .. ' ' .. e.lease
-    if e.claim then v = v .. ' ' .. e.claim end
-  end
-  if px then
-    call('SET', key, v, 'PX', px)
-  else
-    call('SET', key, v, 'KEEPTTL')
-  end
+local function live(e) return e and e.expiry and e.expiry > now end
+
+-- Writes entry `e`: with a new expiry, or keeping the one it has.
+local function put_entry(k, id, e, expiry)
+  if expiry then call('ZADD', k.x, expiry, id) end
+  call('HSET', k.e, id, e.hseq .. ' ' .. e.sseq .. ' ' .. e.status .. ' ' .. e.region .. ' ' ..
+       e.room)
 end
 
--- Returns the claimed host of entry `e` (at `h`, hostId `id`) to idle: its
--- lease ended unconfirmed (sweep.lua) or its claim was released
--- (release.lua). Into the idle index with its entry's expiry, out of the busy
--- one and the claims set; the entry last, keeping its TTL.
-local function unclaim(h, id, e)
-  local expiry = now + call('PTTL', h)
-  call('ZADD', index_key(e.region, STATUS_IDLE), expiry, id)
-  call('ZREM', index_key(e.region, STATUS_BUSY), id)
-  call('ZREM', claims_key, id)
-  e.status, e.lease, e.claim = STATUS_IDLE, nil, nil
-  put_entry(h, e)
+-- Removes every trace of `id` from bucket k (its entry `e`, if known).
+local function remove_host(k, id, e)
+  if e then
+    call('ZREM', k.i, idle_member(e.region, id))
+    touch(k, e.region)
+  end
+  call('ZREM', k.c, id)
+  call('ZREM', k.x, id)
+  call('HDEL', k.e, id)
+end
+
+-- The end of the lease of `id`'s unconfirmed claim, or nil.
+local function lease_of(k, id)
+  local l = call('ZSCORE', k.c, id)
+  return l and tonumber(l)
+end
+
+-- Returns the claimed host `id` (entry `e`) to idle: its lease ended
+-- unconfirmed (sweep.lua, or its own heartbeat) or its claim was released
+-- (release.lua). The idle index first, the entry last.
+local function unclaim(k, id, e)
+  call('ZADD', k.i, 0, idle_member(e.region, id))
+  call('ZREM', k.c, id)
+  e.status = STATUS_IDLE
+  put_entry(k, id, e)
+  touch(k, e.region)
+end
+
+-- Removes up to `max` expired entries of bucket k. Bounded: after a mass
+-- expiry an unbounded sweep would hold Redis for as long as it takes; readers
+-- skip expired entries anyway, so the backlog can drain a little per call.
+local function trim(k, max)
+  local old = call('ZRANGEBYSCORE', k.x, '-inf', now, 'LIMIT', 0, max)
+  for _, id in ipairs(old) do
+    local v = call('HGET', k.e, id)
+    local region = v and string.match(v, '^%d+ %d+ %a+ (%S+) ')
+    remove_host(k, id, region and {region = region} or nil)
+  end
+  return #old
+end
+
+-- Returns claimed hosts of bucket k whose lease ended unconfirmed to idle, up
+-- to `max`; how many.
+local function sweep_claims(k, max)
+  local due = call('ZRANGEBYSCORE', k.c, '-inf', now, 'LIMIT', 0, max)
+  local n = 0
+  for _, id in ipairs(due) do
+    local e = get_entry(k, id)
+    if live(e) and e.status == STATUS_BUSY then
+      unclaim(k, id, e)
+      n = n + 1
+    else
+      call('ZREM', k.c, id)
+    end
+  end
+  return n
+end
+
+-- Appends to `out` the summary changes of the buckets touched (and, with
+-- `all`, every region a bucket has a summary state for): "<a|d> <epoch>
+-- <bucket> <region>", for the store to apply with summary.lua.
+local function changes(out, all)
+  for _, b in pairs(touched) do
+    local k = b.k
+    if all then
+      local m = call('HKEYS', k.m)
+      for _, r in ipairs(m) do b.regions[r] = true end
+    end
+    for r in pairs(b.regions) do
+      local has = call('ZLEXCOUNT', k.i, idle_lo(r), idle_hi(r)) > 0
+      local epoch = tonumber(call('HGET', k.m, r) or '0')
+      local listed = epoch % 2 == 1
+      if has ~= listed then
+        epoch = epoch + 1
+        call('HSET', k.m, r, epoch)
+        out[#out + 1] = (has and 'a' or 'd') .. ' ' .. epoch .. ' ' .. k.num .. ' ' .. r
+      elseif all and epoch > 0 then
+        out[#out + 1] = (has and 'a' or 'd') .. ' ' .. epoch .. ' ' .. k.num .. ' ' .. r
+      end
+    end
+  end
+  return out
 end
 
 -- a > b for sequence numbers (decimal, no leading zeros): exact for 64 bits,
 -- where Lua's doubles are not.
 local function newer(a, b)
   return #a > #b or (#a == #b and a > b)
-end
-
--- A stored tombstone's seq without leading zeros (older builds padded it).
-local function tomb_seq(v)
-  return v and (string.match(v, '^0*(%d+)$') or '0')
 end
 

@@ -2,23 +2,25 @@
 -- gateway timed out on Redis and answered 503, while the claim itself may
 -- still have run, or may run later): the host goes back to idle at once
 -- instead of staying busy for the whole lease.
--- ARGV (HR_SCRIPT_RELEASE_ARGS): key prefix, the claim id, the lease in ms.
+-- KEYS: the bucket's keys (the bucket the claim was sent to), then the claim
+-- key. ARGV (HR_SCRIPT_RELEASE_ARGS): the claim id, the lease in ms.
 -- Either order of the two is safe: a claim not run yet finds its id released
 -- and takes nothing (claim.lua), one that ran is undone here, unless its host
 -- confirmed it meanwhile (then the session is real).
--- Returns how many hosts went back to idle (1 or 0).
-local key = pfx .. KEY_CLAIM .. ARGV[RELEASE_ID]
-local host = call('GET', key)
+-- Returns how many hosts went back to idle (1 or 0), then summary changes.
+local k = bucket(0)
+local key = KEYS[BKEYS + 1]
+local v = call('GET', key)
 local freed = 0
-if not host then
+if not v then
   call('SET', key, '', 'PX', tonumber(ARGV[RELEASE_LEASE]))
-elseif host ~= '' then
+elseif v ~= '' then
   call('SET', key, '', 'KEEPTTL')
-  local h = host_key(host)
-  local e = get_entry(h)
-  if e and e.claim == ARGV[RELEASE_ID] and e.lease and e.status == STATUS_BUSY then
-    unclaim(h, host, e)
+  local ends, id = string.match(v, '^(%d+) (.*)$')
+  local e = id and get_entry(k, id)
+  if live(e) and e.status == STATUS_BUSY and lease_of(k, id) == tonumber(ends) then
+    unclaim(k, id, e)
     freed = 1
   end
 end
-return freed
+return changes({freed})

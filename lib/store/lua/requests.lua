@@ -2,134 +2,124 @@
 -- in one atomic call (the daemon sends each receive batch as one call; a
 -- single request is a batch of one). The rules of the registry live here.
 --
--- ARGV (lib/store/script.h, HR_SCRIPT_REQUESTS_ARGS): key prefix, ttl in ms, most
--- live hosts (0: no cap), the configured regions comma-separated (to count
--- them); then REQ_STRIDE per request from REQUESTS_FIRST
--- (HR_SCRIPT_REQ_FIELDS): op (OP_*), seq, hostId, roomId, region, status.
+-- KEYS: the keys of each bucket the batch touches (entry.lua: bucket()).
+-- ARGV (lib/store/script.h, HR_SCRIPT_REQUESTS_ARGS): ttl in ms, most live
+-- hosts per bucket (0: no cap); then REQ_STRIDE per request from
+-- REQUESTS_FIRST (HR_SCRIPT_REQ_FIELDS): op (OP_*), seq, hostId, roomId,
+-- region, status, and its bucket's place in KEYS (from 0).
 -- seq: decimal, no leading zeros (entry.lua: newer); '0' = unordered (HTTP),
 -- applied in arrival order and leaving the stored sequence alone.
 -- Returns one RES_* per request: applied, duplicate (seq not newer than the
 -- last applied: nothing changed), unknown host (status update), full (a new
--- host, and the registry already holds the most it may), source full (a new
--- host in an OP_REFRESH request: its source speaks for the most hosts it may).
---
--- Keys (entry.lua):
---   host_key(id)   the host's entry (entry.lua); TTL = ttl
---   tomb_key(id)   the seq of the host's last leave, for one TTL
---   index_key(region, status)  sorted set of hostIds scored by their entry's
---           expiry in ms: a reader asking for scores >= now never sees an
---           expired host
---   claims_key     sorted set of claimed hostIds scored by their lease's end
-local ttl, cap, regions =
-  tonumber(ARGV[REQUESTS_TTL]), tonumber(ARGV[REQUESTS_MAX_HOSTS]), ARGV[REQUESTS_REGIONS]
+-- host, and its bucket already holds the most it may), source full (a new
+-- host in an OP_REFRESH request: its source speaks for the most hosts it
+-- may); then the summary changes (entry.lua: changes()).
+local ttl, cap = tonumber(ARGV[REQUESTS_TTL]), tonumber(ARGV[REQUESTS_BUCKET_CAP])
 local UNORDERED = '0'
 local expiry = now + ttl
-local touched = {} -- index keys written: expired members trimmed once, at the end
 
--- Live hosts, counted once per call and only when a new host asks: the
--- members of the indexes whose entries have not expired (ZCOUNT from now, so
--- a backlog of expired members never holds the cap shut).
-local live
-local function room_for_one_more()
+-- Live hosts of a bucket, counted once per call and only when a new host
+-- asks (ZCOUNT from now: expired entries never hold the cap shut).
+local live_count = {}
+local function room_for_one_more(k)
   if cap == 0 then return true end
-  if not live then
-    live = 0
-    for r in string.gmatch(regions, '[^,]+') do
-      for _, st in ipairs(STATUSES) do
-        -- An index that is not a sorted set (a key of ours overwritten by
-        -- something else) holds no host we could count: it must not stop
-        -- new hosts of every region. The request that writes it fails.
-        local n = redis.pcall('ZCOUNT', index_key(r, st), now, '+inf')
-        if type(n) == 'number' then live = live + n end
-      end
-    end
+  local n = live_count[k.num] or call('ZCOUNT', k.x, '(' .. now, '+inf')
+  if n >= cap then
+    live_count[k.num] = n
+    return false
   end
-  if live >= cap then return false end
-  live = live + 1
+  live_count[k.num] = n + 1
   return true
 end
 
-local function heartbeat(seq, id, room, region, status, may_create)
-  local h = host_key(id)
-  local moved_from -- the index of the region it leaves, if it changes region
+-- The seq of the host's last leave, while its tombstone lasts, or nil.
+local function tomb_seq(k, id)
+  local v = call('HGET', k.t, id)
+  local seq, exp
+  if v then seq, exp = string.match(v, '^(%d+) (%d+)$') end
+  if seq and tonumber(exp) > now then return seq end
+  return nil
+end
+
+-- The host's live entry, or nil (what is left of an expired one is removed).
+local function live_entry(k, id)
+  local e = get_entry(k, id)
+  if e and not live(e) then
+    remove_host(k, id, e)
+    e = nil
+  end
+  return e
+end
+
+local function heartbeat(k, seq, id, room, region, status, may_create)
   local ordered = seq ~= UNORDERED
-  local e = get_entry(h)
+  local e = live_entry(k, id)
+  local old_region, was_idle
   if e then
     if ordered and not newer(seq, e.hseq) then return RES_DUPLICATE end
+    old_region, was_idle = e.region, e.status == STATUS_IDLE
     -- A heartbeat never changes the status of an existing entry: only a
     -- status update, a claim, or the end of an unconfirmed claim's lease
-    -- does. That end is seen here too, not only by sweep.lua: should the
-    -- claims record be lost (deleted by hand, an older build), the host's
-    -- next heartbeat still frees it.
-    if e.lease and tonumber(e.lease) <= now and e.status == STATUS_BUSY then
-      moved_from = index_key(e.region, e.status)
-      e.status, e.lease, e.claim = STATUS_IDLE, nil, nil
-      call('ZREM', claims_key, id)
+    -- does. That end is seen here too, not only by sweep.lua.
+    local lease = lease_of(k, id)
+    if lease and lease <= now and e.status == STATUS_BUSY then
+      e.status = STATUS_IDLE
+      call('ZREM', k.c, id)
     end
-    if e.region ~= region then
-      moved_from = moved_from or index_key(e.region, e.status)
-      e.region = region
-    end
-    e.room = room
+    e.region, e.room = region, room
     if ordered then e.hseq = seq end
   else
-    if ordered then
-      -- A late heartbeat must not resurrect a host that has left after it.
-      local tomb = tomb_seq(call('GET', tomb_key(id)))
-      if tomb and not newer(seq, tomb) then return RES_DUPLICATE end
-    end
+    -- A late heartbeat must not resurrect a host that has left after it.
+    local tomb = ordered and tomb_seq(k, id)
+    if tomb and not newer(seq, tomb) then return RES_DUPLICATE end
     if not may_create then return RES_SOURCE_FULL end
-    if not room_for_one_more() then return RES_FULL end
+    if not room_for_one_more(k) then return RES_FULL end
     e = {hseq = seq, sseq = seq, status = status, region = region, room = room}
   end
-  -- The index first, the entry last: should a write fail (a key of the
+  -- The idle index first, the entry last: should a write fail (a key of the
   -- wrong type), what is left is at most an index member that readers check
-  -- against the entry, never an entry no index finds (which a retransmission
-  -- would then take as a duplicate).
-  local idx = index_key(region, e.status)
-  call('ZADD', idx, expiry, id)
-  touched[idx] = true
-  if moved_from then call('ZREM', moved_from, id) end
-  put_entry(h, e, ttl)
+  -- against the entry, never an entry the index misses.
+  if e.status == STATUS_IDLE then call('ZADD', k.i, 0, idle_member(region, id)) end
+  if was_idle and (old_region ~= region or e.status ~= STATUS_IDLE) then
+    call('ZREM', k.i, idle_member(old_region, id))
+  end
+  if old_region then touch(k, old_region) end
+  touch(k, region)
+  put_entry(k, id, e, expiry)
   return RES_APPLIED
 end
 
--- Status updates apply only to a live entry and leave its TTL alone. A
+-- Status updates apply only to a live entry and leave its expiry alone. A
 -- client's claim (claim.lua) is the host's to confirm: its `busy` confirms
 -- it (the session runs, the lease is gone, and its `idle` afterwards ends
 -- the session), while any other status before that changes only the seq: the
 -- claim stands until the host confirms it or its lease runs out (sweep.lua),
 -- so a host that keeps saying idle can neither drop the client it was given
 -- nor win the next find with it.
-local function status_update(seq, id, status)
-  local h = host_key(id)
+local function status_update(k, seq, id, status)
   local ordered = seq ~= UNORDERED
-  local e = get_entry(h)
+  local e = live_entry(k, id)
   if not e then return RES_UNKNOWN_HOST end
   if ordered and not newer(seq, e.sseq) then return RES_DUPLICATE end
-  if e.lease and status ~= STATUS_BUSY then
+  local lease = lease_of(k, id)
+  if lease and status ~= STATUS_BUSY then
     if ordered then
       e.sseq = seq
-      put_entry(h, e)
+      put_entry(k, id, e)
     end
     return RES_APPLIED
   end
-  local changed = ordered or e.lease
+  local changed = ordered or lease
   if e.status ~= status then
-    local pttl = call('PTTL', h)
-    local idx = index_key(e.region, status)
-    call('ZADD', idx, now + pttl, id) -- the new index first, as in heartbeat()
-    call('ZREM', index_key(e.region, e.status), id)
-    touched[idx] = true
+    if status == STATUS_IDLE then call('ZADD', k.i, 0, idle_member(e.region, id)) end
+    if e.status == STATUS_IDLE then call('ZREM', k.i, idle_member(e.region, id)) end
+    touch(k, e.region)
     e.status = status
     changed = true
   end
   if ordered then e.sseq = seq end
-  if e.lease then
-    e.lease, e.claim = nil, nil
-    call('ZREM', claims_key, id)
-  end
-  if changed then put_entry(h, e) end
+  if lease then call('ZREM', k.c, id) end
+  if changed then put_entry(k, id, e) end
   return RES_APPLIED
 end
 
@@ -139,41 +129,46 @@ end
 -- nothing: a tombstone per invented hostId would be memory without a bound
 -- (the cost: a host's very first heartbeat overtaken by its leave registers
 -- it for one TTL).
-local function leave(seq, id)
-  local h = host_key(id)
+local function leave(k, seq, id)
   local ordered = seq ~= UNORDERED
-  local e = get_entry(h)
+  local e = live_entry(k, id)
   if not e then
     -- Gone already (a retransmitted leave, or expired): a duplicate when the
     -- tombstone says so, fine either way.
-    local tomb = ordered and tomb_seq(call('GET', tomb_key(id)))
+    local tomb = ordered and tomb_seq(k, id)
     if tomb and not newer(seq, tomb) then return RES_DUPLICATE end
     return RES_APPLIED
   end
   if ordered and (not newer(seq, e.hseq) or not newer(seq, e.sseq)) then return RES_DUPLICATE end
-  call('DEL', h)
-  call('ZREM', index_key(e.region, e.status), id)
-  call('ZREM', claims_key, id)
+  remove_host(k, id, e)
   if ordered then
     -- Never lower a tombstone (an entry created by an unordered HTTP
     -- heartbeat did not check it).
-    local tk = tomb_key(id)
-    local tomb = tomb_seq(call('GET', tk))
-    if not tomb or newer(seq, tomb) then call('SET', tk, seq, 'PX', ttl) end
+    local tomb = tomb_seq(k, id)
+    if not tomb or newer(seq, tomb) then
+      call('HSET', k.t, id, seq .. ' ' .. string.format('%.0f', now + ttl))
+    end
   end
   return RES_APPLIED
 end
 
 -- One request of the batch, by op.
+local buckets = {}
 local function apply(i)
   local op, seq, id = ARGV[i + REQ_OP], ARGV[i + REQ_SEQ], ARGV[i + REQ_HOST]
+  local g = tonumber(ARGV[i + REQ_BUCKET])
+  local k = buckets[g]
+  if not k then
+    k = bucket(g)
+    buckets[g] = k
+  end
   if op == OP_HEARTBEAT or op == OP_REFRESH then
-    return heartbeat(seq, id, ARGV[i + REQ_ROOM], ARGV[i + REQ_REGION], ARGV[i + REQ_STATUS],
+    return heartbeat(k, seq, id, ARGV[i + REQ_ROOM], ARGV[i + REQ_REGION], ARGV[i + REQ_STATUS],
                      op == OP_HEARTBEAT)
   elseif op == OP_STATUS then
-    return status_update(seq, id, ARGV[i + REQ_STATUS])
+    return status_update(k, seq, id, ARGV[i + REQ_STATUS])
   elseif op == OP_LEAVE then
-    return leave(seq, id)
+    return leave(k, seq, id)
   end
   -- A programmer's error (an op of lib/store/script.h with no code here):
   -- fail it rather than guess, least of all as a leave.
@@ -187,5 +182,7 @@ for i = REQUESTS_FIRST, #ARGV - REQ_STRIDE + 1, REQ_STRIDE do
   local ok, res = pcall(apply, i)
   out[#out + 1] = ok and res or {err = 'requests.lua: ' .. tostring(res)}
 end
-for idx in pairs(touched) do pcall(trim, idx) end
+-- A little of what expired, in the buckets this batch touched.
+for _, k in pairs(buckets) do pcall(trim, k, 8) end
+pcall(changes, out)
 return out

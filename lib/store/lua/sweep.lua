@@ -1,18 +1,24 @@
--- hostreg sweep: hosts claimed by a client whose lease ended without the host
--- confirming (a client that never connected, a legacy host that never sends
--- status updates) go back to idle.
--- ARGV (HR_SCRIPT_SWEEP_ARGS): key prefix, how many at most in one call.
--- Returns the number of hosts returned to idle.
-local max = tonumber(ARGV[SWEEP_MAX])
-local due = call('ZRANGEBYSCORE', claims_key, '-inf', now, 'LIMIT', 0, max)
+-- hostreg sweep, over some buckets: hosts claimed by a client whose lease
+-- ended without the host confirming (a client that never connected, a legacy
+-- host that never sends status updates) go back to idle, and what expired
+-- (entries, tombstones) is removed.
+-- KEYS: the buckets' keys. ARGV (HR_SCRIPT_SWEEP_ARGS): how many at most per
+-- bucket, and '1' to report every region's summary state (entry.lua:
+-- changes()), which repairs a summary that missed a change.
+-- Returns the number of hosts returned to idle, then the summary changes.
+local max, state = tonumber(ARGV[SWEEP_MAX]), ARGV[SWEEP_STATE] == '1'
 local n = 0
-for _, id in ipairs(due) do
-  call('ZREM', claims_key, id)
-  local h = host_key(id)
-  local e = get_entry(h)
-  if e and e.lease and tonumber(e.lease) <= now and e.status == STATUS_BUSY then
-    unclaim(h, id, e)
-    n = n + 1
+for g = 0, math.floor(#KEYS / BKEYS) - 1 do
+  local k = bucket(g)
+  n = n + sweep_claims(k, max)
+  trim(k, max)
+  if call('HLEN', k.t) > 0 then
+    local tombs = call('HGETALL', k.t)
+    for j = 1, #tombs, 2 do
+      local exp = string.match(tombs[j + 1], ' (%d+)$')
+      if not exp or tonumber(exp) <= now then call('HDEL', k.t, tombs[j]) end
+    end
   end
+  if state then touch(k, nil) end
 end
-return n
+return changes({n}, state)

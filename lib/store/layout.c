@@ -1,0 +1,139 @@
+#include "layout.h"
+
+#include "parse.h"
+#include "script.h"
+#include "siphash.h"
+
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+int hr_layout_new(struct hr_layout *l, const char *prefix, uint32_t buckets)
+{
+    if (buckets == 0 || buckets > HR_LAYOUT_BUCKETS_MAX || (buckets & (buckets - 1)))
+        return -1;
+    memset(l, 0, sizeof(*l));
+    snprintf(l->prefix, sizeof(l->prefix), "%s", prefix);
+    l->buckets = buckets;
+    /* The seed keeps anyone from choosing hostIds that all fall into one
+     * bucket (one bucket's host cap, one node's load). */
+    if (getrandom(l->seed, sizeof(l->seed), 0) != (ssize_t)sizeof(l->seed))
+        for (size_t i = 0; i < sizeof(l->seed); i++) /* no getrandom: still varied */
+            l->seed[i] = (uint8_t)((uintptr_t)l >> (i % 8) ^ (uintptr_t)&i ^ i * 131u);
+    return 0;
+}
+
+void hr_layout_format(const struct hr_layout *l, char *out, size_t cap)
+{
+    char hex[33];
+    for (size_t i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", l->seed[i]);
+    snprintf(out, cap, HR_LAYOUT_VERSION " %" PRIu32 " %s", l->buckets, hex);
+}
+
+int hr_layout_parse(const char *value, const char *prefix, struct hr_layout *l)
+{
+    struct hr_layout t;
+    memset(&t, 0, sizeof(t));
+    size_t vlen = strlen(HR_LAYOUT_VERSION);
+    if (strncmp(value, HR_LAYOUT_VERSION " ", vlen + 1) != 0)
+        return -1;
+    const char *p = value + vlen + 1, *sp = strchr(p, ' ');
+    char num[8];
+    uint32_t b;
+    if (!sp || (size_t)(sp - p) >= sizeof(num))
+        return -1;
+    memcpy(num, p, (size_t)(sp - p));
+    num[sp - p] = '\0';
+    if (hr_parse_u32(num, 1, HR_LAYOUT_BUCKETS_MAX, &b) != 0 || (b & (b - 1)) ||
+        strlen(sp + 1) != 32)
+        return -1;
+    for (size_t i = 0; i < 16; i++) {
+        int hi = hr_hex_digit(sp[1 + 2 * i]), lo = hr_hex_digit(sp[2 + 2 * i]);
+        if (hi < 0 || lo < 0)
+            return -1;
+        t.seed[i] = (uint8_t)(hi << 4 | lo);
+    }
+    t.buckets = b;
+    snprintf(t.prefix, sizeof(t.prefix), "%s", prefix);
+    *l = t;
+    return 0;
+}
+
+size_t hr_layout_id_pack(const char *id, char *out)
+{
+    size_t len = strlen(id);
+    uint8_t u[16];
+    if (len == HR_UUID_LEN && hr_uuid_parse(id, len, u)) {
+        memcpy(out, u, 16);
+        return 16;
+    }
+    if (len > HR_ID_MAX)
+        len = HR_ID_MAX;
+    memcpy(out, id, len);
+    if (len == 16)
+        out[len++] = '~';
+    return len;
+}
+
+void hr_layout_id_unpack(const char *stored, size_t len, char *out, size_t cap)
+{
+    if (len == 16 && cap > HR_UUID_LEN) {
+        char text[HR_UUID_LEN + 1];
+        hr_uuid_format((const uint8_t *)stored, text);
+        memcpy(out, text, HR_UUID_LEN + 1);
+        return;
+    }
+    if (len == 17 && stored[16] == '~')
+        len = 16;
+    if (len >= cap)
+        len = cap - 1;
+    memcpy(out, stored, len);
+    out[len] = '\0';
+}
+
+uint32_t hr_layout_bucket(const struct hr_layout *l, const char *stored, size_t len)
+{
+    struct hr_siphash_key k = hr_siphash_key_from_bytes(l->seed);
+    return (uint32_t)(hr_siphash(&k, stored, len) & (l->buckets - 1));
+}
+
+void hr_layout_key(char *out, size_t cap, const char *prefix, const char *tag, const char *suffix)
+{
+    snprintf(out, cap, "%s{%s}%s", prefix, tag, suffix);
+}
+
+void hr_layout_bucket_keys(const struct hr_layout *l, uint32_t b, struct hr_script_args *a)
+{
+    char tag[16], key[64];
+    snprintf(tag, sizeof(tag), "%" PRIu32, b);
+    for (int k = 0; k < HR_SCRIPT_BKEYS; k++) {
+        hr_layout_key(key, sizeof(key), l->prefix, tag, hr_script_bkey((enum hr_script_bkey)k));
+        hr_script_args_key(a, key, strlen(key));
+    }
+}
+
+int hr_layout_read_sync(redisContext *c, const char *prefix, struct hr_layout *l, char *err,
+                        size_t errlen)
+{
+    redisReply *r = redisCommand(c, "GET %s" HR_LAYOUT_KEY, prefix);
+    int rc = -1;
+    if (!r)
+        snprintf(err, errlen, "cannot read %s" HR_LAYOUT_KEY ": %s", prefix, c->errstr);
+    else if (r->type == REDIS_REPLY_NIL)
+        rc = 0;
+    else if (r->type != REDIS_REPLY_STRING)
+        snprintf(err, errlen, "cannot read %s" HR_LAYOUT_KEY ": %s", prefix,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "not a string");
+    else if (hr_layout_parse(r->str, prefix, l) != 0)
+        snprintf(err, errlen,
+                 "%s" HR_LAYOUT_KEY " is '%.40s': not storage layout " HR_LAYOUT_VERSION
+                 ", which this build reads",
+                 prefix, r->str);
+    else
+        rc = 1;
+    freeReplyObject(r);
+    return rc;
+}
