@@ -220,7 +220,13 @@ static int worker_start(struct worker *w, const struct daemon_config *cfg, char 
         snprintf(err, errlen, "cannot create an event loop");
         return -1;
     }
-    w->store = hr_store_new(w->base, &cfg->common.store, err, errlen);
+    /* The first worker sweeps (storage layout 2): what expired in buckets
+     * no heartbeat touches any more is removed there, and lapsed claims
+     * return to idle, also when no gateway runs. Every 10 s: readers never
+     * see an expired host, so this only bounds memory. */
+    struct hr_store_config sc = cfg->common.store;
+    sc.sweep_ms = w->id == 0 ? 10000 : 0;
+    w->store = hr_store_new(w->base, &sc, err, errlen);
     if (!w->store)
         return -1;
     struct hr_server_config scfg = {

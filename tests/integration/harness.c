@@ -1,6 +1,9 @@
 #define _GNU_SOURCE
 #include "harness.h"
 
+#include "layout.h"
+#include "script.h"
+
 #include "wire.h"
 
 #include <arpa/inet.h>
@@ -267,27 +270,131 @@ redisContext *h_redis_connect(int port)
     return c;
 }
 
+/* --- the registry's keys, read through storage layout 2 --- */
+
+long long h_redis_now_ms(redisContext *c)
+{
+    redisReply *r = redisCommand(c, "TIME");
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2)
+        abort();
+    long long ms = atoll(r->element[0]->str) * 1000 + atoll(r->element[1]->str) / 1000;
+    freeReplyObject(r);
+    return ms;
+}
+
+/* The layout under `prefix`, or false when there is none. */
+static bool layout_of(redisContext *c, const char *prefix, struct hr_layout *l)
+{
+    char err[256];
+    int rc = hr_layout_read_sync(c, prefix, l, err, sizeof(err));
+    if (rc < 0) {
+        fprintf(stderr, "harness: %s\n", err);
+        abort();
+    }
+    return rc == 1;
+}
+
+void h_bucket_key(redisContext *c, const char *prefix, const char *id, const char *suffix,
+                  char *out, size_t cap)
+{
+    struct hr_layout l;
+    char stored[HR_LAYOUT_ID_MAX], tag[16];
+    if (!layout_of(c, prefix, &l)) {
+        snprintf(out, cap, "%s{no-layout}%s", prefix, suffix);
+        return;
+    }
+    size_t n = hr_layout_id_pack(id, stored);
+    snprintf(tag, sizeof(tag), "%u", hr_layout_bucket(&l, stored, n));
+    hr_layout_key(out, cap, prefix, tag, suffix);
+}
+
+bool h_host_get(redisContext *c, const char *prefix, const char *id, struct h_host *h)
+{
+    memset(h, 0, sizeof(*h));
+    h->lease = -1;
+    char e[160], x[160], cl[160], stored[HR_LAYOUT_ID_MAX];
+    size_t n = hr_layout_id_pack(id, stored);
+    h_bucket_key(c, prefix, id, "e", e, sizeof(e));
+    h_bucket_key(c, prefix, id, "x", x, sizeof(x));
+    h_bucket_key(c, prefix, id, "c", cl, sizeof(cl));
+    redisReply *v = redisCommand(c, "HGET %s %b", e, stored, n);
+    redisReply *exp = redisCommand(c, "ZSCORE %s %b", x, stored, n);
+    redisReply *lease = redisCommand(c, "ZSCORE %s %b", cl, stored, n);
+    if (!v || !exp || !lease)
+        abort();
+    h->expiry = exp->type == REDIS_REPLY_STRING ? atoll(exp->str) : -1;
+    h->lease = lease->type == REDIS_REPLY_STRING ? atoll(lease->str) : -1;
+    if (v->type == REDIS_REPLY_STRING && h->expiry > h_redis_now_ms(c))
+        h->live = sscanf(v->str, "%23s %23s %15s %79s %79s", h->hseq, h->sseq, h->status,
+                         h->region, h->room) == 5;
+    freeReplyObject(v);
+    freeReplyObject(exp);
+    freeReplyObject(lease);
+    return h->live;
+}
+
+/* A layout-1 key name "<prefix><kind><rest>" (the prefix ends at its first
+ * ':'): the prefix into pfx and the rest, or NULL when it is not of `kind`. */
+static const char *old_key(const char *key, const char *kind, char *pfx, size_t cap)
+{
+    const char *colon = strchr(key, ':');
+    size_t plen = colon ? (size_t)(colon - key) + 1 : 0;
+    if (!colon || plen >= cap || strncmp(key + plen, kind, strlen(kind)) != 0)
+        return NULL;
+    memcpy(pfx, key, plen);
+    pfx[plen] = '\0';
+    return key + plen + strlen(kind);
+}
+
 const char *h_entry_field(redisContext *c, const char *key, const char *field)
 {
-    static const char *const names[] = {"hseq", "sseq", "status", "region", "room", "lease"};
     static char out[128]; /* longer than any field: ids and rooms are 64 at most */
+    char pfx[64];
+    struct h_host h;
     out[0] = '\0';
-    redisReply *r = redisCommand(c, "GET %s", key);
-    if (!r)
-        abort();
-    if (r->type == REDIS_REPLY_STRING) {
-        const char *p = r->str;
-        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]) && *p; i++) {
-            size_t len = strcspn(p, " ");
-            if (strcmp(names[i], field) == 0) {
-                snprintf(out, sizeof(out), "%.*s", (int)len, p);
-                break;
-            }
-            p += len + (p[len] == ' ');
-        }
-    }
-    freeReplyObject(r);
+    const char *id = old_key(key, "h:", pfx, sizeof(pfx));
+    if (!id || !h_host_get(c, pfx, id, &h))
+        return out;
+    if (strcmp(field, "hseq") == 0)
+        snprintf(out, sizeof(out), "%s", h.hseq);
+    else if (strcmp(field, "sseq") == 0)
+        snprintf(out, sizeof(out), "%s", h.sseq);
+    else if (strcmp(field, "status") == 0)
+        snprintf(out, sizeof(out), "%s", h.status);
+    else if (strcmp(field, "region") == 0)
+        snprintf(out, sizeof(out), "%s", h.region);
+    else if (strcmp(field, "room") == 0)
+        snprintf(out, sizeof(out), "%s", h.room);
+    else if (strcmp(field, "lease") == 0 && h.lease >= 0 && strcmp(h.status, "busy") == 0)
+        snprintf(out, sizeof(out), "%lld", h.lease);
     return out;
+}
+
+long long h_hosts_count(redisContext *c, const char *prefix, const char *region,
+                        const char *status)
+{
+    struct hr_layout l;
+    if (!layout_of(c, prefix, &l))
+        return 0;
+    const char *regions[1] = {region};
+    long long n = 0;
+    size_t col = 0;
+    while (col < HR_NSTATUSES && strcmp(hr_status_name_at(col), status) != 0)
+        col++;
+    if (col == HR_NSTATUSES)
+        abort();
+    struct hr_script_args a = {0};
+    for (uint32_t b0 = 0; b0 < l.buckets; b0 += 256) {
+        hr_script_args_reset(&a);
+        hr_script_count_args(&a, &l, b0, l.buckets - b0 < 256 ? l.buckets - b0 : 256, regions, 1);
+        redisReply *r = hr_script_eval(c, HR_SCRIPT_COUNT, &a);
+        if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != HR_NSTATUSES)
+            abort();
+        n += r->element[col]->integer;
+        freeReplyObject(r);
+    }
+    hr_script_args_free(&a);
+    return n;
 }
 
 const char *h_source_dir(void)
@@ -298,6 +405,26 @@ const char *h_source_dir(void)
 
 long long h_zscore(redisContext *c, const char *key, const char *member)
 {
+    /* Layout 1's indexes and claims set, answered from layout 2: an index
+     * "<prefix>i:<region>:<status>" held a live host of that region and
+     * status scored by its expiry, "<prefix>claims" a claimed host scored by
+     * its lease's end. */
+    char pfx[64], region[80];
+    struct h_host h;
+    const char *rest = old_key(key, "i:", pfx, sizeof(pfx));
+    const char *colon = rest ? strrchr(rest, ':') : NULL;
+    if (colon && (size_t)(colon - rest) < sizeof(region)) {
+        memcpy(region, rest, (size_t)(colon - rest));
+        region[colon - rest] = '\0';
+        if (!h_host_get(c, pfx, member, &h) || strcmp(h.region, region) != 0 ||
+            strcmp(h.status, colon + 1) != 0)
+            return -1;
+        return h.expiry;
+    }
+    if (old_key(key, "claims", pfx, sizeof(pfx))) {
+        h_host_get(c, pfx, member, &h);
+        return h.lease;
+    }
     redisReply *r = redisCommand(c, "ZSCORE %s %s", key, member);
     if (!r || (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)) {
         fprintf(stderr, "redis: ZSCORE %s %s: %s\n", key, member,
@@ -311,7 +438,38 @@ long long h_zscore(redisContext *c, const char *key, const char *member)
 
 long long h_redis_int(redisContext *c, const char *fmt, ...)
 {
+    char cmd[512], key[400], pfx[64];
     va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    /* Layout 1's key names, answered from layout 2 (h_zscore says how). */
+    const char *id;
+    struct h_host h;
+    if (sscanf(cmd, "EXISTS %399s", key) == 1 && (id = old_key(key, "h:", pfx, sizeof(pfx))))
+        return h_host_get(c, pfx, id, &h);
+    if (sscanf(cmd, "PTTL %399s", key) == 1 && (id = old_key(key, "h:", pfx, sizeof(pfx))))
+        return h_host_get(c, pfx, id, &h) ? h.expiry - h_redis_now_ms(c) : -2;
+    if (sscanf(cmd, "EXISTS %399s", key) == 1 && (id = old_key(key, "t:", pfx, sizeof(pfx)))) {
+        char t[160];
+        h_bucket_key(c, pfx, id, "t", t, sizeof(t));
+        char stored[HR_LAYOUT_ID_MAX];
+        size_t n = hr_layout_id_pack(id, stored);
+        redisReply *v = redisCommand(c, "HGET %s %b", t, stored, n);
+        const char *sp = v && v->type == REDIS_REPLY_STRING ? strchr(v->str, ' ') : NULL;
+        long long live = sp && atoll(sp + 1) > h_redis_now_ms(c);
+        freeReplyObject(v);
+        return live;
+    }
+    const char *rest;
+    if ((sscanf(cmd, "EXISTS %399s", key) == 1 || sscanf(cmd, "ZCARD %399s", key) == 1) &&
+        (rest = old_key(key, "i:", pfx, sizeof(pfx))) && strrchr(rest, ':')) {
+        char region[80];
+        const char *colon = strrchr(rest, ':');
+        snprintf(region, sizeof(region), "%.*s", (int)(colon - rest), rest);
+        long long n = h_hosts_count(c, pfx, region, colon + 1);
+        return strncmp(cmd, "EXISTS", 6) == 0 ? n > 0 : n;
+    }
     va_start(ap, fmt);
     redisReply *r = redisvCommand(c, fmt, ap);
     va_end(ap);

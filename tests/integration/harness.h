@@ -127,16 +127,42 @@ uint64_t h_now_ms(void);
 /* A free TCP or UDP loopback port (SOCK_STREAM / SOCK_DGRAM). */
 int h_free_port(int type);
 
-/* A field of a host's entry at `key` (lib/store/lua/entry.lua: "hseq", "sseq",
- * "status", "region", "room" or "lease"); "" when the entry or the field is
- * not there. The string is the harness's, valid until the next call. */
+/* The registry's keys, read through storage layout 2 (lib/store/layout.h):
+ * the tests name what they check in layout 1's terms, "<prefix>h:<id>" for a
+ * host's entry, "<prefix>i:<region>:<status>" for an index,
+ * "<prefix>t:<id>" for a tombstone and "<prefix>claims", and these helpers
+ * answer from the real keys (the prefix is everything up to its first ':').
+ * A host whose entry expired is not there, as layout 1's key would not be. */
+struct h_host {
+    bool live;
+    char hseq[24], sseq[24], status[16], region[80], room[80];
+    long long expiry, lease; /* ms; -1: none */
+};
+/* Host `id` of the registry under `prefix`: true when it is live. */
+bool h_host_get(redisContext *c, const char *prefix, const char *id, struct h_host *h);
+/* The key "<prefix>{<bucket of id>}<suffix>" (script.h's bucket keys). */
+void h_bucket_key(redisContext *c, const char *prefix, const char *id, const char *suffix,
+                  char *out, size_t cap);
+/* Live hosts of a region with a status (count.lua over every bucket). */
+long long h_hosts_count(redisContext *c, const char *prefix, const char *region,
+                        const char *status);
+/* Redis's clock, ms. */
+long long h_redis_now_ms(redisContext *c);
+
+/* A field of the host's entry named by layout 1's key `key` ("hseq",
+ * "sseq", "status", "region", "room", or "lease": the end of an unconfirmed
+ * claim); "" when the host or the field is not there. The string is the
+ * harness's, valid until the next call. */
 const char *h_entry_field(redisContext *c, const char *key, const char *field);
-/* The score of `member` in the sorted set `key` (in an index, the expiry of
- * the member's entry in ms; in the claims set, the end of its lease), or -1
- * when it is not a member. */
+/* The score `member` had in layout 1's sorted set `key` (an index: the
+ * expiry of the member's entry in ms; the claims set: the end of its lease),
+ * or -1 when it is not a member. Other keys: their real ZSCORE. */
 long long h_zscore(redisContext *c, const char *key, const char *member);
 
-/* A Redis reply helper: the command's integer reply (aborts on others). */
+/* A Redis reply helper: the command's integer reply (aborts on others).
+ * EXISTS and PTTL of "<prefix>h:<id>", EXISTS of "<prefix>t:<id>", and
+ * EXISTS and ZCARD of "<prefix>i:<region>:<status>" are answered from
+ * layout 2 (see h_entry_field). */
 long long h_redis_int(redisContext *c, const char *fmt, ...);
 
 /* --- hostreg-gateway --- */

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "layout.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -266,7 +267,11 @@ static void test_gateway_cpp_host_heartbeat(void **state)
     assert_string_equal(h_entry_field(rc, key, "status"), "idle");
     /* Extra fields are ignored: the entry is the registry's fields and no
      * more (HTTP requests are unordered: seqs 0). */
-    redisReply *whole = redisCommand(rc, "GET %s", key);
+    char ekey[160], stored[HR_LAYOUT_ID_MAX];
+    size_t n = hr_layout_id_pack("550e8400-e29b-41d4-a716-446655440000", stored);
+    assert_int_equal(n, 16); /* a UUID is stored as its 16 bytes */
+    h_bucket_key(rc, "hr:", "550e8400-e29b-41d4-a716-446655440000", "e", ekey, sizeof(ekey));
+    redisReply *whole = redisCommand(rc, "HGET %s %b", ekey, stored, n);
     assert_true(whole && whole->type == REDIS_REPLY_STRING);
     assert_string_equal(whole->str, "0 0 idle local room-abc123xyz");
     freeReplyObject(whole);
@@ -1206,11 +1211,15 @@ static long long script_calls(redisContext *c)
 }
 
 /* The most script calls `filters` filters may cost over `ms` with the cache
- * at `interval_ms`: one list per filter per interval begun, plus the
- * gateway's claim sweep, an EVALSHA of its own every second. */
+ * at `interval_ms`, on a registry of at most 256 buckets (one call per list
+ * and per sweep): one list per filter per interval begun, plus the gateway's
+ * sweep, an EVALSHA of its own every second, and every tenth sweep's report
+ * of the buckets' summary states, a summary.lua call per region (the test's
+ * hosts are in two regions). */
 static long long list_bound(int filters, uint64_t ms, uint64_t interval_ms)
 {
-    return (long long)filters * (long long)(ms / interval_ms + 1) + (long long)(ms / 1000 + 1);
+    return (long long)filters * (long long)(ms / interval_ms + 1) + (long long)(ms / 1000 + 1) +
+           2 * (long long)(ms / 10000 + 1);
 }
 
 /* One GET /api/hosts: the code, the number of hosts, and whether every
@@ -1247,7 +1256,8 @@ static void test_gateway_hosts_list_cached(void **state)
     static const char auth[] = "Authorization: Bearer lc-secret\r\n";
     assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
     redisContext *c2 = h_redis_connect(redis2.port);
-    const char *args[] = {"--list-cache-ms", "300", "--log-level", "warn", NULL};
+    const char *args[] = {"--list-cache-ms", "300", "--log-level", "warn",
+                          "--buckets",       "256", NULL};
     const char *env[] = {"HOSTREG_HOST_SECRET=lc-secret", NULL};
     assert_int_equal(start_gw2(redis2.port, args, env), 0);
     for (int i = 0; i < 3; i++) {

@@ -345,21 +345,22 @@ static void test_topology_cluster_node_not_ready(void **state)
     assert_int_equal(h_gateway_stop(&gw), 0);
 }
 
-/* Keys of another storage layout under the prefix (the layout key says so):
- * the daemon and the gateway never take them for theirs. Under another
- * prefix, or with the key gone, they run. */
+/* Keys of another storage layout under the prefix (the layout key says so,
+ * here a layout 3 of some later build): the daemon and the gateway never
+ * take them for theirs. With the key gone (a registry drained), they make
+ * the registry theirs and run. */
 static void test_topology_other_layout_refused(void **state)
 {
     (void)state;
     memset(&S, 0, sizeof(S));
     assert_int_equal(h_redis_start(&S.master, 0, NULL), 0);
     redisContext *c = h_redis_connect(S.master.port);
-    freeReplyObject(redisCommand(c, "SET ol:layout 2"));
+    freeReplyObject(redisCommand(c, "SET ol:layout 3"));
     const char *args[] = {"--prefix", "ol:", NULL};
     struct h_gateway gw;
     assert_int_equal(h_gateway_spawn(&gw, S.master.port, args, NULL), 0);
     uint64_t deadline = h_now_ms() + 10000;
-    while (!h_gateway_log_contains(&gw, "storage layout 2")) {
+    while (!h_gateway_log_contains(&gw, "another storage layout")) {
         assert_true(h_now_ms() < deadline);
         usleep(20000); /* the log is a file: nothing to wait on */
     }
@@ -373,9 +374,11 @@ static void test_topology_other_layout_refused(void **state)
     struct hr_ack ack;
     assert_int_equal(h_request(fd, &hb, &ack, 300, 10), 0); /* it may not be listening yet */
     assert_int_equal(ack.result, HR_RESULT_RETRY_LATER);
-    assert_int_equal(h_redis_int(c, "EXISTS ol:h:layout-host"), 0);
-    /* Layout 1 (this build's) under the key, or no key: ready. */
-    freeReplyObject(redisCommand(c, "SET ol:layout 1"));
+    redisReply *keys = redisCommand(c, "KEYS ol:*"); /* nothing written but the key */
+    assert_int_equal(keys->elements, 1);
+    freeReplyObject(keys);
+    /* No layout: this build's is written, and they run. */
+    freeReplyObject(redisCommand(c, "DEL ol:layout"));
     deadline = h_now_ms() + 10000;
     while (heartbeat_once(fd, "layout-host", 300) != HR_RESULT_OK)
         assert_true(h_now_ms() < deadline);
