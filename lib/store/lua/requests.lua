@@ -60,11 +60,14 @@ local function heartbeat(k, seq, id, room, region, status, may_create)
     old_region, was_idle = e.region, e.status == STATUS_IDLE
     -- A heartbeat never changes the status of an existing entry: only a
     -- status update, a claim, or the end of an unconfirmed claim's lease
-    -- does. That end is seen here too, not only by sweep.lua.
-    local lease = lease_of(k, id)
-    if lease and lease <= now and e.status == STATUS_BUSY then
-      e.status = STATUS_IDLE
-      call('ZREM', k.c, id)
+    -- does. That end is seen here too, not only by sweep.lua (only a busy
+    -- host can have a claim).
+    if e.status == STATUS_BUSY then
+      local lease = lease_of(k, id)
+      if lease and lease <= now then
+        e.status = STATUS_IDLE
+        call('ZREM', k.c, id)
+      end
     end
     e.region, e.room = region, room
     if ordered then e.hseq = seq end
@@ -78,13 +81,17 @@ local function heartbeat(k, seq, id, room, region, status, may_create)
   end
   -- The idle index first, the entry last: should a write fail (a key of the
   -- wrong type), what is left is at most an index member that readers check
-  -- against the entry, never an entry the index misses.
-  if e.status == STATUS_IDLE then call('ZADD', k.i, 0, idle_member(region, id)) end
-  if was_idle and (old_region ~= region or e.status ~= STATUS_IDLE) then
-    call('ZREM', k.i, idle_member(old_region, id))
+  -- against the entry, never an entry the index misses. A refresh of an idle
+  -- host that stays where it was (most heartbeats) leaves the index alone.
+  local idle = e.status == STATUS_IDLE
+  if idle and not (was_idle and old_region == region) then
+    call('ZADD', k.i, 0, idle_member(region, id))
+    touch(k, region)
   end
-  if old_region then touch(k, old_region) end
-  touch(k, region)
+  if was_idle and not (idle and old_region == region) then
+    call('ZREM', k.i, idle_member(old_region, id))
+    touch(k, old_region)
+  end
   put_entry(k, id, e, expiry)
   return RES_APPLIED
 end
@@ -182,7 +189,11 @@ for i = REQUESTS_FIRST, #ARGV - REQ_STRIDE + 1, REQ_STRIDE do
   local ok, res = pcall(apply, i)
   out[#out + 1] = ok and res or {err = 'requests.lua: ' .. tostring(res)}
 end
--- A little of what expired, in the buckets this batch touched.
-for _, k in pairs(buckets) do pcall(trim, k, 8) end
+-- A little of what expired, in a few of the buckets this batch touched (a
+-- command per bucket would cost as much as a request; the sweep does the
+-- rest).
+for g = 0, 3 do
+  if buckets[g] then pcall(trim, buckets[g], 8) end
+end
 pcall(changes, out)
 return out
