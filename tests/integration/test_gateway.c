@@ -1243,6 +1243,54 @@ static int list_once(int port, const char *path, const char *headers, size_t *co
     return code;
 }
 
+/* Storage layout 2: hosts spread over many buckets, and a find takes a random
+ * bucket from the region's summary of buckets with idle hosts. Every idle
+ * host is found, once each; a find answers 404 only when none is left, and
+ * the summary then lists no bucket; hosts idle again are found again. */
+static void test_gateway_finds_across_buckets(void **state)
+{
+    (void)state;
+    enum { HOSTS = 20 };
+    const char *args[] = {"--prefix", "fb:", "--buckets", "64", NULL};
+    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    char keys[HOSTS][160];
+    int spread = 0;
+    for (int i = 0; i < HOSTS; i++) {
+        char host[32], room[32];
+        snprintf(host, sizeof(host), "fb-host-%d", i);
+        snprintf(room, sizeof(room), "fb-room-%d", i);
+        heartbeat_ok(gw2.port, host, room, "us-west-1", NULL);
+        h_bucket_key(rc, "fb:", host, "e", keys[i], sizeof(keys[i]));
+        int first = 1;
+        for (int j = 0; j < i; j++)
+            first &= strcmp(keys[j], keys[i]) != 0;
+        spread += first;
+    }
+    print_message("# %d hosts in %d buckets of 64\n", HOSTS, spread);
+    assert_true(spread >= 5);
+    for (int round = 0; round < 2; round++) {
+        int want = round == 0 ? HOSTS : 5;
+        bool seen[HOSTS] = {false};
+        for (int i = 0; i < want; i++) {
+            char room[64];
+            assert_int_equal(
+                find(gw2.port, json_pack("{s:s}", "region", "us-west-1"), room, sizeof(room)), 200);
+            int n = atoi(room + strlen("fb-room-"));
+            assert_true(n >= 0 && n < HOSTS && !seen[n]);
+            seen[n] = true;
+        }
+        assert_int_equal(find(gw2.port, json_pack("{s:s}", "region", "us-west-1"), NULL, 0), 404);
+        assert_int_equal(h_redis_int(rc, "SCARD fb:{r.us-west-1}s"), 0);
+        /* Five sessions end: each host confirms its claim, then is idle. */
+        for (int i = 0; round == 0 && i < 5; i++) {
+            char host[32];
+            snprintf(host, sizeof(host), "fb-host-%d", i * 3);
+            status_ok(gw2.port, host, "busy");
+            status_ok(gw2.port, host, "idle");
+        }
+    }
+}
+
 /* Issue 13 item 8: a flood of GET /api/hosts costs Redis at most one list per
  * filter per --list-cache-ms, sequential or concurrent; anonymous answers
  * never carry the hostIds an authorized caller's list brought in; a host
@@ -2531,6 +2579,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_source_hosts_cap, teardown_each),
         cmocka_unit_test_teardown(test_gateway_timed_out_find_releases_its_claim, teardown_each),
         cmocka_unit_test_teardown(test_gateway_find_preference_and_specific_host, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_finds_across_buckets, teardown_each),
         cmocka_unit_test_teardown(test_gateway_host_secrets, teardown_each),
         cmocka_unit_test_teardown(test_gateway_bearer_control_characters_refused, teardown_each),
         cmocka_unit_test_teardown(test_gateway_health_and_metrics, teardown_each),
