@@ -2,6 +2,7 @@
 
 #include "err.h"
 #include "layout.h"
+#include "parse.h"
 #include "lua_scripts.h"
 
 #include <hiredis/hiredis.h>
@@ -376,15 +377,27 @@ static void copy_str(char *dst, size_t cap, const redisReply *r)
 
 bool hr_script_change(const redisReply *e, struct hr_summary_change *ch)
 {
-    char region[HR_REGION_MAX + 2];
-    unsigned bucket;
-    if (!e || e->type != REDIS_REPLY_STRING || e->len > 120)
+    /* "<a|d> <epoch> <bucket> <region>" */
+    if (!e || e->type != REDIS_REPLY_STRING || e->len < 7 ||
+        (e->str[0] != 'a' && e->str[0] != 'd') || e->str[1] != ' ')
         return false;
-    if (sscanf(e->str, "%c %23s %u %65s", &ch->op, ch->epoch, &bucket, region) != 4 ||
-        (ch->op != 'a' && ch->op != 'd') || strlen(region) > HR_REGION_MAX)
+    const char *p = e->str + 2, *end = e->str + e->len;
+    const char *sp1 = memchr(p, ' ', (size_t)(end - p));
+    const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t)(end - sp1 - 1)) : NULL;
+    char bucket[16];
+    if (!sp2 || sp1 == p || (size_t)(sp1 - p) >= sizeof(ch->epoch) ||
+        (size_t)(sp2 - sp1 - 1) >= sizeof(bucket) || (size_t)(end - sp2 - 1) > HR_REGION_MAX ||
+        end == sp2 + 1)
         return false;
-    ch->bucket = bucket;
-    memcpy(ch->region, region, strlen(region) + 1);
+    memcpy(ch->epoch, p, (size_t)(sp1 - p));
+    ch->epoch[sp1 - p] = '\0';
+    memcpy(bucket, sp1 + 1, (size_t)(sp2 - sp1 - 1));
+    bucket[sp2 - sp1 - 1] = '\0';
+    if (hr_parse_u32(bucket, 0, UINT32_MAX, &ch->bucket) != 0)
+        return false;
+    memcpy(ch->region, sp2 + 1, (size_t)(end - sp2 - 1));
+    ch->region[end - sp2 - 1] = '\0';
+    ch->op = e->str[0];
     return true;
 }
 
