@@ -85,7 +85,7 @@ local function remove_host(k, id, e)
     call('ZREM', k.i, idle_member(e.region, id))
     touch(k, e.region)
   end
-  call('ZREM', k.c, id)
+  call('ZREM', k.c, id) -- its claim, if any
   call('ZREM', k.x, id)
   call('HDEL', k.e, id)
 end

@@ -73,8 +73,8 @@ local function heartbeat(k, seq, id, room, region, status, may_create)
     if ordered then e.hseq = seq end
   else
     -- A late heartbeat must not resurrect a host that has left after it.
-    local tomb = ordered and tomb_seq(k, id)
-    if tomb and not newer(seq, tomb) then return RES_DUPLICATE end
+    local left = ordered and tomb_seq(k, id)
+    if left and not newer(seq, left) then return RES_DUPLICATE end
     if not may_create then return RES_SOURCE_FULL end
     if not room_for_one_more(k) then return RES_FULL end
     e = {hseq = seq, sseq = seq, status = status, region = region, room = room}
