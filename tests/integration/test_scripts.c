@@ -1,17 +1,24 @@
 /* The Lua scripts (lib/store/lua/) run directly through EVAL against a real
  * redis-server, called only through the argument builders and reply readers
- * of lib/script.h, as the store calls them.
+ * of lib/store/script.h, as the store calls them, on storage layout 2
+ * (docs/design/layout-v2.md: per-bucket keys, per-region summaries).
  *
  * A. The interface: every result code of HR_SCRIPT_RESULTS produced by the
  *    real script and read back by hr_script_result; the reply layouts of
- *    list, claim, count and sweep; and no position, result or name written
- *    into a script by hand (a static check of the .lua files in lib/store/lua/).
+ *    requests, list, claim, count, sweep and release (each followed by the
+ *    summary changes it made); and no position, result or name written into
+ *    a script by hand (a static check of the .lua files in lib/store/lua/).
  * B. The rules, where they live: heartbeats, status updates, leaves and
- *    their sequence numbers and tombstones, the host cap, claims, lists.
+ *    their sequence numbers and tombstones, the host cap (per bucket),
+ *    claims, lists, and the region summaries that finds start from.
  *
- * Every test starts from an empty Redis (FLUSHALL); every key a script
- * writes is under PREFIX. Waits for something time-based (an entry's TTL, a
- * lease) poll Redis with a deadline and use TTLs of a few ms. */
+ * Every test starts from an empty Redis (FLUSHALL) holding only the layout
+ * key of the test's registry (one bucket unless the test makes more);
+ * every key a script writes is under PREFIX. The helpers apply the summary
+ * changes a script reports with summary.lua, as the store does, and a find
+ * ("any idle host of these regions") goes through the summary as the
+ * store's does. Waits for something time-based (an entry's TTL, a lease)
+ * poll Redis with a deadline and use TTLs of a few ms. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,6 +28,7 @@
 
 #include "err.h"
 #include "harness.h"
+#include "layout.h"
 #include "script.h"
 
 #include <ctype.h>
@@ -33,6 +41,7 @@
 static struct h_redis redis;
 static redisContext *rc;
 static struct hr_rules rules;
+static struct hr_layout L; /* the test registry's layout, also in Redis at <PREFIX>layout */
 
 #define PREFIX "sc:" /* not the default hr:, so a key name written by hand shows */
 #define REGIONS "local,eu-central,us-east-1"
@@ -40,9 +49,7 @@ static struct hr_rules rules;
 #define LEASE_MS 60000u /* the same for claims */
 #define SHORT_MS 3u     /* a TTL or lease a test waits out */
 #define WAIT_MS 2000    /* the longest a poll waits for one of those */
-/* Two readings of one expiry (the script's clock, then TIME + PTTL here, or a
- * PTTL some calls later) differ by the time the calls between take. */
-#define SLACK_MS 50
+#define BATCH_MAX 64    /* requests per call in these tests */
 
 /* NULL-terminated region lists. */
 #define REGS(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -53,138 +60,237 @@ enum {
     HR_SCRIPT_RESULTS(RES_)
 #undef RES_
 };
-#define KEY_ENUM_(name, text) K_##name,
-#define KEY_NAME_(name, text) text,
-enum { HR_SCRIPT_KEYS(KEY_ENUM_) NKEYS };
-static const char *const key_names[NKEYS] = {HR_SCRIPT_KEYS(KEY_NAME_)};
-#undef KEY_ENUM_
-#undef KEY_NAME_
+#define E_ HR_SCRIPT_BKEY_ENTRIES
+#define X_ HR_SCRIPT_BKEY_EXPIRY
+#define I_ HR_SCRIPT_BKEY_IDLE
+#define C_ HR_SCRIPT_BKEY_CLAIMS
+#define T_ HR_SCRIPT_BKEY_TOMBS
+#define M_ HR_SCRIPT_BKEY_REGIONS
 
 /* --- Redis and key helpers --- */
 
-/* One of a few rotating buffers: what it holds is valid for the next 15
+/* One of a few rotating buffers: what it holds is valid for the next 31
  * calls, enough for the arguments of one assertion. */
 static char *scratch(void)
 {
-    static char bufs[16][512];
+    static char bufs[32][512];
     static unsigned n;
-    return bufs[n++ % 16];
+    return bufs[n++ % 32];
 }
 
-static const char *hkey(const char *id)
+static void write_layout(void)
 {
-    char *b = scratch();
-    snprintf(b, 512, "%s%s%s", PREFIX, key_names[K_HOST], id);
-    return b;
+    char v[96];
+    hr_layout_format(&L, v, sizeof(v));
+    redisReply *r = redisCommand(rc, "SET %s" HR_LAYOUT_KEY " %s", PREFIX, v);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
 }
 
-static const char *tkey(const char *id)
-{
-    char *b = scratch();
-    snprintf(b, 512, "%s%s%s", PREFIX, key_names[K_TOMB], id);
-    return b;
-}
-
-static const char *ikey(const char *region, enum hr_status status)
-{
-    char *b = scratch();
-    snprintf(b, 512, "%s%s%s:%s", PREFIX, key_names[K_INDEX], region, hr_status_name(status));
-    return b;
-}
-
-static const char *claims_key(void)
-{
-    char *b = scratch();
-    snprintf(b, 512, "%s%s", PREFIX, key_names[K_CLAIMS]);
-    return b;
-}
-
+/* Empties Redis but for the layout key (the harness's readers need it). */
 static void flush(void)
 {
     redisReply *r = redisCommand(rc, "FLUSHALL");
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_STATUS);
     freeReplyObject(r);
+    write_layout();
+}
+
+/* A new, empty registry of `buckets` buckets (and a new random seed). */
+static void layout(uint32_t buckets)
+{
+    assert_int_equal(hr_layout_new(&L, PREFIX, buckets), 0);
+    flush();
 }
 
 static int fresh(void **state)
 {
     (void)state;
-    flush();
+    layout(1);
     return 0;
 }
 
-/* A string value, or "" when the key is not there. */
-static const char *get(const char *key)
+/* A hostId as the scripts store it (layout.h: a UUID as 16 bytes). */
+struct sid {
+    char b[HR_LAYOUT_ID_MAX];
+    size_t n;
+};
+static struct sid sid(const char *id)
+{
+    struct sid s;
+    s.n = hr_layout_id_pack(id, s.b);
+    return s;
+}
+
+static uint32_t bucket_of(const char *id)
+{
+    struct sid s = sid(id);
+    return hr_layout_bucket(&L, s.b, s.n);
+}
+
+/* "<stem>-<n>" for the first n that falls into bucket b, into out. */
+static void id_in(char *out, size_t cap, const char *stem, uint32_t b)
+{
+    for (int n = 0; n < 100000; n++) {
+        snprintf(out, cap, "%s-%d", stem, n);
+        if (bucket_of(out) == b)
+            return;
+    }
+    fail_msg("no %s-<n> in bucket %" PRIu32, stem, b);
+}
+
+/* Bucket b's key k ("<prefix>{b}e"...), and the key of a host's bucket. */
+static const char *bkey(uint32_t b, enum hr_script_bkey k)
+{
+    char *out = scratch(), tag[16];
+    snprintf(tag, sizeof(tag), "%" PRIu32, b);
+    hr_layout_key(out, 512, PREFIX, tag, hr_script_bkey(k));
+    return out;
+}
+
+static const char *hkey(const char *id, enum hr_script_bkey k)
+{
+    return bkey(bucket_of(id), k);
+}
+
+/* A region's summary keys: the set of its buckets, and their epochs. */
+static const char *skey(const char *region, enum hr_script_key k)
+{
+    char *out = scratch(), tag[48];
+    snprintf(tag, sizeof(tag), "r.%s", region);
+    hr_layout_key(out, 512, PREFIX, tag, hr_script_key(k));
+    return out;
+}
+
+/* A string reply as text ("" for nil); aborts the test on other types. */
+static const char *text_of(redisReply *r, const char *what)
 {
     char *b = scratch();
-    redisReply *r = redisCommand(rc, "GET %s", key);
-    assert_non_null(r);
-    assert_true(r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
+    if (!r)
+        fail_msg("%s: %s", what, rc->errstr);
+    if (r->type != REDIS_REPLY_STRING && r->type != REDIS_REPLY_NIL)
+        fail_msg("%s: %s", what, r->type == REDIS_REPLY_ERROR ? r->str : "not a string");
     snprintf(b, 512, "%s", r->type == REDIS_REPLY_STRING ? r->str : "");
     freeReplyObject(r);
     return b;
 }
 
-/* A host's entry string (entry.lua), "" when it has none. */
-static const char *entry(const char *id)
+static long long num_of(const char *s)
 {
-    return get(hkey(id));
+    return *s ? strtoll(s, NULL, 10) : -1;
 }
 
-/* A field of a host's entry ("hseq", "sseq", "status", "region", "room",
- * "lease"), "" when not there. */
-static const char *field(const char *id, const char *name)
+/* A host's field in its bucket's hash (entries, tombstones), "" when none. */
+static const char *hget(const char *id, enum hr_script_bkey k)
+{
+    struct sid s = sid(id);
+    const char *key = hkey(id, k);
+    return text_of(redisCommand(rc, "HGET %s %b", key, s.b, s.n), key);
+}
+
+/* A host's score in its bucket's sorted set (expiries, claims), -1 when none. */
+static long long zscore(const char *id, enum hr_script_bkey k)
+{
+    struct sid s = sid(id);
+    const char *key = hkey(id, k);
+    return num_of(text_of(redisCommand(rc, "ZSCORE %s %b", key, s.b, s.n), key));
+}
+
+/* Sets a host's score in its bucket's sorted set (XX: it has one). */
+static void set_score(const char *id, enum hr_script_bkey k, long long score)
+{
+    struct sid s = sid(id);
+    redisReply *r = redisCommand(rc, "ZADD %s XX CH %lld %b", hkey(id, k), score, s.b, s.n);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+}
+
+/* The entry string the scripts keep for a host (entry.lua), live or not;
+ * "" when it has none. */
+static const char *entry(const char *id)
+{
+    return hget(id, E_);
+}
+
+/* The expiry of a host's entry (its bucket's x), ms on Redis's clock; the
+ * end of its claim's lease (its bucket's c); -1 when none. */
+static long long expiry(const char *id)
+{
+    return zscore(id, X_);
+}
+
+static long long lease(const char *id)
+{
+    return zscore(id, C_);
+}
+
+/* Shortens (or moves) an entry's expiry, which is what readers check. */
+static void set_expiry(const char *id, long long ms)
+{
+    set_score(id, X_, ms);
+}
+
+/* True when the host is a member of its bucket's idle set for `region`. */
+static bool idle_in(const char *region, const char *id)
+{
+    struct sid s = sid(id);
+    char m[HR_REGION_MAX + 2 + HR_LAYOUT_ID_MAX];
+    size_t n = (size_t)snprintf(m, sizeof(m), "%s ", region);
+    memcpy(m + n, s.b, s.n);
+    const char *key = hkey(id, I_);
+    return *text_of(redisCommand(rc, "ZSCORE %s %b", key, m, n + s.n), key) != '\0';
+}
+
+/* The seq of a host's tombstone ("<seq> <expiry>"), "" when none. */
+static const char *tomb_seq(const char *id)
 {
     char *b = scratch();
-    snprintf(b, 512, "%s", h_entry_field(rc, hkey(id), name));
+    snprintf(b, 512, "%s", hget(id, T_));
+    b[strcspn(b, " ")] = '\0';
     return b;
 }
 
-static bool exists(const char *key)
+static long long tomb_expiry(const char *id)
 {
-    return h_redis_int(rc, "EXISTS %s", key) == 1;
+    const char *sp = strchr(hget(id, T_), ' ');
+    return sp ? strtoll(sp + 1, NULL, 10) : -1;
 }
 
-static long long pttl(const char *key)
+/* A live host (harness: read through the layout key), and a field of it
+ * ("hseq", "sseq", "status", "region", "room"; "" when not live). */
+static bool live(const char *id)
 {
-    return h_redis_int(rc, "PTTL %s", key);
+    struct h_host h;
+    return h_host_get(rc, PREFIX, id, &h);
+}
+
+static const char *field(const char *id, const char *name)
+{
+    char *b = scratch();
+    struct h_host h;
+    b[0] = '\0';
+    if (!h_host_get(rc, PREFIX, id, &h))
+        return b;
+    const char *v = strcmp(name, "hseq") == 0     ? h.hseq
+                    : strcmp(name, "sseq") == 0   ? h.sseq
+                    : strcmp(name, "status") == 0 ? h.status
+                    : strcmp(name, "region") == 0 ? h.region
+                    : strcmp(name, "room") == 0   ? h.room
+                                                  : NULL;
+    if (!v)
+        fail_msg("no field %s", name);
+    snprintf(b, 512, "%s", v);
+    return b;
 }
 
 /* Redis's clock, in ms: the one the scripts read. */
 static long long redis_now_ms(void)
 {
-    redisReply *r = redisCommand(rc, "TIME");
-    assert_non_null(r);
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    assert_int_equal(r->elements, 2);
-    long long ms =
-        strtoll(r->element[0]->str, NULL, 10) * 1000 + strtoll(r->element[1]->str, NULL, 10) / 1000;
-    freeReplyObject(r);
-    return ms;
-}
-
-/* When the key expires, in ms on Redis's clock (what an index scores). */
-static long long expiry_of(const char *key)
-{
-    long long left = pttl(key);
-    assert_true(left > 0);
-    return redis_now_ms() + left;
-}
-
-static void assert_near(long long got, long long want, long long slack)
-{
-    if (got < want - slack || got > want + slack)
-        fail_msg("%lld is not within %lld of %lld", got, slack, want);
-}
-
-/* Polls until the key is gone (its TTL ran out), WAIT_MS at most. */
-static void await_gone(const char *key)
-{
-    uint64_t deadline = h_now_ms() + WAIT_MS;
-    while (exists(key))
-        if (h_now_ms() > deadline)
-            fail_msg("%s still there after %d ms", key, WAIT_MS);
+    return h_redis_now_ms(rc);
 }
 
 /* Polls until Redis's clock is past `ms`, WAIT_MS at most. */
@@ -196,21 +302,65 @@ static void await_redis_time(long long ms)
             fail_msg("Redis's clock did not pass %lld within %d ms", ms, WAIT_MS);
 }
 
-/* Every key in Redis is under PREFIX; returns how many there are. */
-static size_t keys_under_prefix(void)
+/* Polls until the host's entry expired (not live), WAIT_MS at most. */
+static void await_expired(const char *id)
+{
+    uint64_t deadline = h_now_ms() + WAIT_MS;
+    while (live(id))
+        if (h_now_ms() > deadline)
+            fail_msg("%s still live after %d ms", id, WAIT_MS);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The keys in Redis are exactly `want` (NULL-terminated, any order). */
+static void assert_keys(const char *const *want)
 {
     redisReply *r = redisCommand(rc, "KEYS *");
     assert_non_null(r);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    size_t n = 0, nw = 0;
+    while (want[nw])
+        nw++;
+    const char **got = calloc(r->elements + 1, sizeof(*got)), **w = calloc(nw + 1, sizeof(*w));
+    assert_non_null(got);
+    assert_non_null(w);
     for (size_t i = 0; i < r->elements; i++)
-        if (strncmp(r->element[i]->str, PREFIX, strlen(PREFIX)) != 0)
-            fail_msg("key %s is not under the prefix %s", r->element[i]->str, PREFIX);
-    size_t n = r->elements;
+        got[n++] = r->element[i]->str;
+    memcpy(w, want, nw * sizeof(*w));
+    qsort(got, n, sizeof(*got), cmp_str);
+    qsort(w, nw, sizeof(*w), cmp_str);
+    bool same = n == nw;
+    for (size_t i = 0; same && i < n; i++)
+        same = strcmp(got[i], w[i]) == 0;
+    if (!same) {
+        char msg[2048] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < n && used < sizeof(msg); i++)
+            used += (size_t)snprintf(msg + used, sizeof(msg) - used, " %s", got[i]);
+        if (used < sizeof(msg))
+            used += (size_t)snprintf(msg + used, sizeof(msg) - used, "; want");
+        for (size_t i = 0; i < nw && used < sizeof(msg); i++)
+            used += (size_t)snprintf(msg + used, sizeof(msg) - used, " %s", w[i]);
+        fail_msg("keys:%s", msg);
+    }
+    free(got);
+    free(w);
     freeReplyObject(r);
-    return n;
 }
 
-/* --- the scripts, through lib/script.h --- */
+/* --- the region summaries --- */
+
+/* The summary changes the last bucket script reported (after its own
+ * reply), as hr_script_change read them. The helpers apply them with
+ * summary.lua unless `hold_changes` (a test that applies them itself). */
+#define MAX_CHANGES 256
+static struct hr_summary_change changes[MAX_CHANGES];
+static size_t nchanges;
+static bool hold_changes;
 
 /* Runs a script with the arguments and frees them: the reply (never an
  * error), the caller's to free. */
@@ -225,6 +375,116 @@ static redisReply *eval(enum hr_script_id id, struct hr_script_args *a)
         fail_msg("%s: %s", hr_script_name(id), r->str);
     return r;
 }
+
+/* Applies changes with summary.lua, one call per region (as the store
+ * does): how many it applied. */
+static long long summary_apply(const struct hr_summary_change *ch, size_t n)
+{
+    bool done[MAX_CHANGES] = {false};
+    long long applied = 0;
+    assert_true(n <= MAX_CHANGES);
+    for (size_t i = 0; i < n; i++) {
+        if (done[i])
+            continue;
+        struct hr_script_args a = {0};
+        hr_script_summary_args(&a, &L, ch[i].region);
+        for (size_t j = i; j < n; j++)
+            if (!done[j] && strcmp(ch[j].region, ch[i].region) == 0) {
+                hr_script_summary_add(&a, ch[j].op, ch[j].epoch, ch[j].bucket);
+                done[j] = true;
+            }
+        redisReply *r = eval(HR_SCRIPT_SUMMARY, &a);
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        applied += r->integer;
+        freeReplyObject(r);
+    }
+    return applied;
+}
+
+/* One change, built by hand. */
+static struct hr_summary_change change(char op, const char *epoch, uint32_t b, const char *region)
+{
+    struct hr_summary_change ch = {.op = op, .bucket = b};
+    snprintf(ch.epoch, sizeof(ch.epoch), "%s", epoch);
+    snprintf(ch.region, sizeof(ch.region), "%s", region);
+    return ch;
+}
+
+/* Reads the elements of a bucket script's reply from `from` on: each must
+ * be a summary change. */
+static void take_changes(const redisReply *r, size_t from)
+{
+    nchanges = 0;
+    for (size_t i = from; i < r->elements; i++) {
+        assert_true(nchanges < MAX_CHANGES);
+        if (!hr_script_change(r->element[i], &changes[nchanges]))
+            fail_msg("reply element %zu is no summary change (type %d, '%s')", i,
+                     r->element[i]->type,
+                     r->element[i]->type == REDIS_REPLY_STRING ? r->element[i]->str : "");
+        nchanges++;
+    }
+    if (!hold_changes)
+        summary_apply(changes, nchanges);
+}
+
+/* The changes last reported, as "<op> <epoch> <bucket> <region>" sorted and
+ * joined with ", " ("" for none). */
+static const char *reported(void)
+{
+    char *out = scratch(), line[MAX_CHANGES][96];
+    const char *p[MAX_CHANGES];
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < nchanges; i++) {
+        snprintf(line[i], sizeof(line[i]), "%c %s %" PRIu32 " %s", changes[i].op, changes[i].epoch,
+                 changes[i].bucket, changes[i].region);
+        p[i] = line[i];
+    }
+    qsort(p, nchanges, sizeof(p[0]), cmp_str);
+    for (size_t i = 0; i < nchanges && used < 512; i++)
+        used += (size_t)snprintf(out + used, 512 - used, "%s%s", i ? ", " : "", p[i]);
+    return out;
+}
+
+/* A change as reported() writes it. */
+static const char *change_text(char op, int epoch, uint32_t b, const char *region)
+{
+    char *out = scratch();
+    snprintf(out, 512, "%c %d %" PRIu32 " %s", op, epoch, b, region);
+    return out;
+}
+
+/* Is bucket b in the region's summary; its epoch there (-1: none). */
+static bool listed(const char *region, uint32_t b)
+{
+    const char *key = skey(region, HR_SCRIPT_KEY_SUMMARY_SET);
+    redisReply *r = redisCommand(rc, "SISMEMBER %s %" PRIu32, key, b);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    bool in = r->integer == 1;
+    freeReplyObject(r);
+    return in;
+}
+
+static long long summary_size(const char *region)
+{
+    return h_redis_int(rc, "SCARD %s", skey(region, HR_SCRIPT_KEY_SUMMARY_SET));
+}
+
+static long long summary_epoch(const char *region, uint32_t b)
+{
+    const char *key = skey(region, HR_SCRIPT_KEY_SUMMARY_EPOCHS);
+    return num_of(text_of(redisCommand(rc, "HGET %s %" PRIu32, key, b), key));
+}
+
+/* The bucket's own epoch for the region (its m hash), -1 when none. */
+static long long bucket_epoch(uint32_t b, const char *region)
+{
+    const char *key = bkey(b, M_);
+    return num_of(text_of(redisCommand(rc, "HGET %s %s", key, region), key));
+}
+
+/* --- the scripts, through lib/store/script.h --- */
 
 /* Requests as the store gets them: checked by hr_request_check. */
 static struct hr_request checked(struct hr_request r)
@@ -264,33 +524,63 @@ static struct hr_request leave(const char *id, uint64_t seq)
 }
 
 /* One requests call of n requests (refresh[i]: request i as a refresh-only
- * heartbeat; NULL: none is). The reply, checked to be n integers. */
-static redisReply *requests(const struct hr_request *reqs, const bool *refresh, size_t n,
-                            uint32_t ttl_ms, uint32_t max_hosts)
+ * heartbeat; NULL: none is), at most `bucket_cap` live hosts per bucket (0:
+ * no cap). The reply: n elements (not checked), then summary changes (read
+ * and applied). *nb: the buckets the batch met. */
+static redisReply *requests_any(const struct hr_request *reqs, const bool *refresh, size_t n,
+                                uint32_t ttl_ms, uint32_t bucket_cap, int *nb)
 {
     struct hr_script_args a = {0};
-    hr_script_requests_header(&a, PREFIX, ttl_ms, max_hosts, REGIONS);
+    uint32_t buckets[BATCH_MAX];
+    int nbuckets = 0;
+    assert_true(n <= BATCH_MAX);
+    hr_script_requests_header(&a, ttl_ms, bucket_cap);
     for (size_t i = 0; i < n; i++)
-        hr_script_requests_add(&a, &reqs[i], refresh && refresh[i]);
+        hr_script_requests_add(&a, &L, &reqs[i], refresh && refresh[i], buckets, &nbuckets);
+    /* The keys of each bucket met, once, in the order met. */
+    assert_int_equal(a.nkeys, nbuckets * HR_SCRIPT_BKEYS);
+    for (int g = 0; g < nbuckets; g++)
+        for (int k = 0; k < HR_SCRIPT_BKEYS; k++) {
+            size_t len;
+            const char *key = hr_script_key_at(&a, g * HR_SCRIPT_BKEYS + k, &len);
+            const char *want = bkey(buckets[g], (enum hr_script_bkey)k);
+            if (len != strlen(want) || memcmp(key, want, len) != 0)
+                fail_msg("key %d of bucket %" PRIu32 " is %.*s, want %s", k, buckets[g], (int)len,
+                         key, want);
+        }
+    if (nb)
+        *nb = nbuckets;
     redisReply *r = eval(HR_SCRIPT_REQUESTS, &a);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    assert_int_equal(r->elements, n);
-    for (size_t i = 0; i < n; i++)
-        assert_int_equal(r->element[i]->type, REDIS_REPLY_INTEGER);
+    assert_true(r->elements >= n);
+    take_changes(r, n);
     return r;
 }
 
-static redisReply *call1(struct hr_request req, uint32_t ttl_ms, uint32_t max_hosts,
+/* The same, each of the n first elements a result code. */
+static redisReply *requests(const struct hr_request *reqs, const bool *refresh, size_t n,
+                            uint32_t ttl_ms, uint32_t bucket_cap)
+{
+    redisReply *r = requests_any(reqs, refresh, n, ttl_ms, bucket_cap, NULL);
+    for (size_t i = 0; i < n; i++)
+        if (r->element[i]->type != REDIS_REPLY_INTEGER)
+            fail_msg("request %zu: %s", i,
+                     r->element[i]->type == REDIS_REPLY_ERROR ? r->element[i]->str
+                                                              : "not an integer");
+    return r;
+}
+
+static redisReply *call1(struct hr_request req, uint32_t ttl_ms, uint32_t bucket_cap,
                          bool refresh_only)
 {
-    return requests(&req, &refresh_only, 1, ttl_ms, max_hosts);
+    return requests(&req, &refresh_only, 1, ttl_ms, bucket_cap);
 }
 
 /* One request: its result code. */
-static long long run_with(struct hr_request req, uint32_t ttl_ms, uint32_t max_hosts,
+static long long run_with(struct hr_request req, uint32_t ttl_ms, uint32_t bucket_cap,
                           bool refresh_only)
 {
-    redisReply *r = call1(req, ttl_ms, max_hosts, refresh_only);
+    redisReply *r = call1(req, ttl_ms, bucket_cap, refresh_only);
     long long code = r->element[0]->integer;
     freeReplyObject(r);
     return code;
@@ -302,23 +592,115 @@ static long long run(struct hr_request req)
     return run_with(req, TTL_MS, 0, false);
 }
 
-/* A claim: 1 with *h filled, 0 when no host fitted. */
-static int claim(const char *host, uint32_t lease_ms, const char *const *regions,
-                 struct hr_host_info *h)
+/* A claim call in bucket b: the reply, checked to be HR_SCRIPT_CLAIMED_N
+ * elements and summary changes (read and applied). */
+static redisReply *claim_call(uint32_t b, const struct hr_claim_query *q)
 {
-    struct hr_claim_query q = {.host_id = host, .lease_ms = lease_ms};
+    struct hr_script_args a = {0};
+    hr_script_claim_args(&a, &L, b, q);
+    redisReply *r = eval(HR_SCRIPT_CLAIM, &a);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_true(r->elements >= HR_SCRIPT_CLAIMED_N);
+    for (size_t i = 0; i < HR_SCRIPT_CLAIMED_N; i++)
+        assert_int_equal(r->element[i]->type, REDIS_REPLY_STRING);
+    take_changes(r, HR_SCRIPT_CLAIMED_N);
+    return r;
+}
+
+/* A claim in bucket b, of `host` or of any idle host of `regions` (in the
+ * order given), with claim id `claim_id` (NULL: none): 1 with *h filled, 0
+ * when no host fitted. */
+static int claim_in(uint32_t b, const char *host, uint32_t lease_ms, const char *const *regions,
+                    const char *claim_id, struct hr_host_info *h)
+{
+    struct hr_claim_query q = {.host_id = host, .lease_ms = lease_ms, .claim_id = claim_id};
     for (; regions[q.nregions]; q.nregions++)
         q.regions[q.nregions] = regions[q.nregions];
-    struct hr_script_args a = {0};
-    hr_script_claim_args(&a, PREFIX, &q);
-    redisReply *r = eval(HR_SCRIPT_CLAIM, &a);
+    redisReply *r = claim_call(b, &q);
     int got = hr_script_claimed(r, h);
     freeReplyObject(r);
     assert_int_not_equal(got, -1);
     return got;
 }
 
-/* A list: up to `cap` hosts into out, how many. */
+/* A bucket of the region's summary at random (SRANDMEMBER), false for none. */
+static bool summary_pick(const char *region, uint32_t *b)
+{
+    const char *key = skey(region, HR_SCRIPT_KEY_SUMMARY_SET);
+    const char *v = text_of(redisCommand(rc, "SRANDMEMBER %s", key), key);
+    if (!*v)
+        return false;
+    *b = (uint32_t)strtoul(v, NULL, 10);
+    assert_true(*b < L.buckets);
+    return true;
+}
+
+/* Read-only: a bucket that holds a live idle host of `region` in its idle
+ * set, or -1. */
+static long long bucket_with_idle(const char *region)
+{
+    char lo[48], hi[48];
+    snprintf(lo, sizeof(lo), "[%s ", region);
+    snprintf(hi, sizeof(hi), "(%s!", region);
+    long long now = redis_now_ms(), found = -1;
+    for (uint32_t b = 0; b < L.buckets && found < 0; b++) {
+        redisReply *m = redisCommand(rc, "ZRANGEBYLEX %s %s %s", bkey(b, I_), lo, hi);
+        assert_non_null(m);
+        assert_int_equal(m->type, REDIS_REPLY_ARRAY);
+        for (size_t i = 0; i < m->elements && found < 0; i++) {
+            const char *id = m->element[i]->str + strlen(region) + 1;
+            size_t n = m->element[i]->len - strlen(region) - 1;
+            const char *e = bkey(b, E_), *x = bkey(b, X_);
+            const char *v = text_of(redisCommand(rc, "HGET %s %b", e, id, n), e);
+            long long exp = num_of(text_of(redisCommand(rc, "ZSCORE %s %b", x, id, n), x));
+            char status[16] = "", reg[48] = "";
+            sscanf(v, "%*s %*s %15s %47s", status, reg);
+            if (exp > now && strcmp(status, "idle") == 0 && strcmp(reg, region) == 0)
+                found = b;
+        }
+        freeReplyObject(m);
+    }
+    return found;
+}
+
+/* A find as the store makes one: region by region, a bucket from the
+ * region's summary, then a claim of one of its idle hosts there (a bucket
+ * with none drops out of the summary by the change its claim reports).
+ * When it finds nothing, no bucket may hold an idle host of those regions:
+ * the summary never hides one. */
+static int find(uint32_t lease_ms, const char *const *regions, struct hr_host_info *h)
+{
+    for (size_t i = 0; regions[i]; i++) {
+        uint32_t b;
+        for (uint32_t tries = 0; summary_pick(regions[i], &b); tries++) {
+            if (tries > 2 * L.buckets + 4)
+                fail_msg("the summary of %s keeps listing bucket %" PRIu32
+                         ", where claims find no idle host",
+                         regions[i], b);
+            if (claim_in(b, NULL, lease_ms, (const char *const[]){regions[i], NULL}, NULL, h))
+                return 1;
+        }
+    }
+    for (size_t i = 0; regions[i]; i++) {
+        long long b = bucket_with_idle(regions[i]);
+        if (b >= 0)
+            fail_msg("bucket %lld holds an idle host of %s, and the summary does not list it", b,
+                     regions[i]);
+    }
+    return 0;
+}
+
+/* A claim as the store sends it: of a host, in its bucket; of any idle
+ * host, a find. 1 with *h filled, 0 when no host fitted. */
+static int claim(const char *host, uint32_t lease_ms, const char *const *regions,
+                 struct hr_host_info *h)
+{
+    if (host)
+        return claim_in(bucket_of(host), host, lease_ms, regions, NULL, h);
+    return find(lease_ms, regions, h);
+}
+
+/* A list over every bucket: up to `cap` hosts into out, how many. */
 static size_t list(enum hr_status status, uint32_t limit, const char *const *regions,
                    struct hr_host_info *out, size_t cap)
 {
@@ -326,7 +708,8 @@ static size_t list(enum hr_status status, uint32_t limit, const char *const *reg
     for (; regions[q.nregions]; q.nregions++)
         q.regions[q.nregions] = regions[q.nregions];
     struct hr_script_args a = {0};
-    hr_script_list_args(&a, PREFIX, &q);
+    hr_script_list_args(&a, &L, 0, L.buckets, &q);
+    assert_int_equal(a.nkeys, (int)L.buckets * HR_SCRIPT_BKEYS);
     redisReply *r = eval(HR_SCRIPT_LIST, &a);
     long n = hr_script_nlisted(r);
     assert_true(n >= 0 && (size_t)n <= cap);
@@ -351,14 +734,14 @@ static size_t slot(enum hr_status s)
     return 0;
 }
 
-/* A count: HR_NSTATUSES integers per region into out. */
+/* A count over every bucket: HR_NSTATUSES integers per region into out. */
 static void count(const char *const *regions, long long *out)
 {
     size_t n = 0;
     while (regions[n])
         n++;
     struct hr_script_args a = {0};
-    hr_script_count_args(&a, PREFIX, regions, n);
+    hr_script_count_args(&a, &L, 0, L.buckets, regions, n);
     redisReply *r = eval(HR_SCRIPT_COUNT, &a);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     assert_int_equal(r->elements, n * HR_NSTATUSES);
@@ -369,16 +752,25 @@ static void count(const char *const *regions, long long *out)
     freeReplyObject(r);
 }
 
-/* A sweep: how many hosts it returned to idle. */
-static long long sweep(uint32_t max)
+/* A sweep over every bucket (max per bucket; `state`: report every
+ * region's summary state): how many hosts it returned to idle. */
+static long long sweep_with(uint32_t max, bool state)
 {
     struct hr_script_args a = {0};
-    hr_script_sweep_args(&a, PREFIX, max);
+    hr_script_sweep_args(&a, &L, 0, L.buckets, max, state);
     redisReply *r = eval(HR_SCRIPT_SWEEP, &a);
-    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-    long long n = r->integer;
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_true(r->elements >= 1);
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_INTEGER);
+    long long n = r->element[0]->integer;
+    take_changes(r, 1);
     freeReplyObject(r);
     return n;
+}
+
+static long long sweep(uint32_t max)
+{
+    return sweep_with(max, false);
 }
 
 /* Sweeps (max 1) until one host comes back: polls while the lease runs
@@ -411,7 +803,6 @@ static const char *entry_text(uint64_t hseq, uint64_t sseq, enum hr_status statu
              room);
     return b;
 }
-
 /* ===================== A. the interface ===================== */
 
 /* --- A1. result codes --- */
@@ -432,6 +823,7 @@ static redisReply *drive_unknown_host(void)
     return call1(status_update("absent", HR_STATUS_BUSY, 1), TTL_MS, 0, false);
 }
 
+/* The cap is per bucket: the test registry has one. */
 static redisReply *drive_full(void)
 {
     assert_int_equal(run_with(beat("first", HR_STATUS_IDLE, 1), TTL_MS, 1, false), R_APPLIED);
@@ -547,26 +939,43 @@ static void test_scripts_results_batch_in_order(void **state)
         if (r->element[i]->integer != want[i])
             fail_msg("request %zu: %lld, want %lld", i, r->element[i]->integer, want[i]);
     freeReplyObject(r);
-    assert_false(exists(hkey("c")));
-    assert_false(exists(hkey("d")));
-    assert_false(exists(hkey("a")));
+    /* Refused hosts left nothing; the one that left has gone. */
+    static const char *const gone[] = {"c", "d", "a"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_false(live(gone[i]));
+        assert_string_equal(entry(gone[i]), "");
+        assert_int_equal(expiry(gone[i]), -1);
+        assert_false(idle_in("local", gone[i]));
+    }
+    /* a was idle for a while within the batch, then busy, then gone: a
+     * bucket's summary state is worked out once, at the end of the call, so
+     * nothing changed. */
+    assert_string_equal(reported(), "");
+    assert_false(listed("local", 0));
 }
 
 /* --- A2. reply layouts --- */
+/* --- A2. reply layouts --- */
 
+/* Four buckets: list, count and sweep fan out over all of them. */
 static void test_scripts_replies_list_claim_count_sweep(void **state)
 {
     (void)state;
     struct hr_host_info hs[4], got;
     long long n[2 * HR_NSTATUSES];
     const size_t idle = slot(HR_STATUS_IDLE), busy = slot(HR_STATUS_BUSY);
+    layout(4);
     /* The host under test in the second region counted, two busy ones in
      * the first: counts of 0, 2, 1, 0, which regions or statuses in another
      * order would not give. */
     assert_int_equal(run(heartbeat("host-1", "room-9", "eu-central", HR_STATUS_IDLE, 1)),
                      R_APPLIED);
+    const uint32_t b = bucket_of("host-1");
+    /* The requests reply: one element per request, then the change. */
+    assert_string_equal(reported(), change_text('a', 1, b, "eu-central"));
     assert_int_equal(run(heartbeat("other", "room-2", "local", HR_STATUS_BUSY, 1)), R_APPLIED);
     assert_int_equal(run(heartbeat("other-2", "room-2", "local", HR_STATUS_BUSY, 1)), R_APPLIED);
+    assert_string_equal(reported(), "");
 
     count(REGS("local", "eu-central"), n);
     assert_int_equal(n[0 * HR_NSTATUSES + idle], 0);
@@ -587,7 +996,16 @@ static void test_scripts_replies_list_claim_count_sweep(void **state)
     assert_string_equal(got.host_id, "host-1");
     assert_string_equal(got.room_id, "room-9");
     assert_string_equal(got.region, "eu-central");
-    /* Nothing left to claim: the empty reply. */
+    /* The claim reply: its HR_SCRIPT_CLAIMED_N elements, then the change. */
+    assert_string_equal(reported(), change_text('d', 2, b, "eu-central"));
+    /* Nothing left to claim: the empty reply, HR_SCRIPT_CLAIMED_N elements
+     * with an empty ID, and no change. */
+    struct hr_claim_query q = {.regions = {"eu-central"}, .nregions = 1, .lease_ms = LEASE_MS};
+    redisReply *r = claim_call(b, &q);
+    assert_int_equal(r->elements, HR_SCRIPT_CLAIMED_N);
+    assert_int_equal(r->element[HR_SCRIPT_CLAIMED_ID]->len, 0);
+    assert_int_equal(hr_script_claimed(r, &got), 0);
+    freeReplyObject(r);
     assert_int_equal(claim(NULL, LEASE_MS, REGS("eu-central"), &got), 0);
 
     assert_int_equal(list(HR_STATUS_NONE, 10, REGS("eu-central"), hs, 4), 1);
@@ -601,8 +1019,11 @@ static void test_scripts_replies_list_claim_count_sweep(void **state)
     assert_int_equal(n[1 * HR_NSTATUSES + idle], 0);
     assert_int_equal(n[1 * HR_NSTATUSES + busy], 1);
 
+    /* The sweep reply: the number returned to idle, then the change. */
     await_swept();
+    assert_string_equal(reported(), change_text('a', 3, b, "eu-central"));
     assert_int_equal(sweep(10), 0);
+    assert_string_equal(reported(), "");
     assert_int_equal(list(HR_STATUS_NONE, 10, REGS("eu-central"), hs, 4), 1);
     assert_int_equal(hs[0].status, HR_STATUS_IDLE);
     assert_false(hs[0].claimed);
@@ -617,12 +1038,15 @@ static void test_scripts_replies_list_claim_count_sweep(void **state)
 /* Texts a script must take from the generated constants, not spell. */
 #define STATUS_TEXT_(name, num, text) {text, "a status of HR_STATUSES (STATUS_" #name ")"},
 #define KEY_TEXT_(name, text) {text, "a key name of HR_SCRIPT_KEYS (KEY_" #name ")"},
+#define BKEY_TEXT_(name, text) {text, "a bucket key of HR_SCRIPT_BUCKET_KEYS (BKEY_" #name ")"},
 #define OP_TEXT_(name, text) {text, "an op of HR_SCRIPT_OPS (OP_" #name ")"},
 static const struct {
     const char *text, *what;
-} table_texts[] = {HR_STATUSES(STATUS_TEXT_) HR_SCRIPT_KEYS(KEY_TEXT_) HR_SCRIPT_OPS(OP_TEXT_)};
+} table_texts[] = {HR_STATUSES(STATUS_TEXT_) HR_SCRIPT_KEYS(KEY_TEXT_)
+                       HR_SCRIPT_BUCKET_KEYS(BKEY_TEXT_) HR_SCRIPT_OPS(OP_TEXT_)};
 #undef STATUS_TEXT_
 #undef KEY_TEXT_
+#undef BKEY_TEXT_
 #undef OP_TEXT_
 
 static bool ident_char(char c)
@@ -703,14 +1127,20 @@ static void test_scripts_lua_check_flags_literals(void **state)
         {"e.status = 'busy'", true},
         {"e.status = \"idle\"", true},
         {"if e.status ~= 'idle' then return nil end", true},
-        {"redis.call('DEL', pfx .. 'h:' .. id)", true},
-        {"local t = pfx .. 't:' .. id", true},
-        {"local i = pfx .. 'i:' .. r", true},
-        {"local k = pfx .. 'claims'", true},
+        {"local e = tag .. 'e'", true},
+        {"call('ZADD', pfx .. '{' .. b .. '}' .. 'x', exp, id)", true},
+        {"local i = tag .. 'i'", true},
+        {"local c = tag .. \"c\"", true},
+        {"local t, m = tag .. 't', tag .. 'm'", true},
+        {"local key = tag .. 'k' .. claim_id", true},
+        {"local s = KEYS[1]:gsub('h$', 's')", true},
         {"if op == 'l' then", true},
         {"if op == \"s\" then", true},
         {"local x = 'r'", true},
-        {"local k = pfx .. KEY_HOST .. id", false},
+        {"local key = tag .. KEY_CLAIM .. claim_id", false},
+        {"local e = KEYS[base + BKEY_ENTRIES]", false},
+        {"local k = {e = KEYS[1], x = KEYS[2]}", false},
+        {"local o = (has and 'a' or 'd') .. ' '", false},
         {"local s = 'idle-ish' .. 'xbusy'", false},
         {"redis.call('SET', key, v, 'PX', px)", false},
         {"redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. now)", false},
@@ -776,16 +1206,16 @@ static void test_scripts_lua_takes_numbers_from_tables(void **state)
                      i < HR_NSCRIPTS ? hr_script_name((enum hr_script_id)i) : "entry");
     assert_true(found >= HR_NSCRIPTS + 1);
     if (used)
-        fail_msg("Lua that should take its numbers and names from lib/script.h:%s", report);
+        fail_msg("Lua that should take its numbers and names from lib/store/script.h:%s", report);
 }
 
 /* ===================== B. the rules ===================== */
-
 /* --- heartbeats --- */
 
 /* A new host's entry: the given status, both seqs from the heartbeat, the
- * TTL, and a member of its region's index for that status scored by the
- * entry's expiry; nothing outside the prefix. */
+ * TTL (its bucket's expiry), a member of its bucket's idle set for its
+ * region when it is idle (and then the bucket in the region's summary);
+ * nothing else, and nothing outside the prefix. */
 static void test_scripts_heartbeat_creates_entry(void **state)
 {
     (void)state;
@@ -801,17 +1231,27 @@ static void test_scripts_heartbeat_creates_entry(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         flush();
         enum hr_status st = cases[i].status;
-        enum hr_status other = st == HR_STATUS_IDLE ? HR_STATUS_BUSY : HR_STATUS_IDLE;
+        long long t0 = redis_now_ms();
         assert_int_equal(run(heartbeat("host-1", "room-1", "eu-central", st, cases[i].seq)),
                          R_APPLIED);
+        long long t1 = redis_now_ms();
         assert_string_equal(entry("host-1"),
                             entry_text(cases[i].seq, cases[i].seq, st, "eu-central", "room-1"));
-        long long left = pttl(hkey("host-1"));
-        assert_true(left > (long long)TTL_MS - 1000 && left <= (long long)TTL_MS);
-        assert_near(h_zscore(rc, ikey("eu-central", st), "host-1"), expiry_of(hkey("host-1")),
-                    SLACK_MS);
-        assert_int_equal(h_zscore(rc, ikey("eu-central", other), "host-1"), -1);
-        assert_int_equal(keys_under_prefix(), 2);
+        long long exp = expiry("host-1");
+        assert_true(exp >= t0 + (long long)TTL_MS && exp <= t1 + (long long)TTL_MS);
+        assert_true(live("host-1"));
+        assert_int_equal(idle_in("eu-central", "host-1"), st == HR_STATUS_IDLE);
+        assert_false(idle_in("local", "host-1"));
+        assert_int_equal(lease("host-1"), -1);
+        if (st == HR_STATUS_IDLE) {
+            assert_string_equal(reported(), change_text('a', 1, 0, "eu-central"));
+            assert_true(listed("eu-central", 0));
+            assert_keys(REGS(PREFIX "layout", PREFIX "{0}e", PREFIX "{0}x", PREFIX "{0}i",
+                             PREFIX "{0}m", PREFIX "{r.eu-central}s", PREFIX "{r.eu-central}h"));
+        } else {
+            assert_string_equal(reported(), "");
+            assert_keys(REGS(PREFIX "layout", PREFIX "{0}e", PREFIX "{0}x"));
+        }
     }
 }
 
@@ -831,26 +1271,28 @@ static void test_scripts_heartbeat_keeps_status(void **state)
         assert_int_equal(run(beat("h", cases[i].created, 1)), R_APPLIED);
         assert_int_equal(run(beat("h", cases[i].later, 2)), R_APPLIED);
         assert_string_equal(entry("h"), entry_text(2, 1, cases[i].created, "local", "room-1"));
-        assert_near(h_zscore(rc, ikey("local", cases[i].created), "h"), expiry_of(hkey("h")),
-                    SLACK_MS);
-        assert_int_equal(h_zscore(rc, ikey("local", cases[i].later), "h"), -1);
+        assert_int_equal(idle_in("local", "h"), cases[i].created == HR_STATUS_IDLE);
+        assert_string_equal(reported(), "");
+        assert_int_equal(listed("local", 0), cases[i].created == HR_STATUS_IDLE);
     }
 }
 
-/* A heartbeat of a known host refreshes its TTL and its index score, and
- * takes its room. */
+/* A heartbeat of a known host refreshes its expiry and takes its room. */
 static void test_scripts_heartbeat_refreshes(void **state)
 {
     (void)state;
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
-    assert_int_equal(h_redis_int(rc, "PEXPIRE %s 5000", hkey("h")), 1);
+    set_expiry("h", redis_now_ms() + 5000);
+    long long t0 = redis_now_ms();
     assert_int_equal(run(heartbeat("h", "room-2", "local", HR_STATUS_IDLE, 2)), R_APPLIED);
-    assert_true(pttl(hkey("h")) > (long long)TTL_MS - 1000);
-    assert_near(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), expiry_of(hkey("h")), SLACK_MS);
+    assert_true(expiry("h") >= t0 + (long long)TTL_MS);
+    assert_true(idle_in("local", "h"));
     assert_string_equal(entry("h"), entry_text(2, 1, HR_STATUS_IDLE, "local", "room-2"));
 }
 
-/* A heartbeat from another region moves the host's index member there. */
+/* A heartbeat from another region moves the host's idle member there (and
+ * its bucket from one region's summary to the other's); a busy host has
+ * none to move. */
 static void test_scripts_heartbeat_moves_region(void **state)
 {
     (void)state;
@@ -859,17 +1301,29 @@ static void test_scripts_heartbeat_moves_region(void **state)
         flush();
         enum hr_status st = statuses[i];
         assert_int_equal(run(heartbeat("h", "room-1", "local", st, 1)), R_APPLIED);
+        long long exp = expiry("h");
         assert_int_equal(run(heartbeat("h", "room-1", "us-east-1", st, 2)), R_APPLIED);
-        assert_int_equal(h_zscore(rc, ikey("local", st), "h"), -1);
-        assert_near(h_zscore(rc, ikey("us-east-1", st), "h"), expiry_of(hkey("h")), SLACK_MS);
+        assert_false(idle_in("local", "h"));
+        assert_int_equal(idle_in("us-east-1", "h"), st == HR_STATUS_IDLE);
+        assert_true(expiry("h") >= exp);
         assert_string_equal(field("h", "region"), "us-east-1");
         assert_string_equal(field("h", "status"), hr_status_name(st));
+        if (st == HR_STATUS_IDLE) {
+            char want[256];
+            snprintf(want, sizeof(want), "%s, %s", change_text('a', 1, 0, "us-east-1"),
+                     change_text('d', 2, 0, "local"));
+            assert_string_equal(reported(), want);
+        } else {
+            assert_string_equal(reported(), "");
+        }
+        assert_false(listed("local", 0));
+        assert_int_equal(listed("us-east-1", 0), st == HR_STATUS_IDLE);
     }
 }
 
 /* Heartbeats are ordered by seq, compared exactly on 64 bits: one not newer
- * than the last applied changes nothing (not the entry, its TTL, or its
- * index score). */
+ * than the last applied changes nothing (not the entry, its expiry, or its
+ * idle member). */
 static void test_scripts_heartbeat_seq_order(void **state)
 {
     (void)state;
@@ -896,10 +1350,10 @@ static void test_scripts_heartbeat_seq_order(void **state)
         char before[512];
         assert_int_equal(run(heartbeat("h", "room-a", "local", HR_STATUS_IDLE, cases[i].stored)),
                          R_APPLIED);
-        /* A shorter TTL, so a refresh would show. */
-        assert_int_equal(h_redis_int(rc, "PEXPIRE %s 5000", hkey("h")), 1);
+        /* A shorter expiry, so a refresh would show. */
+        long long shorter = redis_now_ms() + 5000;
+        set_expiry("h", shorter);
         snprintf(before, sizeof(before), "%s", entry("h"));
-        long long score = h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h");
         long long got =
             run(heartbeat("h", "room-b", "us-east-1", HR_STATUS_IDLE, cases[i].incoming));
         if (got != cases[i].want)
@@ -907,13 +1361,15 @@ static void test_scripts_heartbeat_seq_order(void **state)
                      cases[i].incoming, got, cases[i].want);
         if (got == R_DUPLICATE) {
             assert_string_equal(entry("h"), before);
-            assert_true(pttl(hkey("h")) <= 5000);
-            assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), score);
-            assert_int_equal(h_zscore(rc, ikey("us-east-1", HR_STATUS_IDLE), "h"), -1);
+            assert_int_equal(expiry("h"), shorter);
+            assert_true(idle_in("local", "h"));
+            assert_false(idle_in("us-east-1", "h"));
+            assert_string_equal(reported(), "");
         } else {
             assert_string_equal(entry("h"), entry_text(cases[i].incoming, cases[i].stored,
                                                        HR_STATUS_IDLE, "us-east-1", "room-b"));
-            assert_true(pttl(hkey("h")) > 5000);
+            assert_true(expiry("h") > shorter);
+            assert_true(idle_in("us-east-1", "h"));
         }
     }
 }
@@ -941,7 +1397,7 @@ static void test_scripts_heartbeat_unordered(void **state)
 /* --- status updates --- */
 
 /* Only for a live entry: a host never seen, gone, or expired is unknown, and
- * the update writes nothing. */
+ * the update writes nothing (what is left of an expired entry goes). */
 static void test_scripts_status_unknown_host(void **state)
 {
     (void)state;
@@ -953,33 +1409,39 @@ static void test_scripts_status_unknown_host(void **state)
             assert_int_equal(run(leave("h", 2)), R_APPLIED);
         } else if (c == EXPIRED) {
             assert_int_equal(run_with(beat("h", HR_STATUS_IDLE, 1), SHORT_MS, 0, false), R_APPLIED);
-            await_gone(hkey("h"));
+            await_expired("h");
+            assert_string_equal(entry("h"), entry_text(1, 1, HR_STATUS_IDLE, "local", "room-1"));
         }
         assert_int_equal(run(status_update("h", HR_STATUS_BUSY, 10)), R_UNKNOWN_HOST);
-        assert_false(exists(hkey("h")));
-        assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), -1);
+        assert_false(live("h"));
+        assert_string_equal(entry("h"), "");
+        assert_int_equal(expiry("h"), -1);
+        assert_false(idle_in("local", "h"));
+        assert_false(listed("local", 0));
     }
 }
 
-/* A status update moves the index member to the new status's index with the
- * same score (the entry's expiry), and records its seq. */
+/* A status update moves the host in or out of its bucket's idle set, keeps
+ * the entry's expiry, and records its seq. */
 static void test_scripts_status_moves_index(void **state)
 {
     (void)state;
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
-    long long score = h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h");
+    long long exp = expiry("h");
     assert_int_equal(run(status_update("h", HR_STATUS_BUSY, 2)), R_APPLIED);
-    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), -1);
-    assert_near(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), score, SLACK_MS);
+    assert_false(idle_in("local", "h"));
+    assert_int_equal(expiry("h"), exp);
     assert_string_equal(entry("h"), entry_text(1, 2, HR_STATUS_BUSY, "local", "room-1"));
+    assert_string_equal(reported(), change_text('d', 2, 0, "local"));
     assert_int_equal(run(status_update("h", HR_STATUS_IDLE, 3)), R_APPLIED);
-    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), -1);
-    assert_near(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), score, SLACK_MS);
+    assert_true(idle_in("local", "h"));
+    assert_int_equal(expiry("h"), exp);
     assert_string_equal(entry("h"), entry_text(1, 3, HR_STATUS_IDLE, "local", "room-1"));
+    assert_string_equal(reported(), change_text('a', 3, 0, "local"));
 }
 
-/* A status update does not extend the TTL, whether it changes the status or
- * not; a moved index member is scored by the entry's expiry as it is. */
+/* A status update does not extend the expiry, whether it changes the status
+ * or not. */
 static void test_scripts_status_keeps_ttl(void **state)
 {
     (void)state;
@@ -987,13 +1449,12 @@ static void test_scripts_status_keeps_ttl(void **state)
     for (size_t i = 0; i < sizeof(to) / sizeof(to[0]); i++) {
         flush();
         assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
-        assert_int_equal(h_redis_int(rc, "PEXPIRE %s 5000", hkey("h")), 1);
+        long long shorter = redis_now_ms() + 5000;
+        set_expiry("h", shorter);
         assert_int_equal(run(status_update("h", to[i], 2)), R_APPLIED);
-        long long left = pttl(hkey("h"));
-        assert_true(left > 0 && left <= 5000);
+        assert_int_equal(expiry("h"), shorter);
         assert_string_equal(field("h", "sseq"), "2");
-        if (to[i] != HR_STATUS_IDLE)
-            assert_near(h_zscore(rc, ikey("local", to[i]), "h"), expiry_of(hkey("h")), SLACK_MS);
+        assert_string_equal(field("h", "status"), hr_status_name(to[i]));
     }
 }
 
@@ -1013,7 +1474,7 @@ static void test_scripts_status_seq_order(void **state)
     assert_int_equal(run(status_update("h", HR_STATUS_BUSY, 25)), R_DUPLICATE);
     assert_int_equal(run(status_update("h", HR_STATUS_BUSY, 24)), R_DUPLICATE);
     assert_string_equal(entry("h"), before);
-    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), -1);
+    assert_true(idle_in("local", "h"));
     /* Unordered: applied, the stored seq kept. */
     assert_int_equal(run(status_update("h", HR_STATUS_BUSY, 0)), R_APPLIED);
     assert_string_equal(entry("h"), entry_text(30, 25, HR_STATUS_BUSY, "local", "room-1"));
@@ -1024,10 +1485,11 @@ static void test_scripts_status_seq_order(void **state)
 }
 
 /* A claim is the host's to settle. Its `busy` (ordered or not) confirms it:
- * the lease and the claims member are gone, the session runs, and its `idle`
- * after that ends it. Its `idle` before confirming changes only the seq: the
- * claim stands (busy, leased, not findable) until the lease runs out, so a
- * host that keeps saying idle cannot drop its client and win the next find. */
+ * the lease (its bucket's claims member) is gone, the session runs, and its
+ * `idle` after that ends it. Its `idle` before confirming changes only the
+ * seq: the claim stands (busy, leased, not findable) until the lease runs
+ * out, so a host that keeps saying idle cannot drop its client and win the
+ * next find. */
 static void test_scripts_status_settles_claim(void **state)
 {
     (void)state;
@@ -1037,21 +1499,22 @@ static void test_scripts_status_settles_claim(void **state)
         flush();
         assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
         assert_int_equal(claim("h", SHORT_MS, REGS("local"), &got), 1);
-        long long lease = strtoll(field("h", "lease"), NULL, 10);
-        assert_true(lease > 0);
+        long long ends = lease("h");
+        assert_true(ends > 0);
         assert_int_equal(run(status_update("h", HR_STATUS_BUSY, busy_seq[i])), R_APPLIED);
-        assert_string_equal(field("h", "lease"), "");
+        assert_int_equal(lease("h"), -1);
         assert_string_equal(field("h", "status"), "busy");
-        assert_int_equal(h_zscore(rc, claims_key(), "h"), -1);
         assert_int_equal(list(HR_STATUS_NONE, 10, REGS("local"), hs, 2), 1);
         assert_int_equal(hs[0].status, HR_STATUS_BUSY);
         assert_false(hs[0].claimed);
-        await_redis_time(lease);
+        await_redis_time(ends);
         assert_int_equal(sweep(10), 0);
         assert_string_equal(field("h", "status"), "busy");
         /* Confirmed: the host's idle ends the session. */
         assert_int_equal(run(status_update("h", HR_STATUS_IDLE, busy_seq[i] ? 3 : 0)), R_APPLIED);
         assert_string_equal(field("h", "status"), "idle");
+        assert_true(idle_in("local", "h"));
+        assert_true(listed("local", 0));
     }
 
     /* An idle before the host confirmed: applied (its seq recorded), and the
@@ -1059,25 +1522,27 @@ static void test_scripts_status_settles_claim(void **state)
     flush();
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
     assert_int_equal(claim("h", SHORT_MS, REGS("local"), &got), 1);
-    long long lease = strtoll(field("h", "lease"), NULL, 10);
+    long long ends = lease("h");
     assert_int_equal(run(status_update("h", HR_STATUS_IDLE, 2)), R_APPLIED);
     assert_string_equal(field("h", "sseq"), "2");
     assert_string_equal(field("h", "status"), "busy");
-    assert_int_equal(strtoll(field("h", "lease"), NULL, 10), lease);
-    assert_true(h_zscore(rc, claims_key(), "h") > 0);
+    assert_int_equal(lease("h"), ends);
+    assert_false(idle_in("local", "h"));
+    assert_string_equal(reported(), "");
     assert_int_equal(claim(NULL, SHORT_MS, REGS("local"), &got), 0);
     assert_int_equal(run(status_update("h", HR_STATUS_IDLE, 2)), R_DUPLICATE);
-    await_redis_time(lease);
+    await_redis_time(ends);
     assert_int_equal(sweep(10), 1);
     assert_string_equal(field("h", "status"), "idle");
     assert_int_equal(claim(NULL, SHORT_MS, REGS("local"), &got), 1);
 }
 
-/* Claims choose uniformly among a region's idle hosts: over many claims of
- * 8 hosts with random picks (each host put back idle by its own busy then
- * idle), a chi-square test at p = 0.001 (14.07 at p = 0.05, 24.32 at 0.001
- * for 7 degrees of freedom) does not reject uniformity, and no host is
- * favoured for being the freshest. */
+/* Claims choose uniformly among a bucket's idle hosts of a region: over
+ * many claims of 8 hosts with random picks (each host put back idle by its
+ * own busy then idle), a chi-square test at p = 0.001 (14.07 at p = 0.05,
+ * 24.32 at 0.001 for 7 degrees of freedom) does not reject uniformity, and
+ * no host is favoured for being the freshest. One bucket: the pick among
+ * buckets is SRANDMEMBER's. */
 static void test_scripts_claim_uniform(void **state)
 {
     (void)state;
@@ -1095,9 +1560,7 @@ static void test_scripts_claim_uniform(void **state)
                                    .nregions = 1,
                                    .lease_ms = LEASE_MS,
                                    .pick = (uint32_t)((x * 0x2545f4914f6cdd1dULL) >> 33)};
-        struct hr_script_args a = {0};
-        hr_script_claim_args(&a, PREFIX, &q);
-        redisReply *r = eval(HR_SCRIPT_CLAIM, &a);
+        redisReply *r = claim_call(0, &q);
         struct hr_host_info got;
         assert_int_equal(hr_script_claimed(r, &got), 1);
         freeReplyObject(r);
@@ -1120,8 +1583,8 @@ static void test_scripts_claim_uniform(void **state)
 
 /* --- leaves --- */
 
-/* A leave deletes the entry, its index member and its claim, and keeps a
- * tombstone with its seq for one TTL. */
+/* A leave deletes the entry, its expiry, its idle member and its claim,
+ * and keeps a tombstone with its seq for one TTL. */
 static void test_scripts_leave_deletes(void **state)
 {
     (void)state;
@@ -1129,17 +1592,22 @@ static void test_scripts_leave_deletes(void **state)
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
     assert_int_equal(run(beat("other", HR_STATUS_IDLE, 1)), R_APPLIED);
     assert_int_equal(claim("h", LEASE_MS, REGS("local"), &got), 1);
-    assert_true(h_zscore(rc, claims_key(), "h") > 0);
+    assert_true(lease("h") > 0);
+    long long t0 = redis_now_ms();
     assert_int_equal(run(leave("h", 5)), R_APPLIED);
-    assert_false(exists(hkey("h")));
-    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), -1);
-    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), -1);
-    assert_int_equal(h_zscore(rc, claims_key(), "h"), -1);
-    assert_string_equal(get(tkey("h")), "5");
-    long long left = pttl(tkey("h"));
-    assert_true(left > 0 && left <= (long long)TTL_MS);
+    long long t1 = redis_now_ms();
+    assert_false(live("h"));
+    assert_string_equal(entry("h"), "");
+    assert_int_equal(expiry("h"), -1);
+    assert_false(idle_in("local", "h"));
+    assert_int_equal(lease("h"), -1);
+    assert_string_equal(tomb_seq("h"), "5");
+    long long ends = tomb_expiry("h");
+    assert_true(ends >= t0 + (long long)TTL_MS && ends <= t1 + (long long)TTL_MS);
     /* The other host is untouched. */
     assert_string_equal(entry("other"), entry_text(1, 1, HR_STATUS_IDLE, "local", "room-1"));
+    assert_true(idle_in("local", "other"));
+    assert_true(listed("local", 0));
 }
 
 /* A leave is compared with both stored seqs: not newer than either, it is a
@@ -1175,9 +1643,11 @@ static void test_scripts_leave_compares_both_seqs(void **state)
                      cases[i].leave, got, cases[i].want);
         if (got == R_DUPLICATE) {
             assert_string_equal(entry("h"), before);
-            assert_false(exists(tkey("h")));
+            assert_true(live("h"));
+            assert_string_equal(hget("h", T_), "");
         } else {
-            assert_false(exists(hkey("h")));
+            assert_false(live("h"));
+            assert_string_equal(entry("h"), "");
         }
     }
 }
@@ -1197,13 +1667,16 @@ static void test_scripts_leave_tombstone_blocks_late_heartbeat(void **state)
         assert_int_equal(run(leave("h", 20)), R_APPLIED);
         assert_int_equal(run(beat("h", HR_STATUS_IDLE, cases[i].seq)), cases[i].want);
         if (cases[i].want == R_DUPLICATE) {
-            assert_false(exists(hkey("h")));
-            assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), -1);
+            assert_false(live("h"));
+            assert_string_equal(entry("h"), "");
+            assert_false(idle_in("local", "h"));
+            assert_false(listed("local", 0));
             /* A retransmitted leave is a duplicate too. */
             assert_int_equal(run(leave("h", 20)), R_DUPLICATE);
         } else {
             assert_string_equal(entry("h"), entry_text(21, 21, HR_STATUS_IDLE, "local", "room-1"));
-            assert_true(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h") > 0);
+            assert_true(idle_in("local", "h"));
+            assert_true(listed("local", 0));
         }
     }
 }
@@ -1213,9 +1686,9 @@ static void test_scripts_leave_absent_writes_nothing(void **state)
 {
     (void)state;
     assert_int_equal(run(leave("nobody", 5)), R_APPLIED);
-    assert_false(exists(tkey("nobody")));
+    assert_string_equal(hget("nobody", T_), "");
     assert_int_equal(run(leave("nobody", 0)), R_APPLIED);
-    assert_int_equal(keys_under_prefix(), 0);
+    assert_keys(REGS(PREFIX "layout"));
 }
 
 /* A tombstone is never lowered: a leave of an entry an unordered heartbeat
@@ -1228,51 +1701,114 @@ static void test_scripts_leave_never_lowers_tombstone(void **state)
     /* Unordered: not checked against the tombstone. */
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 0)), R_APPLIED);
     assert_int_equal(run(leave("h", 50)), R_APPLIED);
-    assert_false(exists(hkey("h")));
-    assert_string_equal(get(tkey("h")), "100");
+    assert_false(live("h"));
+    assert_string_equal(tomb_seq("h"), "100");
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 60)), R_DUPLICATE);
-    assert_false(exists(hkey("h")));
+    assert_false(live("h"));
 }
 
-/* Tombstones of older builds were zero-padded; they compare by value. */
+/* Replaced for layout 2. Layout 1 read zero-padded tombstone keys of older
+ * builds; layout 2 has no older tombstones (its "<seq> <expiry>" fields in
+ * the bucket's t hash are its own, and a migration copies no tombstones).
+ * The nearest rule: a tombstone is read by value from its field, and lasts
+ * until its own expiry, which readers check (an expired one not swept yet
+ * blocks nothing), and the sweep removes expired tombstones only. */
 static void test_scripts_leave_reads_padded_tombstone(void **state)
 {
     (void)state;
-    redisReply *r = redisCommand(rc, "SET %s 00000000000000000020", tkey("h"));
-    assert_non_null(r);
-    freeReplyObject(r);
+    char v[48];
+    h_redis_int(rc, "HSET %s h %s", hkey("h", T_), "20 99999999999999");
+    snprintf(v, sizeof(v), "20 %lld", redis_now_ms() - 1);
+    h_redis_int(rc, "HSET %s old %s", hkey("old", T_), v);
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 15)), R_DUPLICATE);
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 20)), R_DUPLICATE);
-    assert_false(exists(hkey("h")));
+    assert_false(live("h"));
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 21)), R_APPLIED);
+    /* Expired: blocks nothing. */
+    assert_int_equal(run(beat("old", HR_STATUS_IDLE, 15)), R_APPLIED);
+    assert_string_equal(entry("old"), entry_text(15, 15, HR_STATUS_IDLE, "local", "room-1"));
+    /* The sweep removes the expired tombstone, and keeps the other. */
+    h_redis_int(rc, "HSET %s gone %s", hkey("gone", T_), "20 1000");
+    assert_int_equal(sweep(10), 0);
+    assert_string_equal(hget("gone", T_), "");
+    assert_string_equal(hget("old", T_), "");
+    assert_string_equal(tomb_seq("h"), "20");
 }
 
 /* --- the host cap --- */
 
-/* MAX_HOSTS counts live entries only: index members whose expiry has passed
- * (hosts expired, or written by hand) do not hold the cap shut; a known host
- * refreshes at the cap; 0 is no cap. */
+/* BUCKET_CAP counts live entries only: entries whose expiry has passed
+ * (hosts expired, or written by hand, more of them than a call trims),
+ * their idle members, and entries with no expiry at all do not hold the
+ * cap shut; a known host refreshes at the cap; 0 is no cap. One bucket. */
 static void test_scripts_max_hosts_counts_live_only(void **state)
 {
     (void)state;
-    assert_int_equal(run(beat("live", HR_STATUS_IDLE, 1)), R_APPLIED);
-    /* A host that expired, its index member left behind... */
-    assert_int_equal(run_with(beat("gone", HR_STATUS_BUSY, 1), SHORT_MS, 0, false), R_APPLIED);
-    await_gone(hkey("gone"));
-    assert_true(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "gone") > 0);
-    /* ... and stale members in every index counted. */
     static const char *const regions[] = {"local", "eu-central", "us-east-1"};
-    for (size_t i = 0; i < 3; i++) {
-        h_redis_int(rc, "ZADD %s 1000 stale-idle", ikey(regions[i], HR_STATUS_IDLE));
-        h_redis_int(rc, "ZADD %s 1000 stale-busy", ikey(regions[i], HR_STATUS_BUSY));
+    assert_int_equal(run(beat("live", HR_STATUS_IDLE, 1)), R_APPLIED);
+    /* A host that expired, its entry and expiry left behind... */
+    assert_int_equal(run_with(beat("gone", HR_STATUS_BUSY, 1), SHORT_MS, 0, false), R_APPLIED);
+    await_expired("gone");
+    assert_true(expiry("gone") > 0);
+    assert_string_equal(entry("gone"), entry_text(1, 1, HR_STATUS_BUSY, "local", "room-1"));
+    /* ... and stale ones in every region, more than a call trims. */
+    for (int i = 0; i < 20; i++) {
+        char id[32], m[64];
+        const char *region = regions[i % 3];
+        snprintf(id, sizeof(id), "stale-%d", i);
+        h_redis_int(rc, "ZADD %s 1000 %s", bkey(0, X_), id);
+        h_redis_int(rc, "HSET %s %s %s", bkey(0, E_), id,
+                    entry_text(1, 1, HR_STATUS_IDLE, region, "room-1"));
+        snprintf(m, sizeof(m), "%s %s", region, id);
+        h_redis_int(rc, "ZADD %s 0 %s", bkey(0, I_), m);
+        snprintf(id, sizeof(id), "no-expiry-%d", i);
+        h_redis_int(rc, "HSET %s %s %s", bkey(0, E_), id,
+                    entry_text(1, 1, HR_STATUS_BUSY, region, "room-1"));
     }
     /* One live host: a cap of 2 lets one more in, and no other. */
     assert_int_equal(run_with(beat("second", HR_STATUS_IDLE, 1), TTL_MS, 2, false), R_APPLIED);
     assert_int_equal(run_with(beat("third", HR_STATUS_IDLE, 1), TTL_MS, 2, false), R_FULL);
-    assert_false(exists(hkey("third")));
-    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "third"), -1);
+    assert_string_equal(entry("third"), "");
+    assert_int_equal(expiry("third"), -1);
+    assert_false(idle_in("local", "third"));
     assert_int_equal(run_with(beat("live", HR_STATUS_IDLE, 2), TTL_MS, 2, false), R_APPLIED);
     assert_int_equal(run_with(beat("third", HR_STATUS_IDLE, 1), TTL_MS, 0, false), R_APPLIED);
+}
+
+/* The cap is per bucket: a bucket at the cap refuses a new host while
+ * another bucket takes one, and a batch over several buckets counts each
+ * bucket on its own. */
+static void test_scripts_max_hosts_per_bucket(void **state)
+{
+    (void)state;
+    char p1[32], q1[32], r1[32], s2[32], t2[32], u3[32];
+    layout(4);
+    id_in(p1, sizeof(p1), "p", 1);
+    id_in(q1, sizeof(q1), "q", 1);
+    id_in(r1, sizeof(r1), "r", 1);
+    id_in(s2, sizeof(s2), "s", 2);
+    id_in(t2, sizeof(t2), "t", 2);
+    id_in(u3, sizeof(u3), "u", 3);
+    assert_int_equal(run_with(beat(p1, HR_STATUS_IDLE, 1), TTL_MS, 1, false), R_APPLIED);
+    assert_int_equal(run_with(beat(q1, HR_STATUS_IDLE, 1), TTL_MS, 1, false), R_FULL);
+    assert_int_equal(run_with(beat(s2, HR_STATUS_IDLE, 1), TTL_MS, 1, false), R_APPLIED);
+    const struct hr_request reqs[] = {
+        beat(q1, HR_STATUS_IDLE, 1), /* bucket 1 holds 1 of 2: applied */
+        beat(r1, HR_STATUS_IDLE, 1), /* bucket 1 holds 2 of 2 now: full */
+        beat(t2, HR_STATUS_IDLE, 1), /* bucket 2 holds 1 of 2: applied */
+        beat(u3, HR_STATUS_IDLE, 1), /* bucket 3 is empty: applied */
+        beat(p1, HR_STATUS_IDLE, 2), /* known, at the cap: applied */
+    };
+    const long long want[] = {R_APPLIED, R_FULL, R_APPLIED, R_APPLIED, R_APPLIED};
+    int nb;
+    redisReply *r = requests_any(reqs, NULL, 5, TTL_MS, 2, &nb);
+    assert_int_equal(nb, 3);
+    for (size_t i = 0; i < 5; i++)
+        if (r->element[i]->type != REDIS_REPLY_INTEGER || r->element[i]->integer != want[i])
+            fail_msg("request %zu: %lld, want %lld", i, r->element[i]->integer, want[i]);
+    freeReplyObject(r);
+    assert_false(live(r1));
+    assert_true(live(q1) && live(t2) && live(u3));
 }
 
 /* --- claims --- */
@@ -1287,10 +1823,14 @@ static void test_scripts_claim_takes_idle_only(void **state)
     assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 1);
     assert_string_equal(got.host_id, "idle-1");
     assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 0);
+    /* Not the store's summary alone: the script itself finds none. */
+    assert_int_equal(claim_in(0, NULL, LEASE_MS, REGS("local"), NULL, &got), 0);
     assert_string_equal(entry("busy-1"), entry_text(1, 1, HR_STATUS_BUSY, "local", "room-1"));
+    assert_int_equal(lease("busy-1"), -1);
 }
 
-/* Regions are tried in the order given; a region not given is not. */
+/* Regions are tried in the order given to the script; a region not given
+ * is not. */
 static void test_scripts_claim_regions_in_order(void **state)
 {
     (void)state;
@@ -1298,13 +1838,13 @@ static void test_scripts_claim_regions_in_order(void **state)
     assert_int_equal(run(heartbeat("l1", "r", "local", HR_STATUS_IDLE, 1)), R_APPLIED);
     assert_int_equal(run(heartbeat("e1", "r", "eu-central", HR_STATUS_IDLE, 1)), R_APPLIED);
     assert_int_equal(run(heartbeat("u1", "r", "us-east-1", HR_STATUS_IDLE, 1)), R_APPLIED);
-    assert_int_equal(claim(NULL, LEASE_MS, REGS("eu-central", "local"), &got), 1);
+    assert_int_equal(claim_in(0, NULL, LEASE_MS, REGS("eu-central", "local"), NULL, &got), 1);
     assert_string_equal(got.host_id, "e1");
     assert_string_equal(got.region, "eu-central");
-    assert_int_equal(claim(NULL, LEASE_MS, REGS("eu-central", "local"), &got), 1);
+    assert_int_equal(claim_in(0, NULL, LEASE_MS, REGS("eu-central", "local"), NULL, &got), 1);
     assert_string_equal(got.host_id, "l1");
     assert_string_equal(got.region, "local");
-    assert_int_equal(claim(NULL, LEASE_MS, REGS("eu-central", "local"), &got), 0);
+    assert_int_equal(claim_in(0, NULL, LEASE_MS, REGS("eu-central", "local"), NULL, &got), 0);
     assert_string_equal(field("u1", "status"), "idle");
     assert_int_equal(claim(NULL, LEASE_MS, REGS("us-east-1"), &got), 1);
     assert_string_equal(got.host_id, "u1");
@@ -1340,26 +1880,32 @@ static void test_scripts_claim_specific_host(void **state)
             assert_int_equal(claim("t", LEASE_MS, REGS("local"), &got), 1);
         char before[512];
         snprintf(before, sizeof(before), "%s", entry("t"));
+        long long was = lease("t");
         int n = claim("t", LEASE_MS, cases[i].regions, &got);
         if (n != cases[i].want)
             fail_msg("case %zu: claimed %d, want %d", i, n, cases[i].want);
         if (n) {
             assert_string_equal(got.host_id, "t");
             assert_string_equal(field("t", "status"), "busy");
+            assert_true(lease("t") > 0);
         } else {
             assert_string_equal(entry("t"), before);
+            assert_int_equal(lease("t"), was);
         }
         assert_string_equal(entry("other"), entry_text(1, 1, HR_STATUS_IDLE, "local", "room-1"));
+        assert_int_equal(lease("other"), -1);
     }
 }
 
-/* Claims never give the same host twice. */
+/* Claims never give the same host twice. Four buckets: the finds go
+ * through the regions' summaries. */
 static void test_scripts_claim_never_twice(void **state)
 {
     (void)state;
     enum { N = 8 };
     char ids[N][16];
     bool taken[N] = {false};
+    layout(4);
     for (int i = 0; i < N; i++) {
         snprintf(ids[i], sizeof(ids[i]), "host-%d", i);
         assert_int_equal(
@@ -1378,33 +1924,33 @@ static void test_scripts_claim_never_twice(void **state)
         taken[i] = true;
     }
     assert_int_equal(claim(NULL, LEASE_MS, REGS("local", "eu-central"), &got), 0);
+    assert_int_equal(summary_size("local"), 0);
+    assert_int_equal(summary_size("eu-central"), 0);
 }
 
-/* The claimed host is busy with a lease (in its entry and the claims set,
- * scored by the lease's end); its index member moves from idle to busy
- * keeping the entry's expiry, which the claim does not extend. */
+/* The claimed host is busy with a lease (its bucket's claims member, scored
+ * by the lease's end); it leaves the idle set, and its expiry stays as it
+ * was: the claim does not extend it. */
 static void test_scripts_claim_marks_busy_with_lease(void **state)
 {
     (void)state;
-    struct hr_host_info got;
+    struct hr_host_info got, hs[2];
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
-    assert_int_equal(h_redis_int(rc, "PEXPIRE %s 5000", hkey("h")), 1);
+    long long shorter = redis_now_ms() + 5000;
+    set_expiry("h", shorter);
     long long t0 = redis_now_ms();
     assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 1);
     long long t1 = redis_now_ms();
     assert_string_equal(field("h", "status"), "busy");
-    long long lease = strtoll(field("h", "lease"), NULL, 10);
-    assert_true(lease >= t0 + (long long)LEASE_MS && lease <= t1 + (long long)LEASE_MS);
-    assert_int_equal(h_zscore(rc, claims_key(), "h"), lease);
-    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), -1);
-    long long left = pttl(hkey("h"));
-    assert_true(left > 0 && left <= 5000);
-    assert_near(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), expiry_of(hkey("h")), SLACK_MS);
-    /* The seqs and the rest of the entry are the host's, untouched. */
-    char want[512];
-    snprintf(want, sizeof(want), "%s %lld", entry_text(1, 1, HR_STATUS_BUSY, "local", "room-1"),
-             lease);
-    assert_string_equal(entry("h"), want);
+    long long ends = lease("h");
+    assert_true(ends >= t0 + (long long)LEASE_MS && ends <= t1 + (long long)LEASE_MS);
+    assert_false(idle_in("local", "h"));
+    assert_int_equal(expiry("h"), shorter);
+    /* The seqs and the rest of the entry are the host's, untouched (the
+     * claim is not in the entry). */
+    assert_string_equal(entry("h"), entry_text(1, 1, HR_STATUS_BUSY, "local", "room-1"));
+    assert_int_equal(list(HR_STATUS_NONE, 10, REGS("local"), hs, 2), 1);
+    assert_true(hs[0].claimed);
 }
 
 /* Sweep: claims whose lease ended unconfirmed return to idle, at most MAX
@@ -1413,181 +1959,223 @@ static void test_scripts_sweep_returns_lapsed_claims(void **state)
 {
     (void)state;
     struct hr_host_info got;
+    static const char *const back[] = {"a", "b"};
+    long long exp[2];
     assert_int_equal(run(beat("a", HR_STATUS_IDLE, 1)), R_APPLIED);
     assert_int_equal(run(beat("b", HR_STATUS_IDLE, 1)), R_APPLIED);
     assert_int_equal(run(beat("c", HR_STATUS_IDLE, 1)), R_APPLIED);
+    for (size_t i = 0; i < 2; i++)
+        exp[i] = expiry(back[i]);
     assert_int_equal(claim("a", SHORT_MS, REGS("local"), &got), 1);
     assert_int_equal(claim("b", SHORT_MS, REGS("local"), &got), 1);
     assert_int_equal(claim("c", LEASE_MS, REGS("local"), &got), 1);
+    assert_false(listed("local", 0));
     await_swept();
+    assert_string_equal(reported(), change_text('a', 3, 0, "local"));
     await_swept();
     assert_int_equal(sweep(10), 0);
-    static const char *const back[] = {"a", "b"};
     for (size_t i = 0; i < 2; i++) {
         assert_string_equal(entry(back[i]), entry_text(1, 1, HR_STATUS_IDLE, "local", "room-1"));
-        assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_BUSY), back[i]), -1);
-        assert_near(h_zscore(rc, ikey("local", HR_STATUS_IDLE), back[i]), expiry_of(hkey(back[i])),
-                    SLACK_MS);
-        assert_int_equal(h_zscore(rc, claims_key(), back[i]), -1);
+        assert_true(idle_in("local", back[i]));
+        assert_int_equal(lease(back[i]), -1);
+        assert_int_equal(expiry(back[i]), exp[i]);
     }
     assert_string_equal(field("c", "status"), "busy");
-    assert_true(h_zscore(rc, claims_key(), "c") > 0);
+    assert_true(lease("c") > 0);
+    assert_false(idle_in("local", "c"));
+    assert_true(listed("local", 0));
 }
 
-/* The entry's own lease decides, not the claims set alone: a claims member
- * that says "due" (left by an older build, or set by hand) for a host whose
- * lease still runs does not return that host to idle. */
+/* Replaced for layout 2: layout 1 kept a claim's lease in the entry too,
+ * and checked a due claims member against it; layout 2 keeps the lease in
+ * the bucket's claims set only. The nearest rule: the entry decides what a
+ * due claims member does. Only a live busy entry goes back to idle; a due
+ * member of a host that expired, or of an idle host (left behind, or set
+ * by hand), is dropped and brings nothing back to idle. */
 static void test_scripts_sweep_checks_the_entry_lease(void **state)
 {
     (void)state;
     struct hr_host_info got;
-    assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
-    assert_int_equal(claim("h", LEASE_MS, REGS("local"), &got), 1);
-    const char *before = entry("h");
+    assert_int_equal(run(beat("gone", HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(claim("gone", LEASE_MS, REGS("local"), &got), 1);
+    set_expiry("gone", 1000);
+    set_score("gone", C_, 1000);
+    assert_int_equal(run(beat("idle-h", HR_STATUS_IDLE, 1)), R_APPLIED);
     char was[512];
-    snprintf(was, sizeof(was), "%s", before);
-    h_redis_int(rc, "ZADD %s XX 1000 h", claims_key());
+    snprintf(was, sizeof(was), "%s", entry("idle-h"));
+    h_redis_int(rc, "ZADD %s 1000 idle-h", hkey("idle-h", C_));
     assert_int_equal(sweep(10), 0);
-    assert_string_equal(entry("h"), was);
-    assert_string_equal(field("h", "status"), "busy");
-    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h"), -1);
+    assert_string_equal(reported(), "");
+    assert_int_equal(lease("gone"), -1);
+    assert_false(idle_in("local", "gone"));
+    assert_false(live("gone"));
+    assert_int_equal(lease("idle-h"), -1);
+    assert_string_equal(entry("idle-h"), was);
+    assert_true(idle_in("local", "idle-h"));
+    assert_true(listed("local", 0));
 }
 
-/* A claim whose claims record is lost (deleted by hand) and whose lease has
- * ended: the sweep cannot see it, the host's next heartbeat frees it (idle,
- * in the idle index, findable), and a heartbeat during the lease does not. */
+/* Replaced for layout 2: layout 1 kept the lease in the entry as well as in
+ * the claims set, so a claim whose claims record was lost could still be
+ * freed; in layout 2 that member is the claim's only record. The nearest
+ * rule: a lease that ended before any sweep returned the host is seen by
+ * the host's next heartbeat, which frees it (idle, in the idle set, its
+ * bucket listed, findable); a heartbeat during the lease does not. */
 static void test_scripts_lost_claim_record_freed_by_heartbeat(void **state)
 {
     (void)state;
     struct hr_host_info got;
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
     assert_int_equal(claim("h", SHORT_MS, REGS("local"), &got), 1);
-    long long lease = strtoll(field("h", "lease"), NULL, 10);
-    h_redis_int(rc, "ZREM %s h", claims_key());
-    await_redis_time(lease);
-    assert_int_equal(sweep(10), 0);
+    long long ends = lease("h");
+    await_redis_time(ends);
     assert_string_equal(field("h", "status"), "busy");
+    assert_int_equal(lease("h"), ends);
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 2)), R_APPLIED);
     assert_string_equal(field("h", "status"), "idle");
-    assert_string_equal(field("h", "lease"), "");
-    assert_int_equal(h_zscore(rc, ikey("local", HR_STATUS_BUSY), "h"), -1);
-    assert_true(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h") > 0);
+    assert_int_equal(lease("h"), -1);
+    assert_true(idle_in("local", "h"));
+    assert_string_equal(reported(), change_text('a', 3, 0, "local"));
     assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 1);
     /* Within its lease a heartbeat leaves the claim alone. */
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 3)), R_APPLIED);
     assert_string_equal(field("h", "status"), "busy");
-    assert_true(h_zscore(rc, claims_key(), "h") > 0);
+    assert_true(lease("h") > 0);
+    assert_false(idle_in("local", "h"));
 }
 
-/* release.lua undoes a claim by its id, in either order: after the claim,
- * the host is idle again; before it, the claim takes nothing; after the host
- * confirmed, nothing changes (the session is real); an id is undone once. */
-static long long release(const char *id)
+/* release.lua undoes a claim by its id, in the bucket the claim was sent
+ * to, in either order: after the claim, the host is idle again; before it,
+ * the claim takes nothing; after the host confirmed, nothing changes (the
+ * session is real); an id is undone once. */
+static long long release_in(uint32_t b, const char *id)
 {
     struct hr_script_args a = {0};
-    hr_script_release_args(&a, PREFIX, id, LEASE_MS);
+    hr_script_release_args(&a, &L, b, id, LEASE_MS);
     redisReply *r = eval(HR_SCRIPT_RELEASE, &a);
-    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
-    long long n = r->integer;
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_true(r->elements >= 1);
+    assert_int_equal(r->element[0]->type, REDIS_REPLY_INTEGER);
+    long long n = r->element[0]->integer;
+    take_changes(r, 1);
     freeReplyObject(r);
     return n;
 }
 
 static int claim_with_id(const char *host, const char *id, struct hr_host_info *got)
 {
-    struct hr_claim_query q = {
-        .regions = {"local"}, .nregions = 1, .host_id = host, .lease_ms = LEASE_MS, .claim_id = id};
-    struct hr_script_args a = {0};
-    hr_script_claim_args(&a, PREFIX, &q);
-    redisReply *r = eval(HR_SCRIPT_CLAIM, &a);
-    int n = hr_script_claimed(r, got);
-    freeReplyObject(r);
-    assert_int_not_equal(n, -1);
-    return n;
+    return claim_in(bucket_of(host), host, LEASE_MS, REGS("local"), id, got);
 }
 
 static void test_scripts_release_undoes_a_claim(void **state)
 {
     (void)state;
     struct hr_host_info got;
-    assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
-    assert_int_equal(claim_with_id("h", "00ab", &got), 1);
-    assert_string_equal(field("h", "status"), "busy");
-    assert_int_equal(release("00ab"), 1);
-    assert_string_equal(entry("h"), entry_text(1, 1, HR_STATUS_IDLE, "local", "room-1"));
-    assert_int_equal(h_zscore(rc, claims_key(), "h"), -1);
-    assert_true(h_zscore(rc, ikey("local", HR_STATUS_IDLE), "h") > 0);
-    assert_int_equal(release("00ab"), 0); /* once */
+    char h[32], ckey[64];
+    layout(4);
+    id_in(h, sizeof(h), "h", 3);
+    hr_layout_key(ckey, sizeof(ckey), PREFIX, "3", "k00ab");
+    assert_int_equal(run(beat(h, HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(claim_with_id(h, "00ab", &got), 1);
+    assert_string_equal(field(h, "status"), "busy");
+    /* The claim id's key is in the bucket claimed from... */
+    assert_int_equal(h_redis_int(rc, "EXISTS %s", ckey), 1);
+    /* ... and a release sent to another bucket finds nothing to undo. */
+    assert_int_equal(release_in(1, "00ab"), 0);
+    assert_string_equal(field(h, "status"), "busy");
+    assert_int_equal(release_in(3, "00ab"), 1);
+    assert_string_equal(entry(h), entry_text(1, 1, HR_STATUS_IDLE, "local", "room-1"));
+    assert_int_equal(lease(h), -1);
+    assert_true(idle_in("local", h));
+    assert_string_equal(reported(), change_text('a', 3, 3, "local"));
+    assert_true(listed("local", 3));
+    assert_int_equal(release_in(3, "00ab"), 0); /* once */
     /* Released before it ran: the claim takes nothing, the host stays idle. */
-    assert_int_equal(release("00cd"), 0);
-    assert_int_equal(claim_with_id("h", "00cd", &got), 0);
-    assert_string_equal(field("h", "status"), "idle");
+    assert_int_equal(release_in(3, "00cd"), 0);
+    assert_int_equal(claim_with_id(h, "00cd", &got), 0);
+    assert_string_equal(field(h, "status"), "idle");
     /* Confirmed by the host first: the release leaves the session alone. */
-    assert_int_equal(claim_with_id("h", "00ef", &got), 1);
-    assert_int_equal(run(status_update("h", HR_STATUS_BUSY, 2)), R_APPLIED);
-    assert_int_equal(release("00ef"), 0);
-    assert_string_equal(field("h", "status"), "busy");
+    assert_int_equal(claim_with_id(h, "00ef", &got), 1);
+    assert_int_equal(run(status_update(h, HR_STATUS_BUSY, 2)), R_APPLIED);
+    assert_int_equal(release_in(3, "00ef"), 0);
+    assert_string_equal(field(h, "status"), "busy");
 }
 
 /* --- a key of the wrong type fails what touches it, and only that --- */
 
-/* A string where a region's idle index belongs: a new host of that region
- * fails, with an error that names the key, while a new host of another
- * region, a known host and the rest of the batch go on; the cap on hosts
- * still counts the other indexes. */
+/* A string where a bucket's idle set belongs: a new idle host of that
+ * bucket fails, with an error that names the key, while a new busy host of
+ * the same bucket (which needs no idle set), hosts of other buckets and
+ * the rest of the batch go on. */
 static void test_scripts_wrong_type_fails_its_request_only(void **state)
 {
     (void)state;
-    assert_int_equal(run(beat("known", HR_STATUS_IDLE, 1)), R_APPLIED);
-    const char *bad = ikey("us-east-1", HR_STATUS_IDLE);
-    char badkey[128];
-    snprintf(badkey, sizeof(badkey), "%s", bad);
+    char known[32], local1[32], east1[32], east2[32], badkey[128];
+    layout(4);
+    id_in(known, sizeof(known), "known", 0);
+    id_in(east1, sizeof(east1), "east", 1);
+    id_in(east2, sizeof(east2), "eastb", 1);
+    id_in(local1, sizeof(local1), "local", 2);
+    assert_int_equal(run(beat(known, HR_STATUS_IDLE, 1)), R_APPLIED);
+    snprintf(badkey, sizeof(badkey), "%s", bkey(1, I_));
     h_redis_int(rc, "APPEND %s not-a-sorted-set", badkey);
     const struct hr_request reqs[] = {
-        heartbeat("east-1", "room-1", "us-east-1", HR_STATUS_IDLE, 1),
-        beat("local-1", HR_STATUS_IDLE, 1), status_update("known", HR_STATUS_BUSY, 2),
-        heartbeat("east-2", "room-1", "us-east-1", HR_STATUS_BUSY, 1), /* a busy index: fine */
+        heartbeat(east1, "room-1", "us-east-1", HR_STATUS_IDLE, 1), beat(local1, HR_STATUS_IDLE, 1),
+        status_update(known, HR_STATUS_BUSY, 2),
+        heartbeat(east2, "room-1", "us-east-1", HR_STATUS_BUSY, 1), /* no idle set: fine */
     };
-    struct hr_script_args a = {0};
-    hr_script_requests_header(&a, PREFIX, TTL_MS, 100, REGIONS);
-    for (size_t i = 0; i < 4; i++)
-        hr_script_requests_add(&a, &reqs[i], false);
-    redisReply *r = eval(HR_SCRIPT_REQUESTS, &a);
-    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
-    assert_int_equal(r->elements, 4);
+    int nb;
+    redisReply *r = requests_any(reqs, NULL, 4, TTL_MS, 100, &nb);
+    assert_int_equal(nb, 3);
     enum hr_result res;
     int reason;
     assert_int_equal(r->element[0]->type, REDIS_REPLY_ERROR);
     if (!strstr(r->element[0]->str, badkey) || !strstr(r->element[0]->str, "WRONGTYPE"))
         fail_msg("the error does not name the key: %s", r->element[0]->str);
     assert_false(hr_script_result(r->element[0], &res, &reason));
-    for (size_t i = 1; i < 4; i++)
+    for (size_t i = 1; i < 4; i++) {
+        assert_int_equal(r->element[i]->type, REDIS_REPLY_INTEGER);
         assert_int_equal(r->element[i]->integer, R_APPLIED);
+    }
     freeReplyObject(r);
-    assert_string_equal(field("local-1", "status"), "idle");
-    assert_string_equal(field("known", "status"), "busy");
-    assert_string_equal(field("east-2", "status"), "busy");
-    assert_string_equal(get(badkey), "not-a-sorted-set"); /* left for an operator to see */
+    assert_false(live(east1));
+    assert_string_equal(entry(east1), "");
+    assert_string_equal(field(local1, "status"), "idle");
+    assert_string_equal(field(known, "status"), "busy");
+    assert_string_equal(field(east2, "status"), "busy");
+    /* The other buckets' summary changes are reported all the same. */
+    assert_true(listed("local", 2));
+    assert_false(listed("local", 0));
+    const char *bad = badkey;
+    assert_string_equal(text_of(redisCommand(rc, "GET %s", bad), bad), "not-a-sorted-set");
 }
 
-/* The same key: a find over several regions takes a host from another
- * region, and fails (naming the key) only when no region had one. */
+/* The same key in one bucket: a claim in another bucket takes its host; a
+ * claim in that bucket fails, naming the key. And within one bucket, each
+ * region on its own: an entry this build cannot read fails the region whose
+ * idle member named it, and a claim over several regions takes a host of
+ * another region of that bucket; it fails (naming the key) only when no
+ * region had one. */
 static void test_scripts_wrong_type_claim_other_regions(void **state)
 {
     (void)state;
     struct hr_host_info got;
-    assert_int_equal(run(beat("local-1", HR_STATUS_IDLE, 1)), R_APPLIED);
-    const char *bad = ikey("us-east-1", HR_STATUS_IDLE);
-    char badkey[128];
-    snprintf(badkey, sizeof(badkey), "%s", bad);
+    char local0[32], local2[32], east2[32], badkey[128], entries[128];
+    layout(4);
+    id_in(local0, sizeof(local0), "local", 0);
+    id_in(local2, sizeof(local2), "localb", 2);
+    id_in(east2, sizeof(east2), "east", 2);
+    assert_int_equal(run(beat(local0, HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(run(beat(local2, HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(run(heartbeat(east2, "room-1", "us-east-1", HR_STATUS_IDLE, 1)), R_APPLIED);
+    snprintf(badkey, sizeof(badkey), "%s", bkey(1, I_));
     h_redis_int(rc, "APPEND %s not-a-sorted-set", badkey);
-    assert_int_equal(claim(NULL, LEASE_MS, REGS("us-east-1", "local"), &got), 1);
-    assert_string_equal(got.host_id, "local-1");
-    /* Nothing left anywhere: the claim is an error, which names the key. */
+    assert_int_equal(claim_in(0, NULL, LEASE_MS, REGS("us-east-1", "local"), NULL, &got), 1);
+    assert_string_equal(got.host_id, local0);
     struct hr_claim_query q = {
         .regions = {"us-east-1", "local"}, .nregions = 2, .lease_ms = LEASE_MS};
     struct hr_script_args a = {0};
-    hr_script_claim_args(&a, PREFIX, &q);
+    hr_script_claim_args(&a, &L, 1, &q);
     redisReply *r = hr_script_eval(rc, HR_SCRIPT_CLAIM, &a);
     hr_script_args_free(&a);
     assert_non_null(r);
@@ -1595,12 +2183,30 @@ static void test_scripts_wrong_type_claim_other_regions(void **state)
     if (!strstr(r->str, badkey))
         fail_msg("the error does not name the key: %s", r->str);
     freeReplyObject(r);
+
+    /* Bucket 2: east2's entry garbled. */
+    snprintf(entries, sizeof(entries), "%s", bkey(2, E_));
+    h_redis_int(rc, "HSET %s %s not-an-entry", entries, east2);
+    assert_int_equal(claim_in(2, NULL, LEASE_MS, REGS("us-east-1", "local"), NULL, &got), 1);
+    assert_string_equal(got.host_id, local2);
+    /* Nothing left but it: the claim is an error, which names the key. */
+    memset(&a, 0, sizeof(a));
+    hr_script_claim_args(&a, &L, 2, &q);
+    r = hr_script_eval(rc, HR_SCRIPT_CLAIM, &a);
+    hr_script_args_free(&a);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    if (!strstr(r->str, entries))
+        fail_msg("the error does not name the key: %s", r->str);
+    freeReplyObject(r);
+    /* A region without the broken host is not affected. */
+    assert_int_equal(claim_in(2, NULL, LEASE_MS, REGS("local"), NULL, &got), 0);
 }
 
-/* --- lists, counts and claims read live index members only --- */
+/* --- lists, counts and claims read live entries only --- */
 
-/* An index member whose score (the expiry) has passed is never listed,
- * counted or claimed, even when its entry is there. */
+/* An entry whose expiry has passed is never listed, counted or claimed,
+ * even when the entry and its idle member are there. */
 static void test_scripts_index_expired_member_unseen(void **state)
 {
     (void)state;
@@ -1608,7 +2214,8 @@ static void test_scripts_index_expired_member_unseen(void **state)
     long long n[HR_NSTATUSES];
     assert_int_equal(run(beat("live", HR_STATUS_BUSY, 1)), R_APPLIED);
     assert_int_equal(run(beat("ghost", HR_STATUS_IDLE, 1)), R_APPLIED);
-    h_redis_int(rc, "ZADD %s XX 1000 ghost", ikey("local", HR_STATUS_IDLE));
+    set_expiry("ghost", 1000);
+    assert_true(idle_in("local", "ghost"));
     assert_int_equal(list(HR_STATUS_NONE, 10, REGS("local"), hs, 4), 1);
     assert_string_equal(hs[0].host_id, "live");
     assert_int_equal(list(HR_STATUS_IDLE, 10, REGS("local"), hs, 4), 0);
@@ -1616,32 +2223,40 @@ static void test_scripts_index_expired_member_unseen(void **state)
     assert_int_equal(n[slot(HR_STATUS_IDLE)], 0);
     assert_int_equal(n[slot(HR_STATUS_BUSY)], 1);
     assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 0);
-    assert_string_equal(field("ghost", "status"), "idle");
+    assert_int_equal(lease("ghost"), -1);
+    assert_null(strstr(entry("ghost"), "busy"));
+    assert_false(listed("local", 0));
 }
 
-/* A host is listed only under the index that matches its entry: members
- * left behind in other indexes do not list it again or as what it is not. */
+/* A host is listed only as its entry says: an idle member left behind in
+ * another region does not list it there, and a claim in that region does
+ * not take it (the member is dropped). */
 static void test_scripts_list_matches_entry(void **state)
 {
     (void)state;
-    struct hr_host_info hs[4];
+    struct hr_host_info hs[4], got;
     assert_int_equal(run(heartbeat("h", "room-1", "eu-central", HR_STATUS_IDLE, 1)), R_APPLIED);
-    long long score = h_zscore(rc, ikey("eu-central", HR_STATUS_IDLE), "h");
-    h_redis_int(rc, "ZADD %s %lld h", ikey("eu-central", HR_STATUS_BUSY), score);
-    h_redis_int(rc, "ZADD %s %lld h", ikey("local", HR_STATUS_IDLE), score);
+    h_redis_int(rc, "ZADD %s 0 %s", bkey(0, I_), "local h");
+    assert_true(idle_in("local", "h"));
     assert_int_equal(list(HR_STATUS_NONE, 10, REGS("local", "eu-central"), hs, 4), 1);
     assert_string_equal(hs[0].host_id, "h");
     assert_string_equal(hs[0].region, "eu-central");
     assert_int_equal(hs[0].status, HR_STATUS_IDLE);
     assert_int_equal(list(HR_STATUS_BUSY, 10, REGS("local", "eu-central"), hs, 4), 0);
     assert_int_equal(list(HR_STATUS_NONE, 10, REGS("local"), hs, 4), 0);
+    assert_int_equal(claim_in(0, NULL, LEASE_MS, REGS("local"), NULL, &got), 0);
+    assert_false(idle_in("local", "h"));
+    assert_true(idle_in("eu-central", "h"));
+    assert_string_equal(field("h", "status"), "idle");
+    assert_false(listed("local", 0));
 }
 
-/* The status filter and the limit. */
+/* The status filter and the limit, over four buckets. */
 static void test_scripts_list_status_and_limit(void **state)
 {
     (void)state;
     struct hr_host_info hs[8];
+    layout(4);
     assert_int_equal(run(beat("a", HR_STATUS_IDLE, 1)), R_APPLIED);
     assert_int_equal(run(beat("b", HR_STATUS_BUSY, 1)), R_APPLIED);
     assert_int_equal(run(heartbeat("c", "room-1", "eu-central", HR_STATUS_IDLE, 1)), R_APPLIED);
@@ -1657,33 +2272,297 @@ static void test_scripts_list_status_and_limit(void **state)
 }
 
 /* A read that fails is an error, never an absent host: here the reader may
- * not GET (an ACL; on a Redis Cluster node the key not being local fails the
- * same way), and the list fails instead of answering without the host. */
+ * not HGET (an ACL; on a Redis Cluster node the key not being local fails
+ * the same way), and the list fails instead of answering without the host. */
 static void test_scripts_failed_read_is_an_error(void **state)
 {
     (void)state;
     assert_int_equal(run(beat("readable", HR_STATUS_IDLE, 1)), R_APPLIED);
-    redisReply *r = redisCommand(rc, "ACL SETUSER noget on >pw ~* &* +@all -get");
+    redisReply *r = redisCommand(rc, "ACL SETUSER nohget on >pw ~* &* +@all -hget");
     assert_int_equal(r->type, REDIS_REPLY_STATUS);
     freeReplyObject(r);
     redisContext *c = h_redis_connect(redis.port);
-    r = redisCommand(c, "AUTH noget pw");
+    r = redisCommand(c, "AUTH nohget pw");
     assert_int_equal(r->type, REDIS_REPLY_STATUS);
     freeReplyObject(r);
     struct hr_list_query q = {.status = HR_STATUS_NONE, .limit = 10, .nregions = 1};
     q.regions[0] = "local";
     struct hr_script_args a = {0};
-    hr_script_list_args(&a, PREFIX, &q);
+    hr_script_list_args(&a, &L, 0, L.buckets, &q);
     r = hr_script_eval(c, HR_SCRIPT_LIST, &a);
     hr_script_args_free(&a);
     assert_non_null(r);
-    print_message("list without GET: %s\n", r->type == REDIS_REPLY_ERROR ? r->str : "(no error)");
+    print_message("list without HGET: %s\n", r->type == REDIS_REPLY_ERROR ? r->str : "(no error)");
     assert_int_equal(r->type, REDIS_REPLY_ERROR);
-    assert_non_null(strstr(r->str, "GET"));
+    assert_non_null(strstr(r->str, "HGET"));
     freeReplyObject(r);
     redisFree(c);
-    r = redisCommand(rc, "ACL DELUSER noget");
+    r = redisCommand(rc, "ACL DELUSER nohget");
     freeReplyObject(r);
+}
+
+/* --- batches over several buckets --- */
+
+/* One call, many buckets: each request goes to its host's bucket (the keys
+ * of each bucket the batch meets, once, and the request's place among
+ * them), the replies come in the requests' order, and the summary changes
+ * of every bucket come after them. */
+static void test_scripts_batch_spans_buckets(void **state)
+{
+    (void)state;
+    enum { N = 24 };
+    char ids[N][16];
+    struct hr_request reqs[N];
+    bool in[2][8] = {{false}};
+    static const char *const regions[] = {"local", "eu-central"};
+    layout(8);
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "m-%d", i);
+        reqs[i] = heartbeat(ids[i], "room-1", regions[i % 2], HR_STATUS_IDLE, 1);
+        in[i % 2][bucket_of(ids[i])] = true;
+    }
+    int nb, want_nb = 0;
+    redisReply *r = requests_any(reqs, NULL, N, TTL_MS, 0, &nb);
+    for (uint32_t b = 0; b < 8; b++)
+        want_nb += in[0][b] || in[1][b];
+    assert_int_equal(nb, want_nb);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(r->element[i]->integer, R_APPLIED);
+    freeReplyObject(r);
+    for (int i = 0; i < N; i++) {
+        struct sid s = sid(ids[i]);
+        for (uint32_t b = 0; b < 8; b++)
+            assert_int_equal(h_redis_int(rc, "HEXISTS %s %s", bkey(b, E_), ids[i]),
+                             b == bucket_of(ids[i]));
+        assert_int_equal(s.n, strlen(ids[i]));
+        assert_true(idle_in(regions[i % 2], ids[i]));
+    }
+    for (int g = 0; g < 2; g++)
+        for (uint32_t b = 0; b < 8; b++)
+            if (listed(regions[g], b) != in[g][b])
+                fail_msg("bucket %" PRIu32 " %s in the summary of %s", b,
+                         in[g][b] ? "missing" : "wrongly", regions[g]);
+
+    /* Mixed: local hosts busy, eu-central ones leave, one new idle host. */
+    for (int i = 0; i < N; i++)
+        reqs[i] = i % 2 ? leave(ids[i], 2) : status_update(ids[i], HR_STATUS_BUSY, 2);
+    r = requests(reqs, NULL, N, TTL_MS, 0);
+    for (size_t i = 0; i < N; i++)
+        assert_int_equal(r->element[i]->integer, R_APPLIED);
+    freeReplyObject(r);
+    assert_int_equal(run(beat("n-0", HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(summary_size("eu-central"), 0);
+    assert_int_equal(summary_size("local"), 1);
+    assert_true(listed("local", bucket_of("n-0")));
+    long long n[2 * HR_NSTATUSES];
+    count(REGS("local", "eu-central"), n);
+    assert_int_equal(n[slot(HR_STATUS_BUSY)], N / 2);
+    assert_int_equal(n[slot(HR_STATUS_IDLE)], 1);
+    assert_int_equal(n[HR_NSTATUSES + slot(HR_STATUS_IDLE)], 0);
+    assert_int_equal(n[HR_NSTATUSES + slot(HR_STATUS_BUSY)], 0);
+}
+
+/* HostIds as layout 2 stores them: a UUID as its 16 bytes, a text id of 16
+ * characters with a '~' after it (never one of those bytes), any other as
+ * it is; every reply gives the text back. */
+static void test_scripts_ids_stored_packed(void **state)
+{
+    (void)state;
+    static const char *const uuid = "0f8e4a2c-3b1d-4c5e-9f6a-7b8c9d0e1f2a",
+                             *text16 = "abcdefghijklmnop", *plain = "plain-host";
+    struct hr_host_info hs[4], got;
+    assert_int_equal(run(beat(uuid, HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(run(beat(text16, HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(run(beat(plain, HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(h_redis_int(rc, "HLEN %s", bkey(0, E_)), 3);
+    struct sid u = sid(uuid);
+    assert_int_equal(u.n, 16);
+    redisReply *r = redisCommand(rc, "HEXISTS %s %b", bkey(0, E_), u.b, u.n);
+    assert_int_equal(r->integer, 1);
+    freeReplyObject(r);
+    assert_int_equal(h_redis_int(rc, "HEXISTS %s %s~", bkey(0, E_), text16), 1);
+    assert_int_equal(h_redis_int(rc, "HEXISTS %s %s", bkey(0, E_), text16), 0);
+    assert_int_equal(h_redis_int(rc, "HEXISTS %s %s", bkey(0, E_), plain), 1);
+    assert_int_equal(list(HR_STATUS_NONE, 10, REGS("local"), hs, 4), 3);
+    assert_non_null(find_listed(hs, 3, uuid));
+    assert_non_null(find_listed(hs, 3, text16));
+    assert_non_null(find_listed(hs, 3, plain));
+    assert_int_equal(claim(uuid, LEASE_MS, REGS("local"), &got), 1);
+    assert_string_equal(got.host_id, uuid);
+    assert_int_equal(claim(text16, LEASE_MS, REGS("local"), &got), 1);
+    assert_string_equal(got.host_id, text16);
+    assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 1);
+    assert_string_equal(got.host_id, plain);
+}
+
+/* --- the region summaries --- */
+
+/* A bucket script reports a change of a bucket's summary state for a region
+ * when the bucket's idle hosts of that region go from none to some ('a') or
+ * back ('d'), with the next epoch; nothing when they only grow or shrink.
+ * Requests, claims, sweeps and expiry each report theirs. */
+static void test_scripts_summary_follows_idle_hosts(void **state)
+{
+    (void)state;
+    struct hr_host_info got;
+    char a[32], b[32], c[32];
+    layout(2);
+    id_in(a, sizeof(a), "a", 1);
+    id_in(b, sizeof(b), "b", 1);
+    id_in(c, sizeof(c), "c", 1);
+    /* A first idle host of the region: 'a', epoch 1. */
+    assert_int_equal(run(beat(a, HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_string_equal(reported(), change_text('a', 1, 1, "local"));
+    assert_true(listed("local", 1));
+    assert_int_equal(summary_epoch("local", 1), 1);
+    assert_int_equal(bucket_epoch(1, "local"), 1);
+    /* A second, and a busy host: nothing. */
+    assert_int_equal(run(beat(b, HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_string_equal(reported(), "");
+    assert_int_equal(run(heartbeat(c, "room-1", "eu-central", HR_STATUS_BUSY, 1)), R_APPLIED);
+    assert_string_equal(reported(), "");
+    assert_int_equal(summary_size("eu-central"), 0);
+    /* Claimed one after the other: 'd' when the last idle one goes. */
+    assert_int_equal(claim(a, LEASE_MS, REGS("local"), &got), 1);
+    assert_string_equal(reported(), "");
+    assert_int_equal(claim(b, LEASE_MS, REGS("local"), &got), 1);
+    assert_string_equal(reported(), change_text('d', 2, 1, "local"));
+    assert_false(listed("local", 1));
+    assert_int_equal(summary_epoch("local", 1), 2);
+    /* Idle again by the host's own status updates: 'a'; its leave: 'd'. */
+    assert_int_equal(run(status_update(a, HR_STATUS_BUSY, 2)), R_APPLIED);
+    assert_string_equal(reported(), "");
+    assert_int_equal(run(status_update(a, HR_STATUS_IDLE, 3)), R_APPLIED);
+    assert_string_equal(reported(), change_text('a', 3, 1, "local"));
+    assert_int_equal(run(leave(a, 4)), R_APPLIED);
+    assert_string_equal(reported(), change_text('d', 4, 1, "local"));
+    /* A lapsed claim the sweep returns: 'a'; a find takes it: 'd'. */
+    set_score(b, C_, 1000);
+    assert_int_equal(sweep(10), 1);
+    assert_string_equal(reported(), change_text('a', 5, 1, "local"));
+    assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 1);
+    assert_string_equal(got.host_id, b);
+    assert_string_equal(reported(), change_text('d', 6, 1, "local"));
+    /* An idle host moving region: out of one summary, into the other. */
+    assert_int_equal(run(status_update(b, HR_STATUS_BUSY, 2)), R_APPLIED);
+    assert_int_equal(run(status_update(b, HR_STATUS_IDLE, 3)), R_APPLIED);
+    assert_string_equal(reported(), change_text('a', 7, 1, "local"));
+    assert_int_equal(run(heartbeat(b, "room-1", "us-east-1", HR_STATUS_IDLE, 2)), R_APPLIED);
+    char want[256];
+    snprintf(want, sizeof(want), "%s, %s", change_text('a', 1, 1, "us-east-1"),
+             change_text('d', 8, 1, "local"));
+    assert_string_equal(reported(), want);
+    assert_false(listed("local", 1));
+    assert_true(listed("us-east-1", 1));
+    /* Expired: the next call in its bucket trims it, and reports 'd'. */
+    set_expiry(b, 1000);
+    assert_int_equal(run(heartbeat(c, "room-1", "eu-central", HR_STATUS_BUSY, 2)), R_APPLIED);
+    assert_string_equal(reported(), change_text('d', 2, 1, "us-east-1"));
+    assert_int_equal(summary_size("us-east-1"), 0);
+    /* Bucket 0 never had an idle host: no epoch anywhere. */
+    assert_int_equal(bucket_epoch(0, "local"), -1);
+    assert_int_equal(summary_epoch("local", 0), -1);
+}
+
+/* summary.lua applies a change only when its epoch is newer (as a number)
+ * than the bucket's last one; an older one changes nothing, so changes
+ * that arrive late or out of order never undo newer ones. A change at the
+ * epoch it has (the sweep's report of a state) applies its state again. */
+static void test_scripts_summary_ignores_older_epoch(void **state)
+{
+    (void)state;
+    struct hr_summary_change ch[3];
+    struct hr_host_info got;
+    layout(8);
+    ch[0] = change('a', "3", 5, "local");
+    assert_int_equal(summary_apply(ch, 1), 1);
+    assert_true(listed("local", 5));
+    assert_int_equal(summary_epoch("local", 5), 3);
+    ch[0] = change('d', "2", 5, "local");
+    assert_int_equal(summary_apply(ch, 1), 0);
+    assert_true(listed("local", 5));
+    assert_int_equal(summary_epoch("local", 5), 3);
+    ch[0] = change('d', "4", 5, "local");
+    assert_int_equal(summary_apply(ch, 1), 1);
+    assert_false(listed("local", 5));
+    ch[0] = change('a', "3", 5, "local");
+    assert_int_equal(summary_apply(ch, 1), 0);
+    assert_false(listed("local", 5));
+    /* By number: 10 is newer than 9 (as text it sorts first). */
+    ch[0] = change('a', "9", 5, "local");
+    ch[1] = change('d', "10", 5, "local");
+    assert_int_equal(summary_apply(ch, 2), 2);
+    assert_false(listed("local", 5));
+    assert_int_equal(summary_epoch("local", 5), 10);
+    /* Several in one call, out of order, and each bucket on its own. */
+    ch[0] = change('a', "13", 5, "local");
+    ch[1] = change('d', "12", 5, "local");
+    ch[2] = change('a', "1", 6, "local");
+    assert_int_equal(summary_apply(ch, 3), 2);
+    assert_true(listed("local", 5));
+    assert_true(listed("local", 6));
+    assert_int_equal(summary_epoch("local", 5), 13);
+    /* The same state again heals a set that lost it. */
+    h_redis_int(rc, "SREM %s 5", skey("local", HR_SCRIPT_KEY_SUMMARY_SET));
+    ch[0] = change('a', "13", 5, "local");
+    assert_int_equal(summary_apply(ch, 1), 0);
+    assert_true(listed("local", 5));
+    /* Regions apart: the same bucket in another region is another epoch. */
+    assert_int_equal(summary_epoch("eu-central", 5), -1);
+    assert_false(listed("eu-central", 5));
+
+    /* The scripts' own changes, applied in the wrong order. */
+    layout(1);
+    hold_changes = true;
+    assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(nchanges, 1);
+    ch[0] = changes[0];
+    assert_int_equal(claim("h", LEASE_MS, REGS("local"), &got), 1);
+    assert_int_equal(nchanges, 1);
+    ch[1] = changes[0];
+    hold_changes = false;
+    assert_int_equal(ch[0].op, 'a');
+    assert_int_equal(ch[1].op, 'd');
+    assert_int_equal(summary_apply(&ch[1], 1), 1);
+    assert_int_equal(summary_apply(&ch[0], 1), 0);
+    assert_false(listed("local", 0));
+    assert_int_equal(run(beat("h2", HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_true(listed("local", 0));
+}
+
+/* A sweep with `state` reports every region's summary state of every
+ * bucket at its epoch, which puts back a change lost on the way (the
+ * process that had to apply it died); without, it reports changes only. */
+static void test_scripts_summary_sweep_reports_state(void **state)
+{
+    (void)state;
+    struct hr_host_info got;
+    char a[32], b[32];
+    layout(2);
+    id_in(a, sizeof(a), "a", 0);
+    id_in(b, sizeof(b), "b", 1);
+    assert_int_equal(run(beat(a, HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(run(beat(b, HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_int_equal(claim(b, LEASE_MS, REGS("local"), &got), 1);
+    assert_true(listed("local", 0));
+    assert_false(listed("local", 1));
+    /* Lost: bucket 0's 'a' and bucket 1's 'd'. */
+    h_redis_int(rc, "SREM %s 0", skey("local", HR_SCRIPT_KEY_SUMMARY_SET));
+    h_redis_int(rc, "SADD %s 1", skey("local", HR_SCRIPT_KEY_SUMMARY_SET));
+    assert_int_equal(sweep(10), 0);
+    assert_string_equal(reported(), "");
+    assert_false(listed("local", 0));
+    assert_int_equal(sweep_with(10, true), 0);
+    char want[256];
+    snprintf(want, sizeof(want), "%s, %s", change_text('a', 1, 0, "local"),
+             change_text('d', 2, 1, "local"));
+    assert_string_equal(reported(), want);
+    assert_true(listed("local", 0));
+    assert_false(listed("local", 1));
+    /* Regions a bucket never had an idle host of are not reported. */
+    assert_int_equal(summary_size("eu-central"), 0);
+    assert_int_equal(h_redis_int(rc, "EXISTS %s", skey("eu-central", HR_SCRIPT_KEY_SUMMARY_EPOCHS)),
+                     0);
 }
 
 static int setup(void **state)
@@ -1709,8 +2588,11 @@ static int teardown(void **state)
 
 #define T(f) cmocka_unit_test_setup(f, fresh)
 
-int main(void)
+int main(int argc, char **argv)
 {
+    /* One test, or those matching a pattern ('*' and '?'): test_scripts 'test_scripts_claim*' */
+    if (argc > 1)
+        cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
         T(test_scripts_results_every_code),
         T(test_scripts_results_batch_in_order),
@@ -1736,6 +2618,7 @@ int main(void)
         T(test_scripts_leave_never_lowers_tombstone),
         T(test_scripts_leave_reads_padded_tombstone),
         T(test_scripts_max_hosts_counts_live_only),
+        T(test_scripts_max_hosts_per_bucket),
         T(test_scripts_claim_takes_idle_only),
         T(test_scripts_claim_regions_in_order),
         T(test_scripts_claim_specific_host),
@@ -1751,6 +2634,11 @@ int main(void)
         T(test_scripts_list_matches_entry),
         T(test_scripts_list_status_and_limit),
         T(test_scripts_failed_read_is_an_error),
+        T(test_scripts_batch_spans_buckets),
+        T(test_scripts_ids_stored_packed),
+        T(test_scripts_summary_follows_idle_hosts),
+        T(test_scripts_summary_ignores_older_epoch),
+        T(test_scripts_summary_sweep_reports_state),
     };
     return cmocka_run_group_tests_name("scripts", tests, setup, teardown);
 }
