@@ -325,8 +325,8 @@ bool h_host_get(redisContext *c, const char *prefix, const char *id, struct h_ho
     h->expiry = exp->type == REDIS_REPLY_STRING ? atoll(exp->str) : -1;
     h->lease = lease->type == REDIS_REPLY_STRING ? atoll(lease->str) : -1;
     if (v->type == REDIS_REPLY_STRING && h->expiry > h_redis_now_ms(c))
-        h->live = sscanf(v->str, "%23s %23s %15s %79s %79s", h->hseq, h->sseq, h->status,
-                         h->region, h->room) == 5;
+        h->live = sscanf(v->str, "%23s %23s %15s %79s %79s", h->hseq, h->sseq, h->status, h->region,
+                         h->room) == 5;
     freeReplyObject(v);
     freeReplyObject(exp);
     freeReplyObject(lease);
@@ -370,8 +370,7 @@ const char *h_entry_field(redisContext *c, const char *key, const char *field)
     return out;
 }
 
-long long h_hosts_count(redisContext *c, const char *prefix, const char *region,
-                        const char *status)
+long long h_hosts_count(redisContext *c, const char *prefix, const char *region, const char *status)
 {
     struct hr_layout l;
     if (!layout_of(c, prefix, &l))

@@ -999,11 +999,14 @@ static void test_scripts_replies_list_claim_count_sweep(void **state)
     /* The claim reply: its HR_SCRIPT_CLAIMED_N elements, then the change. */
     assert_string_equal(reported(), change_text('d', 2, b, "eu-central"));
     /* Nothing left to claim: the empty reply, HR_SCRIPT_CLAIMED_N elements
-     * with an empty ID, and no change. */
+     * with an empty ID, then the bucket's state for the region told again
+     * (the same epoch: a summary that lost the change stops sending finds
+     * here). */
     struct hr_claim_query q = {.regions = {"eu-central"}, .nregions = 1, .lease_ms = LEASE_MS};
     redisReply *r = claim_call(b, &q);
-    assert_int_equal(r->elements, HR_SCRIPT_CLAIMED_N);
+    assert_int_equal(r->elements, HR_SCRIPT_CLAIMED_N + 1);
     assert_int_equal(r->element[HR_SCRIPT_CLAIMED_ID]->len, 0);
+    assert_string_equal(r->element[HR_SCRIPT_CLAIMED_N]->str, change_text('d', 2, b, "eu-central"));
     assert_int_equal(hr_script_claimed(r, &got), 0);
     freeReplyObject(r);
     assert_int_equal(claim(NULL, LEASE_MS, REGS("eu-central"), &got), 0);
@@ -2464,6 +2467,33 @@ static void test_scripts_summary_follows_idle_hosts(void **state)
     assert_int_equal(summary_epoch("local", 0), -1);
 }
 
+/* A key of the wrong type at one bucket's summary state (its m) keeps back
+ * that bucket's changes only: in the same batch another bucket's change is
+ * reported and applied; a claim in the broken bucket still answers the host
+ * it took; the sweep still answers its count and the other buckets' state. */
+static void test_scripts_summary_bad_bucket_isolated(void **state)
+{
+    (void)state;
+    struct hr_host_info got;
+    char a[32], b[32];
+    layout(4);
+    id_in(a, sizeof(a), "a", 1);
+    id_in(b, sizeof(b), "b", 2);
+    redisReply *r = redisCommand(rc, "SET %s not-a-hash", bkey(1, HR_SCRIPT_BKEY_REGIONS));
+    freeReplyObject(r);
+    struct hr_request two[2] = {beat(a, HR_STATUS_IDLE, 1), beat(b, HR_STATUS_IDLE, 1)};
+    bool refresh[2] = {false, false};
+    freeReplyObject(requests(two, refresh, 2, TTL_MS, 0));
+    assert_string_equal(reported(), change_text('a', 1, 2, "local"));
+    assert_true(listed("local", 2));
+    assert_int_equal(claim(a, LEASE_MS, REGS("local"), &got), 1);
+    assert_string_equal(got.host_id, a);
+    set_score(a, C_, 1000); /* its lease long over: the sweep returns it */
+    assert_int_equal(sweep(10), 1);
+    r = redisCommand(rc, "DEL %s", bkey(1, HR_SCRIPT_BKEY_REGIONS));
+    freeReplyObject(r);
+}
+
 /* summary.lua applies a change only when its epoch is newer (as a number)
  * than the bucket's last one; an older one changes nothing, so changes
  * that arrive late or out of order never undo newer ones. A change at the
@@ -2638,6 +2668,7 @@ int main(int argc, char **argv)
         T(test_scripts_ids_stored_packed),
         T(test_scripts_summary_follows_idle_hosts),
         T(test_scripts_summary_ignores_older_epoch),
+        T(test_scripts_summary_bad_bucket_isolated),
         T(test_scripts_summary_sweep_reports_state),
     };
     return cmocka_run_group_tests_name("scripts", tests, setup, teardown);

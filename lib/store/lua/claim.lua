@@ -79,11 +79,15 @@ end
 -- Each region on its own: a key of the wrong type must not stop the others.
 -- Only when no region had a host and one failed is the claim an error.
 local failed
+local tried = {}
 for i = CLAIM_REGIONS, #ARGV do
   touch(k, ARGV[i])
+  tried[ARGV[i]] = true
   local ok, got = pcall(from_region, ARGV[i])
   if ok and got then return changes(got) end
   if not ok then failed = failed or got end
 end
 if failed then return {err = 'claim.lua: ' .. tostring(failed)} end
-return changes(none)
+-- No idle host of these regions here: the summary is told so again, in case
+-- it lost the change that said it (it then stops sending finds here).
+return changes(none, false, tried)

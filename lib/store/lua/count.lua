@@ -12,8 +12,9 @@ for j, st in ipairs(STATUSES) do place[st] = j end
 for g = 0, math.floor(#KEYS / BKEYS) - 1 do
   local k = bucket(g)
   local ids = call('ZRANGEBYSCORE', k.x, '(' .. now, '+inf')
-  if #ids > 0 then
-    local vs = call('HMGET', k.e, unpack(ids))
+  -- HMGET a thousand at a time: unpack() has a limit (about 8000).
+  for from = 1, #ids, 1000 do
+    local vs = call('HMGET', k.e, unpack(ids, from, math.min(from + 999, #ids)))
     for _, v in ipairs(vs) do
       local status, region
       if v then status, region = string.match(v, '^%d+ %d+ (%a+) (%S+) ') end

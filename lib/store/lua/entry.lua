@@ -137,28 +137,33 @@ local function sweep_claims(k, max)
   return n
 end
 
--- Appends to `out` the summary changes of the buckets touched (and, with
--- `all`, every region a bucket has a summary state for): "<a|d> <epoch>
--- <bucket> <region>", for the store to apply with summary.lua.
-local function changes(out, all)
+-- Appends to `out` the summary changes of the buckets touched: "<a|d>
+-- <epoch> <bucket> <region>", for the store to apply with summary.lua. With
+-- `all`, every region a bucket has a summary state for is reported, changed
+-- or not; `again` (a set of regions) is reported whatever it is, so that a
+-- summary that lost a change is told once more (a find that met a bucket
+-- with no idle host there). Each bucket on its own: a key of the wrong type
+-- in one (its error is left out) does not keep the others' changes back.
+local function changes(out, all, again)
   for _, b in pairs(touched) do
     local k = b.k
-    if all then
-      local m = call('HKEYS', k.m)
-      for _, r in ipairs(m) do b.regions[r] = true end
-    end
-    for r in pairs(b.regions) do
-      local has = call('ZLEXCOUNT', k.i, idle_lo(r), idle_hi(r)) > 0
-      local epoch = tonumber(call('HGET', k.m, r) or '0')
-      local listed = epoch % 2 == 1
-      if has ~= listed then
-        epoch = epoch + 1
-        call('HSET', k.m, r, epoch)
-        out[#out + 1] = (has and 'a' or 'd') .. ' ' .. epoch .. ' ' .. k.num .. ' ' .. r
-      elseif all and epoch > 0 then
-        out[#out + 1] = (has and 'a' or 'd') .. ' ' .. epoch .. ' ' .. k.num .. ' ' .. r
+    pcall(function()
+      if all then
+        for _, r in ipairs(call('HKEYS', k.m)) do b.regions[r] = true end
       end
-    end
+      for r in pairs(b.regions) do
+        local has = call('ZLEXCOUNT', k.i, idle_lo(r), idle_hi(r)) > 0
+        local epoch = tonumber(call('HGET', k.m, r) or '0')
+        local listed = epoch % 2 == 1
+        if has ~= listed then
+          epoch = epoch + 1
+          call('HSET', k.m, r, epoch)
+          out[#out + 1] = (has and 'a' or 'd') .. ' ' .. epoch .. ' ' .. k.num .. ' ' .. r
+        elseif (all or (again and again[r])) and epoch > 0 then
+          out[#out + 1] = (has and 'a' or 'd') .. ' ' .. epoch .. ' ' .. k.num .. ' ' .. r
+        end
+      end
+    end)
   end
   return out
 end

@@ -195,5 +195,4 @@ end
 for g = 0, 3 do
   if buckets[g] then pcall(trim, buckets[g], 8) end
 end
-pcall(changes, out)
-return out
+return changes(out)
