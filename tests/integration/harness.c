@@ -370,6 +370,18 @@ const char *h_entry_field(redisContext *c, const char *key, const char *field)
     return out;
 }
 
+long long h_bucket_keys(redisContext *c, const char *prefix)
+{
+    redisReply *r = redisCommand(c, "KEYS %s*", prefix);
+    if (!r || r->type != REDIS_REPLY_ARRAY)
+        abort();
+    long long n = 0;
+    for (size_t i = 0; i < r->elements; i++)
+        n += strstr(r->element[i]->str, "{r.") == NULL;
+    freeReplyObject(r);
+    return n;
+}
+
 long long h_hosts_count(redisContext *c, const char *prefix, const char *region, const char *status)
 {
     struct hr_layout l;

@@ -143,6 +143,11 @@ bool h_host_get(redisContext *c, const char *prefix, const char *id, struct h_ho
 /* The key "<prefix>{<bucket of id>}<suffix>" (script.h's bucket keys). */
 void h_bucket_key(redisContext *c, const char *prefix, const char *id, const char *suffix,
                   char *out, size_t cap);
+/* The keys under `prefix` that hosts' writes make (buckets, the layout
+ * key), not the regions' summaries, which follow a host's first write a
+ * moment after its ack: a test that counts keys around a request counts
+ * these. */
+long long h_bucket_keys(redisContext *c, const char *prefix);
 /* Live hosts of a region with a status (count.lua over every bucket). */
 long long h_hosts_count(redisContext *c, const char *prefix, const char *region,
                         const char *status);
