@@ -19,9 +19,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Returns every claimed host to idle with the registry's own rule: a status
- * update (requests.lua, unordered, as the gateway sends one), which also
- * settles the claim. Not timed. */
+/* Returns every claimed host to idle with the registry's own rules: status
+ * updates busy then idle (requests.lua, unordered, as the gateway sends
+ * them), as a host whose session began and ended. Not timed. */
 static void reset(redisContext *rc, const char *prefix)
 {
     struct hr_layout lay;
@@ -44,12 +44,19 @@ static void reset(redisContext *rc, const char *prefix)
         uint32_t buckets[1];
         int nb = 0;
         for (size_t i = 0; i < ids->elements; i++) {
-            struct hr_request upd = {.type = HR_MSG_STATUS, .status = HR_STATUS_IDLE};
+            /* The host confirms the claim (busy), then its session ends
+             * (idle): an idle alone leaves an unconfirmed claim standing. */
+            struct hr_request upd = {.type = HR_MSG_STATUS, .status = HR_STATUS_BUSY};
             hr_layout_id_unpack(ids->element[i]->str, ids->element[i]->len, upd.host_id,
                                 sizeof(upd.host_id));
             hr_script_requests_add(&a, &lay, &upd, false, buckets, &nb);
+            upd.status = HR_STATUS_IDLE;
+            hr_script_requests_add(&a, &lay, &upd, false, buckets, &nb);
         }
-        freeReplyObject(hr_script_eval(rc, HR_SCRIPT_REQUESTS, &a));
+        redisReply *r = hr_script_eval(rc, HR_SCRIPT_REQUESTS, &a);
+        /* The hosts are idle again: the region's summary must say so. */
+        hr_script_apply_changes(rc, &lay, r, 2 * ids->elements);
+        freeReplyObject(r);
         freeReplyObject(ids);
     }
     hr_script_args_free(&a);

@@ -472,3 +472,25 @@ redisReply *hr_script_eval(redisContext *c, enum hr_script_id id, const struct h
     free(lens);
     return r;
 }
+
+int hr_script_apply_changes(redisContext *c, const struct hr_layout *l, const redisReply *r,
+                            size_t from)
+{
+    int n = 0;
+    for (size_t i = from; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        struct hr_summary_change ch;
+        if (!hr_script_change(r->element[i], &ch))
+            continue;
+        struct hr_script_args a = {0};
+        hr_script_summary_args(&a, l, ch.region);
+        hr_script_summary_add(&a, ch.op, ch.epoch, ch.bucket);
+        redisReply *s = hr_script_eval(c, HR_SCRIPT_SUMMARY, &a);
+        hr_script_args_free(&a);
+        bool ok = s && s->type == REDIS_REPLY_INTEGER;
+        freeReplyObject(s);
+        if (!ok)
+            return -1;
+        n++;
+    }
+    return n;
+}

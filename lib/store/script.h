@@ -305,6 +305,13 @@ int hr_script_claimed(const struct redisReply *r, struct hr_host_info *h);
 long hr_script_nlisted(const struct redisReply *r);
 void hr_script_listed(const struct redisReply *r, size_t i, struct hr_host_info *h);
 
+/* For tools and tests that call the bucket scripts themselves: applies the
+ * summary changes of reply r (its elements from `from` on) with
+ * summary.lua, synchronously, as the store does. The number applied, or -1
+ * when Redis failed. */
+int hr_script_apply_changes(struct redisContext *c, const struct hr_layout *l,
+                            const struct redisReply *r, size_t from);
+
 /* A synchronous call for tools and tests: EVAL of the script's body with
  * the arguments. The reply is the caller's to free (NULL: c->errstr). */
 struct redisReply *hr_script_eval(struct redisContext *c, enum hr_script_id id,
