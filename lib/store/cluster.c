@@ -71,8 +71,9 @@ struct node {
     redisAsyncContext *ac; /* NULL while down */
     bool connected;        /* connected and authenticated */
     uint64_t connect_started_ms;
-    struct cmd head; /* sentinel of the in-flight list */
-    size_t inflight; /* callers' commands in it */
+    struct cmd head;      /* sentinel of the in-flight list */
+    size_t inflight;      /* callers' commands in it */
+    char auth_error[160]; /* AUTH's refusal, what the calls behind it are told */
 };
 
 struct hr_cluster {
@@ -440,7 +441,8 @@ static void on_auth(struct node *n, redisAsyncContext *ac, const char *error)
         return; /* the connection is gone already */
     if (error) {
         HR_LOG_LIMITED(HR_LOG_ERROR, "redis cluster: %s refused AUTH: %.200s", n->name, error);
-        drop_node(n, "authentication failed");
+        snprintf(n->auth_error, sizeof(n->auth_error), "AUTH refused: %.120s", error);
+        drop_node(n, n->auth_error); /* the calls fail right after this callback */
         return;
     }
     n->connected = true;

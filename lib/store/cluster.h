@@ -56,8 +56,9 @@ struct hr_cluster_stats {
 /* The outcome of a call: `reply` is the reply, valid only during the
  * callback, or NULL when the call failed; `error` is then Redis's error text
  * for an error reply (also valid only during the callback), or why there is
- * no reply ("connection lost", "timed out", "cannot connect", "closed"): the
- * outcome of a write is then unknown, and it is never sent again. The
+ * no reply ("connection lost", "timed out", "cannot connect", "AUTH refused:
+ * ...", "closed"): the outcome of a write is then unknown, and it is never
+ * sent again. The
  * callback may send more calls, but must not free the cluster. */
 typedef void hr_cluster_cb(void *arg, struct redisReply *reply, const char *error);
 

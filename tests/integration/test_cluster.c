@@ -115,7 +115,9 @@ static size_t master_index_of(const struct hr_cluster *cl, int i)
 struct result {
     int calls; /* exactly 1 once answered */
     bool ok;   /* a reply that is not an error */
-    char value[32];
+    int type;  /* the reply's */
+    long long integer;
+    char value[32]; /* a string or status reply; an array's elements joined by ',' */
     char error[128];
 };
 
@@ -127,8 +129,17 @@ static void on_result(void *arg, redisReply *reply, const char *error)
     r->calls++;
     answered++;
     r->ok = reply != NULL;
+    r->type = reply ? reply->type : 0;
     if (reply && (reply->type == REDIS_REPLY_STRING || reply->type == REDIS_REPLY_STATUS))
         snprintf(r->value, sizeof(r->value), "%s", reply->str);
+    if (reply && reply->type == REDIS_REPLY_INTEGER)
+        r->integer = reply->integer;
+    for (size_t i = 0; reply && reply->type == REDIS_REPLY_ARRAY && i < reply->elements; i++) {
+        size_t len = strlen(r->value);
+        const redisReply *e = reply->element[i];
+        snprintf(r->value + len, sizeof(r->value) - len, "%s%s", i ? "," : "",
+                 e->type == REDIS_REPLY_STRING ? e->str : "nil");
+    }
     snprintf(r->error, sizeof(r->error), "%s", error ? error : "");
 }
 
@@ -286,6 +297,31 @@ static void test_cluster_routes_by_slot(void **state)
         assert_true(hr_cluster_owns(cl, master_index_of(cl, holder), slot_of(key)));
         per_node[holder]++;
     }
+    /* The same counts by a fan-out: DBSIZE on each master. */
+    struct result dbsize[3];
+    memset(dbsize, 0, sizeof(dbsize));
+    answered = 0;
+    const char *dbsize_argv[] = {"DBSIZE"};
+    for (size_t m = 0; m < 3; m++)
+        assert_int_equal(hr_cluster_send_node(cl, m, 1, dbsize_argv, NULL, on_result, &dbsize[m]),
+                         HR_OK);
+    want.n = 3;
+    assert_true(run_until(base, all_answered, &want, 5000));
+    for (int j = 0; j < 3; j++)
+        assert_int_equal(dbsize[master_index_of(cl, j)].integer, per_node[j]);
+    /* A command sent to a node that does not own its key follows the MOVED. */
+    size_t owner, other;
+    assert_true(hr_cluster_master_of(cl, slot_of("route:7"), &owner));
+    other = (owner + 1) % 3;
+    uint64_t moved = hr_cluster_get_stats(cl)->moved;
+    struct result r7 = {0};
+    answered = 0;
+    const char *get7[] = {"GET", "route:7"};
+    assert_int_equal(hr_cluster_send_node(cl, other, 2, get7, NULL, on_result, &r7), HR_OK);
+    want.n = 1;
+    assert_true(run_until(base, all_answered, &want, 5000));
+    assert_string_equal(r7.value, "v7");
+    assert_int_equal(hr_cluster_get_stats(cl)->moved, moved + 1);
     print_message("# %d SETs in %llu ms; keys per master: %d, %d, %d\n", N, (unsigned long long)ms,
                   per_node[0], per_node[1], per_node[2]);
     for (int j = 0; j < 3; j++) {
@@ -515,6 +551,173 @@ static void test_cluster_reshard_under_load(void **state)
     event_base_free(base);
 }
 
+/* --- one slot moved by hand: ASK, TRYAGAIN, MOVED, one at a time --- */
+
+static struct {
+    redisContext *src;
+    int dst_port;
+} M;
+
+/* MIGRATE of one key from the source to the destination, as redis-cli does. */
+static void migrate_key(const char *key)
+{
+    redisReply *r = redisCommand(M.src, "MIGRATE 127.0.0.1 %d %s 0 5000 AUTH %s KEYS %s",
+                                 M.dst_port, "", PASS, key); /* "": no single key */
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR)
+        fail_msg("MIGRATE %s: %s", key, r->str);
+    freeReplyObject(r);
+}
+
+static void on_migrate_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    migrate_key(arg);
+}
+
+static void cluster_command(int node, const char *fmt, const char *a, const char *b)
+{
+    redisContext *c = h_cluster_connect(&C, node);
+    redisReply *r = redisCommand(c, fmt, a, b);
+    assert_non_null(r);
+    if (r->type == REDIS_REPLY_ERROR)
+        fail_msg("node %d: %s", node, r->str);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
+/* The slot of {mig} moves from its master to another by hand, the way
+ * redis-cli does it (IMPORTING, MIGRATING, MIGRATE key by key, SETSLOT
+ * NODE), and the router is used at each step: a key gone already is found
+ * by ASK (ASKING and the command on the target); a multi-key command while
+ * one key is on each side gets TRYAGAIN, is sent again and fails with it
+ * after the redirection bound, or succeeds when the migration ends in the
+ * meantime; once the slot is the target's, MOVED sends the command there and
+ * the router's map follows. */
+static void test_cluster_slot_migration_by_hand(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    struct hr_cluster *cl = router_new(base);
+    const struct hr_cluster_stats *st = hr_cluster_get_stats(cl);
+    int slot = slot_of("{mig}a");
+    size_t m;
+    assert_true(hr_cluster_master_of(cl, slot, &m));
+    int src = -1, dst, other;
+    for (int i = 0; i < 3; i++)
+        if (master_index_of(cl, i) == m)
+            src = i;
+    assert_int_not_equal(src, -1);
+    dst = (src + 1) % 3;
+    other = (src + 2) % 3;
+    char src_id[64], dst_id[64], slotstr[16];
+    node_id(src, src_id, sizeof(src_id));
+    node_id(dst, dst_id, sizeof(dst_id));
+    snprintf(slotstr, sizeof(slotstr), "%d", slot);
+
+    struct result res[4];
+    struct count want = {1};
+    const char *set_a[] = {"SET", "{mig}a", "1"}, *set_b[] = {"SET", "{mig}b", "2"};
+    const char *get_a[] = {"GET", "{mig}a"}, *get_b[] = {"GET", "{mig}b"};
+    const char *mget[] = {"MGET", "{mig}a", "{mig}b"};
+    memset(res, 0, sizeof(res));
+    answered = 0;
+    assert_int_equal(hr_cluster_send(cl, slot, 3, set_a, NULL, on_result, &res[0]), HR_OK);
+    assert_int_equal(hr_cluster_send(cl, slot, 3, set_b, NULL, on_result, &res[1]), HR_OK);
+    want.n = 2;
+    assert_true(run_until(base, all_answered, &want, 5000));
+    assert_true(res[0].ok && res[1].ok);
+
+    cluster_command(dst, "CLUSTER SETSLOT %s IMPORTING %s", slotstr, src_id);
+    cluster_command(src, "CLUSTER SETSLOT %s MIGRATING %s", slotstr, dst_id);
+    M.src = h_cluster_connect(&C, src);
+    M.dst_port = C.node[dst].port;
+    migrate_key("{mig}a");
+
+    /* {mig}a is on the target now: ASK. */
+    memset(res, 0, sizeof(res));
+    answered = 0;
+    uint64_t ask = st->ask;
+    assert_int_equal(hr_cluster_send(cl, slot, 2, get_a, NULL, on_result, &res[0]), HR_OK);
+    want.n = 1;
+    assert_true(run_until(base, all_answered, &want, 5000));
+    assert_string_equal(res[0].value, "1");
+    assert_int_equal(st->ask, ask + 1);
+
+    /* MGET with one key on each side: TRYAGAIN until the bound. */
+    memset(res, 0, sizeof(res));
+    answered = 0;
+    uint64_t tryagain = st->tryagain, t0 = h_now_ms();
+    assert_int_equal(hr_cluster_send(cl, slot, 3, mget, NULL, on_result, &res[0]), HR_OK);
+    assert_true(run_until(base, all_answered, &want, 5000));
+    uint64_t gave_up_ms = h_now_ms() - t0;
+    assert_false(res[0].ok);
+    assert_memory_equal(res[0].error, "TRYAGAIN", 8);
+    assert_true(st->tryagain - tryagain >= 4); /* 5 redirections: an ASK at most, then TRYAGAIN */
+
+    /* The same while {mig}b follows 30 ms later: sent again, it succeeds. */
+    memset(res, 0, sizeof(res));
+    answered = 0;
+    tryagain = st->tryagain;
+    struct event *later = evtimer_new(base, on_migrate_timer, "{mig}b");
+    struct timeval tv = {0, 30000};
+    evtimer_add(later, &tv);
+    assert_int_equal(hr_cluster_send(cl, slot, 3, mget, NULL, on_result, &res[0]), HR_OK);
+    assert_true(run_until(base, all_answered, &want, 5000));
+    event_free(later);
+    if (!res[0].ok)
+        fail_msg("MGET during the migration: %s", res[0].error);
+    assert_string_equal(res[0].value, "1,2");
+    assert_true(st->tryagain > tryagain);
+    print_message("# by hand: ASK followed; MGET across the move failed with TRYAGAIN after "
+                  "%llu ms, then succeeded after %llu TRYAGAIN\n",
+                  (unsigned long long)gave_up_ms, (unsigned long long)(st->tryagain - tryagain));
+    redisFree(M.src);
+
+    /* The slot is the target's: MOVED, and the map follows at once. */
+    cluster_command(dst, "CLUSTER SETSLOT %s NODE %s", slotstr, dst_id);
+    cluster_command(src, "CLUSTER SETSLOT %s NODE %s", slotstr, dst_id);
+    cluster_command(other, "CLUSTER SETSLOT %s NODE %s", slotstr, dst_id);
+    memset(res, 0, sizeof(res));
+    answered = 0;
+    uint64_t moved = st->moved;
+    assert_int_equal(hr_cluster_send(cl, slot, 2, get_b, NULL, on_result, &res[0]), HR_OK);
+    assert_true(run_until(base, all_answered, &want, 5000));
+    assert_string_equal(res[0].value, "2");
+    assert_int_equal(st->moved, moved + 1);
+    assert_true(hr_cluster_master_of(cl, slot, &m));
+    assert_int_equal(m, master_index_of(cl, dst));
+    hr_cluster_free(cl);
+    event_base_free(base);
+}
+
+/* A wrong password: never ready, and the reason says why. */
+static void test_cluster_wrong_password_not_ready(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    struct hr_cluster_config cfg = {.nseeds = 1, .timeout_ms = TIMEOUT_MS};
+    snprintf(cfg.seed[0].host, sizeof(cfg.seed[0].host), "127.0.0.1");
+    cfg.seed[0].port = C.node[0].port;
+    snprintf(cfg.pass, sizeof(cfg.pass), "not-the-password");
+    char err[256];
+    struct hr_cluster *cl = hr_cluster_new(base, &cfg, err, sizeof(err));
+    assert_non_null(cl);
+    assert_false(run_until(base, is_ready, cl, 1000));
+    const char *reason = hr_cluster_not_ready_reason(cl);
+    print_message("# wrong password: %s\n", reason);
+    assert_non_null(strstr(reason, "no slot map yet"));
+    assert_non_null(strstr(reason, "AUTH refused: WRONGPASS"));
+    const char *argv[] = {"GET", "x"};
+    assert_int_equal(hr_cluster_send(cl, 0, 2, argv, NULL, on_result, NULL), HR_E_UNAVAILABLE);
+    hr_cluster_free(cl);
+    event_base_free(base);
+    /* A configuration without a seed is refused. */
+    cfg.nseeds = 0;
+    assert_null(hr_cluster_new(base, &cfg, err, sizeof(err)));
+    assert_non_null(strstr(err, "seed"));
+}
+
 /* --- freeing, a paused master, a killed master --- */
 
 /* Freeing the router fails each call in flight, with one callback each,
@@ -654,6 +857,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cluster_keyslot_matches_redis),
         cmocka_unit_test(test_cluster_routes_by_slot),
         cmocka_unit_test(test_cluster_reshard_under_load),
+        cmocka_unit_test(test_cluster_slot_migration_by_hand),
+        cmocka_unit_test(test_cluster_wrong_password_not_ready),
         cmocka_unit_test(test_cluster_free_fails_calls),
         /* Last: it kills a node. */
         cmocka_unit_test(test_cluster_master_paused_then_killed),
