@@ -206,11 +206,11 @@ int h_sentinel_start(struct h_redis *r, const char *master, int master_port, int
     FILE *f = fopen(conf, "w");
     if (!f)
         return -1;
-    /* Quick to act, for a test: a master silent for 1 s is down. */
+    /* Quick to act, for a test: a master silent for 2 s is down. */
     fprintf(f,
             "port %d\nbind 127.0.0.1\ndir %s\nlogfile %s/sentinel.log\n"
             "sentinel monitor %s 127.0.0.1 %d %d\n"
-            "sentinel down-after-milliseconds %s 1000\n"
+            "sentinel down-after-milliseconds %s 2000\n"
             "sentinel failover-timeout %s 5000\n"
             "sentinel parallel-syncs %s 1\n",
             port, r->dir, r->dir, master, master_port, quorum, master, master, master);
@@ -1124,4 +1124,169 @@ int h_http(int port, const char *method, const char *path, const char *headers, 
     int rc = h_http_raw(port, req, len, out);
     free(req);
     return rc;
+}
+
+/* --- Redis Cluster --- */
+
+static void cluster_auth(const struct h_cluster *c, redisContext *rc)
+{
+    if (c->pass[0])
+        freeReplyObject(redisCommand(rc, "AUTH %s", c->pass));
+}
+
+redisContext *h_cluster_connect(const struct h_cluster *c, int i)
+{
+    redisContext *rc = h_redis_connect(c->node[i].port);
+    cluster_auth(c, rc);
+    return rc;
+}
+
+int h_child_wait(pid_t pid, bool block)
+{
+    int status;
+    pid_t r = waitpid(pid, &status, block ? 0 : WNOHANG);
+    if (r != pid)
+        return -1;
+    forget(pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void h_show_log(const char *path)
+{
+    char *log = read_log(path);
+    fprintf(stderr, "--- %s ---\n%s--- end of %s ---\n", path, log ? log : "(none)\n", path);
+    free(log);
+}
+
+pid_t h_cluster_cli_spawn(const struct h_cluster *c, const char *const *args, const char *log_path)
+{
+    const char *argv[48];
+    int n = 0;
+    argv[n++] = env_or("HOSTREG_REDIS_CLI", "/usr/bin/redis-cli");
+    for (int i = 0; args[i] && n < 47; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        /* In the environment rather than -a: no warning about a password
+         * on the command line in its output. */
+        if (c->pass[0])
+            setenv("REDISCLI_AUTH", c->pass, 1);
+        if (dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+            _exit(127);
+        execv(argv[0], (char *const *)argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    close(fd);
+    if (pid > 0)
+        track(pid);
+    return pid;
+}
+
+/* cluster_state of node i's CLUSTER INFO is "ok". */
+static bool cluster_state_ok(const struct h_cluster *c, int i)
+{
+    struct timeval tv = {0, 300000};
+    redisContext *rc = redisConnectWithTimeout("127.0.0.1", c->node[i].port, tv);
+    bool ok = false;
+    if (rc && !rc->err) {
+        cluster_auth(c, rc);
+        redisReply *r = redisCommand(rc, "CLUSTER INFO");
+        ok = r && r->type == REDIS_REPLY_STRING && strstr(r->str, "cluster_state:ok");
+        if (r)
+            freeReplyObject(r);
+    }
+    if (rc)
+        redisFree(rc);
+    return ok;
+}
+
+int h_cluster_start(struct h_cluster *c, int n, const char *pass, const char *const *extra)
+{
+    memset(c, 0, sizeof(*c));
+    if (n < 1 || n > H_CLUSTER_MAX)
+        return -1;
+    c->n = n;
+    snprintf(c->pass, sizeof(c->pass), "%s", pass ? pass : "");
+    /* Every port, client and bus, distinct: the default bus port (port +
+     * 10000) is past 65535 for most free ports. */
+    int ports[2 * H_CLUSTER_MAX];
+    for (int i = 0; i < 2 * n; i++) {
+        ports[i] = h_free_port(SOCK_STREAM);
+        for (int j = 0; j < i; j++)
+            if (ports[j] == ports[i])
+                return -1;
+        if (ports[i] < 0)
+            return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        char bus[16];
+        const char *args[40];
+        int a = 0;
+        snprintf(bus, sizeof(bus), "%d", ports[n + i]);
+        args[a++] = "--cluster-enabled";
+        args[a++] = "yes";
+        args[a++] = "--cluster-config-file";
+        args[a++] = "nodes.conf"; /* in the node's own --dir */
+        args[a++] = "--cluster-port";
+        args[a++] = bus;
+        if (c->pass[0]) {
+            args[a++] = "--requirepass";
+            args[a++] = c->pass;
+            args[a++] = "--masterauth";
+            args[a++] = c->pass;
+        }
+        for (int j = 0; extra && extra[j] && a < 39; j++)
+            args[a++] = extra[j];
+        args[a] = NULL;
+        if (h_redis_start(&c->node[i], ports[i], args) != 0) {
+            fprintf(stderr, "cluster node %d did not start\n", i);
+            goto fail;
+        }
+    }
+    char addrs[H_CLUSTER_MAX][32], log[192];
+    const char *args[H_CLUSTER_MAX + 8];
+    int a = 0;
+    args[a++] = "--cluster";
+    args[a++] = "create";
+    for (int i = 0; i < n; i++) {
+        snprintf(addrs[i], sizeof(addrs[i]), "127.0.0.1:%d", c->node[i].port);
+        args[a++] = addrs[i];
+    }
+    args[a++] = "--cluster-replicas";
+    args[a++] = "0";
+    args[a++] = "--cluster-yes";
+    args[a] = NULL;
+    snprintf(log, sizeof(log), "%s/cluster-create.log", c->node[0].dir);
+    pid_t pid = h_cluster_cli_spawn(c, args, log);
+    /* redis-cli waits by itself until the nodes have met, and gives up
+     * on its own when they do not. */
+    if (pid < 0 || h_child_wait(pid, true) != 0) {
+        fprintf(stderr, "redis-cli --cluster create failed\n");
+        h_show_log(log);
+        goto fail;
+    }
+    uint64_t deadline = h_now_ms() + 30000;
+    for (int i = 0; i < n; i++)
+        while (!cluster_state_ok(c, i)) {
+            if (h_now_ms() > deadline) {
+                fprintf(stderr, "cluster node %d: cluster_state not ok after 30 s\n", i);
+                goto fail;
+            }
+            usleep(20000); /* Redis tells nobody when its cluster state changes */
+        }
+    return 0;
+fail:
+    h_cluster_stop(c);
+    return -1;
+}
+
+void h_cluster_stop(struct h_cluster *c)
+{
+    for (int i = 0; i < c->n; i++)
+        h_redis_stop(&c->node[i], false, true);
 }

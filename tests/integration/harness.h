@@ -28,7 +28,8 @@ int h_redis_start(struct h_redis *r, int port, const char *const *extra);
 /* Starts a Redis Sentinel (redis-server FILE --sentinel) on a free port,
  * monitoring the master `master` at 127.0.0.1:master_port with `quorum`
  * (and `auth_pass`, unless NULL, as the data nodes' password), and
- * quick to act (down after 1 s of silence). Waits until it answers for the
+ * quick to act (down after 2 s of silence: less would fail over a healthy
+ * master on a loaded test machine). Waits until it answers for the
  * master. 0 or -1. Stop it with h_redis_stop. */
 int h_sentinel_start(struct h_redis *r, const char *master, int master_port, int quorum,
                      const char *auth_pass);
@@ -169,6 +170,40 @@ long long h_zscore(redisContext *c, const char *key, const char *member);
  * EXISTS and ZCARD of "<prefix>i:<region>:<status>" are answered from
  * layout 2 (see h_entry_field). */
 long long h_redis_int(redisContext *c, const char *fmt, ...);
+
+/* --- Redis Cluster --- */
+
+#define H_CLUSTER_MAX 6
+
+struct h_cluster {
+    int n;
+    struct h_redis node[H_CLUSTER_MAX];
+    char pass[64]; /* every node's requirepass and masterauth, "" for none */
+};
+
+/* Starts n (1 to H_CLUSTER_MAX) redis-servers with --cluster-enabled yes
+ * --cluster-config-file nodes.conf on free loopback ports (the cluster bus on
+ * a free port of its own; `extra`, NULL-terminated or NULL, is passed to
+ * each), joins them as n masters with `redis-cli --cluster create ...
+ * --cluster-replicas 0 --cluster-yes` ($HOSTREG_REDIS_CLI) and waits (30 s
+ * at most) until every node reports cluster_state:ok. `pass` (or NULL)
+ * becomes every node's requirepass and masterauth. 0, or -1 with the nodes
+ * stopped (and redis-cli's output shown). */
+int h_cluster_start(struct h_cluster *c, int n, const char *pass, const char *const *extra);
+/* Stops every node still running (SIGTERM) and removes their directories. */
+void h_cluster_stop(struct h_cluster *c);
+/* A synchronous connection to node i, authenticated; aborts on failure. */
+redisContext *h_cluster_connect(const struct h_cluster *c, int i);
+/* Starts redis-cli with `args` (NULL-terminated), the cluster's password in
+ * REDISCLI_AUTH, its stdout and stderr written to `log_path`, and returns at
+ * once: its pid, or -1. Reap it with h_child_wait. */
+pid_t h_cluster_cli_spawn(const struct h_cluster *c, const char *const *args, const char *log_path);
+/* The exit status of child `pid` (its exit code, or 128 + the signal that
+ * killed it) once it has exited, waiting for it when `block`; -1 while it
+ * runs (not `block`) or when it is not a child. */
+int h_child_wait(pid_t pid, bool block);
+/* Prints the file at `path` to stderr (a child's log, when a test fails). */
+void h_show_log(const char *path);
 
 /* --- hostreg-gateway --- */
 
