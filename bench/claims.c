@@ -29,11 +29,19 @@ static void reset(redisContext *rc, const char *prefix)
     if (hr_layout_read_sync(rc, prefix, &lay, err, sizeof(err)) != 1)
         return;
     struct hr_script_args a = {0};
+    /* Every bucket's claims, pipelined (one round trip, not one a bucket). */
     for (uint32_t b = 0; b < lay.buckets; b++) {
         char tag[16], key[64];
         snprintf(tag, sizeof(tag), "%u", b);
         hr_layout_key(key, sizeof(key), prefix, tag, hr_script_bkey(HR_SCRIPT_BKEY_CLAIMS));
-        redisReply *ids = redisCommand(rc, "ZRANGE %s 0 -1", key);
+        redisAppendCommand(rc, "ZRANGE %s 0 -1", key);
+    }
+    redisReply **claimed = calloc(lay.buckets, sizeof(*claimed));
+    for (uint32_t b = 0; claimed && b < lay.buckets; b++)
+        if (redisGetReply(rc, (void **)&claimed[b]) != REDIS_OK)
+            claimed[b] = NULL;
+    for (uint32_t b = 0; claimed && b < lay.buckets; b++) {
+        redisReply *ids = claimed[b];
         if (!ids || ids->type != REDIS_REPLY_ARRAY || ids->elements == 0) {
             freeReplyObject(ids);
             continue;
@@ -59,6 +67,7 @@ static void reset(redisContext *rc, const char *prefix)
         freeReplyObject(r);
         freeReplyObject(ids);
     }
+    free(claimed);
     hr_script_args_free(&a);
 }
 

@@ -82,7 +82,7 @@ struct redisContext;
     X(LIST, REGIONS)
 #define HR_SCRIPT_COUNT_ARGS(X) X(COUNT, REGIONS)
 #define HR_SCRIPT_SWEEP_ARGS(X)                                                                    \
-    X(SWEEP, MAX)   /* claims returned to idle, and expired entries removed, per bucket at most */ \
+    X(SWEEP, MAX)   /* claims returned to idle and expired entries removed, in all, at most */     \
     X(SWEEP, STATE) /* "1": report every region's summary state, not only changes */
 #define HR_SCRIPT_RELEASE_ARGS(X)                                                                  \
     X(RELEASE, ID)    /* the claim id to undo (KEYS: the bucket's, then the claim key) */          \

@@ -7,6 +7,8 @@
 
 #include <event2/event.h>
 #include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +21,9 @@
  * hold Redis longer per call for no gain. */
 #define BATCH_MAX 128
 
-/* Unconfirmed claims returned to idle per sweep call: a batch at a time, so
- * that one call never holds Redis long. */
+/* Due claims and expired entries a sweep call handles at most, over all its
+ * buckets: a batch at a time, so that one call never holds Redis long (after
+ * a mass expiry the backlog drains over the next sweeps). */
 #define SWEEP_MAX 1000
 
 /* The key the readiness probe names, after the prefix: never created (the
@@ -42,9 +45,10 @@
 #define SWEEP_STATE_EVERY 10
 
 /* Claims remembered with the bucket they were sent to, for
- * hr_store_release (the most recent ones; a release comes within a request
- * timeout of its claim). */
-#define RECENT_CLAIMS 256
+ * hr_store_release: the most recent ones (a release comes within a request
+ * timeout of its claim). A find sends up to FIND_TRIES claims per region,
+ * so this holds the last few hundred finds even when they miss. */
+#define RECENT_CLAIMS 4096
 
 struct claim_op;
 struct fan_op;
@@ -134,6 +138,9 @@ struct hr_store {
     } recent[RECENT_CLAIMS]; /* claims sent, with their bucket */
     size_t recent_next;
     unsigned sweeps;
+    uint32_t sweep_at; /* 1 + the first bucket of the round's next call; 0: no round */
+    bool sweep_state;  /* this round reports every summary state */
+    bool cap_warned;   /* bucket_cap's warning logged */
 };
 
 static const struct hr_layout *layout(const struct hr_store *st)
@@ -274,23 +281,35 @@ static void apply_changes(struct hr_store *st, const redisReply *reply, size_t f
 {
     if (!reply || reply->type != REDIS_REPLY_ARRAY)
         return;
-    bool done[HR_REGIONS_MAX * 4] = {false};
-    size_t n = reply->elements - from < sizeof(done) ? reply->elements - from : sizeof(done);
-    for (size_t i = 0; i < n; i++) {
-        struct hr_summary_change ch, other;
-        if (done[i] || !hr_script_change(reply->element[from + i], &ch))
+    /* One call per region: the regions, in the order they first appear, are
+     * few (HR_REGIONS_MAX at most are configured); the changes may be many
+     * (a sweep's report covers every bucket of its range). */
+    char regions[HR_REGIONS_MAX][HR_REGION_MAX + 1];
+    size_t nregions = 0;
+    for (size_t i = from; i < reply->elements; i++) {
+        struct hr_summary_change ch;
+        if (!hr_script_change(reply->element[i], &ch))
             continue;
+        size_t r = 0;
+        while (r < nregions && strcmp(regions[r], ch.region) != 0)
+            r++;
+        if (r < nregions)
+            continue;
+        if (nregions == HR_REGIONS_MAX)
+            break; /* not a configured region: the sweep tells it again */
+        memcpy(regions[nregions++], ch.region, strlen(ch.region) + 1);
+    }
+    for (size_t r = 0; r < nregions; r++) {
         int err;
         struct cmd *c = cmd_new(st, HR_SCRIPT_SUMMARY, handle_nothing, NULL, &err);
         if (!c)
             return;
-        hr_script_summary_args(&c->args, layout(st), ch.region);
-        for (size_t j = i; j < n; j++)
-            if (!done[j] && hr_script_change(reply->element[from + j], &other) &&
-                strcmp(other.region, ch.region) == 0) {
-                hr_script_summary_add(&c->args, other.op, other.epoch, other.bucket);
-                done[j] = true;
-            }
+        hr_script_summary_args(&c->args, layout(st), regions[r]);
+        for (size_t i = from; i < reply->elements; i++) {
+            struct hr_summary_change ch;
+            if (hr_script_change(reply->element[i], &ch) && strcmp(ch.region, regions[r]) == 0)
+                hr_script_summary_add(&c->args, ch.op, ch.epoch, ch.bucket);
+        }
         cmd_submit(st, c);
     }
 }
@@ -389,6 +408,23 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     answer_failed(arg);
 }
 
+/* The host cap, bucket by bucket (a script sees one bucket at a time): a
+ * bucket's share of max_hosts, plus three standard deviations of the number
+ * of hosts a bucket gets (Poisson, the hash spreads them), so that a bucket
+ * does not refuse hosts long before the registry holds max_hosts. The
+ * registry then holds at most about max_hosts, and at most
+ * buckets * bucket_cap: exact with one bucket, a few percent over with many
+ * buckets and a large cap, far over when max_hosts is not much more than
+ * the bucket count (the store warns once). 0: no cap. */
+static uint32_t bucket_cap(uint32_t max_hosts, uint32_t buckets)
+{
+    if (!max_hosts || buckets <= 1)
+        return max_hosts;
+    double mean = (double)max_hosts / buckets;
+    double cap = ceil(mean + 3 * sqrt(mean) + 1);
+    return cap > max_hosts ? max_hosts : (uint32_t)cap;
+}
+
 /* Requests of one event-loop turn go to Redis as one script call: the daemon's
  * receive batch costs one round trip and one script invocation instead of one
  * per datagram, and a lone request still leaves at the end of its turn. */
@@ -404,11 +440,15 @@ int hr_store_submit(struct hr_store *st, const struct hr_request *req, unsigned 
     if (!c) {
         if (!(c = cmd_new(st, HR_SCRIPT_REQUESTS, handle_requests, NULL, &err)))
             return err;
-        /* The host cap, bucket by bucket: the registry holds at most about
-         * max_hosts (a bucket may fill a little before the registry does). */
-        uint32_t b = layout(st)->buckets;
-        uint32_t cap =
-            st->cfg.max_hosts ? (uint32_t)(((uint64_t)st->cfg.max_hosts + b - 1) / b) : 0;
+        uint32_t nb = layout(st)->buckets, cap = bucket_cap(st->cfg.max_hosts, nb);
+        if (!st->cap_warned && st->cfg.max_hosts && nb > 1 && st->cfg.max_hosts / nb < 64) {
+            st->cap_warned = true;
+            HR_LOG(HR_LOG_WARN,
+                   "--max-hosts %" PRIu32 " over %" PRIu32 " buckets: at most %" PRIu32
+                   " hosts a bucket, so the registry may hold up to %" PRIu64
+                   " (the cap is applied per bucket; fewer buckets make it closer)",
+                   st->cfg.max_hosts, nb, cap, (uint64_t)cap * nb);
+        }
         hr_script_requests_header(&c->args, st->cfg.ttl_ms, cap);
         st->open = c;
         event_active(st->flush_ev, EV_TIMEOUT, 0);
@@ -763,11 +803,15 @@ int hr_store_release(struct hr_store *st, const char *claim_id, uint32_t lease_m
             op->cancelled = true;
     bool found = false;
     uint32_t bucket = 0;
-    for (size_t i = 0; i < RECENT_CLAIMS; i++)
+    /* Newest first: a find's last claim is the one that may have taken a
+     * host (the ones before it found none). */
+    for (size_t k = 1; k <= RECENT_CLAIMS && !found; k++) {
+        size_t i = (st->recent_next - k) % RECENT_CLAIMS;
         if (strcmp(st->recent[i].id, claim_id) == 0) {
             found = true;
             bucket = st->recent[i].bucket;
         }
+    }
     int err;
     struct cmd *c =
         cmd_new(st, found ? HR_SCRIPT_RELEASE : HR_CONN_PLAIN, handle_release, arg, &err);
@@ -828,36 +872,58 @@ int hr_store_probe(struct hr_store *st, hr_store_probe_cb *cb, void *arg)
     return cmd_submit(st, c);
 }
 
+static void sweep_next(struct hr_store *st);
+
 static void handle_sweep(struct cmd *c, redisReply *reply)
 {
+    struct hr_store *st = c->st;
     if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
-        reply->element[0]->type != REDIS_REPLY_INTEGER)
+        reply->element[0]->type != REDIS_REPLY_INTEGER) {
+        st->sweep_at = 0; /* the round ends; the next tick begins another */
         return;
+    }
     if (reply->element[0]->integer > 0)
         HR_LOG(HR_LOG_INFO, "claims: %lld unconfirmed claims returned to idle",
                reply->element[0]->integer);
-    apply_changes(c->st, reply, 1);
+    apply_changes(st, reply, 1);
+    sweep_next(st);
 }
 
-/* Hosts whose claim lease ended unconfirmed go back to idle. */
+/* The next FANOUT buckets of the sweep's round, or the end of the round.
+ * One call at a time: a round over thousands of buckets never queues more
+ * than one call ahead of the requests. */
+static void sweep_next(struct hr_store *st)
+{
+    uint32_t nb = layout(st)->buckets, first = st->sweep_at - 1;
+    if (first >= nb) {
+        st->sweep_at = 0;
+        return;
+    }
+    int err;
+    struct cmd *c = cmd_new(st, HR_SCRIPT_SWEEP, handle_sweep, NULL, &err);
+    if (!c) {
+        st->sweep_at = 0;
+        return;
+    }
+    hr_script_sweep_args(&c->args, layout(st), first, nb - first < FANOUT ? nb - first : FANOUT,
+                         SWEEP_MAX, st->sweep_state);
+    st->sweep_at = first + FANOUT + 1;
+    if (cmd_submit(st, c) != HR_OK)
+        st->sweep_at = 0;
+}
+
+/* A sweep round over every bucket begins (unless one is still under way):
+ * hosts whose claim lease ended unconfirmed go back to idle, and what
+ * expired is removed. */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct hr_store *st = arg;
-    if (!ready(st))
+    if (!ready(st) || st->sweep_at)
         return;
-    bool state = st->sweeps++ % SWEEP_STATE_EVERY == 0;
-    uint32_t nb = layout(st)->buckets;
-    for (uint32_t first = 0; first < nb; first += FANOUT) {
-        int err;
-        struct cmd *c = cmd_new(st, HR_SCRIPT_SWEEP, handle_sweep, NULL, &err);
-        if (!c)
-            return;
-        hr_script_sweep_args(&c->args, layout(st), first, nb - first < FANOUT ? nb - first : FANOUT,
-                             SWEEP_MAX, state);
-        if (cmd_submit(st, c) != HR_OK)
-            return;
-    }
+    st->sweep_state = st->sweeps++ % SWEEP_STATE_EVERY == 0;
+    st->sweep_at = 1;
+    sweep_next(st);
 }
 
 struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_config *cfg, char *err,

@@ -2467,6 +2467,36 @@ static void test_scripts_summary_follows_idle_hosts(void **state)
     assert_int_equal(summary_epoch("local", 0), -1);
 }
 
+/* The sweep's bound is for the whole call, all its buckets together: after
+ * a mass expiry one call must not hold Redis for every bucket's backlog. */
+static void test_scripts_sweep_bound_per_call(void **state)
+{
+    (void)state;
+    layout(4);
+    char ids[4][5][32];
+    for (uint32_t b = 0; b < 4; b++)
+        for (int i = 0; i < 5; i++) {
+            char stem[16];
+            snprintf(stem, sizeof(stem), "sb%u-%d", b, i);
+            id_in(ids[b][i], sizeof(ids[b][i]), stem, b);
+            assert_int_equal(run(beat(ids[b][i], HR_STATUS_IDLE, 1)), R_APPLIED);
+        }
+    for (uint32_t b = 0; b < 4; b++) /* all expired (a heartbeat would trim its bucket) */
+        for (int i = 0; i < 5; i++)
+            set_expiry(ids[b][i], 1000);
+    long long left = 0;
+    assert_int_equal(sweep(6), 0);
+    for (uint32_t b = 0; b < 4; b++)
+        left += h_redis_int(rc, "HLEN %s", bkey(b, HR_SCRIPT_BKEY_ENTRIES));
+    assert_int_equal(left, 20 - 6);
+    for (int i = 0; i < 3; i++)
+        sweep(6);
+    left = 0;
+    for (uint32_t b = 0; b < 4; b++)
+        left += h_redis_int(rc, "HLEN %s", bkey(b, HR_SCRIPT_BKEY_ENTRIES));
+    assert_int_equal(left, 0);
+}
+
 /* A key of the wrong type at one bucket's summary state (its m) keeps back
  * that bucket's changes only: in the same batch another bucket's change is
  * reported and applied; a claim in the broken bucket still answers the host
@@ -2669,6 +2699,7 @@ int main(int argc, char **argv)
         T(test_scripts_summary_follows_idle_hosts),
         T(test_scripts_summary_ignores_older_epoch),
         T(test_scripts_summary_bad_bucket_isolated),
+        T(test_scripts_sweep_bound_per_call),
         T(test_scripts_summary_sweep_reports_state),
     };
     return cmocka_run_group_tests_name("scripts", tests, setup, teardown);

@@ -120,8 +120,9 @@ local function trim(k, max)
   return #old
 end
 
--- Returns claimed hosts of bucket k whose lease ended unconfirmed to idle, up
--- to `max`; how many.
+-- Returns claimed hosts of bucket k whose lease ended unconfirmed to idle,
+-- looking at `max` due claims at most: how many went back to idle, and how
+-- many were looked at.
 local function sweep_claims(k, max)
   local due = call('ZRANGEBYSCORE', k.c, '-inf', now, 'LIMIT', 0, max)
   local n = 0
@@ -134,7 +135,7 @@ local function sweep_claims(k, max)
       call('ZREM', k.c, id)
     end
   end
-  return n
+  return n, #due
 end
 
 -- Appends to `out` the summary changes of the buckets touched: "<a|d>

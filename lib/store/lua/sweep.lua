@@ -2,16 +2,23 @@
 -- ended without the host confirming (a client that never connected, a legacy
 -- host that never sends status updates) go back to idle, and what expired
 -- (entries, tombstones) is removed.
--- KEYS: the buckets' keys. ARGV (HR_SCRIPT_SWEEP_ARGS): how many at most per
--- bucket, and '1' to report every region's summary state (entry.lua:
--- changes()), which repairs a summary that missed a change.
+-- KEYS: the buckets' keys. ARGV (HR_SCRIPT_SWEEP_ARGS): how many claims and
+-- expired entries at most in this call, all buckets together (after a mass
+-- expiry a bound per bucket would still hold Redis for as long as it takes
+-- a few hundred buckets; what is left waits for the next sweep, and readers
+-- skip it anyway), and '1' to report every region's summary state
+-- (entry.lua: changes()), which repairs a summary that missed a change.
 -- Returns the number of hosts returned to idle, then the summary changes.
-local max, state = tonumber(ARGV[SWEEP_MAX]), ARGV[SWEEP_STATE] == '1'
+local budget, state = tonumber(ARGV[SWEEP_MAX]), ARGV[SWEEP_STATE] == '1'
 local n = 0
 for g = 0, math.floor(#KEYS / BKEYS) - 1 do
   local k = bucket(g)
-  n = n + sweep_claims(k, max)
-  trim(k, max)
+  if budget > 0 then
+    local freed, seen = sweep_claims(k, budget)
+    n = n + freed
+    budget = budget - seen
+  end
+  if budget > 0 then budget = budget - trim(k, budget) end
   if call('HLEN', k.t) > 0 then
     local tombs = call('HGETALL', k.t)
     for j = 1, #tombs, 2 do
