@@ -130,7 +130,7 @@ struct hr_sync_cluster {
     struct hr_redis_addr addr; /* user and password */
     int timeout_ms;
     struct sync_node *nodes;
-    size_t nnodes, nmasters;
+    size_t nnodes;
     uint16_t owner[HR_CLUSTER_SLOTS];
 };
 
@@ -188,11 +188,6 @@ static int sync_read_map(struct hr_sync_cluster *sc, struct sync_node *from, cha
     }
     for (size_t s = 0; s < HR_CLUSTER_SLOTS; s++)
         sc->owner[s] = UINT16_MAX;
-    /* A null or empty host: the node that answered (Redis 7 says so when it
-     * does not know its own address). */
-    char fromhost[256];
-    snprintf(fromhost, sizeof(fromhost), "%s", from->host);
-    sc->nmasters = 0;
     for (size_t i = 0; i < r->elements; i++) {
         const redisReply *e = r->element[i];
         if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
@@ -203,7 +198,9 @@ static int sync_read_map(struct hr_sync_cluster *sc, struct sync_node *from, cha
             continue;
         long long start = e->element[0]->integer, end = e->element[1]->integer;
         const redisReply *h = e->element[2]->element[0];
-        const char *host = h->type == REDIS_REPLY_STRING && h->len ? h->str : fromhost;
+        /* A null or empty host: the node that answered (Redis 7 says so
+         * when it does not know its own address). */
+        const char *host = h->type == REDIS_REPLY_STRING && h->len ? h->str : from->host;
         if (strcmp(host, "?") == 0 || start < 0 || end >= HR_CLUSTER_SLOTS || end < start)
             continue;
         struct sync_node *n =
@@ -211,13 +208,6 @@ static int sync_read_map(struct hr_sync_cluster *sc, struct sync_node *from, cha
         for (long long s = start; n && s <= end; s++)
             sc->owner[s] = (uint16_t)(n - sc->nodes);
     }
-    /* Masters: the distinct owners. */
-    bool seen[SYNC_NODES_MAX] = {false};
-    for (size_t s = 0; s < HR_CLUSTER_SLOTS; s++)
-        if (sc->owner[s] != UINT16_MAX && !seen[sc->owner[s]]) {
-            seen[sc->owner[s]] = true;
-            sc->nmasters++;
-        }
     rc = 0;
 out:
     freeReplyObject(r);
@@ -313,11 +303,6 @@ redisReply *hr_sync_cluster_command(struct hr_sync_cluster *sc, int slot, int ar
     }
     snprintf(err, errlen, "slot %d: more than %d redirections", slot, SYNC_REDIRECTS);
     return NULL;
-}
-
-size_t hr_sync_cluster_nmasters(const struct hr_sync_cluster *sc)
-{
-    return sc->nmasters;
 }
 
 void hr_sync_cluster_free(struct hr_sync_cluster *sc)

@@ -48,9 +48,6 @@ struct redisReply *hr_sync_cluster_command(struct hr_sync_cluster *sc, int slot,
                                            const char **argv, const size_t *argvlen, char *err,
                                            size_t errlen);
 
-/* The number of masters of the map. */
-size_t hr_sync_cluster_nmasters(const struct hr_sync_cluster *sc);
-
 void hr_sync_cluster_free(struct hr_sync_cluster *sc);
 
 #endif
