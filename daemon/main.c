@@ -126,7 +126,7 @@ static void log_stats(const struct worker *w)
            "refused_full=%llu refused_source_full=%llu%s redis_calls=%llu "
            "redis_errors=%llu "
            "redis_timeouts=%llu redis_connects=%llu redis_inflight=%zu redis_ready=%d "
-           "redis_evicting=%d",
+           "redis_evicting=%d redis_moved=%llu redis_ask=%llu redis_tryagain=%llu",
            w->id, (unsigned long long)s->received, (unsigned long long)s->bytes_in,
            (unsigned long long)s->bytes_out, (unsigned long long)s->invalid,
            (unsigned long long)s->acked[HR_RESULT_OK],
@@ -143,7 +143,8 @@ static void log_stats(const struct worker *w)
            (unsigned long long)r->reconnects, hr_store_inflight(w->store),
            /* Ready: connected, and the last write was not refused. */
            hr_store_ready(w->store) && !hr_store_writes_refused(w->store),
-           hr_store_evicting(w->store));
+           hr_store_evicting(w->store), (unsigned long long)r->moved, (unsigned long long)r->ask,
+           (unsigned long long)r->tryagain);
 }
 
 /* These run on the worker's own thread (event_base_once from the main one),

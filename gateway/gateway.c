@@ -782,10 +782,17 @@ static void on_probe(void *arg, int err, const char *refused)
  * full Redis answers PING but refuses every heartbeat (hr_store_probe). */
 static void h_readyz(struct call *c)
 {
-    if (hr_store_probe(c->gw->store, on_probe, c) != HR_OK)
-        reply_error(c, 503, "redis is not connected");
-    else
+    if (hr_store_probe(c->gw->store, on_probe, c) == HR_OK) {
         c->gw->pending++;
+        return;
+    }
+    /* Not ready: on a Redis Cluster the reason names the slots without a
+     * master, or the cluster's state. */
+    const char *why = hr_store_not_ready_reason(c->gw->store);
+    if (hr_store_clustered(c->gw->store) && why[0])
+        reply_error(c, 503, "redis cluster is not ready: %.400s", why);
+    else
+        reply_error(c, 503, "redis is not connected");
 }
 
 static void on_counts(void *arg, int err, const uint64_t *counts, size_t n)

@@ -1,5 +1,6 @@
 #include "ls.h"
 
+#include "cluster.h"
 #include "config.h"
 #include "err.h"
 #include "layout.h"
@@ -42,6 +43,71 @@ static const struct hr_opt options[] = {
     {0},
 };
 
+/* Where ls reads: one Redis, or a Redis Cluster (`sc`: then a call per
+ * bucket, each to the master of its bucket's slot). */
+struct target {
+    redisContext *c;
+    struct hr_sync_cluster *sc;
+    char err[256]; /* why the last call got no reply */
+};
+
+/* A script call: its reply (NULL: t->err says why). */
+static redisReply *eval(struct target *t, enum hr_script_id id, const struct hr_script_args *a)
+{
+    if (!t->sc) {
+        redisReply *r = hr_script_eval(t->c, id, a);
+        if (!r)
+            snprintf(t->err, sizeof(t->err), "%s", t->c->err ? t->c->errstr : "out of memory");
+        return r;
+    }
+    size_t n = (size_t)a->nkeys + (size_t)a->argc + 3, len;
+    const char **argv = malloc(n * sizeof(*argv));
+    size_t *lens = malloc(n * sizeof(*lens));
+    redisReply *r = NULL;
+    char nkeys[16];
+    if (!argv || !lens || a->failed || a->nkeys < 1) {
+        snprintf(t->err, sizeof(t->err), "out of memory");
+    } else {
+        int argc = hr_script_command(id, a, argv, lens, nkeys);
+        const char *key = hr_script_key_at(a, 0, &len);
+        r = hr_sync_cluster_command(t->sc, hr_cluster_keyslot(key, len), argc, argv, lens, t->err,
+                                    sizeof(t->err));
+    }
+    free(argv);
+    free(lens);
+    return r;
+}
+
+/* The registry's layout, as hr_layout_read_sync reads it (1, 0 or -1). */
+static int read_layout(struct target *t, const char *prefix, struct hr_layout *l, char *err,
+                       size_t errlen)
+{
+    if (!t->sc)
+        return hr_layout_read_sync(t->c, prefix, l, err, errlen);
+    char key[64];
+    int n = snprintf(key, sizeof(key), "%s" HR_LAYOUT_KEY, prefix);
+    const char *argv[] = {"GET", key};
+    redisReply *r = hr_sync_cluster_command(t->sc, hr_cluster_keyslot(key, (size_t)n), 2, argv,
+                                            NULL, err, errlen);
+    int rc = -1;
+    if (!r) {
+        /* err says why */
+    } else if (r->type == REDIS_REPLY_NIL) {
+        rc = 0;
+    } else if (r->type != REDIS_REPLY_STRING) {
+        snprintf(err, errlen, "cannot read %s: %s", key,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "not a string");
+    } else if (hr_layout_parse(r->str, prefix, l) != 0) {
+        snprintf(err, errlen,
+                 "%s is '%.40s': not storage layout " HR_LAYOUT_VERSION ", which this build reads",
+                 key, r->str);
+    } else {
+        rc = 1;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
 int hr_cmd_ls(int argc, char **argv)
 {
     struct ls_config cfg;
@@ -68,9 +134,18 @@ int hr_cmd_ls(int argc, char **argv)
         fprintf(stderr, "error: region '%s' is not in --regions\n", cfg.region);
         return 2;
     }
-    redisContext *c = hr_redis_connect_sync(&cfg.common.store.redis, 2000, err, sizeof(err));
-    if (!c) {
+    /* A cluster: several nodes in the URL, or a node that says it is one. */
+    struct target t = {0};
+    const struct hr_redis_addr *addr = &cfg.common.store.redis;
+    if (!addr->nseeds &&
+        !(t.c = hr_redis_connect_sync(&cfg.common.store.redis, 2000, err, sizeof(err)))) {
         fprintf(stderr, "error: %s\n", err);
+        return 1;
+    }
+    if ((addr->nseeds || (!addr->path[0] && !addr->master[0] && hr_redis_is_cluster_sync(t.c))) &&
+        !(t.sc = hr_sync_cluster_connect(addr, 2000, err, sizeof(err)))) {
+        fprintf(stderr, "error: %s\n", err);
+        redisFree(t.c);
         return 1;
     }
     int rc = 1;
@@ -80,21 +155,23 @@ int hr_cmd_ls(int argc, char **argv)
     struct hr_host_info *listed = NULL;
     long nlisted = 0;
     unsigned long long counts[HR_NSTATUSES * HR_REGIONS_MAX] = {0};
-    int found = hr_layout_read_sync(c, cfg.common.store.prefix, &lay, err, sizeof(err));
+    int found = read_layout(&t, cfg.common.store.prefix, &lay, err, sizeof(err));
     if (found < 0) {
         fprintf(stderr, "error: %s\n", err);
         goto out;
     }
-    /* Over every bucket, a few hundred a call (none: nothing registered). */
+    /* Over every bucket, a few hundred a call (none: nothing registered); on
+     * a cluster one a call, since a call's keys must be of one slot. */
     struct hr_script_args a = {0};
-    for (uint32_t b0 = 0; found && b0 < lay.buckets; b0 += 256) {
-        uint32_t n = lay.buckets - b0 < 256 ? lay.buckets - b0 : 256;
+    uint32_t step = t.sc ? 1 : 256;
+    for (uint32_t b0 = 0; found && b0 < lay.buckets; b0 += step) {
+        uint32_t n = lay.buckets - b0 < step ? lay.buckets - b0 : step;
         hr_script_args_reset(&a);
         hr_script_list_args(&a, &lay, b0, n, &q);
-        redisReply *list = hr_script_eval(c, HR_SCRIPT_LIST, &a);
+        redisReply *list = eval(&t, HR_SCRIPT_LIST, &a);
         hr_script_args_reset(&a);
         hr_script_count_args(&a, &lay, b0, n, regions, nregions);
-        redisReply *cnt = hr_script_eval(c, HR_SCRIPT_COUNT, &a);
+        redisReply *cnt = eval(&t, HR_SCRIPT_COUNT, &a);
         long got = hr_script_nlisted(list);
         bool ok = got >= 0 && cnt && cnt->type == REDIS_REPLY_ARRAY &&
                   cnt->elements == HR_NSTATUSES * nregions;
@@ -104,7 +181,7 @@ int hr_cmd_ls(int argc, char **argv)
             fprintf(stderr, "error: Redis: %s\n",
                     list && list->type == REDIS_REPLY_ERROR ? list->str
                     : cnt && cnt->type == REDIS_REPLY_ERROR ? cnt->str
-                    : c->err                                ? c->errstr
+                    : !list || !cnt                         ? t.err
                                                             : "unexpected reply");
             freeReplyObject(list);
             freeReplyObject(cnt);
@@ -189,6 +266,7 @@ int hr_cmd_ls(int argc, char **argv)
     rc = 0;
 out:
     free(listed);
-    redisFree(c);
+    hr_sync_cluster_free(t.sc);
+    redisFree(t.c);
     return rc;
 }

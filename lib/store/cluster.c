@@ -724,7 +724,9 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     case K_USER:
         if (reply && error && !cl->freeing && redirect(cl, n, k, error))
             return; /* sent again: k lives on */
-        if (reply && error) {
+        if (reply && error && strncmp(error, "NOSCRIPT", 8) != 0) {
+            /* (NOSCRIPT is the caller's to handle, by sending the script's
+             * body: no failure to count or log.) */
             cl->stats.errors++;
             HR_LOG_LIMITED(HR_LOG_ERROR, "redis cluster: %s: command failed: %.200s", n->name,
                            error);
@@ -956,4 +958,9 @@ const char *hr_cluster_not_ready_reason(const struct hr_cluster *cl)
 const struct hr_cluster_stats *hr_cluster_get_stats(const struct hr_cluster *cl)
 {
     return &cl->stats;
+}
+
+void hr_cluster_refresh(struct hr_cluster *cl)
+{
+    refresh_soon(cl);
 }

@@ -5,8 +5,8 @@
  * (a bounded number of times per command). It owns its connections and its
  * copies of the commands it is given, never the callers' state. Nothing here
  * blocks (but a seed given by host name is resolved by getaddrinfo, as
- * hiredis does it). The store (store.h) is to be its user; for now the tests
- * are. */
+ * hiredis does it). The store's cluster connection (cluster_conn.h) is its
+ * user. */
 #ifndef HR_CLUSTER_H
 #define HR_CLUSTER_H
 
@@ -49,7 +49,7 @@ struct hr_cluster_stats {
     uint64_t refresh_failures; /* CLUSTER SLOTS or CLUSTER INFO not answered, or refused */
     uint64_t timeouts;         /* connections dropped for a command or a connect too slow */
     uint64_t connects;         /* connection attempts */
-    uint64_t errors;           /* error replies handed to callers */
+    uint64_t errors;           /* error replies handed to callers (NOSCRIPT not counted) */
     uint64_t lost;             /* calls failed with no reply: outcome unknown */
 };
 
@@ -121,6 +121,12 @@ bool hr_cluster_ready(const struct hr_cluster *cl);
  * "cluster_state:fail", "no slot map yet: ..."), or "" when it is. Valid
  * until the next turn of the event loop. */
 const char *hr_cluster_not_ready_reason(const struct hr_cluster *cl);
+
+/* Asks for the slot map again soon (after the current backoff, or right
+ * after the refresh under way): for a caller that learned something the
+ * router cannot see, such as a write refused READONLY by a master that has
+ * just become a replica. */
+void hr_cluster_refresh(struct hr_cluster *cl);
 
 const struct hr_cluster_stats *hr_cluster_get_stats(const struct hr_cluster *cl);
 

@@ -103,7 +103,8 @@ int hr_common_set_buckets(void *c, const char *v, char *err, size_t errlen);
 /* clang-format off */
 #define HR_COMMON_OPTS                                                                             \
     {"redis", 'r', "URL", "redis://127.0.0.1:6379",                                               \
-     "Redis: redis://[user:pass@]host:port[/db], unix:///path[?db=N], or "                      \
+     "Redis: redis://[user:pass@]host:port[/db], unix:///path[?db=N], a Redis Cluster "            \
+     "(a node's redis:// URL, or redis://[user:pass@]host:port,host:port...), or "                 \
      "redis-sentinel://[user:pass@]host:port[,host:port...]/master[/db]", hr_common_set_redis,    \
      NULL},                                                                                        \
     {"redis-wait", 0, "N", "0",                                                                    \

@@ -39,6 +39,7 @@ struct hr_conn {
     bool ready;
     int setup_pending;        /* setup replies still expected after connect */
     bool setup_failed;        /* a setup command was refused: closing, the rest is moot */
+    bool stopped;             /* a Redis Cluster node: never connects again */
     int evicting;             /* hr_conn_evicting(): 1, 0, or -1 not known */
     bool policy_unknown_said; /* "cannot read maxmemory-policy" logged already */
     uint64_t connect_started_ms;
@@ -287,20 +288,33 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
     struct hr_conn *c = ac->data;
     redisReply *reply = r;
     intptr_t what = (intptr_t)privdata; /* script id, SETUP_PLAIN or SETUP_ROLE */
-    if (!reply || c->ac != ac)
-        return;
+    if (!reply || c->ac != ac || c->stopped)
+        return; /* lost, or a cluster node left: the replies behind are moot */
     if (what == SETUP_CLUSTER) {
-        /* The scripts reach keys of many slots: on a cluster node they
-         * would fail (or worse, read a key that lives elsewhere as absent),
-         * so a cluster node is never ready. INFO refused (an ACL without
-         * +info): not known, go on. */
+        /* On a cluster node the calls must go to the master of their keys'
+         * slots, which this connection does not do: it stops, and its
+         * owner goes through the cluster (cluster_conn.h). Without an
+         * owner that can, or behind Sentinel or on a unix socket (a
+         * cluster's nodes are known by TCP address), the node is never
+         * ready. INFO refused (an ACL without +info): not known, go on. */
         if (reply->type == REDIS_REPLY_STRING && strstr(reply->str, "cluster_enabled:1")) {
-            HR_LOG_LIMITED(HR_LOG_ERROR, "redis: %s",
-                           "the server is a Redis Cluster node: hostreg does not run on a "
-                           "Redis Cluster yet; give it a single Redis, or Sentinel");
+            bool follow = c->cfg.on_cluster && !c->addr.master[0] && !c->addr.path[0];
+            if (follow)
+                HR_LOG(HR_LOG_INFO,
+                       "redis: %s:%d is a Redis Cluster node: going through the cluster's "
+                       "slot map, with it as the seed",
+                       c->addr.host, c->addr.port);
+            else
+                HR_LOG_LIMITED(HR_LOG_ERROR, "redis: %s",
+                               "the server is a Redis Cluster node: hostreg reaches a cluster "
+                               "by the TCP address of a node (redis://host:port), not behind "
+                               "Sentinel or on a unix socket");
             c->ready = false;
             c->setup_failed = true;
+            c->stopped = follow;
             redisAsyncDisconnect(ac);
+            if (follow)
+                c->cfg.on_cluster(c->cfg.on_cluster_arg);
             return;
         }
     } else if (what == SETUP_LAYOUT && reply->type == REDIS_REPLY_NIL) {
@@ -466,10 +480,12 @@ static void on_disconnect(const redisAsyncContext *cac, int status)
     struct hr_conn *c = cac->data;
     if (c->ac != cac)
         return; /* we dropped it ourselves */
-    if (status != REDIS_OK)
-        HR_LOG_LIMITED(HR_LOG_WARN, "redis: connection lost: %s (reconnecting)", cac->errstr);
     c->ac = NULL;
     c->ready = false;
+    if (c->stopped)
+        return;
+    if (status != REDIS_OK)
+        HR_LOG_LIMITED(HR_LOG_WARN, "redis: connection lost: %s (reconnecting)", cac->errstr);
     schedule_reconnect(c);
 }
 
@@ -718,7 +734,7 @@ static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct hr_conn *c = arg;
-    if (!c->ac && !c->sac)
+    if (!c->ac && !c->sac && !c->stopped)
         connect_redis(c);
 }
 

@@ -23,6 +23,7 @@
 struct event_base;
 struct redisReply;
 struct hr_conn;
+struct hr_cconn;
 
 struct hr_conn_config {
     struct hr_redis_addr redis;
@@ -37,6 +38,13 @@ struct hr_conn_config {
      * layout (the connection never reads it). */
     struct hr_layout layout;
     char layout_key[64]; /* the connection's own */
+    /* Called (from inside the connection's callbacks: the connection may not
+     * be freed there) when the node turns out to be a Redis Cluster node;
+     * the connection then stops, never ready, and the caller goes through
+     * the cluster instead (cluster_conn.h). NULL: such a node is refused,
+     * with a log line, and the connection stays down. */
+    void (*on_cluster)(void *arg);
+    void *on_cluster_arg;
 };
 
 struct hr_conn_stats {
@@ -77,6 +85,11 @@ struct hr_conn_call {
     bool replied;
     struct redisReply *kept;
     char kept_error[200];
+    /* On a Redis Cluster (cluster_conn.h, which shares this struct): the
+     * connection, and the slot the call went to (-1: master `master`). */
+    struct hr_cconn *cconn;
+    int slot;
+    size_t master;
 };
 #define HR_CONN_PLAIN (-1)
 

@@ -102,27 +102,41 @@ badhost:
     return -1;
 }
 
+/* A list of nodes p[0..end) ("h1:p1,h2,h3:p3", `what` they are) into
+ * list[0..max), a node without a port on `defport`; the count in *n. -1
+ * with the reason in err for an empty item, a bad one, or more than `max`. */
+static int parse_hosts(const char *p, const char *end, struct hr_redis_hostport *list, int max,
+                       int defport, int *n, const char *what, const char *show, char *err,
+                       size_t errlen)
+{
+    *n = 0;
+    /* Each item between commas, an empty one included (then refused). */
+    for (bool more = p < end; more;) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *e = comma ? comma : end;
+        if (*n == max) {
+            snprintf(err, errlen, "more than %d %s in '%s'", max, what, show);
+            return -1;
+        }
+        list[*n].port = defport;
+        if (parse_hostport(p, e, list[*n].host, sizeof(list[0].host), &list[*n].port, show, err,
+                           errlen) != 0)
+            return -1;
+        (*n)++;
+        p = comma ? comma + 1 : end;
+        more = comma != NULL;
+    }
+    return 0;
+}
+
 /* The sentinels' list p[0..end) ("h1:p1,h2:p2") and the path after it
  * ("/master[/db]") of a redis-sentinel:// URL into `a`. */
 static int parse_sentinel(const char *p, const char *end, struct hr_redis_addr *a, const char *show,
                           char *err, size_t errlen)
 {
-    /* Each item between commas, an empty one included (then refused). */
-    for (bool more = p < end; more;) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *e = comma ? comma : end;
-        if (a->nsentinels == HR_SENTINELS_MAX) {
-            snprintf(err, errlen, "more than %d sentinels in '%s'", HR_SENTINELS_MAX, show);
-            return -1;
-        }
-        a->sentinel[a->nsentinels].port = 26379;
-        if (parse_hostport(p, e, a->sentinel[a->nsentinels].host, sizeof(a->sentinel[0].host),
-                           &a->sentinel[a->nsentinels].port, show, err, errlen) != 0)
-            return -1;
-        a->nsentinels++;
-        p = comma ? comma + 1 : end;
-        more = comma != NULL;
-    }
+    if (parse_hosts(p, end, a->sentinel, HR_SENTINELS_MAX, 26379, &a->nsentinels, "sentinels", show,
+                    err, errlen) != 0)
+        return -1;
     const char *name = *end == '/' ? end + 1 : end;
     size_t len = strcspn(name, "/");
     bool ok = len > 0 && len < sizeof(a->master);
@@ -172,7 +186,8 @@ int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, si
     bool sentinel = strncmp(url, "redis-sentinel://", 17) == 0;
     if (!sentinel && strncmp(url, "redis://", 8) != 0) {
         snprintf(err, errlen,
-                 "'%s' is not a Redis URL (redis://host:port[/db], unix:///path or "
+                 "'%s' is not a Redis URL (redis://host:port[/db], redis://host:port,host:port... "
+                 "for a Redis Cluster, unix:///path or "
                  "redis-sentinel://host:port[,host:port...]/mastername)",
                  show);
         return HR_E_CONFIG;
@@ -208,10 +223,23 @@ int hr_redis_url_parse(const char *url, struct hr_redis_addr *out, char *err, si
         *out = a;
         return HR_OK;
     }
-    if (parse_hostport(p, end, a.host, sizeof(a.host), &a.port, show, err, errlen) != 0)
+    if (memchr(p, ',', (size_t)(end - p))) {
+        /* Several nodes: a Redis Cluster's seeds. */
+        if (parse_hosts(p, end, a.seed, HR_SEEDS_MAX, 6379, &a.nseeds, "cluster nodes", show, err,
+                        errlen) != 0)
+            return HR_E_CONFIG;
+        memcpy(a.host, a.seed[0].host, sizeof(a.host));
+        a.port = a.seed[0].port;
+    } else if (parse_hostport(p, end, a.host, sizeof(a.host), &a.port, show, err, errlen) != 0) {
         return HR_E_CONFIG;
+    }
     if (slash && slash[1] && strict_num(slash + 1, strlen(slash + 1), 0, 15, &a.db)) {
         snprintf(err, errlen, "bad database number in '%s' (0-15)", show);
+        return HR_E_CONFIG;
+    }
+    if (a.nseeds && a.db) {
+        snprintf(err, errlen,
+                 "'%s' names several nodes, a Redis Cluster, which has database 0 only", show);
         return HR_E_CONFIG;
     }
     *out = a;

@@ -448,6 +448,20 @@ void hr_script_listed(const redisReply *r, size_t i, struct hr_host_info *h)
     h->claimed = claimed->type == REDIS_REPLY_INTEGER && claimed->integer == 1;
 }
 
+int hr_script_command(enum hr_script_id id, const struct hr_script_args *a, const char **argv,
+                      size_t *lens, char nkeys[16])
+{
+    snprintf(nkeys, 16, "%d", a->nkeys);
+    argv[0] = "EVAL", lens[0] = 4;
+    argv[1] = scripts[id].body, lens[1] = strlen(scripts[id].body);
+    argv[2] = nkeys, lens[2] = strlen(nkeys);
+    for (int i = 0; i < a->nkeys; i++)
+        argv[3 + i] = hr_script_key_at(a, i, &lens[3 + i]);
+    for (int i = 0; i < a->argc; i++)
+        argv[3 + a->nkeys + i] = hr_script_arg(a, i, &lens[3 + a->nkeys + i]);
+    return a->nkeys + a->argc + 3;
+}
+
 redisReply *hr_script_eval(redisContext *c, enum hr_script_id id, const struct hr_script_args *a)
 {
     if (a->failed || id >= HR_NSCRIPTS)
@@ -457,17 +471,8 @@ redisReply *hr_script_eval(redisContext *c, enum hr_script_id id, const struct h
     size_t *lens = malloc(n * sizeof(*lens));
     redisReply *r = NULL;
     char nkeys[16];
-    snprintf(nkeys, sizeof(nkeys), "%d", a->nkeys);
-    if (argv && lens) {
-        argv[0] = "EVAL", lens[0] = 4;
-        argv[1] = scripts[id].body, lens[1] = strlen(scripts[id].body);
-        argv[2] = nkeys, lens[2] = strlen(nkeys);
-        for (int i = 0; i < a->nkeys; i++)
-            argv[3 + i] = hr_script_key_at(a, i, &lens[3 + i]);
-        for (int i = 0; i < a->argc; i++)
-            argv[3 + a->nkeys + i] = hr_script_arg(a, i, &lens[3 + a->nkeys + i]);
-        r = redisCommandArgv(c, (int)n, argv, lens);
-    }
+    if (argv && lens)
+        r = redisCommandArgv(c, hr_script_command(id, a, argv, lens, nkeys), argv, lens);
     free(argv);
     free(lens);
     return r;

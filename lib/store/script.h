@@ -312,6 +312,12 @@ void hr_script_listed(const struct redisReply *r, size_t i, struct hr_host_info 
 int hr_script_apply_changes(struct redisContext *c, const struct hr_layout *l,
                             const struct redisReply *r, size_t from);
 
+/* A script call as a command, EVAL <body> <numkeys> <keys> <args>, into
+ * argv and lens (room for a->nkeys + a->argc + 3 each, pointing into the
+ * script's body, `a` and the caller's `nkeys`); returns their count. */
+int hr_script_command(enum hr_script_id id, const struct hr_script_args *a, const char **argv,
+                      size_t *lens, char nkeys[16]);
+
 /* A synchronous call for tools and tests: EVAL of the script's body with
  * the arguments. The reply is the caller's to free (NULL: c->errstr). */
 struct redisReply *hr_script_eval(struct redisContext *c, enum hr_script_id id,

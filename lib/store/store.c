@@ -1,5 +1,7 @@
 #include "store.h"
 
+#include "cluster.h"
+#include "cluster_conn.h"
 #include "conn.h"
 #include "err.h"
 #include "layout.h"
@@ -31,8 +33,14 @@
 #define PROBE_KEY "readyz"
 
 /* Buckets per list, count and sweep call: enough to make a call worth its
- * round trip, few enough that one call never holds Redis long. */
+ * round trip, few enough that one call never holds Redis long. On a Redis
+ * Cluster a call takes one bucket (its keys must be of one slot). */
 #define FANOUT 256
+
+/* Calls of one list, count or sweep in flight at once: enough to keep the
+ * connections busy, few enough that a registry of many buckets on a
+ * cluster (a call each) does not flood Redis or max_inflight. */
+#define FAN_WINDOW 16
 
 /* A find tries this many buckets of a region's summary at most before it
  * goes on to the next region: each try that finds the bucket empty also
@@ -52,6 +60,7 @@
 
 struct claim_op;
 struct fan_op;
+struct probe_op;
 
 struct cmd;
 /* Turns a reply into the callers' callbacks; `reply` is NULL when the call
@@ -77,7 +86,8 @@ struct cmd {
     } cb;
     void *arg;
     struct claim_op *claim; /* a find's step */
-    struct fan_op *fan;     /* a list's or a count's part */
+    struct fan_op *fan;     /* a list's, a count's or a sweep's part */
+    struct probe_op *pop;   /* on a cluster: a readiness probe's part (one per master) */
     struct hr_script_args args;
     struct slot *slots; /* HR_SCRIPT_REQUESTS: one per request, in order */
     int nslots, slotcap;
@@ -102,28 +112,52 @@ struct claim_op {
     struct claim_op *next;
 };
 
-/* A list or a count over every bucket, FANOUT buckets a call. */
+/* A list, a count or a sweep over every bucket: `step` buckets a call,
+ * FAN_WINDOW calls in flight at most, each answer merged as it comes, and
+ * the caller answered when the last is in. Its query is a copy (the parts
+ * are built as they go out). */
 struct fan_op {
     struct hr_store *st;
+    int script; /* HR_SCRIPT_LIST, _COUNT or _SWEEP */
     hr_store_list_cb *list;
     hr_store_count_cb *count;
     void *arg;
+    uint32_t next, step; /* the first bucket not sent yet; buckets a call */
+    uint32_t nbuckets;   /* the layout's, when it started */
     int pending, failed;
-    uint32_t limit;
+    struct hr_list_query q; /* list: the query; count: its regions; strings in `text` */
+    char text[HR_REGIONS_MAX * (HR_REGION_MAX + 1)];
+    bool state; /* sweep: report every summary state (SWEEP_STATE_EVERY) */
     struct hr_host_info *hosts;
     size_t nhosts;
     uint64_t counts[HR_NSTATUSES * HR_REGIONS_MAX];
-    size_t nregions;
+    uint64_t returned; /* sweep: hosts returned to idle */
+};
+
+/* A readiness probe on a cluster: one SET ... XX per master. */
+struct probe_op {
+    hr_store_probe_cb *cb;
+    void *arg;
+    int pending;
+    bool failed;
+    char refused[240]; /* the first master's refusal or failure */
 };
 
 struct hr_store {
     struct event_base *base;
     struct hr_store_config cfg;
+    /* Where calls go: one Redis (conn.h), or a Redis Cluster (cluster_conn.h)
+     * when the URL names several nodes or its node turns out to be one
+     * (switch_ev then replaces the first by the second). */
     struct hr_conn *conn;
-    size_t inflight;      /* requests and calls sent or promised an answer */
-    struct cmd *freelist; /* recycled cmds: no malloc per request once warm */
-    struct cmd *open;     /* the batch being filled, sent at the end of this loop turn */
-    struct cmd *failed;   /* batches that could not be sent, answered by flush_ev */
+    struct hr_cconn *cc;
+    struct event *switch_ev;
+    struct hr_layout new_layout; /* the layout a registry without one gets */
+    struct hr_conn_stats before; /* the first connection's counters, once replaced */
+    size_t inflight;             /* requests and calls sent or promised an answer */
+    struct cmd *freelist;        /* recycled cmds: no malloc per request once warm */
+    struct cmd *open;            /* the batch being filled, sent at the end of this loop turn */
+    struct cmd *failed;          /* batches that could not be sent, answered by flush_ev */
     struct event *flush_ev;
     struct event *sweep_ev;
     struct hr_store_stats stats; /* the connection's counters are added on reading */
@@ -138,14 +172,13 @@ struct hr_store {
     } recent[RECENT_CLAIMS]; /* claims sent, with their bucket */
     size_t recent_next;
     unsigned sweeps;
-    uint32_t sweep_at; /* 1 + the first bucket of the round's next call; 0: no round */
-    bool sweep_state;  /* this round reports every summary state */
-    bool cap_warned;   /* bucket_cap's warning logged */
+    struct fan_op *sweep; /* the sweep under way, or NULL */
+    bool cap_warned;      /* bucket_cap's warning logged */
 };
 
 static const struct hr_layout *layout(const struct hr_store *st)
 {
-    return hr_conn_layout(st->conn);
+    return st->cc ? hr_cconn_layout(st->cc) : hr_conn_layout(st->conn);
 }
 
 /* Whether an error from Redis, or from a script (which quotes it, after
@@ -178,16 +211,30 @@ static void note_write(struct hr_store *st, const char *err)
     } else if (refuses_writes(err)) {
         if (strstr(err, "READONLY") && st->conn)
             hr_conn_readonly(st->conn); /* behind Sentinel: find the master again */
+        /* (on a cluster, cluster_conn.c has asked for the slot map again) */
         if (!st->refused[0])
             HR_LOG(HR_LOG_WARN, "redis: refuses writes: %.200s", err);
         snprintf(st->refused, sizeof(st->refused), "%s", err);
     }
 }
 
-/* Connected with the scripts loaded (and not being freed). */
+/* Connected with the scripts loaded (and not being freed); on a cluster,
+ * every slot served and the layout read. */
 static bool ready(const struct hr_store *st)
 {
+    if (st->cc)
+        return hr_cconn_ready(st->cc);
     return st->conn && hr_conn_ready(st->conn);
+}
+
+/* Sends a call where the store's calls go (hr_conn_send's contract). */
+static int transport_send(struct hr_store *st, struct hr_conn_call *call)
+{
+    if (st->cc)
+        return hr_cconn_send(st->cc, call);
+    if (st->conn)
+        return hr_conn_send(st->conn, call);
+    return HR_E_UNAVAILABLE;
 }
 
 /* The work one call counts for in `inflight`. */
@@ -198,8 +245,32 @@ static size_t weight(const struct cmd *c)
 
 static void on_done(struct hr_conn_call *call, redisReply *reply);
 
-/* A fresh call from the free list, or NULL with the reason in *err.
- * `script`: an enum hr_script_id, or HR_CONN_PLAIN. */
+/* A call from the free list, or a new one, set up for `script` (an enum
+ * hr_script_id, or HR_CONN_PLAIN); NULL when out of memory. */
+static struct cmd *cmd_get(struct hr_store *st, int script, cmd_handler *handle, void *arg)
+{
+    struct cmd *c = st->freelist;
+    if (c)
+        st->freelist = c->link;
+    else if (!(c = calloc(1, sizeof(*c))))
+        return NULL;
+    c->st = st;
+    c->call.script = script;
+    c->call.args = &c->args;
+    c->call.done = on_done;
+    c->handle = handle;
+    c->arg = arg;
+    c->claim = NULL;
+    c->fan = NULL;
+    c->pop = NULL;
+    hr_script_args_reset(&c->args);
+    c->nslots = 0;
+    c->nbuckets = 0;
+    return c;
+}
+
+/* A fresh call, or NULL with the reason in *err: not ready, overload, or
+ * out of memory. */
 static struct cmd *cmd_new(struct hr_store *st, int script, cmd_handler *handle, void *arg,
                            int *err)
 {
@@ -211,24 +282,9 @@ static struct cmd *cmd_new(struct hr_store *st, int script, cmd_handler *handle,
         *err = HR_E_OVERLOAD;
         return NULL;
     }
-    struct cmd *c = st->freelist;
-    if (c)
-        st->freelist = c->link;
-    else if (!(c = calloc(1, sizeof(*c)))) {
+    struct cmd *c = cmd_get(st, script, handle, arg);
+    if (!c)
         *err = HR_E_NOMEM;
-        return NULL;
-    }
-    c->st = st;
-    c->call.script = script;
-    c->call.args = &c->args;
-    c->call.done = on_done;
-    c->handle = handle;
-    c->arg = arg;
-    c->claim = NULL;
-    c->fan = NULL;
-    hr_script_args_reset(&c->args);
-    c->nslots = 0;
-    c->nbuckets = 0;
     return c;
 }
 
@@ -248,7 +304,7 @@ static void cmd_destroy(struct cmd *c)
 /* Sends a call built with cmd_new, or recycles it and says why not. */
 static int cmd_submit(struct hr_store *st, struct cmd *c)
 {
-    int rc = hr_conn_send(st->conn, &c->call);
+    int rc = transport_send(st, &c->call);
     if (rc != HR_OK) {
         cmd_recycle(st, c);
         return rc;
@@ -379,6 +435,128 @@ static void answer_failed(struct hr_store *st)
     }
 }
 
+/* Sends a batch, or parks it to be answered RETRY_LATER from the flush
+ * event. Its requests stay counted in `inflight` either way. */
+static void send_batch(struct hr_store *st, struct cmd *c)
+{
+    if (transport_send(st, &c->call) == HR_OK) {
+        st->stats.submitted++;
+        return;
+    }
+    park_failed(st, c);
+    event_active(st->flush_ev, EV_TIMEOUT, 0);
+}
+
+/* The hash slot of group g of a batch's buckets (from its first key). */
+static int group_slot(const struct cmd *c, int g)
+{
+    size_t len;
+    const char *key = hr_script_key_at(&c->args, g * HR_SCRIPT_BKEYS, &len);
+    return hr_cluster_keyslot(key, len);
+}
+
+/* The bucket group (its place in KEYS) of request i of a batch. */
+static int request_group(const struct cmd *c, int i)
+{
+    size_t len;
+    const char *v = hr_script_arg(
+        &c->args, HR_SCRIPT_REQUESTS_NARGS + i * HR_SCRIPT_REQ_STRIDE + HR_SCRIPT_REQ_BUCKET, &len);
+    int g = 0;
+    for (size_t j = 0; j < len; j++) /* written by hr_script_requests_add: digits */
+        g = g * 10 + (v[j] - '0');
+    return g;
+}
+
+/* On a Redis Cluster a script call's keys must all be of one hash slot
+ * (Redis 7 refuses declared keys of several slots with CROSSSLOT, whatever
+ * the script's flags), so a batch whose buckets fall in several slots goes
+ * as one call per slot: each with the keys of its buckets and its requests
+ * in their order, each answering its own callers. When a part cannot be
+ * made (out of memory), the whole batch is answered RETRY_LATER. */
+static void split_batch(struct hr_store *st, struct cmd *c)
+{
+    int slot[BATCH_MAX], req_slot[BATCH_MAX], part_of[BATCH_MAX];
+    int nparts = 0, part_slot[BATCH_MAX];
+    for (int g = 0; g < c->nbuckets; g++)
+        slot[g] = group_slot(c, g);
+    for (int i = 0; i < c->nslots; i++) {
+        req_slot[i] = slot[request_group(c, i)];
+        int p = 0;
+        while (p < nparts && part_slot[p] != req_slot[i])
+            p++;
+        if (p == nparts)
+            part_slot[nparts++] = req_slot[i];
+        part_of[i] = p;
+    }
+    if (nparts == 1) {
+        send_batch(st, c);
+        return;
+    }
+    struct cmd *part[BATCH_MAX];
+    int made = 0;
+    bool ok = true;
+    while (ok && made < nparts) {
+        int n = 0;
+        for (int i = 0; i < c->nslots; i++)
+            n += part_of[i] == made;
+        struct cmd *s = cmd_get(st, HR_SCRIPT_REQUESTS, handle_requests, NULL);
+        if (!s) {
+            ok = false;
+            break;
+        }
+        part[made++] = s;
+        if (s->slotcap < n) {
+            struct slot *v = realloc(s->slots, (size_t)n * sizeof(*v));
+            if (!v) {
+                ok = false;
+                break;
+            }
+            s->slots = v;
+            s->slotcap = n;
+        }
+    }
+    if (!ok) {
+        /* Nothing sent yet: the batch as it is fails, and the parts made go
+         * back to the free list. */
+        for (int p = 0; p < made; p++)
+            cmd_recycle(st, part[p]);
+        park_failed(st, c);
+        event_active(st->flush_ev, EV_TIMEOUT, 0);
+        return;
+    }
+    size_t len;
+    for (int p = 0; p < nparts; p++)
+        for (int a = 0; a < HR_SCRIPT_REQUESTS_NARGS; a++) {
+            const char *v = hr_script_arg(&c->args, a, &len);
+            hr_script_args_mem(&part[p]->args, v, len);
+        }
+    for (int i = 0; i < c->nslots; i++) {
+        struct cmd *s = part[part_of[i]];
+        uint32_t b = c->buckets[request_group(c, i)];
+        int g = 0;
+        while (g < s->nbuckets && s->buckets[g] != b)
+            g++;
+        if (g == s->nbuckets) {
+            s->buckets[s->nbuckets++] = b;
+            hr_layout_bucket_keys(layout(st), b, &s->args);
+        }
+        int first = HR_SCRIPT_REQUESTS_NARGS + i * HR_SCRIPT_REQ_STRIDE;
+        for (int f = 0; f < HR_SCRIPT_REQ_STRIDE; f++) {
+            if (f == HR_SCRIPT_REQ_BUCKET) {
+                hr_script_args_u64(&s->args, (uint64_t)g);
+            } else {
+                const char *v = hr_script_arg(&c->args, first + f, &len);
+                hr_script_args_mem(&s->args, v, len);
+            }
+        }
+        s->slots[s->nslots++] = c->slots[i];
+    }
+    c->nslots = 0; /* its requests are the parts' now */
+    cmd_recycle(st, c);
+    for (int p = 0; p < nparts; p++)
+        send_batch(st, part[p]);
+}
+
 /* Sends the open batch. Its requests were all promised an answer, so when it
  * cannot be sent each is answered RETRY_LATER, from the flush event: never
  * inside hr_store_submit(), whose caller may still use `arg` when it returns. */
@@ -392,13 +570,10 @@ static void flush_batch(struct hr_store *st)
         cmd_recycle(st, c);
         return;
     }
-    /* Its requests stay counted in `inflight` either way. */
-    if (hr_conn_send(st->conn, &c->call) == HR_OK) {
-        st->stats.submitted++;
-        return;
-    }
-    park_failed(st, c);
-    event_active(st->flush_ev, EV_TIMEOUT, 0);
+    if (st->cc)
+        split_batch(st, c);
+    else
+        send_batch(st, c);
 }
 
 static void on_flush(evutil_socket_t fd, short what, void *arg)
@@ -647,19 +822,81 @@ int hr_store_claim(struct hr_store *st, const struct hr_claim_query *q, hr_store
     return HR_OK;
 }
 
-/* A list's or a count's part: merged, and answered when the last is in. */
-static void fan_done(struct fan_op *f)
+/* Buckets a list, count or sweep call takes: FANOUT, or one on a cluster. */
+static uint32_t fan_step(const struct hr_store *st)
 {
-    if (--f->pending > 0)
-        return;
+    return st->cc ? 1 : FANOUT;
+}
+
+static cmd_handler handle_list, handle_count, handle_sweep;
+
+/* Sends parts of f until FAN_WINDOW are in flight or every bucket has gone
+ * (a list stops once it has its limit). HR_OK, or the error of a part that
+ * could not be sent: f is then failed, and sends no more. */
+static int fan_send(struct fan_op *f)
+{
+    struct hr_store *st = f->st;
+    cmd_handler *handle = f->script == HR_SCRIPT_LIST    ? handle_list
+                          : f->script == HR_SCRIPT_COUNT ? handle_count
+                                                         : handle_sweep;
+    bool more = true;
+    while (!f->failed && f->pending < FAN_WINDOW &&
+           (more = f->next < f->nbuckets && !(f->list && f->nhosts >= f->q.limit)) && ready(st)) {
+        uint32_t n = f->nbuckets - f->next < f->step ? f->nbuckets - f->next : f->step;
+        int err;
+        struct cmd *c = cmd_new(st, f->script, handle, NULL, &err);
+        if (!c) {
+            f->failed = 1;
+            return err;
+        }
+        c->fan = f;
+        if (f->script == HR_SCRIPT_LIST)
+            hr_script_list_args(&c->args, layout(st), f->next, n, &f->q);
+        else if (f->script == HR_SCRIPT_COUNT)
+            hr_script_count_args(&c->args, layout(st), f->next, n, f->q.regions, f->q.nregions);
+        else
+            hr_script_sweep_args(&c->args, layout(st), f->next, n, SWEEP_MAX, f->state);
+        int rc = cmd_submit(st, c);
+        if (rc != HR_OK) {
+            f->failed = 1;
+            return rc;
+        }
+        f->next += n;
+        f->pending++;
+    }
+    if (more && !f->failed && f->pending < FAN_WINDOW)
+        f->failed = 1; /* the store is being freed, or lost Redis: the rest is not read */
+    return HR_OK;
+}
+
+/* The end of a list, a count or a sweep: the caller's answer. */
+static void fan_end(struct fan_op *f)
+{
+    struct hr_store *st = f->st;
     if (f->list)
         f->list(f->arg, f->failed ? HR_E_UNAVAILABLE : HR_OK, f->failed ? NULL : f->hosts,
                 f->failed ? 0 : f->nhosts);
-    else
+    else if (f->count)
         f->count(f->arg, f->failed ? HR_E_UNAVAILABLE : HR_OK, f->failed ? NULL : f->counts,
-                 f->nregions);
+                 f->q.nregions);
+    else {
+        if (f->returned)
+            HR_LOG(HR_LOG_INFO, "claims: %llu unconfirmed claims returned to idle",
+                   (unsigned long long)f->returned);
+        if (st->sweep == f)
+            st->sweep = NULL;
+    }
     free(f->hosts);
     free(f);
+}
+
+/* A part is in: the next ones go, and the last one ends f. */
+static void fan_done(struct fan_op *f)
+{
+    f->pending--;
+    fan_send(f);
+    if (f->pending == 0)
+        fan_end(f);
 }
 
 static void handle_list(struct cmd *c, redisReply *reply)
@@ -669,7 +906,7 @@ static void handle_list(struct cmd *c, redisReply *reply)
     if (n < 0) {
         f->failed = 1;
     } else if (!f->failed) {
-        size_t room = f->limit > f->nhosts ? f->limit - f->nhosts : 0;
+        size_t room = f->q.limit > f->nhosts ? f->q.limit - f->nhosts : 0;
         size_t take = (size_t)n < room ? (size_t)n : room;
         struct hr_host_info *h =
             take ? realloc(f->hosts, (f->nhosts + take) * sizeof(*h)) : f->hosts;
@@ -689,7 +926,7 @@ static void handle_count(struct cmd *c, redisReply *reply)
 {
     struct fan_op *f = c->fan;
     if (!reply || reply->type != REDIS_REPLY_ARRAY ||
-        reply->elements != f->nregions * HR_NSTATUSES) {
+        reply->elements != f->q.nregions * HR_NSTATUSES) {
         f->failed = 1;
     } else {
         for (size_t i = 0; i < reply->elements; i++)
@@ -699,37 +936,56 @@ static void handle_count(struct cmd *c, redisReply *reply)
     fan_done(f);
 }
 
-/* Sends one call per FANOUT buckets, each built by `build`; the answers go
- * to `handle`. The first part is sent before this returns, the answer
- * always comes later. */
-static int fan_out(struct hr_store *st, struct fan_op *f, int script, cmd_handler *handle,
-                   void (*build)(struct hr_store *, struct cmd *, uint32_t, uint32_t, void *),
-                   void *ctx)
+static void handle_sweep(struct cmd *c, redisReply *reply)
 {
-    uint32_t nb = layout(st)->buckets;
-    f->pending = 1; /* held until every part is sent */
-    for (uint32_t first = 0; first < nb; first += FANOUT) {
-        int err;
-        struct cmd *c = cmd_new(st, script, handle, NULL, &err);
-        if (!c || (c->fan = f, build(st, c, first, nb - first < FANOUT ? nb - first : FANOUT, ctx),
-                   cmd_submit(st, c)) != HR_OK) {
-            if (first == 0) {
-                free(f->hosts);
-                free(f);
-                return c ? HR_E_UNAVAILABLE : err;
-            }
-            f->failed = 1;
-            break;
-        }
-        f->pending++;
+    struct fan_op *f = c->fan;
+    if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+        reply->element[0]->type == REDIS_REPLY_INTEGER) {
+        if (reply->element[0]->integer > 0)
+            f->returned += (uint64_t)reply->element[0]->integer;
+        apply_changes(c->st, reply, 1);
     }
-    fan_done(f); /* the hold */
-    return HR_OK;
+    fan_done(f);
 }
 
-static void build_list(struct hr_store *st, struct cmd *c, uint32_t first, uint32_t n, void *ctx)
+/* A new fan-out of `script` with its regions copied into it; NULL when out
+ * of memory or when they do not fit. */
+static struct fan_op *fan_new(struct hr_store *st, int script, const char *const *regions,
+                              size_t nregions)
 {
-    hr_script_list_args(&c->args, layout(st), first, n, ctx);
+    if (nregions > HR_REGIONS_MAX)
+        return NULL;
+    struct fan_op *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    f->st = st;
+    f->script = script;
+    f->step = fan_step(st);
+    f->nbuckets = layout(st)->buckets;
+    size_t at = 0;
+    for (size_t i = 0; i < nregions; i++) {
+        size_t n = strlen(regions[i]) + 1;
+        if (at + n > sizeof(f->text)) {
+            free(f);
+            return NULL;
+        }
+        memcpy(f->text + at, regions[i], n);
+        f->q.regions[i] = f->text + at;
+        at += n;
+    }
+    f->q.nregions = nregions;
+    return f;
+}
+
+/* Sends the first parts of f. HR_OK: the answer comes later. Otherwise
+ * nothing was sent, f is freed and the caller never called back. */
+static int fan_start(struct fan_op *f)
+{
+    int rc = fan_send(f);
+    if (f->pending > 0)
+        return HR_OK; /* a later part that failed is in the answer */
+    free(f);
+    return rc != HR_OK ? rc : HR_E_UNAVAILABLE;
 }
 
 int hr_store_list(struct hr_store *st, const struct hr_list_query *q, hr_store_list_cb *cb,
@@ -737,26 +993,14 @@ int hr_store_list(struct hr_store *st, const struct hr_list_query *q, hr_store_l
 {
     if (!ready(st))
         return HR_E_UNAVAILABLE;
-    struct fan_op *f = calloc(1, sizeof(*f));
+    struct fan_op *f = fan_new(st, HR_SCRIPT_LIST, q->regions, q->nregions);
     if (!f)
         return HR_E_NOMEM;
-    f->st = st;
     f->list = cb;
     f->arg = arg;
-    f->limit = q->limit;
-    struct hr_list_query lq = *q;
-    return fan_out(st, f, HR_SCRIPT_LIST, handle_list, build_list, &lq);
-}
-
-struct count_ctx {
-    const char *const *regions;
-    size_t nregions;
-};
-
-static void build_count(struct hr_store *st, struct cmd *c, uint32_t first, uint32_t n, void *ctx)
-{
-    const struct count_ctx *k = ctx;
-    hr_script_count_args(&c->args, layout(st), first, n, k->regions, k->nregions);
+    f->q.status = q->status;
+    f->q.limit = q->limit;
+    return fan_start(f);
 }
 
 int hr_store_count(struct hr_store *st, const char *const *regions, size_t nregions,
@@ -766,15 +1010,12 @@ int hr_store_count(struct hr_store *st, const char *const *regions, size_t nregi
         return HR_E_UNAVAILABLE;
     if (nregions > HR_REGIONS_MAX)
         return HR_E_CONFIG;
-    struct fan_op *f = calloc(1, sizeof(*f));
+    struct fan_op *f = fan_new(st, HR_SCRIPT_COUNT, regions, nregions);
     if (!f)
         return HR_E_NOMEM;
-    f->st = st;
     f->count = cb;
     f->arg = arg;
-    f->nregions = nregions;
-    struct count_ctx k = {regions, nregions};
-    return fan_out(st, f, HR_SCRIPT_COUNT, handle_count, build_count, &k);
+    return fan_start(f);
 }
 
 static void handle_release(struct cmd *c, redisReply *reply)
@@ -854,8 +1095,83 @@ static void handle_probe(struct cmd *c, redisReply *reply)
  * costs what a PING costs. Were the key ever created by someone, PX 1 makes
  * that the last write. SET on a key under the prefix is in the documented
  * ACL already. */
+static void probe_args(struct cmd *c, const char *key)
+{
+    hr_script_args_str(&c->args, "SET");
+    hr_script_args_str(&c->args, key);
+    hr_script_args_str(&c->args, "");
+    hr_script_args_str(&c->args, "XX");
+    hr_script_args_str(&c->args, "PX");
+    hr_script_args_str(&c->args, "1");
+}
+
+/* One master's answer to a cluster probe; the last one answers the caller. */
+static void handle_probe_part(struct cmd *c, redisReply *reply)
+{
+    struct hr_store *st = c->st;
+    struct probe_op *p = c->pop;
+    if (!reply && !p->failed) {
+        size_t m;
+        const char *name = st->cc && hr_cluster_master_of(hr_cconn_router(st->cc), c->call.slot, &m)
+                               ? hr_cluster_master_name(hr_cconn_router(st->cc), m)
+                               : NULL;
+        p->failed = true;
+        snprintf(p->refused, sizeof(p->refused), "master %s: %.200s", name ? name : "?",
+                 c->call.error ? c->call.error : "no answer");
+    }
+    if (--p->pending > 0)
+        return;
+    if (!p->failed)
+        note_write(st, NULL);
+    p->cb(p->arg, p->failed ? HR_E_UNAVAILABLE : HR_OK, p->failed ? p->refused : NULL);
+    free(p);
+}
+
+/* On a cluster, every master must take writes: the probe goes to each, on a
+ * key of a slot it owns ("<prefix>readyz{<n>}", the first n that fits: a
+ * few tries, each master owning its share of the 16384 slots). */
+static int probe_cluster(struct hr_store *st, hr_store_probe_cb *cb, void *arg)
+{
+    struct hr_cluster *router = hr_cconn_router(st->cc);
+    size_t nmasters = hr_cluster_nmasters(router);
+    struct probe_op *p = calloc(1, sizeof(*p));
+    if (!p)
+        return HR_E_NOMEM;
+    p->cb = cb;
+    p->arg = arg;
+    int rc = HR_OK;
+    for (size_t m = 0; m < nmasters && rc == HR_OK; m++) {
+        char key[sizeof(st->cfg.prefix) + sizeof(PROBE_KEY) + 16];
+        bool found = false;
+        for (unsigned n = 0; n < 1000000 && !found; n++) {
+            int len = snprintf(key, sizeof(key), "%s%s{%u}", st->cfg.prefix, PROBE_KEY, n);
+            found = hr_cluster_owns(router, m, hr_cluster_keyslot(key, (size_t)len));
+        }
+        if (!found)
+            continue; /* a master of no slot: nothing to probe there */
+        struct cmd *c = cmd_new(st, HR_CONN_PLAIN, handle_probe_part, NULL, &rc);
+        if (!c)
+            break;
+        c->pop = p;
+        probe_args(c, key);
+        if ((rc = cmd_submit(st, c)) == HR_OK)
+            p->pending++;
+    }
+    if (p->pending > 0) {
+        if (rc != HR_OK && !p->failed) { /* the masters asked answer; the rest is a failure */
+            p->failed = true;
+            snprintf(p->refused, sizeof(p->refused), "cannot probe every master");
+        }
+        return HR_OK;
+    }
+    free(p);
+    return rc != HR_OK ? rc : HR_E_UNAVAILABLE;
+}
+
 int hr_store_probe(struct hr_store *st, hr_store_probe_cb *cb, void *arg)
 {
+    if (st->cc && ready(st))
+        return probe_cluster(st, cb, arg);
     int err;
     struct cmd *c = cmd_new(st, HR_CONN_PLAIN, handle_probe, arg, &err);
     if (!c)
@@ -863,67 +1179,63 @@ int hr_store_probe(struct hr_store *st, hr_store_probe_cb *cb, void *arg)
     c->cb.probe = cb;
     char key[sizeof(st->cfg.prefix) + sizeof(PROBE_KEY)];
     snprintf(key, sizeof(key), "%s%s", st->cfg.prefix, PROBE_KEY);
-    hr_script_args_str(&c->args, "SET");
-    hr_script_args_str(&c->args, key);
-    hr_script_args_str(&c->args, "");
-    hr_script_args_str(&c->args, "XX");
-    hr_script_args_str(&c->args, "PX");
-    hr_script_args_str(&c->args, "1");
+    probe_args(c, key);
     return cmd_submit(st, c);
 }
 
-static void sweep_next(struct hr_store *st);
-
-static void handle_sweep(struct cmd *c, redisReply *reply)
-{
-    struct hr_store *st = c->st;
-    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
-        reply->element[0]->type != REDIS_REPLY_INTEGER) {
-        st->sweep_at = 0; /* the round ends; the next tick begins another */
-        return;
-    }
-    if (reply->element[0]->integer > 0)
-        HR_LOG(HR_LOG_INFO, "claims: %lld unconfirmed claims returned to idle",
-               reply->element[0]->integer);
-    apply_changes(st, reply, 1);
-    sweep_next(st);
-}
-
-/* The next FANOUT buckets of the sweep's round, or the end of the round.
- * One call at a time: a round over thousands of buckets never queues more
- * than one call ahead of the requests. */
-static void sweep_next(struct hr_store *st)
-{
-    uint32_t nb = layout(st)->buckets, first = st->sweep_at - 1;
-    if (first >= nb) {
-        st->sweep_at = 0;
-        return;
-    }
-    int err;
-    struct cmd *c = cmd_new(st, HR_SCRIPT_SWEEP, handle_sweep, NULL, &err);
-    if (!c) {
-        st->sweep_at = 0;
-        return;
-    }
-    hr_script_sweep_args(&c->args, layout(st), first, nb - first < FANOUT ? nb - first : FANOUT,
-                         SWEEP_MAX, st->sweep_state);
-    st->sweep_at = first + FANOUT + 1;
-    if (cmd_submit(st, c) != HR_OK)
-        st->sweep_at = 0;
-}
-
-/* A sweep round over every bucket begins (unless one is still under way):
- * hosts whose claim lease ended unconfirmed go back to idle, and what
- * expired is removed. */
+/* Hosts whose claim lease ended unconfirmed go back to idle, what expired
+ * goes (one sweep at a time: a slow one is not doubled). */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct hr_store *st = arg;
-    if (!ready(st) || st->sweep_at)
+    if (!ready(st) || st->sweep)
         return;
-    st->sweep_state = st->sweeps++ % SWEEP_STATE_EVERY == 0;
-    st->sweep_at = 1;
-    sweep_next(st);
+    struct fan_op *f = fan_new(st, HR_SCRIPT_SWEEP, NULL, 0);
+    if (!f)
+        return;
+    f->state = st->sweeps++ % SWEEP_STATE_EVERY == 0;
+    st->sweep = f;
+    if (fan_start(f) != HR_OK)
+        st->sweep = NULL; /* freed */
+}
+
+/* The cluster connection, seeded by the URL's nodes. */
+static struct hr_cconn *cluster_new(struct hr_store *st, char *err, size_t errlen)
+{
+    struct hr_cconn_config cc = {.redis = st->cfg.redis,
+                                 .timeout_ms = st->cfg.timeout_ms,
+                                 .wait_replicas = st->cfg.wait_replicas,
+                                 .layout = st->new_layout};
+    return hr_cconn_new(st->base, &cc, err, errlen);
+}
+
+/* The single connection found a Redis Cluster node (inside its callback:
+ * it is replaced from the event loop, by on_switch). */
+static void on_cluster(void *arg)
+{
+    struct hr_store *st = arg;
+    event_active(st->switch_ev, EV_TIMEOUT, 0);
+}
+
+/* Replaces the single connection (never ready: nothing is in flight on it)
+ * by the cluster's, with the node as its seed. */
+static void on_switch(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct hr_store *st = arg;
+    if (!st->conn || st->cc)
+        return;
+    char err[256];
+    struct hr_cconn *cc = cluster_new(st, err, sizeof(err));
+    if (!cc) {
+        HR_LOG(HR_LOG_ERROR, "redis: cannot go through the cluster: %s", err);
+        return; /* the connection stays, stopped: never ready */
+    }
+    st->before = *hr_conn_get_stats(st->conn);
+    hr_conn_free(st->conn);
+    st->conn = NULL;
+    st->cc = cc;
 }
 
 struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_config *cfg, char *err,
@@ -955,12 +1267,25 @@ struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_con
             goto fail;
         }
     }
-    struct hr_conn_config cc = {
-        .redis = cfg->redis, .timeout_ms = cfg->timeout_ms, .wait_replicas = cfg->wait_replicas};
-    if (hr_layout_new(&cc.layout, cfg->prefix, cfg->buckets ? cfg->buckets : 1024) != 0) {
+    if (hr_layout_new(&st->new_layout, cfg->prefix, cfg->buckets ? cfg->buckets : 1024) != 0) {
         snprintf(err, errlen, "buckets must be a power of two from 1 to %d", HR_LAYOUT_BUCKETS_MAX);
         goto fail;
     }
+    if (!(st->switch_ev = event_new(base, -1, 0, on_switch, st))) {
+        snprintf(err, errlen, "cannot create events");
+        goto fail;
+    }
+    if (cfg->redis.nseeds) {
+        if (!(st->cc = cluster_new(st, err, errlen)))
+            goto fail;
+        return st;
+    }
+    struct hr_conn_config cc = {.redis = cfg->redis,
+                                .timeout_ms = cfg->timeout_ms,
+                                .wait_replicas = cfg->wait_replicas,
+                                .layout = st->new_layout,
+                                .on_cluster = on_cluster,
+                                .on_cluster_arg = st};
     if (!(st->conn = hr_conn_new(base, &cc, err, errlen)))
         goto fail;
     return st;
@@ -976,12 +1301,15 @@ void hr_store_free(struct hr_store *st)
     /* Everything promised an answer gets RETRY_LATER. The connection goes
      * first, so that callbacks that submit more are refused (not ready). */
     struct hr_conn *conn = st->conn;
+    struct hr_cconn *cc = st->cc;
     st->conn = NULL;
+    st->cc = NULL;
     if (st->open) {
         park_failed(st, st->open);
         st->open = NULL;
     }
     hr_conn_free(conn); /* fails each call in flight, ending the finds under way */
+    hr_cconn_free(cc);
     answer_failed(st);
     while (st->claims) /* a find between two steps */
         claim_end(st->claims, HR_E_UNAVAILABLE, NULL);
@@ -989,6 +1317,8 @@ void hr_store_free(struct hr_store *st)
         event_free(st->flush_ev);
     if (st->sweep_ev)
         event_free(st->sweep_ev);
+    if (st->switch_ev)
+        event_free(st->switch_ev);
     while (st->freelist) {
         struct cmd *c = st->freelist;
         st->freelist = c->link;
@@ -1009,7 +1339,21 @@ const char *hr_store_writes_refused(const struct hr_store *st)
 
 int hr_store_evicting(const struct hr_store *st)
 {
+    if (st->cc)
+        return hr_cconn_evicting(st->cc);
     return st->conn ? hr_conn_evicting(st->conn) : -1;
+}
+
+const char *hr_store_not_ready_reason(const struct hr_store *st)
+{
+    if (st->cc)
+        return hr_cconn_not_ready_reason(st->cc);
+    return ready(st) ? "" : "not connected";
+}
+
+bool hr_store_clustered(const struct hr_store *st)
+{
+    return st->cc != NULL;
 }
 
 size_t hr_store_inflight(const struct hr_store *st)
@@ -1020,11 +1364,25 @@ size_t hr_store_inflight(const struct hr_store *st)
 void hr_store_get_stats(const struct hr_store *st, struct hr_store_stats *out)
 {
     *out = st->stats;
-    if (!st->conn)
-        return;
-    const struct hr_conn_stats *cs = hr_conn_get_stats(st->conn);
-    out->redis_errors = cs->errors + cs->not_replicated + st->bad_replies + st->request_errors;
-    out->timeouts = cs->timeouts;
-    out->reconnects = cs->connects;
-    out->noscript = cs->noscript;
+    const struct hr_conn_stats *b = &st->before;
+    out->redis_errors = b->errors + b->not_replicated + st->bad_replies + st->request_errors;
+    out->timeouts = b->timeouts;
+    out->reconnects = b->connects;
+    out->noscript = b->noscript;
+    if (st->conn) {
+        const struct hr_conn_stats *cs = hr_conn_get_stats(st->conn);
+        out->redis_errors += cs->errors + cs->not_replicated;
+        out->timeouts += cs->timeouts;
+        out->reconnects += cs->connects;
+        out->noscript += cs->noscript;
+    } else if (st->cc) {
+        const struct hr_cluster_stats *rs = hr_cluster_get_stats(hr_cconn_router(st->cc));
+        out->redis_errors += rs->errors + rs->lost;
+        out->timeouts += rs->timeouts;
+        out->reconnects += rs->connects;
+        out->noscript += hr_cconn_get_stats(st->cc)->noscript;
+        out->moved = rs->moved;
+        out->ask = rs->ask;
+        out->tryagain = rs->tryagain;
+    }
 }

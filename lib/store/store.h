@@ -1,10 +1,10 @@
 /* The registry in Redis: the one place where requests become state. Each
  * operation is one atomic Lua script (script.h) sent over the store's
  * connection (conn.h, which reconnects, reloads scripts and times commands
- * out). The store batches the requests of one event-loop turn into one
- * script call, bounds the work in flight, sweeps unconfirmed claims and
- * turns replies into the callers' callbacks. The daemon and the gateway both
- * call hr_store_submit(). */
+ * out), or, on a Redis Cluster, through the cluster's (cluster_conn.h), each
+ * call to the master of its keys' slot. The store batches the requests of one event-loop turn into
+ * one script call, bounds the work in flight, sweeps unconfirmed claims and turns replies into the
+ * callers' callbacks. The daemon and the gateway both call hr_store_submit(). */
 #ifndef HR_STORE_H
 #define HR_STORE_H
 
@@ -38,6 +38,9 @@ struct hr_store_stats {
     uint64_t redis_errors, timeouts, reconnects, noscript;
     uint64_t full;        /* new hosts refused: --max-hosts */
     uint64_t source_full; /* new hosts refused: HR_STORE_NO_CREATE (--source-hosts) */
+    /* On a Redis Cluster: calls redirected by MOVED and ASK, and sent again
+     * after TRYAGAIN (a slot being migrated). */
+    uint64_t moved, ask, tryagain;
 };
 
 /* Called exactly once per accepted submission, with the outcome:
@@ -107,8 +110,19 @@ int hr_store_release(struct hr_store *st, const char *claim_id, uint32_t lease_m
 typedef void hr_store_probe_cb(void *arg, int err, const char *refused);
 int hr_store_probe(struct hr_store *st, hr_store_probe_cb *cb, void *arg);
 
-/* True while connected with the scripts loaded. */
+/* True while connected with the scripts loaded (on a Redis Cluster: every
+ * slot served by a connected master, cluster_state:ok, the layout read). */
 bool hr_store_ready(const struct hr_store *st);
+
+/* Why the store is not ready: "not connected", or on a Redis Cluster the
+ * router's reason ("slots 0-5460: master 10.0.0.1:7000 not connected",
+ * "cluster_state:fail", ...); "" when it is ready. Valid until the next
+ * call into the store. */
+const char *hr_store_not_ready_reason(const struct hr_store *st);
+
+/* True when the store goes through a Redis Cluster (the URL named several
+ * nodes, or its node turned out to be a cluster node). */
+bool hr_store_clustered(const struct hr_store *st);
 
 /* Redis's reason for refusing the last write it refused (READONLY, OOM or
  * MISCONF), as long as no write has been taken since; else NULL. Learned

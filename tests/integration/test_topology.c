@@ -323,10 +323,11 @@ static void test_topology_redis_wait(void **state)
     assert_int_equal(h_daemon_stop(&d), 0);
 }
 
-/* A Redis Cluster node is not a Redis the scripts can use (their keys span
- * slots): the gateway says so in its log and is never ready, instead of
- * answering /readyz 200 while every call fails. */
-static void test_topology_cluster_node_not_ready(void **state)
+/* A lone Redis Cluster node that serves no slot (a cluster not created
+ * yet): the gateway sees that the node is a cluster node, goes through the
+ * cluster's slot map, and is never ready: /readyz answers 503 naming the
+ * slots without a master, instead of 200 while every call would fail. */
+static void test_topology_cluster_without_slots_not_ready(void **state)
 {
     (void)state;
     memset(&S, 0, sizeof(S));
@@ -340,12 +341,20 @@ static void test_topology_cluster_node_not_ready(void **state)
     struct h_gateway gw;
     assert_int_equal(h_gateway_spawn(&gw, S.master.port, NULL, NULL), 0);
     uint64_t deadline = h_now_ms() + 10000;
-    while (!h_gateway_log_contains(&gw, "Redis Cluster node")) {
+    while (!h_gateway_log_contains(&gw, "is a Redis Cluster node")) {
         assert_true(h_now_ms() < deadline);
         usleep(20000); /* the log is a file: nothing to wait on */
     }
     struct h_http_resp r;
-    assert_int_equal(h_http(gw.port, "GET", "/readyz", NULL, NULL, &r), 503);
+    for (;;) { /* the slot map is read a moment after */
+        assert_int_equal(h_http(gw.port, "GET", "/readyz", NULL, NULL, &r), 503);
+        if (strstr(r.body, "slots 0-16383 have no master"))
+            break;
+        h_http_free(&r);
+        assert_true(h_now_ms() < deadline);
+        usleep(20000);
+    }
+    print_message("# a cluster node without slots: /readyz 503 %s\n", r.body);
     h_http_free(&r);
     assert_int_equal(h_gateway_stop(&gw), 0);
 }
@@ -401,7 +410,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_topology_sentinel_failover, teardown_each),
         cmocka_unit_test_teardown(test_topology_sentinel_password, teardown_each),
         cmocka_unit_test_teardown(test_topology_redis_wait, teardown_each),
-        cmocka_unit_test_teardown(test_topology_cluster_node_not_ready, teardown_each),
+        cmocka_unit_test_teardown(test_topology_cluster_without_slots_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_topology_other_layout_refused, teardown_each),
     };
     return cmocka_run_group_tests_name("topology", tests, NULL, NULL);

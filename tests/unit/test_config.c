@@ -277,6 +277,65 @@ static void test_config_redis_sentinel_url(void **state)
     }
 }
 
+/* redis://h1:p1,h2:p2,...: a Redis Cluster's seeds (6379 when a port is
+ * left out), host and port the first one's, credentials percent-decoded;
+ * database 0 only. One node names no seeds (it may still be a cluster
+ * node: the programs see that at connect). */
+static void test_config_redis_cluster_url(void **state)
+{
+    (void)state;
+    struct hr_redis_addr a;
+    char err[256] = "";
+    memset(&a, 0xa5, sizeof(a));
+    assert_int_equal(hr_redis_url_parse("redis://u:p%40ss@n1:7000,n2,[::1]:7002,10.0.0.4:7003/0",
+                                        &a, err, sizeof(err)),
+                     HR_OK);
+    assert_int_equal(a.nseeds, 4);
+    assert_string_equal(a.seed[0].host, "n1");
+    assert_int_equal(a.seed[0].port, 7000);
+    assert_string_equal(a.seed[1].host, "n2");
+    assert_int_equal(a.seed[1].port, 6379);
+    assert_string_equal(a.seed[2].host, "::1");
+    assert_int_equal(a.seed[2].port, 7002);
+    assert_string_equal(a.seed[3].host, "10.0.0.4");
+    assert_int_equal(a.seed[3].port, 7003);
+    assert_string_equal(a.host, "n1");
+    assert_int_equal(a.port, 7000);
+    assert_string_equal(a.user, "u");
+    assert_string_equal(a.pass, "p@ss");
+    assert_int_equal(a.db, 0);
+    assert_string_equal(a.master, "");
+    assert_int_equal(a.nsentinels, 0);
+    assert_int_equal(hr_redis_url_parse("redis://a:1,b:2", &a, err, sizeof(err)), HR_OK);
+    assert_int_equal(a.nseeds, 2);
+    assert_int_equal(hr_redis_url_parse("redis://a,b,c,d,e,f,g,h", &a, err, sizeof(err)), HR_OK);
+    assert_int_equal(a.nseeds, HR_SEEDS_MAX);
+    assert_int_equal(hr_redis_url_parse("redis://host:6380", &a, err, sizeof(err)), HR_OK);
+    assert_int_equal(a.nseeds, 0);
+    assert_int_equal(hr_redis_url_parse("unix:///tmp/r.sock", &a, err, sizeof(err)), HR_OK);
+    assert_int_equal(a.nseeds, 0);
+    static const char *const refused[] = {
+        "redis://a:1,b:2/3", /* a cluster has database 0 only */
+        "redis://a:1,",
+        "redis://,a:1",
+        "redis://a:1,,b:2",
+        "redis://a:1,b:0",
+        "redis://a:1,b:x",
+        "redis://a:1,[::1",
+        "redis://a,b,c,d,e,f,g,h,i",
+        "redis://:secret@a:1,b:99999", /* the password is not shown */
+        "redis://:secret@a,b/1",
+    };
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        err[0] = '\0';
+        if (hr_redis_url_parse(refused[i], &a, err, sizeof(err)) == HR_OK)
+            fail_msg("'%s' accepted", refused[i]);
+        assert_true(err[0] != '\0');
+        if (strstr(err, "secret"))
+            fail_msg("'%s': the message shows the password: %s", refused[i], err);
+    }
+}
+
 static void test_config_redis_url_refused(void **state)
 {
     (void)state;
@@ -766,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_config_redis_url_accepted),
         cmocka_unit_test(test_config_redis_url_refused),
         cmocka_unit_test(test_config_redis_sentinel_url),
+        cmocka_unit_test(test_config_redis_cluster_url),
         cmocka_unit_test(test_config_redis_url_hides_password),
         cmocka_unit_test(test_config_refused_redis_hides_password),
         cmocka_unit_test_setup(test_config_opts_defaults, clear_env),

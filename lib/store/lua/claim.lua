@@ -13,6 +13,8 @@
 -- lease ended unconfirmed to idle.
 -- Returns {hostId, roomId, region} (CLAIMED_*), hostId '' when no idle host
 -- fits, then the summary changes.
+local moving = slot_moving()
+if moving then return moving end
 local k = bucket(0)
 local lease, want = tonumber(ARGV[CLAIM_LEASE]), ARGV[CLAIM_HOST]
 local pick = tonumber(ARGV[CLAIM_PICK])

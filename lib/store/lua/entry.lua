@@ -31,6 +31,25 @@ local function call(cmd, key, ...)
   return r
 end
 
+-- On a Redis Cluster, while the slot of a script's keys is being migrated
+-- away from this node (MIGRATING), Redis runs the script here only when each
+-- key it declares is still here; but a key the script empties itself (a last
+-- field deleted) and then touches again counts as moved, and the script
+-- would fail there, in the middle, after its first writes. So a script that
+-- writes asks first, with a key of its hash tag that never exists: Redis
+-- refuses to read it only while the slot is being moved (or is not this
+-- node's), never on a single Redis or a slot at rest. The script then writes
+-- nothing and answers TRYAGAIN, which a cluster client (lib/store/cluster.c)
+-- sends again after a pause, as it does Redis's own. The error, or nil.
+local function slot_moving()
+  if not KEYS[1] then return nil end
+  local r = redis.pcall('GET', KEYS[1] .. '~')
+  if type(r) == 'table' and r.err then
+    return {err = 'TRYAGAIN the slot of ' .. KEYS[1] .. ' is being migrated (' .. r.err .. ')'}
+  end
+  return nil
+end
+
 -- Bucket g's keys (g from 0), and its number (from the hash tag).
 local function bucket(g)
   local base = g * BKEYS

@@ -8,6 +8,8 @@
 -- and takes nothing (claim.lua), one that ran is undone here, unless its host
 -- confirmed it meanwhile (then the session is real).
 -- Returns how many hosts went back to idle (1 or 0), then summary changes.
+local moving = slot_moving()
+if moving then return moving end
 local k = bucket(0)
 local key = KEYS[BKEYS + 1]
 local v = call('GET', key)

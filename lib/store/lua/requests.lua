@@ -14,6 +14,8 @@
 -- host, and its bucket already holds the most it may), source full (a new
 -- host in an OP_REFRESH request: its source speaks for the most hosts it
 -- may); then the summary changes (entry.lua: changes()).
+local moving = slot_moving()
+if moving then return moving end
 local ttl, cap = tonumber(ARGV[REQUESTS_TTL]), tonumber(ARGV[REQUESTS_BUCKET_CAP])
 local UNORDERED = '0'
 local expiry = now + ttl

@@ -8,6 +8,8 @@
 -- epoch). ARGV: SUM_STRIDE per change (HR_SCRIPT_SUMMARY_FIELDS): op ('a':
 -- may hold idle hosts, 'd': holds none), epoch, bucket.
 -- Returns the number of changes applied.
+local moving = slot_moving()
+if moving then return moving end
 local n = 0
 for i = 1, #ARGV - SUM_STRIDE + 1, SUM_STRIDE do
   local op, epoch, b = ARGV[i + SUM_OP], tonumber(ARGV[i + SUM_EPOCH]), ARGV[i + SUM_BUCKET]

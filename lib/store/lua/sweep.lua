@@ -9,6 +9,8 @@
 -- skip it anyway), and '1' to report every region's summary state
 -- (entry.lua: changes()), which repairs a summary that missed a change.
 -- Returns the number of hosts returned to idle, then the summary changes.
+local moving = slot_moving()
+if moving then return moving end
 local budget, state = tonumber(ARGV[SWEEP_MAX]), ARGV[SWEEP_STATE] == '1'
 local n = 0
 for g = 0, math.floor(#KEYS / BKEYS) - 1 do
