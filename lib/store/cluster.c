@@ -635,28 +635,41 @@ static void delay_cmd(struct hr_cluster *cl, struct cmd *k)
     }
 }
 
-/* Parses "MOVED 3999 127.0.0.1:6381" or "ASK ..." past its first word:
- * the slot and the node (created when new). NULL when it cannot. */
-static struct node *redirect_target(struct hr_cluster *cl, const struct node *from, const char *p,
-                                    int *slot)
+bool hr_cluster_parse_redirect(const char *p, int *slot, const char **host, size_t *hostlen,
+                               int *port)
 {
     char *end;
     long s = strtol(p, &end, 10);
     if (end == p || *end != ' ' || s < 0 || s >= HR_CLUSTER_SLOTS)
-        return NULL;
+        return false;
     const char *addr = end + 1, *colon = strrchr(addr, ':');
     if (!colon)
-        return NULL;
-    long port = strtol(colon + 1, &end, 10);
-    if (end == colon + 1 || *end != '\0' || port <= 0 || port > 65535)
-        return NULL;
-    size_t hostlen = (size_t)(colon - addr);
-    if (hostlen == 1 && addr[0] == '?')
-        return NULL;
+        return false;
+    long pt = strtol(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0' || pt <= 0 || pt > 65535)
+        return false;
+    if (colon - addr == 1 && addr[0] == '?') /* an unknown endpoint */
+        return false;
     *slot = (int)s;
+    *host = addr;
+    *hostlen = (size_t)(colon - addr);
+    *port = (int)pt;
+    return true;
+}
+
+/* The node a MOVED or ASK reply (past its first word) names, created when
+ * new, with its slot; NULL when the reply cannot be read. */
+static struct node *redirect_target(struct hr_cluster *cl, const struct node *from, const char *p,
+                                    int *slot)
+{
+    const char *host;
+    size_t hostlen;
+    int port;
+    if (!hr_cluster_parse_redirect(p, slot, &host, &hostlen, &port))
+        return NULL;
     if (hostlen == 0) /* the endpoint of the node that answered */
-        return node_get(cl, from->host, strlen(from->host), (int)port);
-    return node_get(cl, addr, hostlen, (int)port);
+        return node_get(cl, from->host, strlen(from->host), port);
+    return node_get(cl, host, hostlen, port);
 }
 
 /* An error reply to a caller's command: MOVED, ASK and TRYAGAIN mean that

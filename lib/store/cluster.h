@@ -26,6 +26,13 @@ struct hr_cluster;
  * empty) or else of the whole key, mod 16384. */
 int hr_cluster_keyslot(const char *key, size_t len);
 
+/* A MOVED or ASK error past its first word ("3999 127.0.0.1:6381"): the
+ * slot, the node's host (hostlen 0: the node that answered, which named no
+ * endpoint) and port. False for anything else, an unknown endpoint ("?")
+ * included. Shared by the router and the blocking client (redis_sync.c). */
+bool hr_cluster_parse_redirect(const char *p, int *slot, const char **host, size_t *hostlen,
+                               int *port);
+
 struct hr_cluster_config {
     /* Where to ask for the slot map first; any node of the cluster will do,
      * the others are learned from it. */

@@ -244,19 +244,14 @@ struct hr_sync_cluster *hr_sync_cluster_connect(const struct hr_redis_addr *a, i
 static struct sync_node *sync_redirect(struct hr_sync_cluster *sc, const struct sync_node *from,
                                        const char *p)
 {
-    char *end;
-    long s = strtol(p, &end, 10);
-    if (end == p || *end != ' ' || s < 0 || s >= HR_CLUSTER_SLOTS)
+    const char *host;
+    size_t hostlen;
+    int slot, port;
+    if (!hr_cluster_parse_redirect(p, &slot, &host, &hostlen, &port))
         return NULL;
-    const char *addr = end + 1, *colon = strrchr(addr, ':');
-    if (!colon)
-        return NULL;
-    long port = strtol(colon + 1, &end, 10);
-    if (end == colon + 1 || *end != '\0' || port <= 0 || port > 65535)
-        return NULL;
-    if (colon == addr) /* the endpoint of the node that answered */
-        return sync_node_get(sc, from->host, strlen(from->host), (int)port);
-    return sync_node_get(sc, addr, (size_t)(colon - addr), (int)port);
+    if (hostlen == 0) /* the endpoint of the node that answered */
+        return sync_node_get(sc, from->host, strlen(from->host), port);
+    return sync_node_get(sc, host, hostlen, port);
 }
 
 redisReply *hr_sync_cluster_command(struct hr_sync_cluster *sc, int slot, int argc,
