@@ -85,31 +85,12 @@ static void on_reply(void *arg, redisReply *reply, const char *error);
  * NOSCRIPT (k->retried). */
 static int send_call(struct hr_cconn *cc, struct hr_conn_call *k)
 {
-    const struct hr_script_args *a = k->args;
-    int n = 0, need = a->nkeys + a->argc + 3;
-    if (need > cc->argvcap) {
-        const char **v = realloc(cc->argv, (size_t)need * sizeof(*v));
-        if (v)
-            cc->argv = v;
-        size_t *l = v ? realloc(cc->argvlen, (size_t)need * sizeof(*l)) : NULL;
-        if (!l)
-            return HR_E_NOMEM;
-        cc->argvlen = l;
-        cc->argvcap = need;
-    }
     char nkeys[16];
-    if (k->script != HR_CONN_PLAIN) {
-        snprintf(nkeys, sizeof(nkeys), "%d", a->nkeys);
-        cc->argv[n++] = k->retried ? "EVAL" : "EVALSHA";
-        cc->argv[n++] = k->retried ? hr_script_body(k->script) : cc->sha[k->script];
-        cc->argv[n++] = nkeys;
-        for (int i = 0; i < n; i++)
-            cc->argvlen[i] = strlen(cc->argv[i]);
-        for (int i = 0; i < a->nkeys; i++, n++)
-            cc->argv[n] = hr_script_key_at(a, i, &cc->argvlen[n]);
-    }
-    for (int i = 0; i < a->argc; i++, n++)
-        cc->argv[n] = hr_script_arg(a, i, &cc->argvlen[n]);
+    int n = hr_script_call_argv(k->args, k->script, k->retried,
+                                k->script >= 0 ? cc->sha[k->script] : NULL, nkeys, &cc->argv,
+                                &cc->argvlen, &cc->argvcap);
+    if (n < 0)
+        return HR_E_NOMEM;
     /* The router copies the command: the scratch is free again on return. */
     if (k->slot >= 0)
         return hr_cluster_send(cc->router, k->slot, n, cc->argv, cc->argvlen, on_reply, k);

@@ -141,31 +141,12 @@ static bool writes(int script)
  * it; plain commands are their args. */
 static int send_call(struct hr_conn *c, struct hr_conn_call *k)
 {
-    const struct hr_script_args *a = k->args;
-    int n = 0, need = a->nkeys + a->argc + 3;
-    if (need > c->argvcap) {
-        const char **v = realloc(c->argv, (size_t)need * sizeof(*v));
-        if (v)
-            c->argv = v;
-        size_t *l = v ? realloc(c->argvlen, (size_t)need * sizeof(*l)) : NULL;
-        if (!l)
-            return HR_E_NOMEM;
-        c->argvlen = l;
-        c->argvcap = need;
-    }
     char nkeys[16];
-    if (k->script != HR_CONN_PLAIN) {
-        snprintf(nkeys, sizeof(nkeys), "%d", a->nkeys);
-        c->argv[n++] = k->retried ? "EVAL" : "EVALSHA";
-        c->argv[n++] = k->retried ? hr_script_body(k->script) : c->sha[k->script];
-        c->argv[n++] = nkeys;
-        for (int i = 0; i < n; i++)
-            c->argvlen[i] = strlen(c->argv[i]);
-        for (int i = 0; i < a->nkeys; i++, n++)
-            c->argv[n] = hr_script_key_at(a, i, &c->argvlen[n]);
-    }
-    for (int i = 0; i < a->argc; i++, n++)
-        c->argv[n] = hr_script_arg(a, i, &c->argvlen[n]);
+    int n = hr_script_call_argv(k->args, k->script, k->retried,
+                                k->script >= 0 ? c->sha[k->script] : NULL, nkeys, &c->argv,
+                                &c->argvlen, &c->argvcap);
+    if (n < 0)
+        return HR_E_NOMEM;
     if (!c->ac || redisAsyncCommandArgv(c->ac, on_reply, k, n, c->argv, c->argvlen) != REDIS_OK)
         return HR_E_UNAVAILABLE;
     /* Replies come in order: this WAIT answers once the script's writes

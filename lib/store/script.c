@@ -448,18 +448,30 @@ void hr_script_listed(const redisReply *r, size_t i, struct hr_host_info *h)
     h->claimed = claimed->type == REDIS_REPLY_INTEGER && claimed->integer == 1;
 }
 
+/* argv and lens (room for a->nkeys + a->argc + 3) as `verb` `what`
+ * <numkeys> <keys> <args>, or the args alone when `verb` is NULL; their
+ * count. */
+static int fill(const struct hr_script_args *a, const char *verb, const char *what,
+                const char **argv, size_t *lens, char nkeys[16])
+{
+    int n = 0;
+    if (verb) {
+        snprintf(nkeys, 16, "%d", a->nkeys);
+        argv[n] = verb, lens[n] = strlen(verb), n++;
+        argv[n] = what, lens[n] = strlen(what), n++;
+        argv[n] = nkeys, lens[n] = strlen(nkeys), n++;
+        for (int i = 0; i < a->nkeys; i++, n++)
+            argv[n] = hr_script_key_at(a, i, &lens[n]);
+    }
+    for (int i = 0; i < a->argc; i++, n++)
+        argv[n] = hr_script_arg(a, i, &lens[n]);
+    return n;
+}
+
 int hr_script_command(enum hr_script_id id, const struct hr_script_args *a, const char **argv,
                       size_t *lens, char nkeys[16])
 {
-    snprintf(nkeys, 16, "%d", a->nkeys);
-    argv[0] = "EVAL", lens[0] = 4;
-    argv[1] = scripts[id].body, lens[1] = strlen(scripts[id].body);
-    argv[2] = nkeys, lens[2] = strlen(nkeys);
-    for (int i = 0; i < a->nkeys; i++)
-        argv[3 + i] = hr_script_key_at(a, i, &lens[3 + i]);
-    for (int i = 0; i < a->argc; i++)
-        argv[3 + a->nkeys + i] = hr_script_arg(a, i, &lens[3 + a->nkeys + i]);
-    return a->nkeys + a->argc + 3;
+    return fill(a, "EVAL", scripts[id].body, argv, lens, nkeys);
 }
 
 redisReply *hr_script_eval(redisContext *c, enum hr_script_id id, const struct hr_script_args *a)
@@ -498,4 +510,24 @@ int hr_script_apply_changes(redisContext *c, const struct hr_layout *l, const re
         n++;
     }
     return n;
+}
+
+int hr_script_call_argv(const struct hr_script_args *a, int script, bool eval, const char *sha,
+                        char nkeys[16], const char ***argv, size_t **argvlen, int *cap)
+{
+    int need = a->nkeys + a->argc + 3;
+    if (need > *cap) {
+        const char **v = realloc(*argv, (size_t)need * sizeof(*v));
+        if (v)
+            *argv = v;
+        size_t *l = v ? realloc(*argvlen, (size_t)need * sizeof(*l)) : NULL;
+        if (!l)
+            return -1;
+        *argvlen = l;
+        *cap = need;
+    }
+    if (script < 0)
+        return fill(a, NULL, NULL, *argv, *argvlen, nkeys);
+    return fill(a, eval ? "EVAL" : "EVALSHA", eval ? scripts[script].body : sha, *argv, *argvlen,
+                nkeys);
 }

@@ -318,6 +318,14 @@ int hr_script_apply_changes(struct redisContext *c, const struct hr_layout *l,
 int hr_script_command(enum hr_script_id id, const struct hr_script_args *a, const char **argv,
                       size_t *lens, char nkeys[16]);
 
+/* The whole command of a call, into *argv and *argvlen (grown as needed,
+ * *cap their room; argument pointers into `a` and `nkeys`, the caller's
+ * scratch): EVALSHA sha numkeys keys... args..., EVAL body ... when `eval`
+ * (after NOSCRIPT), or the args alone when `script` is negative (a plain
+ * command). The number of arguments, or -1 when out of memory. */
+int hr_script_call_argv(const struct hr_script_args *a, int script, bool eval, const char *sha,
+                        char nkeys[16], const char ***argv, size_t **argvlen, int *cap);
+
 /* A synchronous call for tools and tests: EVAL of the script's body with
  * the arguments. The reply is the caller's to free (NULL: c->errstr). */
 struct redisReply *hr_script_eval(struct redisContext *c, enum hr_script_id id,
