@@ -305,7 +305,7 @@ void hr_script_count_args(struct hr_script_args *a, const struct hr_layout *l, u
 }
 
 void hr_script_sweep_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t first,
-                          uint32_t n, uint32_t max, bool state)
+                          uint32_t n, uint32_t max, bool state, bool trim)
 {
     const char *f[HR_SCRIPT_SWEEP_NARGS];
     char m[16];
@@ -314,6 +314,7 @@ void hr_script_sweep_args(struct hr_script_args *a, const struct hr_layout *l, u
     snprintf(m, sizeof(m), "%" PRIu32, max);
     f[HR_SCRIPT_SWEEP_MAX] = m;
     f[HR_SCRIPT_SWEEP_STATE] = state ? "1" : "0";
+    f[HR_SCRIPT_SWEEP_TRIM] = trim ? "1" : "0";
     add_all(a, f, HR_SCRIPT_SWEEP_NARGS);
 }
 

@@ -138,9 +138,10 @@ struct hr_store {
     } recent[RECENT_CLAIMS]; /* claims sent, with their bucket */
     size_t recent_next;
     unsigned sweeps;
-    uint32_t sweep_at; /* 1 + the first bucket of the round's next call; 0: no round */
-    bool sweep_state;  /* this round reports every summary state */
-    bool cap_warned;   /* bucket_cap's warning logged */
+    uint32_t sweep_at;   /* 1 + the first bucket of the round's next call; 0: no round */
+    bool sweep_state;    /* this round reports every summary state */
+    bool cap_warned;     /* bucket_cap's warning logged */
+    uint32_t trim_chunk; /* the FANOUT buckets whose expired entries this round removes */
 };
 
 static const struct hr_layout *layout(const struct hr_store *st)
@@ -905,8 +906,13 @@ static void sweep_next(struct hr_store *st)
         st->sweep_at = 0;
         return;
     }
+    /* Expired entries are removed in one call's buckets a round, a
+     * different slice each round (sweep.lua reads a bucket whole to find them): every
+     * bucket in turn, at a cost a round that does not grow with the bucket
+     * count. Readers never see an expired host meanwhile. */
+    bool trim = first / FANOUT == st->trim_chunk;
     hr_script_sweep_args(&c->args, layout(st), first, nb - first < FANOUT ? nb - first : FANOUT,
-                         SWEEP_MAX, st->sweep_state);
+                         SWEEP_MAX, st->sweep_state, trim);
     st->sweep_at = first + FANOUT + 1;
     if (cmd_submit(st, c) != HR_OK)
         st->sweep_at = 0;
@@ -922,6 +928,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     if (!ready(st) || st->sweep_at)
         return;
     st->sweep_state = st->sweeps++ % SWEEP_STATE_EVERY == 0;
+    uint32_t chunks = (layout(st)->buckets + FANOUT - 1) / FANOUT;
+    st->trim_chunk = (st->trim_chunk + 1) % chunks;
     st->sweep_at = 1;
     sweep_next(st);
 }

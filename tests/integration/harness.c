@@ -312,23 +312,22 @@ bool h_host_get(redisContext *c, const char *prefix, const char *id, struct h_ho
 {
     memset(h, 0, sizeof(*h));
     h->lease = -1;
-    char e[160], x[160], cl[160], stored[HR_LAYOUT_ID_MAX];
+    h->expiry = -1;
+    char e[160], cl[160], stored[HR_LAYOUT_ID_MAX];
     size_t n = hr_layout_id_pack(id, stored);
     h_bucket_key(c, prefix, id, "e", e, sizeof(e));
-    h_bucket_key(c, prefix, id, "x", x, sizeof(x));
     h_bucket_key(c, prefix, id, "c", cl, sizeof(cl));
     redisReply *v = redisCommand(c, "HGET %s %b", e, stored, n);
-    redisReply *exp = redisCommand(c, "ZSCORE %s %b", x, stored, n);
     redisReply *lease = redisCommand(c, "ZSCORE %s %b", cl, stored, n);
-    if (!v || !exp || !lease)
+    if (!v || !lease)
         abort();
-    h->expiry = exp->type == REDIS_REPLY_STRING ? atoll(exp->str) : -1;
     h->lease = lease->type == REDIS_REPLY_STRING ? atoll(lease->str) : -1;
-    if (v->type == REDIS_REPLY_STRING && h->expiry > h_redis_now_ms(c))
-        h->live = sscanf(v->str, "%23s %23s %15s %79s %79s", h->hseq, h->sseq, h->status, h->region,
-                         h->room) == 5;
+    /* "<hseq> <sseq> <status> <region> <room> <expiry ms>" */
+    if (v->type == REDIS_REPLY_STRING &&
+        sscanf(v->str, "%23s %23s %15s %79s %79s %lld", h->hseq, h->sseq, h->status, h->region,
+               h->room, &h->expiry) == 6)
+        h->live = h->expiry > h_redis_now_ms(c);
     freeReplyObject(v);
-    freeReplyObject(exp);
     freeReplyObject(lease);
     return h->live;
 }

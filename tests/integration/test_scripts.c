@@ -61,7 +61,6 @@ enum {
 #undef RES_
 };
 #define E_ HR_SCRIPT_BKEY_ENTRIES
-#define X_ HR_SCRIPT_BKEY_EXPIRY
 #define I_ HR_SCRIPT_BKEY_IDLE
 #define C_ HR_SCRIPT_BKEY_CLAIMS
 #define T_ HR_SCRIPT_BKEY_TOMBS
@@ -213,14 +212,21 @@ static void set_score(const char *id, enum hr_script_bkey k, long long score)
  * "" when it has none. */
 static const char *entry(const char *id)
 {
-    return hget(id, E_);
+    /* Without its expiry (the last field), which tests read with expiry(). */
+    char *v = scratch();
+    snprintf(v, 512, "%s", hget(id, E_));
+    char *sp = strrchr(v, ' ');
+    if (sp)
+        *sp = '\0';
+    return v;
 }
 
-/* The expiry of a host's entry (its bucket's x), ms on Redis's clock; the
+/* The expiry of a host's entry (its last field), ms on Redis's clock; the
  * end of its claim's lease (its bucket's c); -1 when none. */
 static long long expiry(const char *id)
 {
-    return zscore(id, X_);
+    const char *v = hget(id, E_), *sp = strrchr(v, ' ');
+    return sp ? atoll(sp + 1) : -1;
 }
 
 static long long lease(const char *id)
@@ -231,7 +237,16 @@ static long long lease(const char *id)
 /* Shortens (or moves) an entry's expiry, which is what readers check. */
 static void set_expiry(const char *id, long long ms)
 {
-    set_score(id, X_, ms);
+    char v[512];
+    snprintf(v, sizeof(v), "%s", hget(id, E_));
+    char *sp = strrchr(v, ' ');
+    assert_non_null(sp);
+    snprintf(sp, sizeof(v) - (size_t)(sp - v), " %lld", ms);
+    struct sid s = sid(id);
+    redisReply *r = redisCommand(rc, "HSET %s %b %s", hkey(id, E_), s.b, s.n, v);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
 }
 
 /* True when the host is a member of its bucket's idle set for `region`. */
@@ -650,11 +665,11 @@ static long long bucket_with_idle(const char *region)
         for (size_t i = 0; i < m->elements && found < 0; i++) {
             const char *id = m->element[i]->str + strlen(region) + 1;
             size_t n = m->element[i]->len - strlen(region) - 1;
-            const char *e = bkey(b, E_), *x = bkey(b, X_);
+            const char *e = bkey(b, E_);
             const char *v = text_of(redisCommand(rc, "HGET %s %b", e, id, n), e);
-            long long exp = num_of(text_of(redisCommand(rc, "ZSCORE %s %b", x, id, n), x));
+            long long exp = -1;
             char status[16] = "", reg[48] = "";
-            sscanf(v, "%*s %*s %15s %47s", status, reg);
+            sscanf(v, "%*s %*s %15s %47s %*s %lld", status, reg, &exp);
             if (exp > now && strcmp(status, "idle") == 0 && strcmp(reg, region) == 0)
                 found = b;
         }
@@ -752,12 +767,13 @@ static void count(const char *const *regions, long long *out)
     freeReplyObject(r);
 }
 
-/* A sweep over every bucket (max per bucket; `state`: report every
- * region's summary state): how many hosts it returned to idle. */
+/* A sweep over every bucket (max in all; `state`: report every region's
+ * summary state), expired entries removed too: how many hosts it returned
+ * to idle. */
 static long long sweep_with(uint32_t max, bool state)
 {
     struct hr_script_args a = {0};
-    hr_script_sweep_args(&a, &L, 0, L.buckets, max, state);
+    hr_script_sweep_args(&a, &L, 0, L.buckets, max, state, true);
     redisReply *r = eval(HR_SCRIPT_SWEEP, &a);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     assert_true(r->elements >= 1);
@@ -1131,7 +1147,7 @@ static void test_scripts_lua_check_flags_literals(void **state)
         {"e.status = \"idle\"", true},
         {"if e.status ~= 'idle' then return nil end", true},
         {"local e = tag .. 'e'", true},
-        {"call('ZADD', pfx .. '{' .. b .. '}' .. 'x', exp, id)", true},
+        {"call('ZADD', pfx .. '{' .. b .. '}' .. 'i', 0, m)", true},
         {"local i = tag .. 'i'", true},
         {"local c = tag .. \"c\"", true},
         {"local t, m = tag .. 't', tag .. 'm'", true},
@@ -1249,11 +1265,11 @@ static void test_scripts_heartbeat_creates_entry(void **state)
         if (st == HR_STATUS_IDLE) {
             assert_string_equal(reported(), change_text('a', 1, 0, "eu-central"));
             assert_true(listed("eu-central", 0));
-            assert_keys(REGS(PREFIX "layout", PREFIX "{0}e", PREFIX "{0}x", PREFIX "{0}i",
-                             PREFIX "{0}m", PREFIX "{r.eu-central}s", PREFIX "{r.eu-central}h"));
+            assert_keys(REGS(PREFIX "layout", PREFIX "{0}e", PREFIX "{0}i", PREFIX "{0}m",
+                             PREFIX "{r.eu-central}s", PREFIX "{r.eu-central}h"));
         } else {
             assert_string_equal(reported(), "");
-            assert_keys(REGS(PREFIX "layout", PREFIX "{0}e", PREFIX "{0}x"));
+            assert_keys(REGS(PREFIX "layout", PREFIX "{0}e"));
         }
     }
 }
@@ -1759,9 +1775,9 @@ static void test_scripts_max_hosts_counts_live_only(void **state)
         char id[32], m[64];
         const char *region = regions[i % 3];
         snprintf(id, sizeof(id), "stale-%d", i);
-        h_redis_int(rc, "ZADD %s 1000 %s", bkey(0, X_), id);
-        h_redis_int(rc, "HSET %s %s %s", bkey(0, E_), id,
-                    entry_text(1, 1, HR_STATUS_IDLE, region, "room-1"));
+        char v[256];
+        snprintf(v, sizeof(v), "%s 1000", entry_text(1, 1, HR_STATUS_IDLE, region, "room-1"));
+        h_redis_int(rc, "HSET %s %s %s", bkey(0, E_), id, v);
         snprintf(m, sizeof(m), "%s %s", region, id);
         h_redis_int(rc, "ZADD %s 0 %s", bkey(0, I_), m);
         snprintf(id, sizeof(id), "no-expiry-%d", i);
@@ -2275,13 +2291,13 @@ static void test_scripts_list_status_and_limit(void **state)
 }
 
 /* A read that fails is an error, never an absent host: here the reader may
- * not HGET (an ACL; on a Redis Cluster node the key not being local fails
+ * not HGETALL (an ACL; on a Redis Cluster node the key not being local fails
  * the same way), and the list fails instead of answering without the host. */
 static void test_scripts_failed_read_is_an_error(void **state)
 {
     (void)state;
     assert_int_equal(run(beat("readable", HR_STATUS_IDLE, 1)), R_APPLIED);
-    redisReply *r = redisCommand(rc, "ACL SETUSER nohget on >pw ~* &* +@all -hget");
+    redisReply *r = redisCommand(rc, "ACL SETUSER nohget on >pw ~* &* +@all -hgetall");
     assert_int_equal(r->type, REDIS_REPLY_STATUS);
     freeReplyObject(r);
     redisContext *c = h_redis_connect(redis.port);
@@ -2295,9 +2311,10 @@ static void test_scripts_failed_read_is_an_error(void **state)
     r = hr_script_eval(c, HR_SCRIPT_LIST, &a);
     hr_script_args_free(&a);
     assert_non_null(r);
-    print_message("list without HGET: %s\n", r->type == REDIS_REPLY_ERROR ? r->str : "(no error)");
+    print_message("list without HGETALL: %s\n",
+                  r->type == REDIS_REPLY_ERROR ? r->str : "(no error)");
     assert_int_equal(r->type, REDIS_REPLY_ERROR);
-    assert_non_null(strstr(r->str, "HGET"));
+    assert_non_null(strstr(r->str, "HGETALL"));
     freeReplyObject(r);
     redisFree(c);
     r = redisCommand(rc, "ACL DELUSER nohget");
@@ -2457,9 +2474,12 @@ static void test_scripts_summary_follows_idle_hosts(void **state)
     assert_string_equal(reported(), want);
     assert_false(listed("local", 1));
     assert_true(listed("us-east-1", 1));
-    /* Expired: the next call in its bucket trims it, and reports 'd'. */
+    /* Expired: the sweep removes it, and reports 'd' (a heartbeat of
+     * another host of the bucket does not look for what expired). */
     set_expiry(b, 1000);
     assert_int_equal(run(heartbeat(c, "room-1", "eu-central", HR_STATUS_BUSY, 2)), R_APPLIED);
+    assert_string_equal(reported(), "");
+    assert_int_equal(sweep(10), 0);
     assert_string_equal(reported(), change_text('d', 2, 1, "us-east-1"));
     assert_int_equal(summary_size("us-east-1"), 0);
     /* Bucket 0 never had an idle host: no epoch anywhere. */

@@ -295,7 +295,9 @@ static void test_topology_redis_wait(void **state)
     snprintf(mport, sizeof(mport), "%d", S.master.port);
     const char *rargs[] = {"--replicaof", "127.0.0.1", mport, NULL};
     assert_int_equal(h_redis_start(&S.replica, 0, rargs), 0);
-    const char *args[] = {"--redis-wait", "1", "--prefix", "rw:", NULL};
+    /* WAIT gets half the timeout: 1 s, so that a replica slowed by a loaded
+     * machine (not stopped) still confirms in time. */
+    const char *args[] = {"--redis-wait", "1", "--redis-timeout", "2000", "--prefix", "rw:", NULL};
     struct h_daemon d;
     /* Started once the replica is in sync: until then every write fails. */
     assert_int_equal(h_daemon_start(&d, S.master.port, args), 0);
@@ -304,20 +306,20 @@ static void test_topology_redis_wait(void **state)
     for (int i = 0; i < 20; i++) {
         char host[32];
         snprintf(host, sizeof(host), "wait-%d", i);
-        assert_int_equal(heartbeat_once(fd, host, 1000), HR_RESULT_OK);
+        assert_int_equal(heartbeat_once(fd, host, 3000), HR_RESULT_OK);
         /* Acked, so on the replica already: no waiting here. */
         assert_int_equal(h_redis_int(r, "EXISTS rw:h:%s", host), 1);
     }
     redisFree(r);
 
     kill(S.replica.pid, SIGSTOP);
-    int res = heartbeat_once(fd, "wait-stopped", 2000);
+    int res = heartbeat_once(fd, "wait-stopped", 4000);
     print_message("# replica stopped: heartbeat answered %d (retry later is %d)\n", res,
                   HR_RESULT_RETRY_LATER);
     assert_int_equal(res, HR_RESULT_RETRY_LATER);
     kill(S.replica.pid, SIGCONT);
     uint64_t deadline = h_now_ms() + 10000;
-    while (heartbeat_once(fd, "wait-resumed", 1000) != HR_RESULT_OK)
+    while (heartbeat_once(fd, "wait-resumed", 3000) != HR_RESULT_OK)
         assert_true(h_now_ms() < deadline);
     close(fd);
     assert_int_equal(h_daemon_stop(&d), 0);

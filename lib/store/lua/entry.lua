@@ -4,10 +4,11 @@
 --
 -- A host lives in one bucket (docs/design/layout-v2.md), and each bucket's
 -- keys come in KEYS, BKEYS of them per bucket (bucket(g) below):
---   e  hash: hostId -> "<hseq> <sseq> <status> <region> <room>"
---   x  zset: hostId -> its entry's expiry in ms: an entry is live while
---      now < expiry; a reader checks, so an expired host is never answered,
---      and trim() and sweep.lua remove what expired
+--   e  hash: hostId -> "<hseq> <sseq> <status> <region> <room> <expiry>":
+--      expiry in ms; an entry is live while now < expiry. Every reader
+--      checks, so an expired host is never answered, and sweep.lua removes
+--      what expired (trim()). The expiry in the entry rather than in a
+--      sorted set of its own: a refresh is one HGET and one HSET
 --   i  zset, scores 0: "<region> <hostId>" for each idle host, so that a
 --      region's idle hosts are one lexicographic range
 --   c  zset: claimed hostId -> the end of its claim's lease in ms
@@ -34,7 +35,7 @@ end
 -- Bucket g's keys (g from 0), and its number (from the hash tag).
 local function bucket(g)
   local base = g * BKEYS
-  local k = {e = KEYS[base + BKEY_ENTRIES], x = KEYS[base + BKEY_EXPIRY],
+  local k = {e = KEYS[base + BKEY_ENTRIES],
              i = KEYS[base + BKEY_IDLE], c = KEYS[base + BKEY_CLAIMS],
              t = KEYS[base + BKEY_TOMBS], m = KEYS[base + BKEY_REGIONS]}
   k.num = string.match(k.e, '{(%d+)}[^{}]*$')
@@ -58,25 +59,32 @@ local function touch(k, region)
   if region then b.regions[region] = true end -- nil: the bucket only (changes(_, true))
 end
 
--- The entry of `id` in bucket k, live or not, as a table (expiry: nil when
--- x has none), or nil when there is none.
+-- An entry's value as a table, or nil for a value this build cannot read.
+local function parse_entry(v)
+  local hseq, sseq, status, region, room, exp =
+    string.match(v, '^(%d+) (%d+) (%a+) (%S+) (%S+) (%d+)$')
+  if not hseq then return nil end
+  return {hseq = hseq, sseq = sseq, status = status, region = region, room = room,
+          expiry = tonumber(exp)}
+end
+
+-- The entry of `id` in bucket k, live or not, as a table, or nil when there
+-- is none.
 local function get_entry(k, id)
   local v = call('HGET', k.e, id)
   if not v then return nil end
-  local hseq, sseq, status, region, room = string.match(v, '^(%d+) (%d+) (%a+) (%S+) (%S+)$')
-  if not hseq then error('HGET ' .. k.e .. ': an entry this build cannot read', 0) end
-  local exp = call('ZSCORE', k.x, id)
-  return {hseq = hseq, sseq = sseq, status = status, region = region, room = room,
-          expiry = exp and tonumber(exp)}
+  local e = parse_entry(v)
+  if not e then error('HGET ' .. k.e .. ': an entry this build cannot read', 0) end
+  return e
 end
 
-local function live(e) return e and e.expiry and e.expiry > now end
+local function live(e) return e and e.expiry > now end
 
 -- Writes entry `e`: with a new expiry, or keeping the one it has.
 local function put_entry(k, id, e, expiry)
-  if expiry then call('ZADD', k.x, expiry, id) end
+  if expiry then e.expiry = expiry end
   call('HSET', k.e, id, e.hseq .. ' ' .. e.sseq .. ' ' .. e.status .. ' ' .. e.region .. ' ' ..
-       e.room)
+       e.room .. ' ' .. string.format('%.0f', e.expiry))
 end
 
 -- Removes every trace of `id` from bucket k (its entry `e`, if known).
@@ -86,7 +94,6 @@ local function remove_host(k, id, e)
     touch(k, e.region)
   end
   call('ZREM', k.c, id) -- its claim, if any
-  call('ZREM', k.x, id)
   call('HDEL', k.e, id)
 end
 
@@ -107,17 +114,23 @@ local function unclaim(k, id, e)
   touch(k, e.region)
 end
 
--- Removes up to `max` expired entries of bucket k. Bounded: after a mass
--- expiry an unbounded sweep would hold Redis for as long as it takes; readers
--- skip expired entries anyway, so the backlog can drain a little per call.
+-- Removes up to `max` expired entries of bucket k (and a value no build
+-- reads); how many. Reads the whole bucket (a few dozen entries): the sweep
+-- calls it, a bucket at a time. Bounded: after a mass expiry an unbounded
+-- sweep would hold Redis for as long as it takes; readers skip expired
+-- entries anyway, so the backlog can drain a little per call.
 local function trim(k, max)
-  local old = call('ZRANGEBYSCORE', k.x, '-inf', now, 'LIMIT', 0, max)
-  for _, id in ipairs(old) do
-    local v = call('HGET', k.e, id)
-    local region = v and string.match(v, '^%d+ %d+ %a+ (%S+) ')
-    remove_host(k, id, region and {region = region} or nil)
+  local all = call('HGETALL', k.e)
+  local n = 0
+  for j = 1, #all, 2 do
+    local e = parse_entry(all[j + 1])
+    if not e or e.expiry <= now then
+      remove_host(k, all[j], e)
+      n = n + 1
+      if n >= max then break end
+    end
   end
-  return #old
+  return n
 end
 
 -- Returns claimed hosts of bucket k whose lease ended unconfirmed to idle,

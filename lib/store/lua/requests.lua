@@ -19,11 +19,22 @@ local UNORDERED = '0'
 local expiry = now + ttl
 
 -- Live hosts of a bucket, counted once per call and only when a new host
--- asks (ZCOUNT from now: expired entries never hold the cap shut).
+-- asks: its entries (HLEN), and only when they reach the cap, the live ones
+-- among them (expired entries never hold the cap shut).
 local live_count = {}
 local function room_for_one_more(k)
   if cap == 0 then return true end
-  local n = live_count[k.num] or call('ZCOUNT', k.x, '(' .. now, '+inf')
+  local n = live_count[k.num]
+  if not n then
+    n = call('HLEN', k.e)
+    if n >= cap then
+      n = 0
+      for _, v in ipairs(call('HVALS', k.e)) do
+        local e = parse_entry(v)
+        if e and e.expiry > now then n = n + 1 end
+      end
+    end
+  end
   if n >= cap then
     live_count[k.num] = n
     return false
@@ -188,11 +199,5 @@ local out = {}
 for i = REQUESTS_FIRST, #ARGV - REQ_STRIDE + 1, REQ_STRIDE do
   local ok, res = pcall(apply, i)
   out[#out + 1] = ok and res or {err = 'requests.lua: ' .. tostring(res)}
-end
--- A little of what expired, in a few of the buckets this batch touched (a
--- command per bucket would cost as much as a request; the sweep does the
--- rest).
-for g = 0, 3 do
-  if buckets[g] then pcall(trim, buckets[g], 8) end
 end
 return changes(out)
