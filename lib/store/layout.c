@@ -94,6 +94,76 @@ void hr_layout_id_unpack(const char *stored, size_t len, char *out, size_t cap)
     out[len] = '\0';
 }
 
+size_t hr_layout_seq_format(uint64_t seq, char *out)
+{
+    static const char digits[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+    char rev[HR_LAYOUT_SEQ_MAX];
+    size_t n = 0;
+    do {
+        rev[n++] = digits[seq % 36];
+        seq /= 36;
+    } while (seq);
+    for (size_t i = 0; i < n; i++)
+        out[i] = rev[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
+int hr_layout_seq_parse(const char *s, size_t len, uint64_t *seq)
+{
+    if (len == 0 || len >= HR_LAYOUT_SEQ_MAX || (len > 1 && s[0] == '0'))
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned d;
+        if (s[i] >= '0' && s[i] <= '9')
+            d = (unsigned)(s[i] - '0');
+        else if (s[i] >= 'a' && s[i] <= 'z')
+            d = (unsigned)(s[i] - 'a') + 10;
+        else
+            return -1;
+        if (v > (UINT64_MAX - d) / 36)
+            return -1;
+        v = v * 36 + d;
+    }
+    *seq = v;
+    return 0;
+}
+
+int hr_layout_entry_parse(const char *v, size_t len, struct hr_layout_entry *e)
+{
+    /* Six fields separated by single spaces. */
+    const char *f[6];
+    size_t fl[6], n = 0, at = 0;
+    for (size_t i = 0; i <= len && n < 6; i++) {
+        if (i == len || v[i] == ' ') {
+            f[n] = v + at;
+            fl[n++] = i - at;
+            at = i + 1;
+        }
+    }
+    if (n != 6 || at != len + 1 || fl[2] != 1 || fl[3] == 0 || fl[3] >= sizeof(e->region) ||
+        fl[4] == 0 || fl[4] >= sizeof(e->room))
+        return -1;
+    uint64_t exp;
+    if (hr_layout_seq_parse(f[0], fl[0], &e->hseq) != 0 ||
+        hr_layout_seq_parse(f[1], fl[1], &e->sseq) != 0 ||
+        hr_layout_seq_parse(f[5], fl[5], &exp) != 0 || exp > INT64_MAX)
+        return -1;
+    e->expiry_ms = (int64_t)exp;
+    e->status = NULL;
+    for (size_t i = 0; i < HR_NSTATUSES; i++)
+        if (hr_status_name_at(i)[0] == f[2][0])
+            e->status = hr_status_name_at(i);
+    if (!e->status)
+        return -1;
+    memcpy(e->region, f[3], fl[3]);
+    e->region[fl[3]] = '\0';
+    memcpy(e->room, f[4], fl[4]);
+    e->room[fl[4]] = '\0';
+    return 0;
+}
+
 uint32_t hr_layout_bucket(const struct hr_layout *l, const char *stored, size_t len)
 {
     struct hr_siphash_key k = hr_siphash_key_from_bytes(l->seed);

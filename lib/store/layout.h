@@ -1,4 +1,4 @@
-/* Storage layout 2 (docs/design/layout-v2.md): which bucket a host lives in,
+/* Storage layout 3 (docs/design/layout-v2.md): which bucket a host lives in,
  * how a hostId is stored, and the names of a bucket's keys. The layout of a
  * registry (its bucket count and the secret seed of the bucket hash) is kept
  * in Redis under "<prefix>layout", written once by the first program to
@@ -17,8 +17,9 @@ struct redisContext;
 struct hr_script_args;
 
 /* The value of the layout key this build reads and writes starts with this
- * version: "2 <buckets> <seed, 32 hex digits>". */
-#define HR_LAYOUT_VERSION "2"
+ * version: "3 <buckets> <seed, 32 hex digits>". Layout 2 had the same
+ * buckets with longer entries and an expiry sorted set per bucket. */
+#define HR_LAYOUT_VERSION "3"
 /* The layout key, after the prefix. */
 #define HR_LAYOUT_KEY "layout"
 /* Buckets: a power of two in [1, 16384] (16384 is Redis Cluster's slot
@@ -49,6 +50,25 @@ int hr_layout_parse(const char *value, const char *prefix, struct hr_layout *l);
  * it does not know is copied as it is, cut to fit). */
 size_t hr_layout_id_pack(const char *id, char *out);
 void hr_layout_id_unpack(const char *stored, size_t len, char *out, size_t cap);
+
+/* A sequence number as the scripts take and store it: base 36 (digits, then
+ * lower-case letters), no leading zeros; HR_LAYOUT_SEQ_MAX bytes with the
+ * NUL. Returns its length. hr_layout_seq_parse is the inverse: 0, or -1 when
+ * `s` is not one. */
+#define HR_LAYOUT_SEQ_MAX 14
+size_t hr_layout_seq_format(uint64_t seq, char *out);
+int hr_layout_seq_parse(const char *s, size_t len, uint64_t *seq);
+
+/* A bucket's entry as stored, "<hseq> <sseq> <status letter> <region> <room>
+ * <expiry>" (lib/store/lua/entry.lua), read back: for the tools and tests
+ * that look at the keys themselves. 0, or -1 when `v` is not one. */
+struct hr_layout_entry {
+    uint64_t hseq, sseq;
+    const char *status; /* a name of HR_STATUSES */
+    char region[80], room[80];
+    int64_t expiry_ms;
+};
+int hr_layout_entry_parse(const char *v, size_t len, struct hr_layout_entry *e);
 
 /* The bucket of a stored hostId: SipHash-2-4 under the layout's seed, modulo
  * the bucket count (a power of two, so no bias). */

@@ -215,8 +215,8 @@ void hr_script_requests_add(struct hr_script_args *a, const struct hr_layout *l,
     }
     /* Decimal: the scripts compare them as strings (length, then bytes),
      * exactly, where Lua's doubles would round those above 2^53. */
-    char seq[24], group[16];
-    snprintf(seq, sizeof(seq), "%" PRIu64, req->seq);
+    char seq[HR_LAYOUT_SEQ_MAX], group[16];
+    hr_layout_seq_format(req->seq, seq);
     snprintf(group, sizeof(group), "%d", g);
     enum hr_script_op op = req->type == HR_MSG_STATUS  ? HR_SCRIPT_OP_STATUS
                            : req->type == HR_MSG_LEAVE ? HR_SCRIPT_OP_LEAVE
@@ -305,7 +305,7 @@ void hr_script_count_args(struct hr_script_args *a, const struct hr_layout *l, u
 }
 
 void hr_script_sweep_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t first,
-                          uint32_t n, uint32_t max, bool state)
+                          uint32_t n, uint32_t max, bool state, bool trim)
 {
     const char *f[HR_SCRIPT_SWEEP_NARGS];
     char m[16];
@@ -314,6 +314,7 @@ void hr_script_sweep_args(struct hr_script_args *a, const struct hr_layout *l, u
     snprintf(m, sizeof(m), "%" PRIu32, max);
     f[HR_SCRIPT_SWEEP_MAX] = m;
     f[HR_SCRIPT_SWEEP_STATE] = state ? "1" : "0";
+    f[HR_SCRIPT_SWEEP_TRIM] = trim ? "1" : "0";
     add_all(a, f, HR_SCRIPT_SWEEP_NARGS);
 }
 

@@ -34,14 +34,13 @@ struct redisContext;
     X(RELEASE, "release")                                                                          \
     X(SUMMARY, "summary")
 
-/* Storage layout 2 (docs/design/layout-v2.md). A host lives in one bucket
+/* Storage layout 3 (docs/design/layout-v2.md). A host lives in one bucket
  * (layout.h: hr_layout_bucket), and every key of a bucket is
  * "<prefix>{<bucket>}<text>", one hash slot: X(NAME, "text"). A script that
  * works on buckets takes each bucket's keys in KEYS, HR_SCRIPT_BKEYS of
  * them in this order, bucket after bucket. */
 #define HR_SCRIPT_BUCKET_KEYS(X)                                                                   \
-    X(ENTRIES, "e") /* hash: hostId -> "<hseq> <sseq> <status> <region> <room>" */                 \
-    X(EXPIRY, "x")  /* zset: hostId -> its entry's expiry, ms */                                   \
+    X(ENTRIES, "e") /* hash: hostId -> "<hseq> <sseq> <s> <region> <room> <expiry>" (entry.lua) */ \
     X(IDLE, "i")    /* zset, scores 0: "<region> <hostId>" for each idle host */                   \
     X(CLAIMS, "c")  /* zset: claimed hostId -> the end of its claim's lease, ms */                 \
     X(TOMBS, "t")   /* hash: hostId -> "<seq of its leave> <expiry ms>" */                         \
@@ -64,7 +63,7 @@ struct redisContext;
 /* ... then HR_SCRIPT_REQ_STRIDE arguments per request, in this order. */
 #define HR_SCRIPT_REQ_FIELDS(X)                                                                    \
     X(REQ, OP)     /* HR_SCRIPT_OPS */                                                             \
-    X(REQ, SEQ)    /* decimal, no leading zeros; "0": unordered (HTTP) */                          \
+    X(REQ, SEQ)    /* base 36, no leading zeros (layout.h); "0": unordered (HTTP) */               \
     X(REQ, HOST)   /* stored hostId (layout.h: hr_layout_id_pack) */                               \
     X(REQ, ROOM)   /* heartbeat */                                                                 \
     X(REQ, REGION) /* heartbeat */                                                                 \
@@ -83,7 +82,8 @@ struct redisContext;
 #define HR_SCRIPT_COUNT_ARGS(X) X(COUNT, REGIONS)
 #define HR_SCRIPT_SWEEP_ARGS(X)                                                                    \
     X(SWEEP, MAX)   /* claims returned to idle and expired entries removed, in all, at most */     \
-    X(SWEEP, STATE) /* "1": report every region's summary state, not only changes */
+    X(SWEEP, STATE) /* "1": report every region's summary state, not only changes */               \
+    X(SWEEP, TRIM)  /* "1": also remove expired entries (reads each bucket whole) */
 #define HR_SCRIPT_RELEASE_ARGS(X)                                                                  \
     X(RELEASE, ID)    /* the claim id to undo (KEYS: the bucket's, then the claim key) */          \
     X(RELEASE, LEASE) /* ms a released id is remembered: a late claim with it then takes nothing   \
@@ -270,7 +270,7 @@ void hr_script_list_args(struct hr_script_args *a, const struct hr_layout *l, ui
 void hr_script_count_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t first,
                           uint32_t n, const char *const *regions, size_t nregions);
 void hr_script_sweep_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t first,
-                          uint32_t n, uint32_t max, bool state);
+                          uint32_t n, uint32_t max, bool state, bool trim);
 void hr_script_release_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t bucket,
                             const char *claim_id, uint32_t lease_ms);
 /* A summary update of `region`, then one hr_script_summary_add per change. */

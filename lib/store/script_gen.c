@@ -119,6 +119,21 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: hostreg-script-gen LUA_DIR OUT_DIR\n");
         return 2;
     }
+    /* Entries keep a status as its first letter (entry.lua): those must
+     * differ, and be lower-case letters. */
+    static const char *const statuses[] = {
+#define STATUS_NAME_(name, num, text) text,
+        HR_STATUSES(STATUS_NAME_)};
+    for (size_t i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++)
+        for (size_t j = 0; j <= i; j++)
+            if (statuses[i][0] < 'a' || statuses[i][0] > 'z' ||
+                (j < i && statuses[i][0] == statuses[j][0])) {
+                fprintf(stderr,
+                        "hostreg-script-gen: status '%s' cannot be stored as its first "
+                        "letter (entry.lua)\n",
+                        statuses[i]);
+                return 1;
+            }
     char *consts = NULL;
     size_t clen = 0;
     FILE *m = open_memstream(&consts, &clen);

@@ -51,6 +51,8 @@
 /* Every this many sweeps, the sweep reports every bucket's summary state,
  * which repairs a summary change lost with a process that died. */
 #define SWEEP_STATE_EVERY 10
+/* Each bucket's expired entries are removed once in this long (ms), about. */
+#define TRIM_PASS_MS 60000
 
 /* Claims remembered with the bucket they were sent to, for
  * hr_store_release: the most recent ones (a release comes within a request
@@ -127,7 +129,8 @@ struct fan_op {
     int pending, failed;
     struct hr_list_query q; /* list: the query; count: its regions; strings in `text` */
     char text[HR_REGIONS_MAX * (HR_REGION_MAX + 1)];
-    bool state; /* sweep: report every summary state (SWEEP_STATE_EVERY) */
+    bool state;                 /* sweep: report every summary state (SWEEP_STATE_EVERY) */
+    uint32_t trim_from, trim_n; /* sweep: the FANOUT chunks whose expired entries go */
     struct hr_host_info *hosts;
     size_t nhosts;
     uint64_t counts[HR_NSTATUSES * HR_REGIONS_MAX];
@@ -173,6 +176,7 @@ struct hr_store {
     size_t recent_next;
     unsigned sweeps;
     struct fan_op *sweep; /* the sweep under way, or NULL */
+    uint32_t trim_at;     /* the first FANOUT chunk whose expired entries the next round removes */
     bool cap_warned;      /* bucket_cap's warning logged */
 };
 
@@ -830,6 +834,14 @@ static uint32_t fan_step(const struct hr_store *st)
 
 static cmd_handler handle_list, handle_count, handle_sweep;
 
+/* Whether the sweep's next call removes expired entries (sweep.lua reads
+ * each of its buckets whole for that): only in the round's slice of chunks. */
+static bool sweep_trims(const struct fan_op *f)
+{
+    uint32_t chunks = (f->nbuckets + FANOUT - 1) / FANOUT;
+    return (f->next / FANOUT + chunks - f->trim_from) % chunks < f->trim_n;
+}
+
 /* Sends parts of f until FAN_WINDOW are in flight or every bucket has gone
  * (a list stops once it has its limit). HR_OK, or the error of a part that
  * could not be sent: f is then failed, and sends no more. */
@@ -855,7 +867,8 @@ static int fan_send(struct fan_op *f)
         else if (f->script == HR_SCRIPT_COUNT)
             hr_script_count_args(&c->args, layout(st), f->next, n, f->q.regions, f->q.nregions);
         else
-            hr_script_sweep_args(&c->args, layout(st), f->next, n, SWEEP_MAX, f->state);
+            hr_script_sweep_args(&c->args, layout(st), f->next, n, SWEEP_MAX, f->state,
+                                 sweep_trims(f));
         int rc = cmd_submit(st, c);
         if (rc != HR_OK) {
             f->failed = 1;
@@ -1195,6 +1208,16 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     if (!f)
         return;
     f->state = st->sweeps++ % SWEEP_STATE_EVERY == 0;
+    /* Expired entries go in a slice of the buckets a round, the next slice
+     * the next round, so that every bucket has its turn once per
+     * TRIM_PASS_MS whatever the bucket count, at a cost per round that grows
+     * with the bucket count only as much as that takes. Readers never see
+     * an expired host meanwhile: this is memory, not answers. */
+    uint32_t chunks = (f->nbuckets + FANOUT - 1) / FANOUT;
+    uint64_t n = ((uint64_t)chunks * st->cfg.sweep_ms + TRIM_PASS_MS - 1) / TRIM_PASS_MS;
+    f->trim_from = st->trim_at % chunks;
+    f->trim_n = n < 1 ? 1 : n > chunks ? chunks : (uint32_t)n;
+    st->trim_at = (f->trim_from + f->trim_n) % chunks;
     st->sweep = f;
     if (fan_start(f) != HR_OK)
         st->sweep = NULL; /* freed */

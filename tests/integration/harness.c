@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -270,7 +271,7 @@ redisContext *h_redis_connect(int port)
     return c;
 }
 
-/* --- the registry's keys, read through storage layout 2 --- */
+/* --- the registry's keys, read through storage layout 3 --- */
 
 long long h_redis_now_ms(redisContext *c)
 {
@@ -312,23 +313,27 @@ bool h_host_get(redisContext *c, const char *prefix, const char *id, struct h_ho
 {
     memset(h, 0, sizeof(*h));
     h->lease = -1;
-    char e[160], x[160], cl[160], stored[HR_LAYOUT_ID_MAX];
+    h->expiry = -1;
+    char e[160], cl[160], stored[HR_LAYOUT_ID_MAX];
     size_t n = hr_layout_id_pack(id, stored);
     h_bucket_key(c, prefix, id, "e", e, sizeof(e));
-    h_bucket_key(c, prefix, id, "x", x, sizeof(x));
     h_bucket_key(c, prefix, id, "c", cl, sizeof(cl));
     redisReply *v = redisCommand(c, "HGET %s %b", e, stored, n);
-    redisReply *exp = redisCommand(c, "ZSCORE %s %b", x, stored, n);
     redisReply *lease = redisCommand(c, "ZSCORE %s %b", cl, stored, n);
-    if (!v || !exp || !lease)
+    if (!v || !lease)
         abort();
-    h->expiry = exp->type == REDIS_REPLY_STRING ? atoll(exp->str) : -1;
     h->lease = lease->type == REDIS_REPLY_STRING ? atoll(lease->str) : -1;
-    if (v->type == REDIS_REPLY_STRING && h->expiry > h_redis_now_ms(c))
-        h->live = sscanf(v->str, "%23s %23s %15s %79s %79s", h->hseq, h->sseq, h->status, h->region,
-                         h->room) == 5;
+    struct hr_layout_entry en;
+    if (v->type == REDIS_REPLY_STRING && hr_layout_entry_parse(v->str, v->len, &en) == 0) {
+        snprintf(h->hseq, sizeof(h->hseq), "%" PRIu64, en.hseq);
+        snprintf(h->sseq, sizeof(h->sseq), "%" PRIu64, en.sseq);
+        snprintf(h->status, sizeof(h->status), "%s", en.status);
+        snprintf(h->region, sizeof(h->region), "%s", en.region);
+        snprintf(h->room, sizeof(h->room), "%s", en.room);
+        h->expiry = en.expiry_ms;
+        h->live = h->expiry > h_redis_now_ms(c);
+    }
     freeReplyObject(v);
-    freeReplyObject(exp);
     freeReplyObject(lease);
     return h->live;
 }

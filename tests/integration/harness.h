@@ -128,7 +128,7 @@ uint64_t h_now_ms(void);
 /* A free TCP or UDP loopback port (SOCK_STREAM / SOCK_DGRAM). */
 int h_free_port(int type);
 
-/* The registry's keys, read through storage layout 2 (lib/store/layout.h):
+/* The registry's keys, read through storage layout 3 (lib/store/layout.h):
  * the tests name what they check in layout 1's terms, "<prefix>h:<id>" for a
  * host's entry, "<prefix>i:<region>:<status>" for an index,
  * "<prefix>t:<id>" for a tombstone and "<prefix>claims", and these helpers
@@ -136,8 +136,8 @@ int h_free_port(int type);
  * A host whose entry expired is not there, as layout 1's key would not be. */
 struct h_host {
     bool live;
-    char hseq[24], sseq[24], status[16], region[80], room[80];
-    long long expiry, lease; /* ms; -1: none */
+    char hseq[24], sseq[24], status[16], region[80], room[80]; /* seqs in decimal */
+    long long expiry, lease;                                   /* ms; -1: none */
 };
 /* Host `id` of the registry under `prefix`: true when it is live. */
 bool h_host_get(redisContext *c, const char *prefix, const char *id, struct h_host *h);
@@ -168,7 +168,7 @@ long long h_zscore(redisContext *c, const char *key, const char *member);
 /* A Redis reply helper: the command's integer reply (aborts on others).
  * EXISTS and PTTL of "<prefix>h:<id>", EXISTS of "<prefix>t:<id>", and
  * EXISTS and ZCARD of "<prefix>i:<region>:<status>" are answered from
- * layout 2 (see h_entry_field). */
+ * layout 3 (see h_entry_field). */
 long long h_redis_int(redisContext *c, const char *fmt, ...);
 
 /* --- Redis Cluster --- */

@@ -16,6 +16,7 @@
 
 #include "harness.h"
 #include "layout.h"
+#include "script.h"
 #include "wire.h"
 
 #include <errno.h>
@@ -146,7 +147,7 @@ static void read_layout(void)
     freeReplyObject(r);
 }
 
-/* Host `id`'s entry ("<hseq> <sseq> <status> <region> <room>") into out,
+/* Host `id`'s entry as stored (layout.h: hr_layout_entry_parse) into out,
  * read from its bucket's hash on the node that holds it (*node): true when
  * there is one. */
 static bool entry_of(const char *id, char *out, size_t cap, int *node)
@@ -165,12 +166,11 @@ static bool entry_of(const char *id, char *out, size_t cap, int *node)
     return found;
 }
 
-/* The status word of an entry. */
+/* The status of an entry, by name. */
 static const char *entry_status(const char *entry, char *out, size_t cap)
 {
-    char st[16] = "";
-    sscanf(entry, "%*s %*s %15s", st);
-    snprintf(out, cap, "%s", st);
+    struct hr_layout_entry e;
+    snprintf(out, cap, "%s", hr_layout_entry_parse(entry, strlen(entry), &e) == 0 ? e.status : "");
     return out;
 }
 
@@ -583,8 +583,10 @@ static void test_cstore_slot_migrating_by_hand(void **state)
 
     char tag[16], key[64], entry[256], before[256];
     snprintf(tag, sizeof(tag), "%u", (unsigned)bucket);
-    const char *suffixes[] = {"e", "x", "i", "c", "t", "m"};
-    for (int i = 0; i < 6; i++) {
+#define SUFFIX_(name, text) text,
+    const char *suffixes[] = {HR_SCRIPT_BUCKET_KEYS(SUFFIX_)};
+#undef SUFFIX_
+    for (int i = 0; i < HR_SCRIPT_BKEYS; i++) {
         hr_layout_key(key, sizeof(key), PREFIX, tag, suffixes[i]);
         redisReply *r = node_cmd(&MG.src, "EXISTS %s", key);
         assert_int_equal(r->integer, 1);

@@ -1295,8 +1295,8 @@ static void test_daemon_max_hosts_frees_expired(void **state)
     assert_int_equal(ack.result, HR_RESULT_RETRY_LATER);
     assert_int_equal(ack.reason, 34 /* full */);
     /* Both entries expire after their 1 s TTL; nothing has removed them
-     * yet (their bucket's expiry set still holds both): the cap counts live
-     * hosts only. */
+     * yet (their bucket's hash still holds both): the cap counts live hosts
+     * only. */
     uint64_t deadline = h_now_ms() + 5000;
     while (h_redis_int(rc, "EXISTS mxe:h:host-gone-0") +
                h_redis_int(rc, "EXISTS mxe:h:host-gone-1") >
@@ -1304,7 +1304,7 @@ static void test_daemon_max_hosts_frees_expired(void **state)
         assert_true(h_now_ms() < deadline);
         usleep(20 * 1000); /* polling Redis for the expiry */
     }
-    assert_int_equal(h_redis_int(rc, "ZCARD mxe:{0}x"), 2);
+    assert_int_equal(h_redis_int(rc, "HLEN mxe:{0}e"), 2);
     assert_int_equal(h_send(d2.port, &r, &ack), 0);
     assert_int_equal(ack.result, HR_RESULT_OK);
     assert_int_equal(h_daemon_stop(&d2), 0);

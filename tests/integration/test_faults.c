@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "layout.h"
 #include "store.h"
 #include "wire.h"
 
@@ -588,29 +589,29 @@ static void test_faults_durability_appendfsync_always(void **state)
 
     int acked = 0, acked_before = 0, lost = 0, bad_ttl = 0;
     redisContext *c = h_redis_connect(redis.port);
-    /* Each entry's time left: its expiry (layout 2: the score in its
-     * bucket's expiry set, absolute, so a replay cannot renew it) less
-     * Redis's clock; -2 when it is not there, as PTTL says. */
+    /* Each entry's time left: its expiry (layout 3: the last field of its
+     * entry, absolute, so a replay cannot renew it) less Redis's clock; -2
+     * when it is not there, as PTTL says. */
     char(*xkey)[160] = calloc(DUR_HOSTS, sizeof(*xkey));
     assert_non_null(xkey);
     for (int i = 0; i < DUR_HOSTS; i++) {
         char host[32];
         snprintf(host, sizeof(host), "dur-%d", i);
-        h_bucket_key(c, "hr:", host, "x", xkey[i], sizeof(xkey[i]));
+        h_bucket_key(c, "hr:", host, "e", xkey[i], sizeof(xkey[i]));
     }
     uint64_t q0 = h_now_ms();
     long long redis_now = h_redis_now_ms(c);
     for (int i = 0; i < DUR_HOSTS; i++)
-        redisAppendCommand(c, "ZSCORE %s dur-%d", xkey[i], i);
+        redisAppendCommand(c, "HGET %s dur-%d", xkey[i], i);
     long long *pttl = calloc(DUR_HOSTS, sizeof(*pttl));
     assert_non_null(pttl);
     for (int i = 0; i < DUR_HOSTS; i++) {
         redisReply *r;
         assert_int_equal(redisGetReply(c, (void **)&r), REDIS_OK);
         assert_true(r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL);
-        pttl[i] = r->type == REDIS_REPLY_STRING && atoll(r->str) > redis_now
-                      ? atoll(r->str) - redis_now
-                      : -2;
+        struct hr_layout_entry e;
+        bool has = r->type == REDIS_REPLY_STRING && hr_layout_entry_parse(r->str, r->len, &e) == 0;
+        pttl[i] = has && e.expiry_ms > redis_now ? e.expiry_ms - redis_now : -2;
         freeReplyObject(r);
     }
     free(xkey);
@@ -671,8 +672,8 @@ static const char *const acl_commands[] = {
      * undo) */
     "evalsha", "eval", "script|load", "config|get", "info", "srandmember", "ping",
     /* called by the scripts */
-    "time", "get", "set", "hget", "hset", "hdel", "hkeys", "hlen", "hgetall", "hmget", "zadd",
-    "zrem", "zscore", "zcount", "zrangebyscore", "zrangebylex", "zlexcount", "sadd", "srem", NULL};
+    "time", "get", "set", "hget", "hset", "hdel", "hkeys", "hlen", "hgetall", "hvals", "zadd",
+    "zrem", "zscore", "zrangebyscore", "zrangebylex", "zlexcount", "sadd", "srem", NULL};
 static const char *const store_commands[] = {"evalsha", "eval",        "script|load", "config|get",
                                              "info",    "srandmember", "ping",        "get",
                                              "set",     NULL};

@@ -273,7 +273,11 @@ static void test_gateway_cpp_host_heartbeat(void **state)
     h_bucket_key(rc, "hr:", "550e8400-e29b-41d4-a716-446655440000", "e", ekey, sizeof(ekey));
     redisReply *whole = redisCommand(rc, "HGET %s %b", ekey, stored, n);
     assert_true(whole && whole->type == REDIS_REPLY_STRING);
-    assert_string_equal(whole->str, "0 0 idle local room-abc123xyz");
+    /* ... and its expiry, last (ms on Redis's clock, base 36). */
+    assert_true(strncmp(whole->str, "0 0 i local room-abc123xyz ", 27) == 0);
+    uint64_t exp;
+    assert_int_equal(hr_layout_seq_parse(whole->str + 27, whole->len - 27, &exp), 0);
+    assert_true((long long)exp > h_redis_now_ms(rc));
     freeReplyObject(whole);
     long long ttl = h_redis_int(rc, "PTTL %s", key);
     assert_true(ttl > 28000 && ttl <= 30000);

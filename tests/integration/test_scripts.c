@@ -61,7 +61,6 @@ enum {
 #undef RES_
 };
 #define E_ HR_SCRIPT_BKEY_ENTRIES
-#define X_ HR_SCRIPT_BKEY_EXPIRY
 #define I_ HR_SCRIPT_BKEY_IDLE
 #define C_ HR_SCRIPT_BKEY_CLAIMS
 #define T_ HR_SCRIPT_BKEY_TOMBS
@@ -213,14 +212,25 @@ static void set_score(const char *id, enum hr_script_bkey k, long long score)
  * "" when it has none. */
 static const char *entry(const char *id)
 {
-    return hget(id, E_);
+    /* Without its expiry (the last field), which tests read with expiry(). */
+    char *v = scratch();
+    snprintf(v, 512, "%s", hget(id, E_));
+    char *sp = strrchr(v, ' ');
+    if (sp)
+        *sp = '\0';
+    return v;
 }
 
-/* The expiry of a host's entry (its bucket's x), ms on Redis's clock; the
+/* The expiry of a host's entry (its last field), ms on Redis's clock; the
  * end of its claim's lease (its bucket's c); -1 when none. */
 static long long expiry(const char *id)
 {
-    return zscore(id, X_);
+    const char *v = hget(id, E_);
+    struct hr_layout_entry e;
+    if (!*v)
+        return -1;
+    assert_int_equal(hr_layout_entry_parse(v, strlen(v), &e), 0);
+    return e.expiry_ms;
 }
 
 static long long lease(const char *id)
@@ -231,7 +241,18 @@ static long long lease(const char *id)
 /* Shortens (or moves) an entry's expiry, which is what readers check. */
 static void set_expiry(const char *id, long long ms)
 {
-    set_score(id, X_, ms);
+    char v[512];
+    snprintf(v, sizeof(v), "%s", hget(id, E_));
+    char *sp = strrchr(v, ' ');
+    assert_non_null(sp);
+    char e36[HR_LAYOUT_SEQ_MAX];
+    hr_layout_seq_format((uint64_t)ms, e36);
+    snprintf(sp, sizeof(v) - (size_t)(sp - v), " %s", e36);
+    struct sid s = sid(id);
+    redisReply *r = redisCommand(rc, "HSET %s %b %s", hkey(id, E_), s.b, s.n, v);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    freeReplyObject(r);
 }
 
 /* True when the host is a member of its bucket's idle set for `region`. */
@@ -245,12 +266,18 @@ static bool idle_in(const char *region, const char *id)
     return *text_of(redisCommand(rc, "ZSCORE %s %b", key, m, n + s.n), key) != '\0';
 }
 
-/* The seq of a host's tombstone ("<seq> <expiry>"), "" when none. */
+/* The seq of a host's tombstone ("<seq> <expiry>", the seq in base 36), in
+ * decimal; "" when none. */
 static const char *tomb_seq(const char *id)
 {
     char *b = scratch();
-    snprintf(b, 512, "%s", hget(id, T_));
-    b[strcspn(b, " ")] = '\0';
+    const char *v = hget(id, T_);
+    uint64_t seq;
+    b[0] = '\0';
+    if (*v) {
+        assert_int_equal(hr_layout_seq_parse(v, strcspn(v, " "), &seq), 0);
+        snprintf(b, 512, "%" PRIu64, seq);
+    }
     return b;
 }
 
@@ -650,12 +677,11 @@ static long long bucket_with_idle(const char *region)
         for (size_t i = 0; i < m->elements && found < 0; i++) {
             const char *id = m->element[i]->str + strlen(region) + 1;
             size_t n = m->element[i]->len - strlen(region) - 1;
-            const char *e = bkey(b, E_), *x = bkey(b, X_);
+            const char *e = bkey(b, E_);
             const char *v = text_of(redisCommand(rc, "HGET %s %b", e, id, n), e);
-            long long exp = num_of(text_of(redisCommand(rc, "ZSCORE %s %b", x, id, n), x));
-            char status[16] = "", reg[48] = "";
-            sscanf(v, "%*s %*s %15s %47s", status, reg);
-            if (exp > now && strcmp(status, "idle") == 0 && strcmp(reg, region) == 0)
+            struct hr_layout_entry en;
+            if (hr_layout_entry_parse(v, strlen(v), &en) == 0 && en.expiry_ms > now &&
+                strcmp(en.status, "idle") == 0 && strcmp(en.region, region) == 0)
                 found = b;
         }
         freeReplyObject(m);
@@ -752,12 +778,13 @@ static void count(const char *const *regions, long long *out)
     freeReplyObject(r);
 }
 
-/* A sweep over every bucket (max per bucket; `state`: report every
- * region's summary state): how many hosts it returned to idle. */
+/* A sweep over every bucket (max in all; `state`: report every region's
+ * summary state), expired entries removed too: how many hosts it returned
+ * to idle. */
 static long long sweep_with(uint32_t max, bool state)
 {
     struct hr_script_args a = {0};
-    hr_script_sweep_args(&a, &L, 0, L.buckets, max, state);
+    hr_script_sweep_args(&a, &L, 0, L.buckets, max, state, true);
     redisReply *r = eval(HR_SCRIPT_SWEEP, &a);
     assert_int_equal(r->type, REDIS_REPLY_ARRAY);
     assert_true(r->elements >= 1);
@@ -794,13 +821,15 @@ static const struct hr_host_info *find_listed(const struct hr_host_info *hs, siz
     return NULL;
 }
 
-/* The entry string the scripts write: "<hseq> <sseq> <status> <region> <room>". */
+/* The entry string the scripts write, without its expiry: "<hseq> <sseq>
+ * <status letter> <region> <room>", the seqs in base 36. */
 static const char *entry_text(uint64_t hseq, uint64_t sseq, enum hr_status status,
                               const char *region, const char *room)
 {
-    char *b = scratch();
-    snprintf(b, 512, "%" PRIu64 " %" PRIu64 " %s %s %s", hseq, sseq, hr_status_name(status), region,
-             room);
+    char *b = scratch(), h[HR_LAYOUT_SEQ_MAX], s[HR_LAYOUT_SEQ_MAX];
+    hr_layout_seq_format(hseq, h);
+    hr_layout_seq_format(sseq, s);
+    snprintf(b, 512, "%s %s %c %s %s", h, s, hr_status_name(status)[0], region, room);
     return b;
 }
 /* ===================== A. the interface ===================== */
@@ -1131,7 +1160,7 @@ static void test_scripts_lua_check_flags_literals(void **state)
         {"e.status = \"idle\"", true},
         {"if e.status ~= 'idle' then return nil end", true},
         {"local e = tag .. 'e'", true},
-        {"call('ZADD', pfx .. '{' .. b .. '}' .. 'x', exp, id)", true},
+        {"call('ZADD', pfx .. '{' .. b .. '}' .. 'i', 0, m)", true},
         {"local i = tag .. 'i'", true},
         {"local c = tag .. \"c\"", true},
         {"local t, m = tag .. 't', tag .. 'm'", true},
@@ -1249,11 +1278,11 @@ static void test_scripts_heartbeat_creates_entry(void **state)
         if (st == HR_STATUS_IDLE) {
             assert_string_equal(reported(), change_text('a', 1, 0, "eu-central"));
             assert_true(listed("eu-central", 0));
-            assert_keys(REGS(PREFIX "layout", PREFIX "{0}e", PREFIX "{0}x", PREFIX "{0}i",
-                             PREFIX "{0}m", PREFIX "{r.eu-central}s", PREFIX "{r.eu-central}h"));
+            assert_keys(REGS(PREFIX "layout", PREFIX "{0}e", PREFIX "{0}i", PREFIX "{0}m",
+                             PREFIX "{r.eu-central}s", PREFIX "{r.eu-central}h"));
         } else {
             assert_string_equal(reported(), "");
-            assert_keys(REGS(PREFIX "layout", PREFIX "{0}e", PREFIX "{0}x"));
+            assert_keys(REGS(PREFIX "layout", PREFIX "{0}e"));
         }
     }
 }
@@ -1347,6 +1376,17 @@ static void test_scripts_heartbeat_seq_order(void **state)
         {9007199254740992u, 9007199254740993u, R_APPLIED},
         {9007199254740993u, 9007199254740992u, R_DUPLICATE},
         {9007199254740993u, 9007199254740993u, R_DUPLICATE},
+        /* Base 36 as stored (layout.h): a digit below a letter, one length
+         * below the next, and past ten characters (beyond what a double
+         * holds) the high part, then the low ten. */
+        {9, 10, R_APPLIED}, /* "9", "a" */
+        {10, 9, R_DUPLICATE},
+        {35, 36, R_APPLIED},                                 /* "z", "10" */
+        {3656158440062975u, 3656158440062976u, R_APPLIED},   /* 36^10 - 1, 36^10 */
+        {3656158440062981u, 3656158440062980u, R_DUPLICATE}, /* low ten differ */
+        {3656158440062980u, 3656158440062981u, R_APPLIED},
+        {7312316880125951u, 7312316880125952u, R_APPLIED}, /* "1zzzzzzzzzz", "20000000000" */
+        {7312316880125952u, 7312316880125951u, R_DUPLICATE},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         flush();
@@ -1720,8 +1760,9 @@ static void test_scripts_leave_reads_padded_tombstone(void **state)
 {
     (void)state;
     char v[48];
-    h_redis_int(rc, "HSET %s h %s", hkey("h", T_), "20 99999999999999");
-    snprintf(v, sizeof(v), "20 %lld", redis_now_ms() - 1);
+    /* Seq 20 is "k" in base 36 (layout.h: hr_layout_seq_format). */
+    h_redis_int(rc, "HSET %s h %s", hkey("h", T_), "k 99999999999999");
+    snprintf(v, sizeof(v), "k %lld", redis_now_ms() - 1);
     h_redis_int(rc, "HSET %s old %s", hkey("old", T_), v);
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 15)), R_DUPLICATE);
     assert_int_equal(run(beat("h", HR_STATUS_IDLE, 20)), R_DUPLICATE);
@@ -1731,7 +1772,7 @@ static void test_scripts_leave_reads_padded_tombstone(void **state)
     assert_int_equal(run(beat("old", HR_STATUS_IDLE, 15)), R_APPLIED);
     assert_string_equal(entry("old"), entry_text(15, 15, HR_STATUS_IDLE, "local", "room-1"));
     /* The sweep removes the expired tombstone, and keeps the other. */
-    h_redis_int(rc, "HSET %s gone %s", hkey("gone", T_), "20 1000");
+    h_redis_int(rc, "HSET %s gone %s", hkey("gone", T_), "k 1000");
     assert_int_equal(sweep(10), 0);
     assert_string_equal(hget("gone", T_), "");
     assert_string_equal(hget("old", T_), "");
@@ -1759,9 +1800,9 @@ static void test_scripts_max_hosts_counts_live_only(void **state)
         char id[32], m[64];
         const char *region = regions[i % 3];
         snprintf(id, sizeof(id), "stale-%d", i);
-        h_redis_int(rc, "ZADD %s 1000 %s", bkey(0, X_), id);
-        h_redis_int(rc, "HSET %s %s %s", bkey(0, E_), id,
-                    entry_text(1, 1, HR_STATUS_IDLE, region, "room-1"));
+        char v[256];
+        snprintf(v, sizeof(v), "%s 1000", entry_text(1, 1, HR_STATUS_IDLE, region, "room-1"));
+        h_redis_int(rc, "HSET %s %s %s", bkey(0, E_), id, v);
         snprintf(m, sizeof(m), "%s %s", region, id);
         h_redis_int(rc, "ZADD %s 0 %s", bkey(0, I_), m);
         snprintf(id, sizeof(id), "no-expiry-%d", i);
@@ -1969,8 +2010,11 @@ static void test_scripts_sweep_returns_lapsed_claims(void **state)
     assert_int_equal(run(beat("c", HR_STATUS_IDLE, 1)), R_APPLIED);
     for (size_t i = 0; i < 2; i++)
         exp[i] = expiry(back[i]);
-    assert_int_equal(claim("a", SHORT_MS, REGS("local"), &got), 1);
-    assert_int_equal(claim("b", SHORT_MS, REGS("local"), &got), 1);
+    /* Leases long enough that neither ends before the third claim (a
+     * claim returns lapsed claims of its bucket to idle first), short
+     * enough to wait out. */
+    assert_int_equal(claim("a", 300, REGS("local"), &got), 1);
+    assert_int_equal(claim("b", 300, REGS("local"), &got), 1);
     assert_int_equal(claim("c", LEASE_MS, REGS("local"), &got), 1);
     assert_false(listed("local", 0));
     await_swept();
@@ -2275,13 +2319,13 @@ static void test_scripts_list_status_and_limit(void **state)
 }
 
 /* A read that fails is an error, never an absent host: here the reader may
- * not HGET (an ACL; on a Redis Cluster node the key not being local fails
+ * not HGETALL (an ACL; on a Redis Cluster node the key not being local fails
  * the same way), and the list fails instead of answering without the host. */
 static void test_scripts_failed_read_is_an_error(void **state)
 {
     (void)state;
     assert_int_equal(run(beat("readable", HR_STATUS_IDLE, 1)), R_APPLIED);
-    redisReply *r = redisCommand(rc, "ACL SETUSER nohget on >pw ~* &* +@all -hget");
+    redisReply *r = redisCommand(rc, "ACL SETUSER nohget on >pw ~* &* +@all -hgetall");
     assert_int_equal(r->type, REDIS_REPLY_STATUS);
     freeReplyObject(r);
     redisContext *c = h_redis_connect(redis.port);
@@ -2295,9 +2339,10 @@ static void test_scripts_failed_read_is_an_error(void **state)
     r = hr_script_eval(c, HR_SCRIPT_LIST, &a);
     hr_script_args_free(&a);
     assert_non_null(r);
-    print_message("list without HGET: %s\n", r->type == REDIS_REPLY_ERROR ? r->str : "(no error)");
+    print_message("list without HGETALL: %s\n",
+                  r->type == REDIS_REPLY_ERROR ? r->str : "(no error)");
     assert_int_equal(r->type, REDIS_REPLY_ERROR);
-    assert_non_null(strstr(r->str, "HGET"));
+    assert_non_null(strstr(r->str, "HGETALL"));
     freeReplyObject(r);
     redisFree(c);
     r = redisCommand(rc, "ACL DELUSER nohget");
@@ -2457,9 +2502,12 @@ static void test_scripts_summary_follows_idle_hosts(void **state)
     assert_string_equal(reported(), want);
     assert_false(listed("local", 1));
     assert_true(listed("us-east-1", 1));
-    /* Expired: the next call in its bucket trims it, and reports 'd'. */
+    /* Expired: the sweep removes it, and reports 'd' (a heartbeat of
+     * another host of the bucket does not look for what expired). */
     set_expiry(b, 1000);
     assert_int_equal(run(heartbeat(c, "room-1", "eu-central", HR_STATUS_BUSY, 2)), R_APPLIED);
+    assert_string_equal(reported(), "");
+    assert_int_equal(sweep(10), 0);
     assert_string_equal(reported(), change_text('d', 2, 1, "us-east-1"));
     assert_int_equal(summary_size("us-east-1"), 0);
     /* Bucket 0 never had an idle host: no epoch anywhere. */

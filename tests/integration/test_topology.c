@@ -295,7 +295,9 @@ static void test_topology_redis_wait(void **state)
     snprintf(mport, sizeof(mport), "%d", S.master.port);
     const char *rargs[] = {"--replicaof", "127.0.0.1", mport, NULL};
     assert_int_equal(h_redis_start(&S.replica, 0, rargs), 0);
-    const char *args[] = {"--redis-wait", "1", "--prefix", "rw:", NULL};
+    /* WAIT gets half the timeout: 1 s, so that a replica slowed by a loaded
+     * machine (not stopped) still confirms in time. */
+    const char *args[] = {"--redis-wait", "1", "--redis-timeout", "2000", "--prefix", "rw:", NULL};
     struct h_daemon d;
     /* Started once the replica is in sync: until then every write fails. */
     assert_int_equal(h_daemon_start(&d, S.master.port, args), 0);
@@ -304,20 +306,20 @@ static void test_topology_redis_wait(void **state)
     for (int i = 0; i < 20; i++) {
         char host[32];
         snprintf(host, sizeof(host), "wait-%d", i);
-        assert_int_equal(heartbeat_once(fd, host, 1000), HR_RESULT_OK);
+        assert_int_equal(heartbeat_once(fd, host, 3000), HR_RESULT_OK);
         /* Acked, so on the replica already: no waiting here. */
         assert_int_equal(h_redis_int(r, "EXISTS rw:h:%s", host), 1);
     }
     redisFree(r);
 
     kill(S.replica.pid, SIGSTOP);
-    int res = heartbeat_once(fd, "wait-stopped", 2000);
+    int res = heartbeat_once(fd, "wait-stopped", 4000);
     print_message("# replica stopped: heartbeat answered %d (retry later is %d)\n", res,
                   HR_RESULT_RETRY_LATER);
     assert_int_equal(res, HR_RESULT_RETRY_LATER);
     kill(S.replica.pid, SIGCONT);
     uint64_t deadline = h_now_ms() + 10000;
-    while (heartbeat_once(fd, "wait-resumed", 1000) != HR_RESULT_OK)
+    while (heartbeat_once(fd, "wait-resumed", 3000) != HR_RESULT_OK)
         assert_true(h_now_ms() < deadline);
     close(fd);
     assert_int_equal(h_daemon_stop(&d), 0);
@@ -402,6 +404,88 @@ static void test_topology_other_layout_refused(void **state)
     assert_int_equal(h_gateway_stop(&gw), 0);
 }
 
+/* Moving from layout 1, as docs/OPERATIONS.md says ("drain and restart"): a
+ * registry that a layout 1 build left (a string key per host with its TTL,
+ * index sorted sets scored by expiry, the claims set, a tombstone). The new
+ * programs start on it without a step of their own: they write their layout
+ * key and never read the old keys as theirs (a find misses the old hosts
+ * until they send a heartbeat, the window the document names); hosts
+ * register again with their next heartbeat; the old keys with a TTL keep it
+ * (they expire by themselves), and the documented command removes the rest,
+ * leaving the new registry whole. */
+static void test_topology_drain_from_layout1(void **state)
+{
+    (void)state;
+    memset(&S, 0, sizeof(S));
+    assert_int_equal(h_redis_start(&S.master, 0, NULL), 0);
+    redisContext *c = h_redis_connect(S.master.port);
+    static const char *const hosts[] = {"old-host-1", "old-host-2", "old-host-3"};
+    long long exp = h_redis_now_ms(c) + 30000;
+    for (int i = 0; i < 3; i++) {
+        freeReplyObject(
+            redisCommand(c, "SET hr:h:%s %s PX 30000", hosts[i], "7 7 idle local room-1"));
+        freeReplyObject(redisCommand(c, "ZADD hr:i:local:idle %lld %s", exp, hosts[i]));
+    }
+    freeReplyObject(redisCommand(c, "ZADD hr:claims %lld old-host-9", exp));
+    freeReplyObject(redisCommand(c, "SET hr:t:old-host-8 12 PX 30000"));
+
+    struct h_gateway gw;
+    assert_int_equal(h_gateway_start(&gw, S.master.port, NULL, NULL), 0);
+    struct h_daemon d;
+    assert_int_equal(h_daemon_start(&d, S.master.port, NULL), 0);
+    redisReply *r = redisCommand(c, "GET hr:layout");
+    assert_true(r && r->type == REDIS_REPLY_STRING && strncmp(r->str, "3 1024 ", 7) == 0);
+    freeReplyObject(r);
+    /* The old hosts are not the new registry's: the window. */
+    struct h_http_resp resp;
+    const char *find = "{\"region\":\"local\"}";
+    assert_int_equal(h_http(gw.port, "POST", "/api/match/find", NULL, find, &resp), 404);
+    h_http_free(&resp);
+    /* Their next heartbeats register them. */
+    for (int i = 0; i < 3; i++) {
+        struct hr_request hb = h_heartbeat(hosts[i], "room-1", "local", HR_STATUS_IDLE, 0);
+        struct hr_ack ack;
+        assert_int_equal(h_send(d.port, &hb, &ack), 0);
+        assert_int_equal(ack.result, HR_RESULT_OK);
+    }
+    assert_int_equal(h_hosts_count(c, "hr:", "local", "idle"), 3);
+    /* The old keys are as layout 1 left them: those with a TTL expire. */
+    for (int i = 0; i < 3; i++) {
+        r = redisCommand(c, "GET hr:h:%s", hosts[i]);
+        assert_true(r && r->type == REDIS_REPLY_STRING);
+        assert_string_equal(r->str, "7 7 idle local room-1");
+        freeReplyObject(r);
+        r = redisCommand(c, "PTTL hr:h:%s", hosts[i]);
+        assert_true(r->integer > 0 && r->integer <= 30000);
+        freeReplyObject(r);
+    }
+    r = redisCommand(c, "ZCARD hr:i:local:idle");
+    assert_int_equal(r->integer, 3);
+    freeReplyObject(r);
+    /* The command of docs/OPERATIONS.md removes every layout 1 key. */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             "redis-cli -p %d --scan --pattern 'hr:[hitc]:*' | xargs -r -d '\\n' redis-cli -p %d "
+             "unlink >/dev/null && redis-cli -p %d unlink hr:claims >/dev/null",
+             S.master.port, S.master.port, S.master.port);
+    assert_int_equal(system(cmd), 0);
+    r = redisCommand(c, "KEYS *");
+    for (size_t i = 0; i < r->elements; i++) {
+        const char *k = r->element[i]->str;
+        assert_true(strcmp(k, "hr:layout") == 0 || strncmp(k, "hr:{", 4) == 0);
+    }
+    freeReplyObject(r);
+    /* ... and the new registry is whole: a find takes a re-registered host. */
+    assert_int_equal(h_hosts_count(c, "hr:", "local", "idle"), 3);
+    assert_int_equal(h_http(gw.port, "POST", "/api/match/find", NULL, find, &resp), 200);
+    bool room = strstr(resp.body, "\"room-1\"") != NULL; /* hostIds are not shown to finds */
+    h_http_free(&resp);
+    assert_true(room);
+    redisFree(c);
+    assert_int_equal(h_daemon_stop(&d), 0);
+    assert_int_equal(h_gateway_stop(&gw), 0);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -412,6 +496,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_topology_redis_wait, teardown_each),
         cmocka_unit_test_teardown(test_topology_cluster_without_slots_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_topology_other_layout_refused, teardown_each),
+        cmocka_unit_test_teardown(test_topology_drain_from_layout1, teardown_each),
     };
     return cmocka_run_group_tests_name("topology", tests, NULL, NULL);
 }

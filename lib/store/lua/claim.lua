@@ -26,13 +26,13 @@ local none = {'', '', ''}
 -- there first) takes nothing.
 if claim_key and call('GET', claim_key) then return changes(none) end
 
--- Lapsed claims and expired hosts of this bucket first, a few: a host that
--- would be idle again is found.
+-- Lapsed claims of this bucket first, a few: a host that would be idle
+-- again is found. (An expired idle host met below is removed there.)
 sweep_claims(k, 16)
-trim(k, 16)
 
 local function take(id, region)
   local e = get_entry(k, id)
+  if e and not live(e) then remove_host(k, id, e) end
   if not live(e) or e.status ~= STATUS_IDLE then return nil end
   if region and e.region ~= region then return nil end
   local ends = now + lease

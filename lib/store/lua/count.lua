@@ -11,16 +11,10 @@ local place = {}
 for j, st in ipairs(STATUSES) do place[st] = j end
 for g = 0, math.floor(#KEYS / BKEYS) - 1 do
   local k = bucket(g)
-  local ids = call('ZRANGEBYSCORE', k.x, '(' .. now, '+inf')
-  -- HMGET a thousand at a time: unpack() has a limit (about 8000).
-  for from = 1, #ids, 1000 do
-    local vs = call('HMGET', k.e, unpack(ids, from, math.min(from + 999, #ids)))
-    for _, v in ipairs(vs) do
-      local status, region
-      if v then status, region = string.match(v, '^%d+ %d+ (%a+) (%S+) ') end
-      local base = region and at[region]
-      if base and place[status] then out[base + place[status]] = out[base + place[status]] + 1 end
-    end
+  for _, v in ipairs(call('HVALS', k.e)) do
+    local e = parse_entry(v)
+    local base = e and e.expiry > now and at[e.region]
+    if base and place[e.status] then out[base + place[e.status]] = out[base + place[e.status]] + 1 end
   end
 end
 return out

@@ -1,21 +1,26 @@
--- hostreg, storage layout 2: what every script below shares (lib/store/script_gen.c
+-- hostreg, storage layout 3: what every script below shares (lib/store/script_gen.c
 -- puts this in front of each of them, after the constants of lib/store/script.h:
 -- STATUS_*, KEY_*, BKEY_*, OP_*, RES_*, the ARGV positions and reply layouts).
 --
 -- A host lives in one bucket (docs/design/layout-v2.md), and each bucket's
 -- keys come in KEYS, BKEYS of them per bucket (bucket(g) below):
---   e  hash: hostId -> "<hseq> <sseq> <status> <region> <room>"
---   x  zset: hostId -> its entry's expiry in ms: an entry is live while
---      now < expiry; a reader checks, so an expired host is never answered,
---      and trim() and sweep.lua remove what expired
+--   e  hash: hostId -> "<hseq> <sseq> <s> <region> <room> <expiry>": s is
+--      the status's first letter, expiry in ms, base 36 (entry_value()); an
+--      entry is live while now < expiry. Every reader checks, so an expired
+--      host is never answered, and sweep.lua removes what expired (trim()).
+--      The expiry in the entry rather than in a sorted set of its own: a
+--      refresh is one HGET and one HSET, and a host costs one field less
 --   i  zset, scores 0: "<region> <hostId>" for each idle host, so that a
 --      region's idle hosts are one lexicographic range
 --   c  zset: claimed hostId -> the end of its claim's lease in ms
 --   t  hash: hostId -> "<seq> <expiry ms>": its last leave, for one TTL
 --   m  hash: region -> summary epoch, odd while the bucket is listed in the
 --      region's summary of buckets that may hold idle hosts
--- hseq and sseq: the sequence numbers of the last heartbeat and the last
--- status update applied, decimal without leading zeros ('0': none, HTTP).
+-- Sequence numbers (hseq and sseq: of the last heartbeat and the last status
+-- update applied; a tombstone's) are base 36 (digits, then lower-case
+-- letters) without leading zeros, as the store sends them ('0': none, HTTP):
+-- 13 characters at most for 64 bits, so that an entry with the usual ids
+-- fits Redis's compact encoding (hash-max-listpack-value, 64 bytes).
 -- HostIds are stored forms (lib/store/layout.c): bytes this code never looks
 -- into. Rooms and regions never hold a space.
 local t = redis.call('TIME')
@@ -53,7 +58,7 @@ end
 -- Bucket g's keys (g from 0), and its number (from the hash tag).
 local function bucket(g)
   local base = g * BKEYS
-  local k = {e = KEYS[base + BKEY_ENTRIES], x = KEYS[base + BKEY_EXPIRY],
+  local k = {e = KEYS[base + BKEY_ENTRIES],
              i = KEYS[base + BKEY_IDLE], c = KEYS[base + BKEY_CLAIMS],
              t = KEYS[base + BKEY_TOMBS], m = KEYS[base + BKEY_REGIONS]}
   k.num = string.match(k.e, '{(%d+)}[^{}]*$')
@@ -77,25 +82,52 @@ local function touch(k, region)
   if region then b.regions[region] = true end -- nil: the bucket only (changes(_, true))
 end
 
--- The entry of `id` in bucket k, live or not, as a table (expiry: nil when
--- x has none), or nil when there is none.
+-- Statuses are stored as their first letter (script_gen.c checks that
+-- those differ).
+local STATUS_OF = {}
+for _, st in ipairs(STATUSES) do STATUS_OF[string.sub(st, 1, 1)] = st end
+
+-- n >= 0, an integer below 2^53, in base 36.
+local DIGITS36 = '0123456789abcdefghijklmnopqrstuvwxyz'
+local function base36(n)
+  local s = ''
+  repeat
+    local d = n % 36
+    s = string.sub(DIGITS36, d + 1, d + 1) .. s
+    n = (n - d) / 36
+  until n == 0
+  return s
+end
+
+-- An entry's value as a table (exp: the expiry as stored), or nil for a
+-- value this build cannot read.
+local function parse_entry(v)
+  local hseq, sseq, code, region, room, exp =
+    string.match(v, '^(%w+) (%w+) (%l) (%S+) (%S+) (%w+)$')
+  local status = STATUS_OF[code]
+  if not status then return nil end
+  return {hseq = hseq, sseq = sseq, status = status, region = region, room = room,
+          expiry = tonumber(exp, 36), exp = exp}
+end
+
+-- The entry of `id` in bucket k, live or not, as a table, or nil when there
+-- is none.
 local function get_entry(k, id)
   local v = call('HGET', k.e, id)
   if not v then return nil end
-  local hseq, sseq, status, region, room = string.match(v, '^(%d+) (%d+) (%a+) (%S+) (%S+)$')
-  if not hseq then error('HGET ' .. k.e .. ': an entry this build cannot read', 0) end
-  local exp = call('ZSCORE', k.x, id)
-  return {hseq = hseq, sseq = sseq, status = status, region = region, room = room,
-          expiry = exp and tonumber(exp)}
+  local e = parse_entry(v)
+  if not e then error('HGET ' .. k.e .. ': an entry this build cannot read', 0) end
+  return e
 end
 
-local function live(e) return e and e.expiry and e.expiry > now end
+local function live(e) return e and e.expiry > now end
 
--- Writes entry `e`: with a new expiry, or keeping the one it has.
-local function put_entry(k, id, e, expiry)
-  if expiry then call('ZADD', k.x, expiry, id) end
-  call('HSET', k.e, id, e.hseq .. ' ' .. e.sseq .. ' ' .. e.status .. ' ' .. e.region .. ' ' ..
-       e.room)
+-- Writes entry `e`: with a new expiry (ms, and the same in base 36: a batch
+-- encodes its expiry once), or keeping the one it has.
+local function put_entry(k, id, e, expiry, expiry36)
+  if expiry then e.expiry, e.exp = expiry, expiry36 end
+  call('HSET', k.e, id, e.hseq .. ' ' .. e.sseq .. ' ' .. string.sub(e.status, 1, 1) .. ' ' ..
+       e.region .. ' ' .. e.room .. ' ' .. e.exp)
 end
 
 -- Removes every trace of `id` from bucket k (its entry `e`, if known).
@@ -105,7 +137,6 @@ local function remove_host(k, id, e)
     touch(k, e.region)
   end
   call('ZREM', k.c, id) -- its claim, if any
-  call('ZREM', k.x, id)
   call('HDEL', k.e, id)
 end
 
@@ -126,17 +157,23 @@ local function unclaim(k, id, e)
   touch(k, e.region)
 end
 
--- Removes up to `max` expired entries of bucket k. Bounded: after a mass
--- expiry an unbounded sweep would hold Redis for as long as it takes; readers
--- skip expired entries anyway, so the backlog can drain a little per call.
+-- Removes up to `max` expired entries of bucket k (and a value no build
+-- reads); how many. Reads the whole bucket (a few dozen entries): the sweep
+-- calls it, a bucket at a time. Bounded: after a mass expiry an unbounded
+-- sweep would hold Redis for as long as it takes; readers skip expired
+-- entries anyway, so the backlog can drain a little per call.
 local function trim(k, max)
-  local old = call('ZRANGEBYSCORE', k.x, '-inf', now, 'LIMIT', 0, max)
-  for _, id in ipairs(old) do
-    local v = call('HGET', k.e, id)
-    local region = v and string.match(v, '^%d+ %d+ %a+ (%S+) ')
-    remove_host(k, id, region and {region = region} or nil)
+  local all = call('HGETALL', k.e)
+  local n = 0
+  for j = 1, #all, 2 do
+    local e = parse_entry(all[j + 1])
+    if not e or e.expiry <= now then
+      remove_host(k, all[j], e)
+      n = n + 1
+      if n >= max then break end
+    end
   end
-  return #old
+  return n
 end
 
 -- Returns claimed hosts of bucket k whose lease ended unconfirmed to idle,
@@ -188,9 +225,13 @@ local function changes(out, all, again)
   return out
 end
 
--- a > b for sequence numbers (decimal, no leading zeros): exact for 64 bits,
--- where Lua's doubles are not.
+-- a > b for sequence numbers (base 36, no leading zeros): exact for 64 bits,
+-- where Lua's doubles are not (10 digits of base 36 are below 2^53), and
+-- whatever Redis's collation locale (no string comparison).
 local function newer(a, b)
-  return #a > #b or (#a == #b and a > b)
+  if #a ~= #b then return #a > #b end
+  if #a <= 10 then return tonumber(a, 36) > tonumber(b, 36) end
+  local ha, hb = tonumber(string.sub(a, 1, -11), 36), tonumber(string.sub(b, 1, -11), 36)
+  if ha ~= hb then return ha > hb end
+  return tonumber(string.sub(a, -10), 36) > tonumber(string.sub(b, -10), 36)
 end
-

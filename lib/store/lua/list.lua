@@ -11,18 +11,18 @@ local n = 0
 for g = 0, math.floor(#KEYS / BKEYS) - 1 do
   if n >= limit then break end
   local k = bucket(g)
-  local ids = call('ZRANGEBYSCORE', k.x, '(' .. now, '+inf', 'WITHSCORES')
-  for j = 1, #ids, 2 do
+  local all = call('HGETALL', k.e)
+  for j = 1, #all, 2 do
     if n >= limit then break end
-    local id = ids[j]
-    local e = get_entry(k, id)
-    if e and regions[e.region] and (want == '' or e.status == want) then
+    local id = all[j]
+    local e = parse_entry(all[j + 1])
+    if live(e) and regions[e.region] and (want == '' or e.status == want) then
       local base = #out + 1
       out[base + LISTED_ID] = id
       out[base + LISTED_ROOM] = e.room
       out[base + LISTED_REGION] = e.region
       out[base + LISTED_STATUS] = e.status
-      out[base + LISTED_TTL] = tonumber(ids[j + 1]) - now
+      out[base + LISTED_TTL] = e.expiry - now
       out[base + LISTED_CLAIMED] = (e.status == STATUS_BUSY and lease_of(k, id)) and 1 or 0
       n = n + 1
     end

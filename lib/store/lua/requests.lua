@@ -7,7 +7,7 @@
 -- hosts per bucket (0: no cap); then REQ_STRIDE per request from
 -- REQUESTS_FIRST (HR_SCRIPT_REQ_FIELDS): op (OP_*), seq, hostId, roomId,
 -- region, status, and its bucket's place in KEYS (from 0).
--- seq: decimal, no leading zeros (entry.lua: newer); '0' = unordered (HTTP),
+-- seq: base 36, no leading zeros (entry.lua: newer); '0' = unordered (HTTP),
 -- applied in arrival order and leaving the stored sequence alone.
 -- Returns one RES_* per request: applied, duplicate (seq not newer than the
 -- last applied: nothing changed), unknown host (status update), full (a new
@@ -19,13 +19,25 @@ if moving then return moving end
 local ttl, cap = tonumber(ARGV[REQUESTS_TTL]), tonumber(ARGV[REQUESTS_BUCKET_CAP])
 local UNORDERED = '0'
 local expiry = now + ttl
+local expiry36 = base36(expiry)
 
 -- Live hosts of a bucket, counted once per call and only when a new host
--- asks (ZCOUNT from now: expired entries never hold the cap shut).
+-- asks: its entries (HLEN), and only when they reach the cap, the live ones
+-- among them (expired entries never hold the cap shut).
 local live_count = {}
 local function room_for_one_more(k)
   if cap == 0 then return true end
-  local n = live_count[k.num] or call('ZCOUNT', k.x, '(' .. now, '+inf')
+  local n = live_count[k.num]
+  if not n then
+    n = call('HLEN', k.e)
+    if n >= cap then
+      n = 0
+      for _, v in ipairs(call('HVALS', k.e)) do
+        local e = parse_entry(v)
+        if e and e.expiry > now then n = n + 1 end
+      end
+    end
+  end
   if n >= cap then
     live_count[k.num] = n
     return false
@@ -38,7 +50,7 @@ end
 local function tomb_seq(k, id)
   local v = call('HGET', k.t, id)
   local seq, exp
-  if v then seq, exp = string.match(v, '^(%d+) (%d+)$') end
+  if v then seq, exp = string.match(v, '^(%w+) (%d+)$') end
   if seq and tonumber(exp) > now then return seq end
   return nil
 end
@@ -94,7 +106,7 @@ local function heartbeat(k, seq, id, room, region, status, may_create)
     call('ZREM', k.i, idle_member(old_region, id))
     touch(k, old_region)
   end
-  put_entry(k, id, e, expiry)
+  put_entry(k, id, e, expiry, expiry36)
   return RES_APPLIED
 end
 
@@ -190,11 +202,5 @@ local out = {}
 for i = REQUESTS_FIRST, #ARGV - REQ_STRIDE + 1, REQ_STRIDE do
   local ok, res = pcall(apply, i)
   out[#out + 1] = ok and res or {err = 'requests.lua: ' .. tostring(res)}
-end
--- A little of what expired, in a few of the buckets this batch touched (a
--- command per bucket would cost as much as a request; the sweep does the
--- rest).
-for g = 0, 3 do
-  if buckets[g] then pcall(trim, buckets[g], 8) end
 end
 return changes(out)

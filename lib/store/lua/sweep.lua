@@ -1,7 +1,8 @@
 -- hostreg sweep, over some buckets: hosts claimed by a client whose lease
 -- ended without the host confirming (a client that never connected, a legacy
--- host that never sends status updates) go back to idle, and what expired
--- (entries, tombstones) is removed.
+-- host that never sends status updates) go back to idle, expired tombstones
+-- are removed, and, with TRIM, expired entries (which means reading each
+-- bucket whole: the store asks for it on a slice of the buckets per round).
 -- KEYS: the buckets' keys. ARGV (HR_SCRIPT_SWEEP_ARGS): how many claims and
 -- expired entries at most in this call, all buckets together (after a mass
 -- expiry a bound per bucket would still hold Redis for as long as it takes
@@ -12,6 +13,7 @@
 local moving = slot_moving()
 if moving then return moving end
 local budget, state = tonumber(ARGV[SWEEP_MAX]), ARGV[SWEEP_STATE] == '1'
+local trimming = ARGV[SWEEP_TRIM] == '1'
 local n = 0
 for g = 0, math.floor(#KEYS / BKEYS) - 1 do
   local k = bucket(g)
@@ -20,7 +22,7 @@ for g = 0, math.floor(#KEYS / BKEYS) - 1 do
     n = n + freed
     budget = budget - seen
   end
-  if budget > 0 then budget = budget - trim(k, budget) end
+  if trimming and budget > 0 then budget = budget - trim(k, budget) end
   if call('HLEN', k.t) > 0 then
     local tombs = call('HGETALL', k.t)
     for j = 1, #tombs, 2 do
