@@ -135,12 +135,17 @@ static bool error_ack_allowed(struct hr_server *srv)
 
 /* Error acks are paced twice: per host (a host retransmitting into a Redis
  * outage hears "retry later" once a second, not once a datagram) and in all
- * (a flood of bad requests cannot turn us into a sender). */
+ * (a flood of bad requests cannot turn us into a sender). Except the answer
+ * to a request refused for overload (Redis behind its latency budget, or
+ * too much in flight): every request is answered, ok or retry later, so
+ * that a host under overload knows to back off rather than guess from
+ * silence; such an ack is never larger than its request. */
 static void queue_ack(struct hr_server *srv, const struct sockaddr_storage *peer, socklen_t peerlen,
                       uint64_t seq, enum hr_result result, uint32_t reason, size_t req_len,
                       const char *host_id)
 {
-    if (result != HR_RESULT_OK && result != HR_RESULT_DUPLICATE &&
+    bool overload = result == HR_RESULT_RETRY_LATER && reason == HR_E_OVERLOAD;
+    if (result != HR_RESULT_OK && result != HR_RESULT_DUPLICATE && !overload &&
         ((host_id && host_id[0] &&
           !hr_limits_host_error(srv->limits, host_id, hr_mono_coarse_ms())) ||
          !error_ack_allowed(srv))) {

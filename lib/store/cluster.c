@@ -71,9 +71,10 @@ struct node {
     redisAsyncContext *ac; /* NULL while down */
     bool connected;        /* connected and authenticated */
     uint64_t connect_started_ms;
-    struct cmd head;      /* sentinel of the in-flight list */
-    size_t inflight;      /* callers' commands in it */
-    char auth_error[160]; /* AUTH's refusal, what the calls behind it are told */
+    struct cmd head;        /* sentinel of the in-flight list */
+    size_t inflight;        /* callers' commands in it */
+    uint64_t last_reply_ms; /* its last reply of any kind (or its connect): progress */
+    char auth_error[160];   /* AUTH's refusal, what the calls behind it are told */
 };
 
 struct hr_cluster {
@@ -386,6 +387,7 @@ static void on_connect(const redisAsyncContext *cac, int status)
     }
     if (!n->cl->cfg.pass[0]) {
         n->connected = true;
+        n->last_reply_ms = hr_mono_ms();
         update_ready(n->cl);
     }
 }
@@ -446,6 +448,7 @@ static void on_auth(struct node *n, redisAsyncContext *ac, const char *error)
         return;
     }
     n->connected = true;
+    n->last_reply_ms = hr_mono_ms();
     update_ready(cl);
 }
 
@@ -720,6 +723,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     redisReply *reply = r;
     const char *error = NULL;
     untrack(k);
+    if (reply)
+        n->last_reply_ms = hr_mono_ms();
     if (!reply) {
         /* The connection is gone and with it the outcome. When hiredis
          * dropped it (an error, or the server closed it), this is the first
@@ -785,9 +790,11 @@ static void on_delay_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The command timeout hiredis 0.14 lacks, as conn.c has it: one periodic
- * tick for every node. Replies on one connection come in order, so only the
- * oldest call can be late; when it is, the connection is stuck (the node
- * paused, the network gone) and is dropped with everything on it. */
+ * tick for every node. A node with calls in flight that has answered
+ * nothing at all for timeout_ms is stuck (paused, the network gone) and its
+ * connection is dropped with everything on it; a slow node that still
+ * answers is not (hr_cluster_backlog_ms tells the caller how far behind it
+ * is). */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -799,11 +806,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             continue;
         const struct cmd *oldest = n->head.next;
         bool slow_connect = !n->connected && now - n->connect_started_ms > limit;
-        bool slow_cmd = oldest != &n->head && now - oldest->at_ms > limit;
+        bool slow_cmd =
+            oldest != &n->head && now - oldest->at_ms > limit && now - n->last_reply_ms > limit;
         if (!slow_connect && !slow_cmd)
             continue;
         HR_LOG_LIMITED(HR_LOG_WARN,
-                       "redis cluster: %s: no answer within %" PRIu32 " ms%s, dropping the "
+                       "redis cluster: %s: no reply of any kind for %" PRIu32 " ms%s, dropping the "
                        "connection (%zu calls in flight)",
                        n->name, cl->cfg.timeout_ms, slow_cmd ? "" : " while connecting",
                        n->inflight);
@@ -951,6 +959,15 @@ bool hr_cluster_master_of(const struct hr_cluster *cl, int slot, size_t *index)
 const char *hr_cluster_master_name(const struct hr_cluster *cl, size_t master_index)
 {
     return master_index < cl->nmasters ? cl->nodes[cl->masters[master_index]]->name : NULL;
+}
+
+uint64_t hr_cluster_backlog_ms(const struct hr_cluster *cl, int slot, uint64_t now_ms)
+{
+    if (slot < 0 || slot >= HR_CLUSTER_SLOTS || cl->owner[slot] == NO_NODE)
+        return 0;
+    const struct node *n = cl->nodes[cl->owner[slot]];
+    const struct cmd *oldest = n->head.next;
+    return oldest != &n->head && now_ms > oldest->at_ms ? now_ms - oldest->at_ms : 0;
 }
 
 size_t hr_cluster_inflight(const struct hr_cluster *cl, size_t master_index)

@@ -43,8 +43,9 @@ struct hr_cluster_config {
     int nseeds;
     char user[64];  /* "" for AUTH <pass> alone */
     char pass[128]; /* "" for no AUTH */
-    /* A command unanswered by then drops its node's connection (failing every
-     * call in flight on it), and so does a connect that takes longer. */
+    /* A node with calls in flight that answers nothing at all for this long
+     * has its connection dropped (failing every call in flight on it), and so
+     * does a connect that takes longer. */
     uint32_t timeout_ms;
 };
 
@@ -113,6 +114,11 @@ const char *hr_cluster_master_name(const struct hr_cluster *cl, size_t master_in
  * ASK reply is followed as for any command. */
 int hr_cluster_send_node(struct hr_cluster *cl, size_t master_index, int argc, const char **argv,
                          const size_t *argvlen, hr_cluster_cb *cb, void *arg);
+
+/* How long the oldest call in flight on the connection to the master of
+ * `slot` has waited (ms, hr_mono_ms clock), 0 when none (or no master): how
+ * far behind that node is, for admission. */
+uint64_t hr_cluster_backlog_ms(const struct hr_cluster *cl, int slot, uint64_t now_ms);
 
 /* The callers' calls in flight on master `master_index`'s connection (0 for
  * an index out of range). */

@@ -179,6 +179,12 @@ int hr_common_set_timeout(void *c, const char *v, char *err, size_t errlen)
                       err, errlen);
 }
 
+int hr_common_set_latency_budget(void *c, const char *v, char *err, size_t errlen)
+{
+    return hr_opt_u32(v, 0, 60000, "milliseconds, ", &((struct hr_common *)c)->store.budget_ms, err,
+                      errlen);
+}
+
 int hr_common_set_max_inflight(void *c, const char *v, char *err, size_t errlen)
 {
     return hr_opt_u32(v, 1, 10000000, "", &((struct hr_common *)c)->store.max_inflight, err,

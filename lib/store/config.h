@@ -90,6 +90,7 @@ int hr_common_set_redis(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_ttl(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_interval(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_timeout(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_latency_budget(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_prefix(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_regions(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_default_region(void *c, const char *v, char *err, size_t errlen);
@@ -115,9 +116,12 @@ int hr_common_set_buckets(void *c, const char *v, char *err, size_t errlen);
     {"interval", 0, "SECONDS", "0",                                                                \
      "heartbeat interval advised to hosts in acks; 0: two thirds of the TTL",                     \
      hr_common_set_interval, NULL},                                                                \
-    {"redis-timeout", 0, "MS", "500",                                                              \
-     "a Redis command unanswered by then fails and the connection is reset",                      \
-     hr_common_set_timeout, NULL},                                                                 \
+    {"redis-timeout", 0, "MS", "5000",                                                             \
+     "a Redis connection with commands in flight that answers nothing at all for this long is "   \
+     "reset (a slow answer is not a dead connection)", hr_common_set_timeout, NULL},              \
+    {"redis-latency-budget", 0, "MS", "100",                                                       \
+     "while Redis's oldest unanswered command is older than this, new requests get retry-later "  \
+     "at once (0: no bound)", hr_common_set_latency_budget, NULL},                                 \
     {"max-inflight", 0, "N", "65536",                                                              \
      "Redis commands in flight at most; beyond it requests get retry-later",                      \
      hr_common_set_max_inflight, NULL},                                                            \

@@ -48,6 +48,7 @@ struct hr_conn {
     struct event *reconnect_ev;
     struct event *tick_ev;
     struct hr_conn_call head; /* sentinel of the in-flight list */
+    uint64_t last_reply_ms;   /* the last reply of any kind (or the connect): progress */
     const char **argv;        /* scratch for sending */
     size_t *argvlen;
     int argvcap;
@@ -181,6 +182,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     struct hr_conn *c = k->conn;
     redisReply *reply = r;
 
+    if (reply)
+        c->last_reply_ms = hr_mono_ms();
     k->error = NULL;
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         /* Redis restarted or SCRIPT FLUSH: send the body once with EVAL,
@@ -229,6 +232,8 @@ static void on_wait(redisAsyncContext *ac, void *r, void *privdata)
     struct hr_conn_call *k = privdata;
     struct hr_conn *c = k->conn;
     redisReply *reply = r;
+    if (reply)
+        c->last_reply_ms = hr_mono_ms();
     if (--k->waits > 0 || !k->replied)
         return; /* the WAIT of a send that NOSCRIPT made moot */
     redisReply *kept = k->kept;
@@ -355,6 +360,7 @@ static void on_setup_reply(redisAsyncContext *ac, void *r, void *privdata)
         memcpy(c->sha[what], reply->str, 41);
     if (--c->setup_pending == 0) {
         c->ready = true;
+        c->last_reply_ms = hr_mono_ms();
         c->backoff_ms = BACKOFF_MIN_MS;
         if (c->addr.path[0])
             HR_LOG(HR_LOG_INFO, "redis: connected to unix:%s db %d, scripts loaded", c->addr.path,
@@ -720,10 +726,11 @@ static void on_reconnect_timer(evutil_socket_t fd, short what, void *arg)
 }
 
 /* The command timeout hiredis 0.14 lacks: one periodic tick, not a timer per
- * command. Commands on one connection are answered in order, so only the
- * oldest can be late. A call unanswered after timeout_ms means the
- * connection is stuck (Redis paused, network gone): drop it and everything
- * behind it. */
+ * command. A connection with calls in flight that has had no reply of any
+ * kind for timeout_ms is stuck (Redis paused, network gone): drop it and
+ * everything on it. A slow Redis that still answers is not stuck, however
+ * old its oldest call: admission (hr_conn_backlog_ms) keeps its queue short,
+ * and dropping it would lose every answer on the way. */
 static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -740,12 +747,13 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     struct hr_conn_call *oldest = c->head.next;
-    if (oldest != &c->head && now - oldest->sent_ms > c->cfg.timeout_ms) {
+    if (oldest != &c->head && now - oldest->sent_ms > c->cfg.timeout_ms &&
+        now - c->last_reply_ms > c->cfg.timeout_ms) {
         size_t n = 0;
         for (struct hr_conn_call *k = oldest; k != &c->head; k = k->next)
             n++;
         HR_LOG_LIMITED(HR_LOG_WARN,
-                       "redis: command unanswered after %" PRIu32 " ms, dropping connection "
+                       "redis: no reply of any kind for %" PRIu32 " ms, dropping connection "
                        "(%zu calls in flight)",
                        c->cfg.timeout_ms, n);
         c->stats.timeouts++;
@@ -818,6 +826,12 @@ void hr_conn_free(struct hr_conn *c)
 const struct hr_layout *hr_conn_layout(const struct hr_conn *c)
 {
     return &c->layout;
+}
+
+uint64_t hr_conn_backlog_ms(const struct hr_conn *c, uint64_t now_ms)
+{
+    const struct hr_conn_call *oldest = c->head.next;
+    return oldest != &c->head && now_ms > oldest->sent_ms ? now_ms - oldest->sent_ms : 0;
 }
 
 bool hr_conn_ready(const struct hr_conn *c)

@@ -3,8 +3,9 @@
  * connects and reconnects with backoff, authenticates, selects the database
  * and loads the scripts (script.h) before it calls itself ready; it runs
  * scripts by EVALSHA and sends a script's body again with EVAL when Redis has
- * lost it (NOSCRIPT); and it enforces a command timeout by dropping a
- * connection whose oldest command is unanswered for too long. At each
+ * lost it (NOSCRIPT); and it drops a connection that has calls in flight
+ * and has answered nothing at all for too long (a slow Redis is not a dead
+ * one: hr_conn_backlog_ms tells the store how far behind it is). At each
  * connect it also reads Redis's maxmemory-policy and warns when Redis may
  * evict (hr_conn_evicting). It owns the
  * hiredis context, never the calls it is given. The store (store.h) is its
@@ -27,7 +28,7 @@ struct hr_cconn;
 
 struct hr_conn_config {
     struct hr_redis_addr redis;
-    uint32_t timeout_ms; /* a command unanswered by then resets the connection */
+    uint32_t timeout_ms; /* no reply of any kind for this long, calls in flight: reset */
     /* Replicas that must have a write before it counts as done (WAIT after
      * each write script), 0 for none; WAIT gives up after timeout_ms / 2,
      * and the write then fails. */
@@ -118,6 +119,10 @@ const struct hr_layout *hr_conn_layout(const struct hr_conn *c);
 
 /* True while connected with the scripts loaded. */
 bool hr_conn_ready(const struct hr_conn *c);
+
+/* How long the oldest call in flight has waited (ms, hr_mono_ms clock), 0
+ * when none: how far behind Redis is, for admission. */
+uint64_t hr_conn_backlog_ms(const struct hr_conn *c, uint64_t now_ms);
 
 /* Whether Redis's maxmemory-policy, read at the last connect, evicts keys
  * (anything but noeviction): 1 yes, 0 no, -1 not known (not connected yet,

@@ -64,7 +64,11 @@ void hr_metrics_store(struct evbuffer *out, const struct hr_store *st)
         const char *name, *type, *help;
     } f[] = {
         {"hostreg_redis_errors_total", "counter", "Redis error replies."},
-        {"hostreg_redis_timeouts_total", "counter", "Redis commands that timed out."},
+        {"hostreg_redis_timeouts_total", "counter",
+         "Redis connections reset after no reply of any kind for --redis-timeout."},
+        {"hostreg_redis_refused_behind_total", "counter",
+         "Requests and finds refused at once because Redis was further behind than "
+         "--redis-latency-budget."},
         {"hostreg_redis_connects_total", "counter", "Redis connection attempts."},
         {"hostreg_redis_up", "gauge", "Whether Redis is connected and ready."},
         {"hostreg_redis_inflight", "gauge", "Redis commands waiting for an answer."},
@@ -76,6 +80,7 @@ void hr_metrics_store(struct evbuffer *out, const struct hr_store *st)
     };
     const uint64_t v[] = {s.redis_errors,
                           s.timeouts,
+                          s.refused_behind,
                           s.reconnects,
                           hr_store_ready(st) ? 1 : 0,
                           hr_store_inflight(st),

@@ -1,5 +1,6 @@
 #include "store.h"
 
+#include "clock.h"
 #include "cluster.h"
 #include "cluster_conn.h"
 #include "conn.h"
@@ -229,6 +230,34 @@ static bool ready(const struct hr_store *st)
     if (st->cc)
         return hr_cconn_ready(st->cc);
     return st->conn && hr_conn_ready(st->conn);
+}
+
+/* Latency-bounded admission: whether Redis is further behind than the
+ * budget (its oldest call in flight older), on the node of `slot` on a
+ * cluster (-1: a single Redis, or any node: then the check is left to the
+ * calls' own nodes). A Redis that answers slowly keeps its connection;
+ * what it cannot take in time is refused at once, so that every request is
+ * answered and what is accepted is answered within about the budget. */
+static bool behind(const struct hr_store *st, int slot)
+{
+    if (!st->cfg.budget_ms)
+        return false;
+    uint64_t now = hr_mono_ms();
+    if (st->cc)
+        return slot >= 0 &&
+               hr_cluster_backlog_ms(hr_cconn_router(st->cc), slot, now) > st->cfg.budget_ms;
+    return st->conn && hr_conn_backlog_ms(st->conn, now) > st->cfg.budget_ms;
+}
+
+/* The hash slot of a request's bucket, on a cluster; -1 otherwise. */
+static int request_slot(const struct hr_store *st, const struct hr_request *req)
+{
+    if (!st->cc || !st->cfg.budget_ms)
+        return -1;
+    char stored[HR_LAYOUT_ID_MAX], tag[16];
+    size_t n = hr_layout_id_pack(req->host_id, stored);
+    int len = snprintf(tag, sizeof(tag), "{%" PRIu32 "}", hr_layout_bucket(layout(st), stored, n));
+    return hr_cluster_keyslot(tag, (size_t)len);
 }
 
 /* Sends a call where the store's calls go (hr_conn_send's contract). */
@@ -613,8 +642,10 @@ int hr_store_submit(struct hr_store *st, const struct hr_request *req, unsigned 
     int err;
     if (!ready(st))
         return HR_E_UNAVAILABLE;
-    if (st->inflight >= st->cfg.max_inflight)
+    if (st->inflight >= st->cfg.max_inflight || behind(st, request_slot(st, req))) {
+        st->stats.refused_behind += st->inflight < st->cfg.max_inflight;
         return HR_E_OVERLOAD;
+    }
     struct cmd *c = st->open;
     if (!c) {
         if (!(c = cmd_new(st, HR_SCRIPT_REQUESTS, handle_requests, NULL, &err)))
@@ -783,8 +814,10 @@ int hr_store_claim(struct hr_store *st, const struct hr_claim_query *q, hr_store
 {
     if (!ready(st))
         return HR_E_UNAVAILABLE;
-    if (st->inflight >= st->cfg.max_inflight)
+    if (st->inflight >= st->cfg.max_inflight || behind(st, -1)) {
+        st->stats.refused_behind += st->inflight < st->cfg.max_inflight;
         return HR_E_OVERLOAD;
+    }
     struct claim_op *op = calloc(1, sizeof(*op));
     if (!op)
         return HR_E_NOMEM;
@@ -1202,8 +1235,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct hr_store *st = arg;
-    if (!ready(st) || st->sweep)
-        return;
+    if (!ready(st) || st->sweep || behind(st, -1))
+        return; /* a sweep can wait: it changes memory, not answers */
     struct fan_op *f = fan_new(st, HR_SCRIPT_SWEEP, NULL, 0);
     if (!f)
         return;

@@ -21,9 +21,13 @@ struct hr_store;
 
 struct hr_store_config {
     struct hr_redis_addr redis;
-    char prefix[32];        /* key prefix, so several registries can share one Redis */
-    uint32_t ttl_ms;        /* entry lifetime without a heartbeat */
-    uint32_t timeout_ms;    /* a command not answered by then counts as failed */
+    char prefix[32];     /* key prefix, so several registries can share one Redis */
+    uint32_t ttl_ms;     /* entry lifetime without a heartbeat */
+    uint32_t timeout_ms; /* no reply at all for this long, commands in flight: reset */
+    /* Latency-bounded admission: while the oldest command in flight (on the
+     * node a request goes to) is older than this, new requests, finds and
+     * sweeps are refused HR_E_OVERLOAD at once; 0: no bound. */
+    uint32_t budget_ms;
     uint32_t wait_replicas; /* replicas that must confirm a write before it is done */
     uint32_t max_inflight;  /* commands waiting for Redis; beyond: HR_E_OVERLOAD */
     uint32_t sweep_ms;      /* return unconfirmed claims to idle this often; 0: never */
@@ -41,6 +45,9 @@ struct hr_store_stats {
     /* On a Redis Cluster: calls redirected by MOVED and ASK, and sent again
      * after TRYAGAIN (a slot being migrated). */
     uint64_t moved, ask, tryagain;
+    /* Requests and finds refused HR_E_OVERLOAD because Redis was further
+     * behind than budget_ms (latency-bounded admission). */
+    uint64_t refused_behind;
 };
 
 /* Called exactly once per accepted submission, with the outcome:

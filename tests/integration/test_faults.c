@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "err.h"
 #include "harness.h"
 #include "layout.h"
 #include "store.h"
@@ -1329,6 +1330,182 @@ static void test_faults_flood_of_garbage(void **state)
     pthread_mutex_destroy(&fl->mu);
 }
 
+/* --- Redis slow, not dead: latency-bounded admission (issue 12) --- */
+
+#define STALL_HOSTS 500
+#define STALL_PER_MS 2     /* the load: 2,000 heartbeats a second, 4 a host */
+#define STALL_SEND_MS 3500 /* long enough to cover the pause and after it */
+#define STALL_PAUSE_AT 500 /* ms into the load */
+#define STALL_PAUSE_MS 2000
+#define STALL_MAX (STALL_PER_MS * STALL_SEND_MS)
+
+static struct stall {
+    uint8_t result[STALL_MAX]; /* 0: unanswered; else the hr_result + 1 */
+    uint32_t reason[STALL_MAX];
+    uint64_t sent_at[STALL_MAX], acked_at[STALL_MAX];
+} stall;
+
+/* Takes every ack waiting on fd. */
+static void stall_recv(int fd, uint64_t seq0, int nsent)
+{
+    uint8_t in[HR_WIRE_MAX + 1];
+    ssize_t n;
+    while ((n = recv(fd, in, sizeof(in), MSG_DONTWAIT)) > 0) {
+        struct hr_frame f;
+        if (hr_wire_decode(in, (size_t)n, &f) != 0 || f.type != HR_MSG_ACK || f.ack.seq < seq0 ||
+            f.ack.seq >= seq0 + (uint64_t)nsent)
+            continue;
+        size_t i = (size_t)(f.ack.seq - seq0);
+        if (stall.result[i])
+            fail_msg("seq %llu answered twice", (unsigned long long)f.ack.seq);
+        stall.result[i] = (uint8_t)(f.ack.result + 1);
+        stall.reason[i] = f.ack.reason;
+        stall.acked_at[i] = h_now_ms();
+    }
+}
+
+/* Redis stops answering for 2 s (CLIENT PAUSE) under a steady load, with
+ * the daemon's defaults (latency budget 100 ms, --redis-timeout 5 s, error
+ * acks paced; no per-source rate, the load being one source): every datagram is answered; those
+ * that came while Redis was further behind than the budget are answered retry-later (overload) at
+ * once, although each host sends 4 a second and the pacing would let one
+ * error ack a second through; those taken before wait for Redis and are
+ * answered ok after the pause; the connection is never reset. */
+static void test_faults_redis_paused_every_request_answered(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis, 0, NULL), 0);
+    snprintf(daemon_log, sizeof(daemon_log), "/tmp/hostreg-stall-%d.log", (int)getpid());
+    /* One test socket is one source: its rate limit is off, the rest as
+     * shipped. */
+    const char *args[] = {"--source-rate", "0", NULL};
+    assert_int_equal(h_daemon_start_logged(&dmn, redis.port, args, daemon_log), 0);
+    redisContext *c = h_redis_connect(redis.port);
+    memset(&stall, 0, sizeof(stall));
+    int fd = h_udp_socket(dmn.port);
+    int rcvbuf = 4 << 20;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    uint64_t seq0 = h_next_seq() + 2000000000ULL, t0 = h_now_ms(), paused_at = 0;
+    int nsent = 0;
+    for (;;) {
+        uint64_t now = h_now_ms(), el = now - t0;
+        if (el >= STALL_SEND_MS)
+            break;
+        if (!paused_at && el >= STALL_PAUSE_AT) {
+            redisReply *r = redisCommand(c, "CLIENT PAUSE %d", STALL_PAUSE_MS);
+            assert_true(r && r->type == REDIS_REPLY_STATUS);
+            freeReplyObject(r);
+            paused_at = h_now_ms();
+        }
+        while (nsent < STALL_MAX && (uint64_t)nsent < (el + 1) * STALL_PER_MS) {
+            char name[32];
+            uint8_t buf[HR_WIRE_MAX];
+            snprintf(name, sizeof(name), "stall-%d", nsent % STALL_HOSTS);
+            struct hr_request r =
+                h_heartbeat(name, "room-st", "local", HR_STATUS_NONE, seq0 + (uint64_t)nsent);
+            size_t len = hr_wire_encode_request(&r, buf, sizeof(buf));
+            assert_true(send(fd, buf, len, 0) == (ssize_t)len);
+            stall.sent_at[nsent++] = h_now_ms();
+        }
+        struct pollfd p = {fd, POLLIN, 0};
+        poll(&p, 1, 1); /* the load's pace: a millisecond a turn */
+        stall_recv(fd, seq0, nsent);
+    }
+    /* The last answers: every one is owed, 3 s at most. */
+    uint64_t end = h_now_ms() + 3000;
+    int answered = 0;
+    while (h_now_ms() < end) {
+        answered = 0;
+        for (int i = 0; i < nsent; i++)
+            answered += stall.result[i] != 0;
+        if (answered == nsent)
+            break;
+        struct pollfd p = {fd, POLLIN, 0};
+        poll(&p, 1, 50);
+        stall_recv(fd, seq0, nsent);
+    }
+    close(fd);
+    int ok = 0, overload = 0, other = 0, ok_late = 0;
+    uint64_t ok_max = 0, refused_max = 0;
+    for (int i = 0; i < nsent; i++) {
+        uint64_t lat = stall.acked_at[i] - stall.sent_at[i];
+        if (stall.result[i] == HR_RESULT_OK + 1) {
+            ok++;
+            ok_late += lat >= STALL_PAUSE_MS / 2;
+            ok_max = lat > ok_max ? lat : ok_max;
+        } else if (stall.result[i] == HR_RESULT_RETRY_LATER + 1 &&
+                   stall.reason[i] == HR_E_OVERLOAD) {
+            overload++;
+            refused_max = lat > refused_max ? lat : refused_max;
+        } else if (stall.result[i]) {
+            other++;
+        }
+    }
+    char *log = h_daemon_stats(&dmn, daemon_log, 1);
+    assert_non_null(log);
+    long long connects = h_stats_counter(log, "redis_connects"),
+              timeouts = h_stats_counter(log, "redis_timeouts"),
+              behind = h_stats_counter(log, "refused_behind"),
+              limited = h_stats_counter(log, "error_acks_limited");
+    free(log);
+    printf("# Redis paused %d ms under %d/s: %d sent, %d answered (%d ok, %d of them after "
+           "waiting out the pause, slowest %llu ms; %d retry-later overload, slowest %llu ms; "
+           "%d other); daemon: connects %lld, timeouts %lld, refused_behind %lld, "
+           "error_acks_limited %lld\n",
+           STALL_PAUSE_MS, STALL_PER_MS * 1000, nsent, answered, ok, ok_late,
+           (unsigned long long)ok_max, overload, (unsigned long long)refused_max, other, connects,
+           timeouts, behind, limited);
+    redisFree(c);
+    assert_int_equal(answered, nsent);
+    assert_int_equal(other, 0);
+    assert_true(overload > nsent / 4); /* most of the pause's 4,000 */
+    assert_true(ok_late > 0);          /* taken before Redis fell behind, kept */
+    assert_true(ok_max < STALL_PAUSE_MS + 1500);
+    assert_int_equal(connects, 1);
+    assert_int_equal(timeouts, 0);
+    assert_true(behind >= overload);
+    assert_int_equal(limited, 0);
+}
+
+/* A Redis that answers nothing at all (stopped) is another matter: after
+ * --redis-timeout with no reply of any kind the connection is reset, what
+ * was in flight is answered retry-later (its outcome unknown), and the
+ * daemon connects again once Redis is back. */
+static void test_faults_redis_stopped_connection_reset(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis, 0, NULL), 0);
+    snprintf(daemon_log, sizeof(daemon_log), "/tmp/hostreg-stop-%d.log", (int)getpid());
+    const char *args[] = {"--redis-timeout", "1000", NULL};
+    assert_int_equal(h_daemon_start_logged(&dmn, redis.port, args, daemon_log), 0);
+    int fd = h_udp_socket(dmn.port);
+    kill(redis.pid, SIGSTOP);
+    uint64_t t0 = h_now_ms();
+    struct hr_request hb = h_heartbeat("stop-1", "room-st", "local", HR_STATUS_IDLE, 0);
+    struct hr_ack ack;
+    assert_int_equal(h_request(fd, &hb, &ack, 3000, 1), 0);
+    uint64_t waited = h_now_ms() - t0;
+    kill(redis.pid, SIGCONT);
+    printf("# Redis stopped: retry-later after %llu ms (--redis-timeout 1000)\n",
+           (unsigned long long)waited);
+    assert_int_equal(ack.result, HR_RESULT_RETRY_LATER);
+    assert_int_equal(ack.reason, HR_E_UNAVAILABLE);
+    assert_true(waited >= 900 && waited < 2500);
+    uint64_t deadline = h_now_ms() + 5000;
+    for (;;) {
+        struct hr_request again = h_heartbeat("stop-1", "room-st", "local", HR_STATUS_IDLE, 0);
+        if (h_request(fd, &again, &ack, 500, 1) == 0 && ack.result == HR_RESULT_OK)
+            break;
+        assert_true(h_now_ms() < deadline);
+    }
+    close(fd);
+    char *log = h_daemon_stats(&dmn, daemon_log, 1);
+    assert_non_null(log);
+    assert_int_equal(h_stats_counter(log, "redis_timeouts"), 1);
+    assert_true(h_stats_counter(log, "redis_connects") >= 2);
+    free(log);
+}
+
 int main(int argc, char **argv)
 {
     /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
@@ -1340,6 +1517,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_faults_redis_acl_user, teardown_each),
         cmocka_unit_test_teardown(test_faults_gateway_slow_connections, teardown_each),
         cmocka_unit_test_teardown(test_faults_flood_of_garbage, teardown_each),
+        cmocka_unit_test_teardown(test_faults_redis_paused_every_request_answered, teardown_each),
+        cmocka_unit_test_teardown(test_faults_redis_stopped_connection_reset, teardown_each),
     };
     int failed = cmocka_run_group_tests_name("faults", tests, NULL, NULL);
     return failed || child_failed ? 1 : 0;

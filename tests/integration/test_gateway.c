@@ -2328,34 +2328,57 @@ static void test_gateway_redis_paused_stopped_and_back(void **state)
 {
     (void)state;
     assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
-    assert_int_equal(start_gw2(redis2.port, NULL, NULL), 0);
+    const char *args[] = {"--redis-latency-budget", "50", NULL};
+    assert_int_equal(start_gw2(redis2.port, args, NULL), 0);
     heartbeat_ok(gw2.port, "rf-1", "rf-room-1", "local", NULL);
     const char *hb = "{\"hostId\":\"rf-1\",\"roomId\":\"rf-room-1\"}";
     struct reply rep;
 
-    /* Slow: Redis paused. The gateway's own timeout answers. A client that
-     * gives up first leaves an answer owed to a closed connection. */
+    /* Slow: Redis paused. A request taken before Redis fell behind waits
+     * for it (its connection is kept: a slow Redis is not a dead one), and
+     * is answered once Redis is back; one from a client that gave up first
+     * leaves an answer owed to a closed connection. Once the oldest call
+     * in flight is older than the latency budget, new requests get 503
+     * with Retry-After at once. */
     kill(redis2.pid, SIGSTOP);
     size_t len;
     char *q = h_http_format(gw2.port, "POST", "/api/host/heartbeat", NULL, hb, &len);
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)gw2.port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), kept = socket(AF_INET, SOCK_STREAM, 0);
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(send(fd, q, len, MSG_NOSIGNAL), (ssize_t)len);
     close(fd);
+    assert_int_equal(connect(kept, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(send(kept, q, len, MSG_NOSIGNAL), (ssize_t)len);
     free(q);
+    usleep(150000); /* the budget (50 ms) passes: time itself is the condition */
     uint64_t t0 = h_now_ms();
     call(&rep, gw2.port, "POST", "/api/host/heartbeat", NULL, hb);
     uint64_t paused_ms = h_now_ms() - t0;
-    kill(redis2.pid, SIGCONT);
-    printf("# 503 with Redis paused after %llu ms\n", (unsigned long long)paused_ms);
+    printf("# 503 with Redis paused (behind its budget) after %llu ms\n",
+           (unsigned long long)paused_ms);
     assert_error(&rep, 503, NULL);
     assert_string_equal(header(&rep, "Retry-After"), "1");
     reply_free(&rep);
     assert_true(paused_ms < 1000);
-    /* Back once Redis answers again. */
+    kill(redis2.pid, SIGCONT);
+    /* The request taken before is answered 200 on the same connection to
+     * Redis (no reset). */
+    char buf[2048];
+    ssize_t n = 0, got;
+    while ((got = recv(kept, buf + n, sizeof(buf) - 1 - (size_t)n, 0)) > 0 &&
+           !strstr((buf[n + got] = '\0', buf), "\r\n\r\n"))
+        n += got;
+    close(kept);
+    assert_non_null(strstr(buf, "HTTP/1.1 200"));
+    assert_int_equal(call(&rep, gw2.port, "GET", "/metrics", NULL, NULL), 200);
+    assert_non_null(strstr(rep.r.body, "\nhostreg_redis_timeouts_total 0\n"));
+    assert_non_null(strstr(rep.r.body, "\nhostreg_redis_connects_total 1\n"));
+    assert_null(strstr(rep.r.body, "\nhostreg_redis_refused_behind_total 0\n"));
+    reply_free(&rep);
+    /* Back at once. */
     int code = 0;
     for (uint64_t end = h_now_ms() + 3000; code != 200 && h_now_ms() < end;) {
         code = call(&rep, gw2.port, "GET", "/readyz", NULL, NULL);

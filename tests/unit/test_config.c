@@ -731,7 +731,8 @@ static void test_config_common_defaults(void **state)
     assert_int_equal(c->store.redis.port, 6379);
     assert_int_equal(c->store.redis.db, 0);
     assert_string_equal(c->store.prefix, "hr:");
-    assert_int_equal(c->store.timeout_ms, 500);
+    assert_int_equal(c->store.timeout_ms, 5000);
+    assert_int_equal(c->store.budget_ms, 100);
     assert_int_equal(c->store.max_inflight, 65536);
     assert_int_equal(c->ttl_s, 30);
     assert_int_equal(c->store.ttl_ms, 30000);
