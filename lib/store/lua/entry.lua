@@ -55,14 +55,19 @@ local function slot_moving()
   return nil
 end
 
--- Bucket g's keys (g from 0), and its number (from the hash tag).
+-- Bucket g's keys (g from 0).
 local function bucket(g)
   local base = g * BKEYS
-  local k = {e = KEYS[base + BKEY_ENTRIES],
-             i = KEYS[base + BKEY_IDLE], c = KEYS[base + BKEY_CLAIMS],
-             t = KEYS[base + BKEY_TOMBS], m = KEYS[base + BKEY_REGIONS]}
-  k.num = string.match(k.e, '{(%d+)}[^{}]*$')
-  return k
+  return {e = KEYS[base + BKEY_ENTRIES], i = KEYS[base + BKEY_IDLE],
+          c = KEYS[base + BKEY_CLAIMS], t = KEYS[base + BKEY_TOMBS],
+          m = KEYS[base + BKEY_REGIONS]}
+end
+
+-- Bucket k's number, from its hash tag (read when first needed: most
+-- requests never need it).
+local function num_of(k)
+  if not k.num then k.num = string.match(k.e, '{(%d+)}[^{}]*$') end
+  return k.num
 end
 
 -- The idle range of a region in a bucket's i: members "<region> <id>".
@@ -74,10 +79,10 @@ local function idle_hi(region) return '(' .. region .. '!' end
 -- worked out once, at the end (changes()).
 local touched = {}
 local function touch(k, region)
-  local b = touched[k.num]
+  local b = touched[num_of(k)]
   if not b then
     b = {k = k, regions = {}}
-    touched[k.num] = b
+    touched[num_of(k)] = b
   end
   if region then b.regions[region] = true end -- nil: the bucket only (changes(_, true))
 end
@@ -166,9 +171,11 @@ local function trim(k, max)
   local all = call('HGETALL', k.e)
   local n = 0
   for j = 1, #all, 2 do
-    local e = parse_entry(all[j + 1])
-    if not e or e.expiry <= now then
-      remove_host(k, all[j], e)
+    -- The expiry alone first (most entries are live): a whole parse only
+    -- for what goes.
+    local exp = string.match(all[j + 1], ' (%w+)$')
+    if not exp or (tonumber(exp, 36) or 0) <= now then
+      remove_host(k, all[j], parse_entry(all[j + 1]))
       n = n + 1
       if n >= max then break end
     end
@@ -215,9 +222,9 @@ local function changes(out, all, again)
         if has ~= listed then
           epoch = epoch + 1
           call('HSET', k.m, r, epoch)
-          out[#out + 1] = (has and 'a' or 'd') .. ' ' .. epoch .. ' ' .. k.num .. ' ' .. r
+          out[#out + 1] = (has and 'a' or 'd') .. ' ' .. epoch .. ' ' .. num_of(k) .. ' ' .. r
         elseif (all or (again and again[r])) and epoch > 0 then
-          out[#out + 1] = (has and 'a' or 'd') .. ' ' .. epoch .. ' ' .. k.num .. ' ' .. r
+          out[#out + 1] = (has and 'a' or 'd') .. ' ' .. epoch .. ' ' .. num_of(k) .. ' ' .. r
         end
       end
     end)

@@ -27,7 +27,7 @@ local expiry36 = base36(expiry)
 local live_count = {}
 local function room_for_one_more(k)
   if cap == 0 then return true end
-  local n = live_count[k.num]
+  local n = live_count[num_of(k)]
   if not n then
     n = call('HLEN', k.e)
     if n >= cap then
@@ -39,10 +39,10 @@ local function room_for_one_more(k)
     end
   end
   if n >= cap then
-    live_count[k.num] = n
+    live_count[num_of(k)] = n
     return false
   end
-  live_count[k.num] = n + 1
+  live_count[num_of(k)] = n + 1
   return true
 end
 
