@@ -117,34 +117,36 @@ static void log_stats(const struct worker *w)
         if (s->dropped[i] && o < sizeof(drops))
             o += (size_t)snprintf(drops + o, sizeof(drops) - o, " dropped_%s=%llu", hr_errname(i),
                                   (unsigned long long)s->dropped[i]);
-    HR_LOG(
-        HR_LOG_INFO,
-        "stats worker=%d: received=%llu bytes_in=%llu bytes_out=%llu invalid=%llu "
-        "acked_ok=%llu acked_duplicate=%llu acked_unknown_host=%llu acked_invalid=%llu "
-        "acked_retry_later=%llu ack_send_failed=%llu ack_suppressed=%llu "
-        "error_acks_limited=%llu auth_stale=%llu rate_limited=%llu source_hosts_over=%llu "
-        "source_port_zero=%llu "
-        "refused_full=%llu refused_source_full=%llu refused_behind=%llu%s redis_calls=%llu "
-        "redis_errors=%llu "
-        "redis_timeouts=%llu redis_connects=%llu redis_inflight=%zu redis_ready=%d "
-        "redis_evicting=%d redis_moved=%llu redis_ask=%llu redis_tryagain=%llu",
-        w->id, (unsigned long long)s->received, (unsigned long long)s->bytes_in,
-        (unsigned long long)s->bytes_out, (unsigned long long)s->invalid,
-        (unsigned long long)s->acked[HR_RESULT_OK],
-        (unsigned long long)s->acked[HR_RESULT_DUPLICATE],
-        (unsigned long long)s->acked[HR_RESULT_UNKNOWN_HOST],
-        (unsigned long long)s->acked[HR_RESULT_INVALID],
-        (unsigned long long)s->acked[HR_RESULT_RETRY_LATER], (unsigned long long)s->ack_send_failed,
-        (unsigned long long)s->ack_suppressed, (unsigned long long)s->error_acks_limited,
-        (unsigned long long)s->auth_stale, (unsigned long long)s->rate_limited,
-        (unsigned long long)s->source_hosts_over, (unsigned long long)s->source_port_zero,
-        (unsigned long long)r->full, (unsigned long long)r->source_full,
-        (unsigned long long)r->refused_behind, drops, (unsigned long long)r->submitted,
-        (unsigned long long)r->redis_errors, (unsigned long long)r->timeouts,
-        (unsigned long long)r->reconnects, hr_store_inflight(w->store),
-        /* Ready: connected, and the last write was not refused. */
-        hr_store_ready(w->store) && !hr_store_writes_refused(w->store), hr_store_evicting(w->store),
-        (unsigned long long)r->moved, (unsigned long long)r->ask, (unsigned long long)r->tryagain);
+    HR_LOG(HR_LOG_INFO,
+           "stats worker=%d: received=%llu bytes_in=%llu bytes_out=%llu invalid=%llu "
+           "acked_ok=%llu acked_duplicate=%llu acked_unknown_host=%llu acked_invalid=%llu "
+           "acked_retry_later=%llu ack_send_failed=%llu ack_suppressed=%llu "
+           "error_acks_limited=%llu auth_stale=%llu rate_limited=%llu source_hosts_over=%llu "
+           "source_port_zero=%llu "
+           "refused_full=%llu refused_source_full=%llu refused_behind=%llu refused_late=%llu%s "
+           "redis_calls=%llu "
+           "redis_errors=%llu "
+           "redis_timeouts=%llu redis_connects=%llu redis_inflight=%zu redis_ready=%d "
+           "redis_evicting=%d redis_moved=%llu redis_ask=%llu redis_tryagain=%llu",
+           w->id, (unsigned long long)s->received, (unsigned long long)s->bytes_in,
+           (unsigned long long)s->bytes_out, (unsigned long long)s->invalid,
+           (unsigned long long)s->acked[HR_RESULT_OK],
+           (unsigned long long)s->acked[HR_RESULT_DUPLICATE],
+           (unsigned long long)s->acked[HR_RESULT_UNKNOWN_HOST],
+           (unsigned long long)s->acked[HR_RESULT_INVALID],
+           (unsigned long long)s->acked[HR_RESULT_RETRY_LATER],
+           (unsigned long long)s->ack_send_failed, (unsigned long long)s->ack_suppressed,
+           (unsigned long long)s->error_acks_limited, (unsigned long long)s->auth_stale,
+           (unsigned long long)s->rate_limited, (unsigned long long)s->source_hosts_over,
+           (unsigned long long)s->source_port_zero, (unsigned long long)r->full,
+           (unsigned long long)r->source_full, (unsigned long long)r->refused_behind,
+           (unsigned long long)s->refused_late, drops, (unsigned long long)r->submitted,
+           (unsigned long long)r->redis_errors, (unsigned long long)r->timeouts,
+           (unsigned long long)r->reconnects, hr_store_inflight(w->store),
+           /* Ready: connected, and the last write was not refused. */
+           hr_store_ready(w->store) && !hr_store_writes_refused(w->store),
+           hr_store_evicting(w->store), (unsigned long long)r->moved, (unsigned long long)r->ask,
+           (unsigned long long)r->tryagain);
 }
 
 /* These run on the worker's own thread (event_base_once from the main one),
@@ -243,6 +245,7 @@ static int worker_start(struct worker *w, const struct daemon_config *cfg, char 
         .source_burst = cfg->source_burst,
         .error_gap_ms = cfg->error_gap_ms,
         .source_hosts = cfg->source_hosts,
+        .queue_budget_ms = cfg->common.store.budget_ms,
     };
     w->server = hr_server_new(w->base, w->store, &scfg, err, errlen);
     if (!w->server)

@@ -54,6 +54,11 @@ struct hr_server {
     struct iovec rx_iov[BATCH];
     struct mmsghdr rx_msg[BATCH];
     struct sockaddr_storage rx_addr[BATCH];
+    /* each datagram's kernel receive time (SO_TIMESTAMPNS) */
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timespec))];
+        struct cmsghdr align;
+    } rx_ctl[BATCH];
 
     /* ack batch, flushed once per loop iteration or when full */
     uint8_t tx[BATCH][ACKBUF];
@@ -190,7 +195,7 @@ static void on_stored(void *arg, enum hr_result result, int reason)
 
 static void handle(struct hr_server *srv, const uint8_t *buf, size_t len,
                    const struct sockaddr_storage *peer, socklen_t peerlen, uint64_t now_ms,
-                   int64_t now_s)
+                   int64_t now_s, bool late)
 {
     struct hr_verdict v;
     char addr[HR_ADDRSTRLEN];
@@ -220,6 +225,14 @@ static void handle(struct hr_server *srv, const uint8_t *buf, size_t len,
         return;
     }
     const struct hr_request *req = &v.req;
+    if (late) {
+        /* The daemon is behind on its own socket: shed before any Redis work,
+         * so that what it reads next is answered in time. */
+        srv->stats.refused_late++;
+        queue_ack(srv, peer, peerlen, req->seq, HR_RESULT_RETRY_LATER, HR_E_OVERLOAD, len,
+                  req->host_id);
+        return;
+    }
     struct pending *p = srv->free_pending;
     if (p)
         srv->free_pending = p->next;
@@ -261,6 +274,21 @@ static int source_port(const struct sockaddr_storage *ss)
     return -1;
 }
 
+/* How long a datagram waited in the socket's queue (ms), from the kernel's
+ * receive timestamp; 0 when it has none. */
+static int64_t queued_ms(struct msghdr *h, const struct timespec *now)
+{
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS &&
+            c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+            struct timespec t;
+            memcpy(&t, CMSG_DATA(c), sizeof(t));
+            return (int64_t)(now->tv_sec - t.tv_sec) * 1000 +
+                   (int64_t)(now->tv_nsec - t.tv_nsec) / 1000000;
+        }
+    return 0;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     (void)what;
@@ -269,6 +297,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         for (unsigned i = 0; i < BATCH; i++) {
             srv->rx_msg[i].msg_hdr.msg_namelen = sizeof(srv->rx_addr[i]);
             srv->rx_msg[i].msg_hdr.msg_flags = 0;
+            srv->rx_msg[i].msg_hdr.msg_control = srv->rx_ctl[i].buf;
+            srv->rx_msg[i].msg_hdr.msg_controllen = sizeof(srv->rx_ctl[i].buf);
         }
         int n = recvmmsg(fd, srv->rx_msg, BATCH, MSG_DONTWAIT, NULL);
         if (n < 0) {
@@ -278,7 +308,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         }
         uint64_t now = hr_mono_coarse_ms();
         struct timespec wall;
-        clock_gettime(CLOCK_REALTIME_COARSE, &wall);
+        clock_gettime(CLOCK_REALTIME, &wall);
         for (int i = 0; i < n; i++) {
             struct mmsghdr *m = &srv->rx_msg[i];
             srv->stats.received++;
@@ -296,8 +326,10 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             }
             /* A datagram cut to RXBUF (MSG_TRUNC) is longer than
              * HR_WIRE_MAX: judged too big like any other. */
+            bool late = srv->cfg.queue_budget_ms &&
+                        queued_ms(&m->msg_hdr, &wall) > (int64_t)srv->cfg.queue_budget_ms;
             handle(srv, srv->rx[i], m->msg_len, &srv->rx_addr[i], m->msg_hdr.msg_namelen, now,
-                   (int64_t)wall.tv_sec);
+                   (int64_t)wall.tv_sec, late);
         }
         if (n < BATCH)
             return;
@@ -349,6 +381,11 @@ struct hr_server *hr_server_new(struct event_base *base, struct hr_store *store,
      * caps it at net.core.rmem_max, which is fine. */
     int rcvbuf = 8 << 20;
     setsockopt(srv->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
+    /* Each datagram's receive time, to tell how long it waited for us. */
+    int stamp = 1;
+    if (cfg->queue_budget_ms &&
+        setsockopt(srv->fd, SOL_SOCKET, SO_TIMESTAMPNS, &stamp, sizeof(stamp)) != 0)
+        HR_LOG(HR_LOG_WARN, "SO_TIMESTAMPNS: %s: the queue's age is not bounded", strerror(errno));
     /* Workers each bind the address; the kernel spreads datagrams by source,
      * so one host's requests always reach the same worker, in order. */
     int one = 1;

@@ -31,6 +31,9 @@ struct hr_server_stats {
     uint64_t rate_limited;                    /* dropped unread: the source's bucket was empty */
     uint64_t source_hosts_over; /* heartbeats sent refresh-only: their source is over its cap */
     uint64_t source_port_zero;  /* dropped unread: from UDP port 0, which cannot be answered */
+    /* Answered retry-later (overload) without going to Redis: the datagram had
+     * waited longer than queue_budget_ms in the socket's queue. */
+    uint64_t refused_late;
 };
 
 struct hr_server_config {
@@ -44,6 +47,11 @@ struct hr_server_config {
     uint32_t source_burst;
     uint32_t error_gap_ms; /* at most one error ack per host this often */
     uint32_t source_hosts; /* hosts one source address may create (0: no cap) */
+    /* A request that waited longer than this in the socket's receive queue
+     * (the kernel's timestamp) is answered retry-later at once: the daemon
+     * itself is behind, and what it still passed to Redis would be answered
+     * too late to matter. 0: no bound. */
+    uint32_t queue_budget_ms;
     const struct hr_rules *rules;
 };
 

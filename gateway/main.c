@@ -37,6 +37,20 @@ static int set_listen(void *c, const char *v, char *err, size_t errlen)
     return 0;
 }
 
+/* The original's PORT: every interface, that port. */
+static int set_port_only(void *c, const char *v, char *err, size_t errlen)
+{
+    struct hr_gateway_config *g = c;
+    uint32_t port;
+    if (hr_parse_u32(v, 1, 65535, &port) != 0) {
+        snprintf(err, errlen, "want a port number, 1-65535");
+        return -1;
+    }
+    snprintf(g->listen_host, sizeof(g->listen_host), "0.0.0.0");
+    g->listen_port = (uint16_t)port;
+    return 0;
+}
+
 HR_OPT_STRING(set_signaling, struct hr_gateway_config, signaling_url)
 HR_OPT_STRING(set_stun, struct hr_gateway_config, ice.stun)
 HR_OPT_STRING(set_turn, struct hr_gateway_config, ice.turn)
@@ -59,13 +73,17 @@ HR_OPT_U32(set_list_limit, struct hr_gateway_config, list_limit, 1u, 1000000u, "
 /* Up to a minute: an older list is more misleading than useful. */
 HR_OPT_U32(set_list_cache, struct hr_gateway_config, list_cache_ms, 0u, 60000u, "milliseconds, ")
 
+/* The original service's signalingUrl when none is configured. */
+#define DEFAULT_SIGNALING "ws://localhost:3002"
+
 static const struct hr_opt options[] = {
     {"listen", 'L', "HOST:PORT", "127.0.0.1:8080", "HTTP address to serve on", set_listen,
      "HOSTREG_HTTP_LISTEN"},
     HR_COMMON_OPTS,
     {"claim-lease", 0, "SECONDS", "60",
      "a claimed host the host does not confirm busy within this returns to idle", set_lease, NULL},
-    {"signaling-url", 0, "URL", "", "signalingUrl handed to matched clients", set_signaling, NULL},
+    {"signaling-url", 0, "URL", DEFAULT_SIGNALING, "signalingUrl handed to matched clients",
+     set_signaling, NULL},
     {"stun", 0, "URLS", "stun:stun.l.google.com:19302", "comma-separated STUN URLs for clients",
      set_stun, NULL},
     {"turn", 0, "URLS", "", "comma-separated TURN URLs for clients", set_turn, NULL},
@@ -96,6 +114,18 @@ static const struct hr_opt options[] = {
     {"trust-proxy", 0, "CIDRS", "",
      "proxies (addresses or ranges, comma-separated) whose X-Forwarded-For names the client",
      set_trust_proxy, NULL},
+    {0},
+};
+
+/* The original deployment's environment (docs: README, "Replacing the
+ * original service"): honoured when hostreg's own flag and variable are
+ * absent. */
+static const struct hr_opt_alias aliases[] = {
+    {"listen", "PORT", set_port_only},
+    {"redis", "REDIS_URL", NULL},
+    {"host-secret", "HOST_SECRET", NULL},
+    {"host-secret-previous", "HOST_SECRET_PREVIOUS", NULL},
+    {"signaling-url", "SIGNALING_PUBLIC_URL", NULL},
     {0},
 };
 
@@ -140,13 +170,25 @@ int main(int argc, char **argv)
 {
     struct hr_gateway_config cfg;
     memset(&cfg, 0, sizeof(cfg));
+    hr_opts_aliases(aliases);
     hr_opts_parse_only(
         options, &cfg, argc, argv, "hostreg-gateway [options]",
         "The hostreg HTTP gateway: the JSON endpoints of the original service (host heartbeat\n"
         "and status, matchmaking, host list) plus /healthz, /readyz and /metrics, over the same\n"
         "rules and Redis scripts as hostregd. Secrets: HOSTREG_HOST_SECRET and\n"
-        "HOSTREG_HOST_SECRET_PREVIOUS.");
+        "HOSTREG_HOST_SECRET_PREVIOUS. The original service's PORT, REDIS_URL, HOST_SECRET,\n"
+        "HOST_SECRET_PREVIOUS and SIGNALING_PUBLIC_URL are read when hostreg's own are absent.");
     char err[256];
+    /* A deployment that set the original's secret never runs open, whatever
+     * else says otherwise (an empty HOSTREG_HOST_SECRET, say). */
+    const char *legacy_secret = getenv("HOST_SECRET");
+    if (legacy_secret && legacy_secret[0] && !cfg.host_secret[0]) {
+        fprintf(stderr,
+                "error: HOST_SECRET is set, but the host secret from %s is empty: refusing to "
+                "run with the host endpoints open (give the secret, or unset HOST_SECRET)\n",
+                hr_opts_source(options, "host-secret"));
+        return 2;
+    }
     if (hr_common_finish(&cfg.common, err, sizeof(err)) != 0) {
         fprintf(stderr, "error: %s\n", err);
         return 2;
@@ -180,6 +222,19 @@ int main(int argc, char **argv)
     }
     if (!cfg.host_secret[0])
         HR_LOG(HR_LOG_WARN, "no HOSTREG_HOST_SECRET: the host endpoints are open to anyone");
+    if (strcmp(hr_opts_source(options, "signaling-url"), "default") == 0)
+        HR_LOG(HR_LOG_WARN,
+               "no --signaling-url (HOSTREG_SIGNALING_URL or SIGNALING_PUBLIC_URL): matched "
+               "clients are told " DEFAULT_SIGNALING ", the original service's default");
+    /* Where each setting a deployment of the original may give came from
+     * (never the values: two are secrets, and a Redis URL may hold one). */
+    HR_LOG(HR_LOG_INFO,
+           "settings: listen from %s, redis from %s, host secret %sfrom %s, previous host secret "
+           "from %s, signaling URL from %s",
+           hr_opts_source(options, "listen"), hr_opts_source(options, "redis"),
+           cfg.host_secret[0] ? "" : "(none) ", hr_opts_source(options, "host-secret"),
+           hr_opts_source(options, "host-secret-previous"),
+           hr_opts_source(options, "signaling-url"));
     HR_LOG(HR_LOG_INFO, "hostreg-gateway listening on http://%s:%d, ttl %us, claim lease %us",
            cfg.listen_host, hr_gateway_port(app.gw), cfg.common.ttl_s, cfg.claim_lease_s);
     event_base_dispatch(app.base);

@@ -46,6 +46,24 @@ int hr_opt_status(const char *v, enum hr_status *out, char *err, size_t errlen)
     return -1;
 }
 
+/* Where each option of the last parse came from (hr_opts_source). */
+#define OPTS_MAX 64
+static char sources[OPTS_MAX][80];
+static const struct hr_opt_alias *aliases;
+
+void hr_opts_aliases(const struct hr_opt_alias *a)
+{
+    aliases = a;
+}
+
+static const struct hr_opt_alias *alias_of(const struct hr_opt *o)
+{
+    for (const struct hr_opt_alias *a = aliases; a && a->option; a++)
+        if (strcmp(a->option, o->name) == 0)
+            return a;
+    return NULL;
+}
+
 static void env_name(const struct hr_opt *opt, char *out, size_t outlen)
 {
     const char *name = opt->name;
@@ -69,22 +87,41 @@ static void usage(const struct hr_opt *opts, const char *synopsis, const char *a
                  o->short_name ? o->short_name : ' ', o->short_name ? ", " : "  ", o->name,
                  o->arg ? " " : "", o->arg ? o->arg : "");
         env_name(o, env, sizeof(env));
-        fprintf(f, "  %-28s %s\n  %-28s [%s%s%s]\n", left, o->help, "", env,
-                o->dflt && o->dflt[0] ? ", default " : "", o->dflt && o->dflt[0] ? o->dflt : "");
+        const struct hr_opt_alias *a = alias_of(o);
+        fprintf(f, "  %-28s %s\n  %-28s [%s%s%s%s%s]\n", left, o->help, "", env, a ? " or " : "",
+                a ? a->env : "", o->dflt && o->dflt[0] ? ", default " : "",
+                o->dflt && o->dflt[0] ? o->dflt : "");
     }
     fprintf(f, "  -h, --help                   this text\n");
 }
 
-static void apply(const struct hr_opt *o, void *cfg, const char *value, const char *from)
+static void apply_with(hr_opt_set *set, void *cfg, const char *value, const char *from,
+                       size_t index)
 {
     char err[256] = "";
-    if (o->set(cfg, value, err, sizeof(err)) != 0) {
+    if (index < OPTS_MAX)
+        snprintf(sources[index], sizeof(sources[index]), "%s", from);
+    if (set(cfg, value, err, sizeof(err)) != 0) {
         /* The value itself is not shown: it may be a secret (--host-secret)
          * or hold one (a password in --redis); the setter's reason says
          * what was wrong, showing what it safely can. */
         fprintf(stderr, "error: %s: %s\n", from, err[0] ? err : "invalid value");
         exit(2);
     }
+}
+
+static void apply(const struct hr_opt *opts, const struct hr_opt *o, void *cfg, const char *value,
+                  const char *from)
+{
+    apply_with(o->set, cfg, value, from, (size_t)(o - opts));
+}
+
+const char *hr_opts_source(const struct hr_opt *opts, const char *name)
+{
+    for (const struct hr_opt *o = opts; o->name && o - opts < OPTS_MAX; o++)
+        if (strcmp(o->name, name) == 0)
+            return sources[o - opts];
+    return "";
 }
 
 int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, const char *synopsis,
@@ -94,16 +131,24 @@ int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, c
     char so[160] = "+h"; /* '+': stop at the first non-option (subcommands) */
     size_t n = 0, sl = 2;
 
+    memset(sources, 0, sizeof(sources));
     for (const struct hr_opt *o = opts; o->name; o++)
         if (o->dflt)
-            apply(o, cfg, o->dflt, "default");
+            apply(opts, o, cfg, o->dflt, "default");
     for (const struct hr_opt *o = opts; o->name; o++) {
         char env[64], from[80];
         env_name(o, env, sizeof(env));
         const char *v = getenv(env);
         if (v) {
             snprintf(from, sizeof(from), "environment %s", env);
-            apply(o, cfg, v, from);
+            apply(opts, o, cfg, v, from);
+        } else {
+            /* Another name (the original deployment's), below hostreg's own. */
+            const struct hr_opt_alias *a = alias_of(o);
+            if (a && (v = getenv(a->env)) != NULL) {
+                snprintf(from, sizeof(from), "environment %s", a->env);
+                apply_with(a->set ? a->set : o->set, cfg, v, from, (size_t)(o - opts));
+            }
         }
     }
     for (const struct hr_opt *o = opts; o->name && n < 62; o++, n++) {
@@ -135,7 +180,7 @@ int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, c
             if ((o->short_name && c == o->short_name) || c == 1000 + (int)(o - opts)) {
                 char from[80];
                 snprintf(from, sizeof(from), "--%s", o->name);
-                apply(o, cfg, o->arg ? optarg : "1", from);
+                apply(opts, o, cfg, o->arg ? optarg : "1", from);
                 break;
             }
         }

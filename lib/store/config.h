@@ -28,12 +28,31 @@ struct hr_opt {
     const char *env; /* the environment variable, when not the derived one */
 };
 
+/* Another name for an option's setting in the environment (hostreg-gateway:
+ * the original service's PORT, REDIS_URL, ...), read only when neither the
+ * flag nor the option's own variable is given; `set` NULL: the option's
+ * setter, else this one (a value that reads differently). */
+struct hr_opt_alias {
+    const char *option; /* the option's name */
+    const char *env;
+    hr_opt_set *set;
+};
+
+/* Aliases for the next hr_opts_parse (a table ended by a zeroed entry, or
+ * NULL for none); --help lists them beside the options' own variables. */
+void hr_opts_aliases(const struct hr_opt_alias *aliases);
+
 /* Parses the environment and argv[1..argc) against `opts` (ended by a zeroed
  * entry) into cfg. Prints usage and exits 0 on --help; prints the reason and
  * exits 2 on a bad flag or value. Returns the index of the first non-option
  * argument. `usage` is the synopsis line, `about` one paragraph. */
 int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, const char *usage,
                   const char *about);
+
+/* Where the last hr_opts_parse took option `name` from: "--name",
+ * "environment NAME" or "default" ("" for an option it does not know): for
+ * the start-up log, which says it without the value. */
+const char *hr_opts_source(const struct hr_opt *opts, const char *name);
 
 /* The setters' shared bodies: a whole number in [lo, hi] into *out (else
  * "want <what>lo-hi"; `what` is "" or ends in ", "); a string that fits in

@@ -96,9 +96,18 @@ static pid_t spawn_with(const char *const *argv, const char *const *env, int log
             extern char **environ;
             char names[64][128];
             int n = 0;
-            for (char **e = environ; *e && n < 64; e++)
-                if (strncmp(*e, "HOSTREG_", 8) == 0)
-                    snprintf(names[n++], sizeof(names[0]), "%.*s", (int)strcspn(*e, "="), *e);
+            /* hostreg's own variables, and the original service's names
+             * the gateway also reads (config.h: hr_opts_aliases). */
+            static const char *const legacy[] = {"PORT", "REDIS_URL", "HOST_SECRET",
+                                                 "HOST_SECRET_PREVIOUS", "SIGNALING_PUBLIC_URL"};
+            for (char **e = environ; *e && n < 64; e++) {
+                size_t len = strcspn(*e, "=");
+                bool drop = strncmp(*e, "HOSTREG_", 8) == 0;
+                for (size_t k = 0; k < sizeof(legacy) / sizeof(legacy[0]); k++)
+                    drop |= strlen(legacy[k]) == len && strncmp(*e, legacy[k], len) == 0;
+                if (drop)
+                    snprintf(names[n++], sizeof(names[0]), "%.*s", (int)len, *e);
+            }
             for (int i = 0; i < n; i++)
                 unsetenv(names[i]);
             for (int i = 0; env[i]; i++)
@@ -806,15 +815,17 @@ int h_daemon_stop(struct h_daemon *d)
 
 /* --- hostreg-gateway --- */
 
-int h_gateway_spawn(struct h_gateway *g, int redis_port, const char *const *extra_args,
-                    const char *const *env)
+/* Starts the gateway; `port` 0: a free port of its own, given with --listen
+ * (else the environment names it). */
+static int gateway_spawn(struct h_gateway *g, int port, int redis_port,
+                         const char *const *extra_args, const char *const *env)
 {
     static const char *const no_env[] = {NULL};
     char bin[256], listen[64], redis[64];
     const char *argv[48];
     int n = 0;
     g->pid = 0;
-    g->port = h_free_port(SOCK_STREAM);
+    g->port = port ? port : h_free_port(SOCK_STREAM);
     snprintf(g->log, sizeof(g->log), "/tmp/hostreg-test-gateway-XXXXXX");
     int log_fd = mkstemp(g->log);
     if (g->port < 0 || log_fd < 0) {
@@ -828,8 +839,10 @@ int h_gateway_spawn(struct h_gateway *g, int redis_port, const char *const *extr
     snprintf(listen, sizeof(listen), "127.0.0.1:%d", g->port);
     snprintf(redis, sizeof(redis), "redis://127.0.0.1:%d", redis_port);
     argv[n++] = bin;
-    argv[n++] = "--listen";
-    argv[n++] = listen;
+    if (!port) {
+        argv[n++] = "--listen";
+        argv[n++] = listen;
+    }
     if (redis_port > 0) { /* 0: the extra arguments name it */
         argv[n++] = "--redis";
         argv[n++] = redis;
@@ -844,6 +857,18 @@ int h_gateway_spawn(struct h_gateway *g, int redis_port, const char *const *extr
         return -1;
     }
     return 0;
+}
+
+int h_gateway_spawn(struct h_gateway *g, int redis_port, const char *const *extra_args,
+                    const char *const *env)
+{
+    return gateway_spawn(g, 0, redis_port, extra_args, env);
+}
+
+int h_gateway_spawn_bare(struct h_gateway *g, int port, const char *const *extra_args,
+                         const char *const *env)
+{
+    return gateway_spawn(g, port, 0, extra_args, env);
 }
 
 int h_gateway_start(struct h_gateway *g, int redis_port, const char *const *extra_args,

@@ -225,6 +225,10 @@ int h_gateway_start(struct h_gateway *g, int redis_port, const char *const *extr
  * ready): 0 once the process is started, or -1. */
 int h_gateway_spawn(struct h_gateway *g, int redis_port, const char *const *extra_args,
                     const char *const *env);
+/* hostreg-gateway with neither --listen nor --redis: its environment (`env`)
+ * names them; `port` is where the caller expects it (g->port). */
+int h_gateway_spawn_bare(struct h_gateway *g, int port, const char *const *extra_args,
+                         const char *const *env);
 /* Sends SIGTERM and waits (5 s at most, then SIGKILL). Copies the gateway's
  * log to stderr and removes it. Returns the exit status (0 for a clean
  * exit), 128+signal when killed by a signal, -1 when it had to be killed, and

@@ -1506,6 +1506,81 @@ static void test_faults_redis_stopped_connection_reset(void **state)
     free(log);
 }
 
+/* The daemon itself behind (stopped for 300 ms while datagrams arrive): what
+ * waited in its socket longer than the latency budget (the kernel's receive
+ * timestamp says how long) is answered retry-later (overload) without going
+ * to Redis; what arrives after is answered ok. */
+static void test_faults_daemon_late_datagrams_shed(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis, 0, NULL), 0);
+    snprintf(daemon_log, sizeof(daemon_log), "/tmp/hostreg-late-%d.log", (int)getpid());
+    const char *args[] = {"--redis-latency-budget", "100", "--source-rate", "0", NULL};
+    assert_int_equal(h_daemon_start_logged(&dmn, redis.port, args, daemon_log), 0);
+    int fd = h_udp_socket(dmn.port);
+    kill(dmn.pid, SIGSTOP);
+    /* Stopped for sure before anything is sent (the signal takes effect
+     * when the kernel next schedules it): its state in /proc says 'T'. */
+    for (uint64_t end = h_now_ms() + 3000;;) {
+        char path[64], st[512] = "";
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int)dmn.pid);
+        FILE *f = fopen(path, "r");
+        if (f) {
+            if (!fgets(st, sizeof(st), f))
+                st[0] = '\0';
+            fclose(f);
+        }
+        const char *paren = strrchr(st, ')');
+        if (paren && paren[1] == ' ' && paren[2] == 'T')
+            break;
+        assert_true(h_now_ms() < end);
+        usleep(1000);
+    }
+    uint64_t seq0 = h_next_seq() + 3000000000ULL;
+    for (int i = 0; i < 20; i++) {
+        char name[32];
+        uint8_t buf[HR_WIRE_MAX];
+        snprintf(name, sizeof(name), "late-%d", i);
+        struct hr_request r =
+            h_heartbeat(name, "room-l", "local", HR_STATUS_IDLE, seq0 + (uint64_t)i);
+        size_t len = hr_wire_encode_request(&r, buf, sizeof(buf));
+        assert_true(send(fd, buf, len, 0) == (ssize_t)len);
+    }
+    usleep(300000); /* the daemon stays stopped past the budget: time is the condition */
+    kill(dmn.pid, SIGCONT);
+    int overload = 0, other = 0;
+    for (int got = 0; got < 20;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        assert_int_equal(poll(&p, 1, 3000), 1);
+        uint8_t in[HR_WIRE_MAX + 1];
+        ssize_t n = recv(fd, in, sizeof(in), 0);
+        struct hr_frame f;
+        if (n <= 0 || hr_wire_decode(in, (size_t)n, &f) != 0 || f.type != HR_MSG_ACK ||
+            f.ack.seq < seq0 || f.ack.seq >= seq0 + 20)
+            continue;
+        got++;
+        if (f.ack.result == HR_RESULT_RETRY_LATER && f.ack.reason == HR_E_OVERLOAD)
+            overload++;
+        else
+            other++;
+    }
+    assert_int_equal(overload, 20);
+    assert_int_equal(other, 0);
+    redisContext *c = h_redis_connect(redis.port);
+    assert_int_equal(h_hosts_count(c, "hr:", "local", "idle"), 0); /* none reached Redis */
+    struct hr_request hb = h_heartbeat("late-0", "room-l", "local", HR_STATUS_IDLE, 0);
+    struct hr_ack ack;
+    assert_int_equal(h_request(fd, &hb, &ack, 1000, 3), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    assert_int_equal(h_hosts_count(c, "hr:", "local", "idle"), 1);
+    redisFree(c);
+    close(fd);
+    char *log = h_daemon_stats(&dmn, daemon_log, 1);
+    assert_non_null(log);
+    assert_int_equal(h_stats_counter(log, "refused_late"), 20);
+    free(log);
+}
+
 int main(int argc, char **argv)
 {
     /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
@@ -1519,6 +1594,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_faults_flood_of_garbage, teardown_each),
         cmocka_unit_test_teardown(test_faults_redis_paused_every_request_answered, teardown_each),
         cmocka_unit_test_teardown(test_faults_redis_stopped_connection_reset, teardown_each),
+        cmocka_unit_test_teardown(test_faults_daemon_late_datagrams_shed, teardown_each),
     };
     int failed = cmocka_run_group_tests_name("faults", tests, NULL, NULL);
     return failed || child_failed ? 1 : 0;

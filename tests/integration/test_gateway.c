@@ -212,6 +212,7 @@ static int find(int port, json_t *query, char *room, size_t roomlen)
         assert_true(json_is_true(json_object_get(rep.j, "found")));
         assert_true(json_is_array(json_object_get(rep.j, "iceServers")));
         assert_non_null(jstr(rep.j, "signalingUrl"));
+        assert_true(jstr(rep.j, "signalingUrl")[0] != '\0'); /* never empty (CONTRACT.md) */
         if (room)
             snprintf(room, roomlen, "%s", jstr(rep.j, "roomId"));
     } else if (code == 404) {
@@ -2574,6 +2575,75 @@ static void test_gateway_evicting_redis_warned(void **state)
     assert_true(get_metric(gw.port, "hostreg_redis_evicting") == 0);
 }
 
+/* The original deployment's environment: PORT (every interface), REDIS_URL,
+ * HOST_SECRET and SIGNALING_PUBLIC_URL run the gateway with no flag and no
+ * HOSTREG_* variable, the log says where each setting came from (never the
+ * secret), and hostreg's own names win over them. A gateway never runs
+ * open while HOST_SECRET is set. */
+static void test_gateway_original_environment(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    int port = h_free_port(SOCK_STREAM);
+    char e_port[32], e_redis[64];
+    snprintf(e_port, sizeof(e_port), "PORT=%d", port);
+    snprintf(e_redis, sizeof(e_redis), "REDIS_URL=redis://127.0.0.1:%d", redis2.port);
+    const char *env[] = {e_port, e_redis, "HOST_SECRET=legacy-secret",
+                         "SIGNALING_PUBLIC_URL=wss://sig.example/legacy", NULL};
+    assert_int_equal(h_gateway_spawn_bare(&gw2, port, NULL, env), 0);
+    assert_int_equal(await_readyz(port, 200, NULL, 10000), 200);
+    const char *hb = "{\"hostId\":\"legacy-1\",\"roomId\":\"room-legacy\"}";
+    struct reply rep;
+    assert_int_equal(call(&rep, port, "POST", "/api/host/heartbeat", NULL, hb), 401);
+    reply_free(&rep);
+    assert_int_equal(call(&rep, port, "POST", "/api/host/heartbeat",
+                          "Authorization: Bearer legacy-secret\r\n", hb),
+                     200);
+    reply_free(&rep);
+    assert_int_equal(call(&rep, port, "POST", "/api/match/find", NULL, "{\"region\":\"local\"}"),
+                     200);
+    assert_string_equal(jstr(rep.j, "signalingUrl"), "wss://sig.example/legacy");
+    reply_free(&rep);
+    assert_true(h_gateway_log_contains(&gw2, "listen from environment PORT"));
+    assert_true(h_gateway_log_contains(&gw2, "redis from environment REDIS_URL"));
+    assert_true(h_gateway_log_contains(&gw2, "host secret from environment HOST_SECRET"));
+    assert_false(h_gateway_log_contains(&gw2, "legacy-secret"));
+    assert_int_equal(h_gateway_stop(&gw2), 0);
+
+    /* hostreg's own variable wins over the original's name. */
+    hb = "{\"hostId\":\"legacy-2\",\"roomId\":\"room-legacy\"}"; /* legacy-1 is claimed */
+    const char *env2[] = {e_port, e_redis, "HOST_SECRET=legacy-secret",
+                          "HOSTREG_HOST_SECRET=own-secret", NULL};
+    assert_int_equal(h_gateway_spawn_bare(&gw2, port, NULL, env2), 0);
+    assert_int_equal(await_readyz(port, 200, NULL, 10000), 200);
+    assert_int_equal(call(&rep, port, "POST", "/api/host/heartbeat",
+                          "Authorization: Bearer legacy-secret\r\n", hb),
+                     403);
+    reply_free(&rep);
+    assert_int_equal(
+        call(&rep, port, "POST", "/api/host/heartbeat", "Authorization: Bearer own-secret\r\n", hb),
+        200);
+    reply_free(&rep);
+    /* No signaling URL configured: the original's default, with a warning. */
+    assert_int_equal(call(&rep, port, "POST", "/api/match/find", NULL, "{\"region\":\"local\"}"),
+                     200);
+    assert_string_equal(jstr(rep.j, "signalingUrl"), "ws://localhost:3002");
+    reply_free(&rep);
+    assert_true(h_gateway_log_contains(&gw2, "matched clients are told ws://localhost:3002"));
+    assert_int_equal(h_gateway_stop(&gw2), 0);
+
+    /* HOST_SECRET set, and an empty secret of hostreg's own: refused. */
+    const char *env3[] = {e_port, e_redis, "HOST_SECRET=legacy-secret",
+                          "HOSTREG_HOST_SECRET=", NULL};
+    assert_int_equal(h_gateway_spawn_bare(&gw2, port, NULL, env3), 0);
+    int status;
+    assert_int_equal(waitpid(gw2.pid, &status, 0), gw2.pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 2);
+    assert_true(h_gateway_log_contains(&gw2, "refusing to run with the host endpoints open"));
+    gw2.pid = 0;
+    h_gateway_stop(&gw2); /* shows and removes its log */
+}
+
 int main(int argc, char **argv)
 {
     /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
@@ -2614,6 +2684,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_request_id, teardown_each),
         cmocka_unit_test_teardown(test_gateway_turn_credentials, teardown_each),
         cmocka_unit_test_teardown(test_gateway_redis_paused_stopped_and_back, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_original_environment, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_replica_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_redis_full_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_evicting_redis_warned, teardown_each),
