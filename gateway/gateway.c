@@ -51,18 +51,21 @@
  * bytes the gateway stops reading the socket until evhttp has parsed some, so
  * the client's further requests wait in the kernel and then in the client.
  * It holds the largest request evhttp waits for whole (a body of up to
- * 4 * HR_GATEWAY_MAX_BODY) a few times over, so that no request is cut and a
- * well-behaved pipelining client has a backlog ready. */
+ * EVHTTP_MAX_BODY) twice over, so that no request is cut and a well-behaved
+ * pipelining client has a backlog ready. */
 #define CONN_INPUT_MAX (256 * 1024)
+/* Bodies evhttp reads at most: ours, and a margin over it so that a body a
+ * little too large gets our JSON 413 naming the limit; beyond it evhttp
+ * answers 413 itself (its HTML) and closes, having read nothing of it. */
+#define EVHTTP_MAX_BODY (HR_GATEWAY_MAX_BODY + 16384)
 /* A line evhttp could parse ends well within this: header lines are cut at
- * 8 KiB, and a body (64 KiB at most) is followed by the next request line or
+ * 8 KiB, and a body (EVHTTP_MAX_BODY at most) is followed by the next request line or
  * a chunk's CRLF. evhttp reads a chunk-size line with no limit, though: one
  * without an end would have it wait forever with reading stopped (no read
  * timeout runs while reading is off), so a connection that has this much
  * without a newline while evhttp reads a request is dropped. */
 #define CONN_LINE_MAX (128 * 1024)
-_Static_assert(CONN_INPUT_MAX >= CONN_LINE_MAX &&
-                   CONN_LINE_MAX >= 4 * HR_GATEWAY_MAX_BODY + 8192 + 4096,
+_Static_assert(CONN_INPUT_MAX >= CONN_LINE_MAX && CONN_LINE_MAX >= EVHTTP_MAX_BODY + 8192 + 4096,
                "a whole request, then a line, fit in what a connection may hold");
 
 struct hr_gateway {
@@ -766,6 +769,12 @@ static void h_healthz(struct call *c)
     reply_json(c, 200, json_pack("{s:b,s:s}", "success", 1, "status", "alive"));
 }
 
+/* The original service's root: a plain "ok", for probes that expect it. */
+static void h_root(struct call *c)
+{
+    finish(c, 200, "text/plain; charset=utf-8", "ok", 2, false);
+}
+
 static void on_probe(void *arg, int err, const char *refused)
 {
     struct call *c = arg;
@@ -847,6 +856,8 @@ static const struct route {
     {"/api/match/find", HR_EP_FIND, EVHTTP_REQ_POST, h_find},
     {"/api/hosts", HR_EP_HOSTS, EVHTTP_REQ_GET, h_hosts},
     {"/healthz", HR_EP_HEALTHZ, EVHTTP_REQ_GET, h_healthz},
+    {"/health", HR_EP_HEALTHZ, EVHTTP_REQ_GET, h_healthz}, /* the original's name */
+    {"/", HR_EP_HEALTHZ, EVHTTP_REQ_GET, h_root},
     {"/readyz", HR_EP_READYZ, EVHTTP_REQ_GET, h_readyz},
     {"/metrics", HR_EP_METRICS, EVHTTP_REQ_GET, h_metrics},
 };
@@ -1157,10 +1168,10 @@ struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *stor
     }
     /* libevent's defaults are unlimited sizes and 50 s timeouts: a few slow
      * or bloated clients could hold memory and sockets for long. Bodies
-     * between our 16 KiB and evhttp's cap get our JSON 413; beyond the cap
+     * between our 100 KiB and evhttp's cap get our JSON 413; beyond the cap
      * evhttp answers 413 itself and closes. */
     evhttp_set_max_headers_size(gw->http, 8192);
-    evhttp_set_max_body_size(gw->http, 4 * HR_GATEWAY_MAX_BODY);
+    evhttp_set_max_body_size(gw->http, EVHTTP_MAX_BODY);
     evhttp_set_timeout(gw->http, (int)cfg->http_timeout_s);
     /* These methods reach the router, which answers a wrong one with the
      * contract's JSON 405 and an Allow header; others get evhttp's HTML 501.

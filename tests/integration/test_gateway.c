@@ -448,8 +448,10 @@ static void test_gateway_bad_requests_refused(void **state)
         reply_free(&rep);
     }
 
-    /* A body over 16 KiB, even one that is otherwise a fine heartbeat. */
-    size_t pad = 20000;
+    /* A body over 100 KiB (the original's limit), even one that is otherwise
+     * a fine heartbeat: a JSON 413 with the request's id. One just under the
+     * limit is read. */
+    size_t pad = 110000;
     char *big = malloc(pad + 100);
     assert_non_null(big);
     int n = snprintf(big, 100, "{\"hostId\":\"witness-1\",\"roomId\":\"room-big\",\"pad\":\"");
@@ -458,9 +460,9 @@ static void test_gateway_bad_requests_refused(void **state)
     struct reply rep;
     call(&rep, gw2.port, "POST", "/api/host/heartbeat", "Content-Type: application/json\r\n", big);
     free(big);
-    assert_error(&rep, 413, "16384");
+    assert_error(&rep, 413, "102400");
+    assert_non_null(header(&rep, "X-Request-Id"));
     reply_free(&rep);
-
     /* Nesting deep enough to exhaust a recursive parser, under the size limit. */
     char *deep = malloc(16001);
     assert_non_null(deep);
@@ -477,6 +479,18 @@ static void test_gateway_bad_requests_refused(void **state)
     assert_string_equal(h_entry_field(c, "hr:h:witness-1", "region"), "us-east-1");
     assert_string_equal(h_entry_field(c, "hr:h:witness-1", "status"), "idle");
     redisFree(c);
+
+    /* A body of exactly 100 KiB is read (and this one is a fine heartbeat). */
+    big = malloc(102400 + 1);
+    assert_non_null(big);
+    n = snprintf(big, 100, "{\"hostId\":\"witness-big\",\"roomId\":\"room-big\",\"pad\":\"");
+    memset(big + n, 'x', 102400 - (size_t)n - 2);
+    strcpy(big + 102400 - 2, "\"}");
+    assert_int_equal(strlen(big), 102400);
+    call(&rep, gw2.port, "POST", "/api/host/heartbeat", "Content-Type: application/json\r\n", big);
+    free(big);
+    assert_code(&rep, 200);
+    reply_free(&rep);
 }
 
 static void test_gateway_malformed_requests_survived(void **state)
@@ -496,8 +510,8 @@ static void test_gateway_malformed_requests_survived(void **state)
     assert_true(code == -1 || (code >= 400 && code < 500));
     h_http_free(&r);
 
-    /* A body over evhttp's own cap (64 KiB): evhttp refuses it itself. */
-    size_t blen = 70000;
+    /* A body over evhttp's own cap (116 KiB): evhttp refuses it itself. */
+    size_t blen = 130000;
     char *body = malloc(blen + 1);
     assert_non_null(body);
     memset(body, 'x', blen);
@@ -505,7 +519,7 @@ static void test_gateway_malformed_requests_survived(void **state)
     size_t len;
     char *post_big = h_http_format(gw.port, "POST", "/api/host/heartbeat", NULL, body, &len);
     code = h_http_raw(gw.port, post_big, len, &r);
-    print_message("70 KB body -> %d\n", code);
+    print_message("130 KB body -> %d\n", code);
     assert_true(code == -1 || code == 413);
     h_http_free(&r);
     free(post_big);
@@ -2644,6 +2658,23 @@ static void test_gateway_original_environment(void **state)
     h_gateway_stop(&gw2); /* shows and removes its log */
 }
 
+/* The original service's probes: GET /health (as /healthz) and GET / ("ok"). */
+static void test_gateway_original_probes(void **state)
+{
+    (void)state;
+    struct reply rep;
+    assert_int_equal(call(&rep, gw.port, "GET", "/health", NULL, NULL), 200);
+    assert_json(&rep);
+    assert_true(json_is_true(json_object_get(rep.j, "success")));
+    reply_free(&rep);
+    assert_int_equal(call(&rep, gw.port, "GET", "/", NULL, NULL), 200);
+    assert_string_equal(rep.r.body, "ok");
+    assert_non_null(strstr(header(&rep, "Content-Type"), "text/plain"));
+    reply_free(&rep);
+    assert_int_equal(call(&rep, gw.port, "POST", "/", NULL, "{}"), 405);
+    reply_free(&rep);
+}
+
 int main(int argc, char **argv)
 {
     /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
@@ -2685,6 +2716,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_turn_credentials, teardown_each),
         cmocka_unit_test_teardown(test_gateway_redis_paused_stopped_and_back, teardown_each),
         cmocka_unit_test_teardown(test_gateway_original_environment, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_original_probes, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_replica_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_redis_full_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_evicting_redis_warned, teardown_each),

@@ -212,7 +212,7 @@ static void test_body_size_limit(void **state)
                          want ? want : 400); /* no status */
         assert_int_equal(hr_body_find(body, len, &rules, &f, err, sizeof(err)), want);
     }
-    assert_string_equal(err, "request body is 16385 bytes, the limit is 16384");
+    assert_string_equal(err, "request body is 102401 bytes, the limit is 102400");
     free(body);
 }
 
