@@ -113,10 +113,10 @@ static int get_str(const struct reader *rd, json_t *o, const char *key, bool req
 
 /* The "status" field: absent (when not required) or "" is HR_STATUS_NONE,
  * which hr_request_check turns into idle for a heartbeat and refuses for a
- * status update. Anything but "idle" or "busy" is 400. */
+ * status update. Anything but a status of HR_STATUSES is 400. */
 static int get_status(const struct reader *rd, json_t *o, bool required, enum hr_status *out)
 {
-    char s[8];
+    char s[16];
     int code = get_str(rd, o, "status", required, s, sizeof(s), HR_E_STATUS);
     *out = HR_STATUS_NONE;
     if (code != 0 || !s[0])

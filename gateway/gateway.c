@@ -762,6 +762,37 @@ out:
     evhttp_clear_headers(&params);
 }
 
+/* The original's GET /api/hosts/ttl: each idle host's hostId and the seconds
+ * its entry has left. It names hosts, so it takes the hosts' secret when one
+ * is configured (open otherwise, as the original). */
+static void on_ttl_listed(void *arg, int err, const struct hr_host_info *hosts, size_t n)
+{
+    struct call *c = arg;
+    c->gw->pending--;
+    if (err != HR_OK) {
+        reply_unavailable(c);
+        return;
+    }
+    json_t *a = json_array();
+    for (size_t i = 0; a && i < n; i++)
+        json_array_append_new(a, json_pack("{s:s,s:I}", "hostId", hosts[i].host_id, "ttlSeconds",
+                                           (json_int_t)((hosts[i].ttl_ms + 999) / 1000)));
+    reply_json(c, 200, a);
+}
+
+static void h_hosts_ttl(struct call *c)
+{
+    struct hr_gateway *gw = c->gw;
+    if (check_secret(c, true) != 0)
+        return;
+    struct hr_list_query q = {.status = HR_STATUS_IDLE, .limit = gw->cfg.list_limit};
+    q.nregions = hr_rules_names(&gw->cfg.common.rules, q.regions);
+    if (hr_store_list(gw->store, &q, on_ttl_listed, c) != HR_OK)
+        reply_unavailable(c);
+    else
+        gw->pending++;
+}
+
 /* --- operations --- */
 
 static void h_healthz(struct call *c)
@@ -855,6 +886,7 @@ static const struct route {
     {"/api/host/status", HR_EP_STATUS, EVHTTP_REQ_POST, h_status},
     {"/api/match/find", HR_EP_FIND, EVHTTP_REQ_POST, h_find},
     {"/api/hosts", HR_EP_HOSTS, EVHTTP_REQ_GET, h_hosts},
+    {"/api/hosts/ttl", HR_EP_HOSTS, EVHTTP_REQ_GET, h_hosts_ttl},
     {"/healthz", HR_EP_HEALTHZ, EVHTTP_REQ_GET, h_healthz},
     {"/health", HR_EP_HEALTHZ, EVHTTP_REQ_GET, h_healthz}, /* the original's name */
     {"/", HR_EP_HEALTHZ, EVHTTP_REQ_GET, h_root},

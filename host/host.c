@@ -418,7 +418,7 @@ fail:
 
 int hr_host_set_status(struct hr_host *h, enum hr_status status)
 {
-    if (status != HR_STATUS_IDLE && status != HR_STATUS_BUSY)
+    if (!hr_status_valid(status))
         return -1;
     pthread_mutex_lock(&h->mu);
     h->want = status;

@@ -36,7 +36,8 @@ static const struct hr_opt options[] = {
     {"regions", 0, "LIST", "us-east-1,us-west-1,eu-central,local", "the configured regions",
      hr_common_set_regions, NULL},
     {"region", 'g', "REGION", NULL, "only this region", set_region, NULL},
-    {"status", 'S', "STATUS", NULL, "only idle or only busy hosts", set_status, NULL},
+    {"status", 'S', "STATUS", NULL, "only the hosts of one status (idle, busy or allocated)",
+     set_status, NULL},
     {"limit", 'n', "N", "100000", "list at most N hosts (the totals count them all)", set_limit,
      NULL},
     {"json", 'j', NULL, NULL, "one JSON document: hosts and totals", set_json, NULL},
@@ -199,7 +200,7 @@ int hr_cmd_ls(int argc, char **argv)
     hr_script_args_free(&a);
     json_t *hosts = cfg.json ? json_array() : NULL;
     if (!cfg.json)
-        printf("%-38s %-20s %-12s %-5s %5s\n", "HOST", "ROOM", "REGION", "STATUS", "TTL");
+        printf("%-38s %-20s %-12s %-9s %5s\n", "HOST", "ROOM", "REGION", "STATUS", "TTL");
     for (long i = 0; i < nlisted; i++) {
         struct hr_host_info h = listed[i];
         long long ttl = (h.ttl_ms + 999) / 1000;
@@ -210,7 +211,7 @@ int hr_cmd_ls(int argc, char **argv)
                                             "roomId", h.room_id, "region", h.region, "status",
                                             status, "ttl", (json_int_t)ttl, "claimed", h.claimed));
         else
-            printf("%-38s %-20s %-12s %-6s %4llds\n", h.host_id, h.room_id, h.region,
+            printf("%-38s %-20s %-12s %-9s %4llds\n", h.host_id, h.room_id, h.region,
                    h.claimed ? "busy*" : status, ttl);
     }
     /* One column per status, in the table's order (HR_STATUSES). */

@@ -81,7 +81,8 @@ static const struct hr_opt options[] = {
     {"region", 'g', "REGION", NULL, "heartbeat: the host's region (default: the server's)",
      set_region, NULL},
     {"status", 'S', "STATUS", NULL,
-     "idle or busy (status: required; heartbeat: used if it creates the entry)", set_status, NULL},
+     "idle, busy or allocated (status: required; heartbeat: used if it creates the entry)",
+     set_status, NULL},
     {"seq", 0, "N", NULL, "sequence number (default: the clock in microseconds)", set_seq, NULL},
     {"timeout", 't', "MS", "500", "wait for the first ack; doubled at each retry", set_timeout,
      NULL},
@@ -156,7 +157,7 @@ int hr_cmd_send(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (cfg.req.type == HR_MSG_STATUS && cfg.req.status == HR_STATUS_NONE) {
-        fprintf(stderr, "error: a status update needs --status idle|busy\n");
+        fprintf(stderr, "error: a status update needs --status idle|busy|allocated\n");
         return EXIT_USAGE;
     }
     /* The clock makes successive invocations' numbers increase without any

@@ -19,7 +19,7 @@ static const struct {
     {HR_E_HOST_ID, "bad_host_id", "hostId must be a UUID or 1-64 characters of [A-Za-z0-9._:-]"},
     {HR_E_ROOM_ID, "bad_room_id", "roomId must be 1-64 characters of [A-Za-z0-9._:-]"},
     {HR_E_REGION, "bad_region", "region is not one of the configured regions"},
-    {HR_E_STATUS, "bad_status", "status must be idle or busy"},
+    {HR_E_STATUS, "bad_status", "status must be idle, busy or allocated"},
     {HR_E_UNAVAILABLE, "unavailable", "registry unavailable, retry later"},
     {HR_E_OVERLOAD, "overload", "registry overloaded, retry later"},
     {HR_E_FULL, "full", "registry full: it holds the most hosts it may"},

@@ -23,7 +23,7 @@ enum hr_err {
     HR_E_HOST_ID = 16, /* missing, too long, or a character outside [A-Za-z0-9._:-] */
     HR_E_ROOM_ID = 17, /* same rule as the hostId */
     HR_E_REGION = 18,  /* not in the configured list */
-    HR_E_STATUS = 19,  /* not idle or busy */
+    HR_E_STATUS = 19,  /* not idle, busy or allocated */
 
     /* Registry errors: the request was fine, the store could not take it now. */
     HR_E_UNAVAILABLE = 32, /* Redis not connected, timed out, or answered an error */

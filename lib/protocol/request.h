@@ -27,7 +27,8 @@ enum hr_msg_type {
  * status is one line here. */
 #define HR_STATUSES(X)                                                                             \
     X(IDLE, 1, "idle")                                                                             \
-    X(BUSY, 2, "busy")
+    X(BUSY, 2, "busy")                                                                             \
+    X(ALLOCATED, 3, "allocated") /* reserved by the host's own orchestration: never matched */
 
 #define HR_STATUS_ENUM_(name, num, text) HR_STATUS_##name = num,
 enum hr_status { HR_STATUS_NONE = 0, HR_STATUSES(HR_STATUS_ENUM_) };

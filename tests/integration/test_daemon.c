@@ -300,6 +300,24 @@ static void test_daemon_status_update_keeps_ttl(void **state)
     assert_int_equal(h_zscore(rc, "hr:i:local:busy", host), moved);
 }
 
+/* Status `allocated` over UDP: a status update sets it, a heartbeat that
+ * creates the entry can too, and neither is in the idle index (never
+ * matched). */
+static void test_daemon_allocated_status(void **state)
+{
+    (void)state;
+    struct hr_request r = h_heartbeat("host-alloc", "room1", "local", HR_STATUS_NONE, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    r = h_status("host-alloc", HR_STATUS_ALLOCATED, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-alloc", "status"), "allocated");
+    assert_int_equal(h_zscore(rc, "hr:i:local:idle", "host-alloc"), -1);
+    r = h_heartbeat("host-born-alloc", "room2", "local", HR_STATUS_ALLOCATED, 0);
+    assert_int_equal(send_ok(&r).result, HR_RESULT_OK);
+    assert_string_equal(h_entry_field(rc, "hr:h:host-born-alloc", "status"), "allocated");
+    assert_int_equal(h_zscore(rc, "hr:i:local:idle", "host-born-alloc"), -1);
+}
+
 /* A heartbeat naming another region moves the host: out of the old region's
  * index, into the new one's, under the status it has. */
 static void test_daemon_region_change_moves_index(void **state)
@@ -1324,6 +1342,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_daemon_leave_removes_entry),
         cmocka_unit_test(test_daemon_leave_older_than_either_seq_is_duplicate),
         cmocka_unit_test(test_daemon_status_update_keeps_ttl),
+        cmocka_unit_test(test_daemon_allocated_status),
         cmocka_unit_test(test_daemon_region_change_moves_index),
         cmocka_unit_test(test_daemon_invalid_requests_change_nothing),
         cmocka_unit_test(test_daemon_ack_never_larger_than_request),

@@ -393,8 +393,8 @@ static void test_gateway_bad_requests_refused(void **state)
          "{\"hostId\":\"witness-1\",\"roomId\":\"r\",\"region\":\"mars\"}", 400,
          "us-east-1, us-west-1, eu-central, local", NULL},
         {"POST", "/api/host/heartbeat",
-         "{\"hostId\":\"witness-1\",\"roomId\":\"r\",\"status\":\"away\"}", 400, "idle or busy",
-         NULL},
+         "{\"hostId\":\"witness-1\",\"roomId\":\"r\",\"status\":\"away\"}", 400,
+         "idle, busy or allocated", NULL},
         {"POST", "/api/host/heartbeat", "[{\"hostId\":\"witness-1\",\"roomId\":\"r\"}]", 400,
          "JSON object", NULL},
         {"POST", "/api/host/heartbeat", "\"witness-1\"", 400, "expected", NULL},
@@ -402,7 +402,7 @@ static void test_gateway_bad_requests_refused(void **state)
          "{\"hostId\":\"witness-1\",\"hostId\":\"other\",\"roomId\":\"r\"}", 400, "duplicate",
          NULL},
         {"POST", "/api/host/status", "{\"hostId\":\"witness-1\",\"status\":\"away\"}", 400,
-         "idle or busy", NULL},
+         "idle, busy or allocated", NULL},
         {"POST", "/api/host/status", "{\"hostId\":\"witness-1\"}", 400, "'status'", NULL},
         {"POST", "/api/host/status", "{\"status\":\"busy\"}", 400, "'hostId'", NULL},
         {"POST", "/api/host/status", "{\"hostId\":\"witness-1\",\"status\":2}", 400,
@@ -419,7 +419,7 @@ static void test_gateway_bad_requests_refused(void **state)
         {"POST", "/api/host", "{}", 404, "/api/host", NULL},
         {"GET", "/api/hosts?region=mars", NULL, 400, "us-east-1, us-west-1, eu-central, local",
          NULL},
-        {"GET", "/api/hosts?status=away", NULL, 400, "idle or busy", NULL},
+        {"GET", "/api/hosts?status=away", NULL, 400, "idle, busy or allocated", NULL},
         {"GET", "/api/hosts?region=local%00junk", NULL, 400, "%00", NULL},
         {"GET", "/api/hosts?limit=0", NULL, 400, "limit", NULL},
         {"POST", "/api/match/find", "{\"region\":\"mars\"}", 400, "eu-central", NULL},
@@ -2675,6 +2675,82 @@ static void test_gateway_original_probes(void **state)
     reply_free(&rep);
 }
 
+/* Status `allocated` (the original's third status) is accepted by heartbeats
+ * and status updates, never matched (like busy), listed as "allocated", and
+ * counted as such; a host back to idle is matched again. A Redis of its own,
+ * so that no other test's idle host answers the finds. */
+static void test_gateway_allocated_never_matched(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    assert_int_equal(start_gw2(redis2.port, NULL, NULL), 0);
+    json_t *q = json_pack("{s:s}", "region", "local");
+    heartbeat_ok(gw2.port, "alloc-1", "room-alloc-1", "local", "allocated"); /* creates it so */
+    heartbeat_ok(gw2.port, "alloc-2", "room-alloc-2", "local", "idle");
+    status_ok(gw2.port, "alloc-2", "allocated");
+    heartbeat_ok(gw2.port, "alloc-2", "room-alloc-2", "local", "idle"); /* keeps it allocated */
+    redisContext *c = h_redis_connect(redis2.port);
+    assert_string_equal(h_entry_field(c, "hr:h:alloc-1", "status"), "allocated");
+    assert_string_equal(h_entry_field(c, "hr:h:alloc-2", "status"), "allocated");
+    assert_int_equal(h_hosts_count(c, "hr:", "local", "allocated"), 2);
+    assert_int_equal(h_hosts_count(c, "hr:", "local", "idle"), 0);
+    assert_int_equal(find(gw2.port, json_incref(q), NULL, 0), 404);
+    struct reply rep;
+    assert_int_equal(call(&rep, gw2.port, "GET", "/api/hosts?status=allocated", NULL, NULL), 200);
+    json_t *hosts = rep.j; /* the original's answer: a bare array */
+    assert_int_equal(json_array_size(hosts), 2);
+    assert_string_equal(jstr(json_array_get(hosts, 0), "status"), "allocated");
+    reply_free(&rep);
+    /* Idle again: matched. */
+    status_ok(gw2.port, "alloc-2", "idle");
+    char room[64];
+    assert_int_equal(find(gw2.port, json_incref(q), room, sizeof(room)), 200);
+    assert_string_equal(room, "room-alloc-2");
+    assert_int_equal(find(gw2.port, json_incref(q), NULL, 0), 404);
+    json_decref(q);
+    redisFree(c);
+}
+
+/* GET /api/hosts/ttl: the idle hosts' hostId and ttlSeconds, as the original;
+ * it names hosts, so it takes the hosts' secret when one is configured (401
+ * without, 403 with a wrong one), and is open otherwise. */
+static void test_gateway_hosts_ttl(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    const char *env[] = {"HOSTREG_HOST_SECRET=ttl-secret", NULL};
+    assert_int_equal(start_gw2(redis2.port, NULL, env), 0);
+    const char *auth = "Authorization: Bearer ttl-secret\r\n";
+    struct reply rep;
+    assert_int_equal(call(&rep, gw2.port, "POST", "/api/host/heartbeat", auth,
+                          "{\"hostId\":\"ttl-idle\",\"roomId\":\"room-t1\"}"),
+                     200);
+    reply_free(&rep);
+    assert_int_equal(call(&rep, gw2.port, "POST", "/api/host/heartbeat", auth,
+                          "{\"hostId\":\"ttl-busy\",\"roomId\":\"room-t2\",\"status\":\"busy\"}"),
+                     200);
+    reply_free(&rep);
+    assert_int_equal(call(&rep, gw2.port, "GET", "/api/hosts/ttl", NULL, NULL), 401);
+    reply_free(&rep);
+    assert_int_equal(
+        call(&rep, gw2.port, "GET", "/api/hosts/ttl", "Authorization: Bearer nope\r\n", NULL), 403);
+    reply_free(&rep);
+    assert_int_equal(call(&rep, gw2.port, "GET", "/api/hosts/ttl", auth, NULL), 200);
+    assert_true(json_is_array(rep.j));
+    assert_int_equal(json_array_size(rep.j), 1); /* the idle one only */
+    json_t *h = json_array_get(rep.j, 0);
+    assert_string_equal(jstr(h, "hostId"), "ttl-idle");
+    json_int_t ttl = json_integer_value(json_object_get(h, "ttlSeconds"));
+    assert_true(ttl > 25 && ttl <= 30);
+    reply_free(&rep);
+    assert_int_equal(h_gateway_stop(&gw2), 0);
+    /* No secret configured: open, as the original. */
+    assert_int_equal(start_gw2(redis2.port, NULL, NULL), 0);
+    assert_int_equal(call(&rep, gw2.port, "GET", "/api/hosts/ttl", NULL, NULL), 200);
+    assert_int_equal(json_array_size(rep.j), 1);
+    reply_free(&rep);
+}
+
 int main(int argc, char **argv)
 {
     /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
@@ -2717,6 +2793,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_redis_paused_stopped_and_back, teardown_each),
         cmocka_unit_test_teardown(test_gateway_original_environment, teardown_each),
         cmocka_unit_test_teardown(test_gateway_original_probes, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_allocated_never_matched, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_hosts_ttl, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_replica_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_redis_full_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_evicting_redis_warned, teardown_each),

@@ -185,9 +185,9 @@ static void test_body_heartbeat_refused(void **state)
         {"region 33", "{\"hostId\":\"h1\",\"roomId\":\"r1\",\"region\":\"" S32("r") "r\"}", 400,
          "region is not one of the configured regions " REGIONS, 0},
         {"status unknown", "{\"hostId\":\"h1\",\"roomId\":\"r1\",\"status\":\"away\"}", 400,
-         "status must be idle or busy", 0},
+         "status must be idle, busy or allocated", 0},
         {"status long", "{\"hostId\":\"h1\",\"roomId\":\"r1\",\"status\":\"idleidle\"}", 400,
-         "status must be idle or busy", 0},
+         "status must be idle, busy or allocated", 0},
     };
     run_cases(heartbeat, cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -245,12 +245,12 @@ static void test_body_status(void **state)
         {"no hostId", "{\"status\":\"busy\"}", 400, "missing field 'hostId'", 0},
         {"status a number", "{\"hostId\":\"h1\",\"status\":2}", 400,
          "field 'status' must be a string", 0},
-        {"status empty", "{\"hostId\":\"h1\",\"status\":\"\"}", 400, "status must be idle or busy",
-         0},
+        {"status empty", "{\"hostId\":\"h1\",\"status\":\"\"}", 400,
+         "status must be idle, busy or allocated", 0},
         {"status unknown", "{\"hostId\":\"h1\",\"status\":\"Busy\"}", 400,
-         "status must be idle or busy", 0},
+         "status must be idle, busy or allocated", 0},
         {"status long", "{\"hostId\":\"h1\",\"status\":\"busybusy\"}", 400,
-         "status must be idle or busy", 0},
+         "status must be idle, busy or allocated", 0},
         {"hostId bad", "{\"hostId\":\"h/1\",\"status\":\"busy\"}", 400,
          "hostId must be a UUID or 1-64 characters of [A-Za-z0-9._:-]", 0},
     };
@@ -363,7 +363,7 @@ static void test_body_rule_message(void **state)
     (void)state;
     char msg[HR_BODY_ERR_MAX];
     hr_body_rule_message(&rules, HR_E_STATUS, msg, sizeof(msg));
-    assert_string_equal(msg, "status must be idle or busy");
+    assert_string_equal(msg, "status must be idle, busy or allocated");
     hr_body_rule_message(&rules, HR_E_REGION, msg, sizeof(msg));
     assert_string_equal(msg, "region is not one of the configured regions " REGIONS);
 

@@ -336,7 +336,9 @@ static void test_request_check_by_type(void **state)
         {"heartbeat idle", HR_MSG_HEARTBEAT, "h", "r", "", HR_STATUS_IDLE, HR_OK, HR_STATUS_IDLE},
         {"heartbeat busy kept", HR_MSG_HEARTBEAT, "h", "r", "", HR_STATUS_BUSY, HR_OK,
          HR_STATUS_BUSY},
-        {"heartbeat status 3", HR_MSG_HEARTBEAT, "h", "r", "", (enum hr_status)3, HR_E_STATUS,
+        {"heartbeat allocated", HR_MSG_HEARTBEAT, "h", "r", "", HR_STATUS_ALLOCATED, HR_OK,
+         HR_STATUS_ALLOCATED},
+        {"heartbeat status 4", HR_MSG_HEARTBEAT, "h", "r", "", (enum hr_status)4, HR_E_STATUS,
          HR_STATUS_NONE},
         {"heartbeat status 7", HR_MSG_HEARTBEAT, "h", "r", "", (enum hr_status)7, HR_E_STATUS,
          HR_STATUS_NONE},
@@ -350,8 +352,10 @@ static void test_request_check_by_type(void **state)
         {"heartbeat, region status bad", HR_MSG_HEARTBEAT, "h", "r", "mars", (enum hr_status)7,
          HR_E_REGION, HR_STATUS_NONE},
 
-        /* status update: idle or busy required; room and region not looked at */
+        /* status update: idle, busy or allocated required; room and region not looked at */
         {"status idle", HR_MSG_STATUS, "h", "", "", HR_STATUS_IDLE, HR_OK, HR_STATUS_IDLE},
+        {"status allocated", HR_MSG_STATUS, "h", "", "", HR_STATUS_ALLOCATED, HR_OK,
+         HR_STATUS_ALLOCATED},
         {"status busy", HR_MSG_STATUS, "h", "", "", HR_STATUS_BUSY, HR_OK, HR_STATUS_BUSY},
         {"status none", HR_MSG_STATUS, "h", "", "", HR_STATUS_NONE, HR_E_STATUS, HR_STATUS_NONE},
         {"status 7", HR_MSG_STATUS, "h", "", "", (enum hr_status)7, HR_E_STATUS, HR_STATUS_NONE},

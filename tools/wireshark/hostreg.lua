@@ -11,7 +11,7 @@
 local p = Proto("hostreg", "hostreg registry protocol")
 
 local types = {[1] = "heartbeat", [2] = "status", [3] = "leave", [0x81] = "ack"}
-local statuses = {[0] = "unspecified", [1] = "idle", [2] = "busy"}
+local statuses = {[0] = "unspecified", [1] = "idle", [2] = "busy", [3] = "allocated"}
 local results = {[0] = "unspecified", [1] = "ok", [2] = "duplicate", [3] = "unknown_host",
                  [4] = "invalid", [5] = "retry_later", [6] = "unauthorized"}
 local reasons = {[1] = "truncated", [2] = "bad_magic", [3] = "bad_version", [4] = "bad_type",
