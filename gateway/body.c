@@ -14,7 +14,58 @@ struct reader {
     const struct hr_rules *rules;
     char *err;
     size_t errlen;
+    struct hr_body_issues *issues; /* NULL: the caller wants the message only */
+    struct hr_body_issues local;   /* where they go then */
 };
+
+/* The fields in the order their issues are reported. */
+static int field_order(const char *path)
+{
+    static const char *const order[] = {"hostId", "roomId", "region", "regions", "status"};
+    for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
+        if (strcmp(order[i], path) == 0)
+            return (int)i;
+    return (int)(sizeof(order) / sizeof(order[0]));
+}
+
+/* Records a bad field (once: the first problem of a field is its issue) and
+ * returns 400. */
+static int issue(struct reader *rd, const char *path, const char *code, const char *msg)
+{
+    struct hr_body_issues *is = rd->issues ? rd->issues : &rd->local;
+    for (size_t i = 0; i < is->n; i++)
+        if (strcmp(is->at[i].path, path) == 0)
+            return 400;
+    if (is->n == HR_BODY_ISSUES_MAX)
+        return 400;
+    /* In field order, whatever order they were found in. */
+    size_t at = is->n;
+    while (at > 0 && field_order(is->at[at - 1].path) > field_order(path)) {
+        is->at[at] = is->at[at - 1];
+        at--;
+    }
+    struct hr_body_issue *x = &is->at[at];
+    snprintf(x->path, sizeof(x->path), "%s", path);
+    snprintf(x->code, sizeof(x->code), "%s", code);
+    snprintf(x->message, sizeof(x->message), "%s", msg);
+    is->n++;
+    snprintf(rd->err, rd->errlen, "%s", is->at[0].message);
+    return 400;
+}
+
+/* The field a broken rule is about, and the kind of failure it is. */
+static const char *rule_field(int rule)
+{
+    return rule == HR_E_HOST_ID   ? "hostId"
+           : rule == HR_E_ROOM_ID ? "roomId"
+           : rule == HR_E_REGION  ? "region"
+           : rule == HR_E_STATUS  ? "status"
+                                  : "body";
+}
+static const char *rule_code(int rule)
+{
+    return rule == HR_E_REGION || rule == HR_E_STATUS ? "invalid_enum_value" : "invalid_string";
+}
 
 /* Writes the reason into rd->err and returns `code`, the HTTP status. */
 static int refuse(const struct reader *rd, int code, const char *fmt, ...)
@@ -28,11 +79,18 @@ static int refuse(const struct reader *rd, int code, const char *fmt, ...)
     return code;
 }
 
-/* 400 with the message of the rule broken. */
-static int refuse_rule(const struct reader *rd, int rule)
+/* 400 with the message of the rule broken, as the issue of its field (or of
+ * `path` when given). */
+static int refuse_rule_at(struct reader *rd, int rule, const char *path)
 {
-    hr_body_rule_message(rd->rules, rule, rd->err, rd->errlen);
-    return 400;
+    char msg[HR_BODY_ERR_MAX];
+    hr_body_rule_message(rd->rules, rule, msg, sizeof(msg));
+    return issue(rd, path ? path : rule_field(rule), rule_code(rule), msg);
+}
+
+static int refuse_rule(struct reader *rd, int rule)
+{
+    return refuse_rule_at(rd, rule, NULL);
 }
 
 void hr_body_rule_message(const struct hr_rules *rules, int rule, char *buf, size_t len)
@@ -94,19 +152,26 @@ static const char *text_of(json_t *v)
  * absent or null and not required; then dst is ""), or 400: missing and
  * required, not a string, or with the message of rule `bad` when it is cap
  * or more bytes long or holds a \u0000. */
-static int get_str(const struct reader *rd, json_t *o, const char *key, bool required, char *dst,
+static int get_str(struct reader *rd, json_t *o, const char *key, bool required, char *dst,
                    size_t cap, int bad)
 {
     json_t *v = json_object_get(o, key);
+    char msg[64];
     dst[0] = '\0';
-    if (!v || json_is_null(v))
-        return required ? refuse(rd, 400, "missing field '%s'", key) : 0;
-    if (!json_is_string(v))
-        return refuse(rd, 400, "field '%s' must be a string", key);
+    if (!v || json_is_null(v)) {
+        if (!required)
+            return 0;
+        snprintf(msg, sizeof(msg), "missing field '%s'", key);
+        return issue(rd, key, "invalid_type", msg);
+    }
+    if (!json_is_string(v)) {
+        snprintf(msg, sizeof(msg), "field '%s' must be a string", key);
+        return issue(rd, key, "invalid_type", msg);
+    }
     const char *s = text_of(v);
     size_t n = json_string_length(v);
     if (!s || n >= cap)
-        return refuse_rule(rd, bad);
+        return refuse_rule_at(rd, bad, key);
     memcpy(dst, s, n + 1);
     return 0;
 }
@@ -114,7 +179,7 @@ static int get_str(const struct reader *rd, json_t *o, const char *key, bool req
 /* The "status" field: absent (when not required) or "" is HR_STATUS_NONE,
  * which hr_request_check turns into idle for a heartbeat and refuses for a
  * status update. Anything but a status of HR_STATUSES is 400. */
-static int get_status(const struct reader *rd, json_t *o, bool required, enum hr_status *out)
+static int get_status(struct reader *rd, json_t *o, bool required, enum hr_status *out)
 {
     char s[16];
     int code = get_str(rd, o, "status", required, s, sizeof(s), HR_E_STATUS);
@@ -125,49 +190,56 @@ static int get_status(const struct reader *rd, json_t *o, bool required, enum hr
     return *out == HR_STATUS_NONE ? refuse_rule(rd, HR_E_STATUS) : 0;
 }
 
-/* hr_request_check, the rule broken as a 400. */
-static int check(const struct reader *rd, struct hr_request *r)
+/* The rules (hr_request_problems): every one broken, as the issue of its
+ * field (a field already refused keeps its first issue). */
+static int check(struct reader *rd, struct hr_request *r)
 {
-    int rc = hr_request_check(r, rd->rules);
-    return rc == HR_OK ? 0 : refuse_rule(rd, rc);
+    int errs[4];
+    size_t n = hr_request_problems(r, rd->rules, errs, 4);
+    for (size_t i = 0; i < n && i < 4; i++)
+        refuse_rule(rd, errs[i]);
+    return n ? 400 : 0;
 }
 
-/* A heartbeat or a status update: the fields of its type, then the rules. */
+/* A heartbeat or a status update: every field of its type, then the rules;
+ * each bad field is an issue. */
 static int read_request(enum hr_msg_type type, const void *body, size_t len,
                         const struct hr_rules *rules, struct hr_request *out, char *err,
-                        size_t errlen)
+                        size_t errlen, struct hr_body_issues *issues)
 {
-    const struct reader rd = {rules, err, errlen};
+    struct reader rd = {rules, err, errlen, issues, {0}};
     const bool hb = type == HR_MSG_HEARTBEAT;
     json_t *j;
+    if (issues)
+        issues->n = 0;
     int code = read_json(&rd, body, len, false, &j);
     if (code != 0)
         return code;
     /* seq 0: HTTP requests carry no sequence number and apply in arrival order. */
     memset(out, 0, sizeof(*out));
     out->type = type;
-    if ((code = get_str(&rd, j, "hostId", true, out->host_id, sizeof(out->host_id),
-                        HR_E_HOST_ID)) == 0 &&
-        (!hb || (code = get_str(&rd, j, "roomId", true, out->room_id, sizeof(out->room_id),
-                                HR_E_ROOM_ID)) == 0) &&
-        (!hb || (code = get_str(&rd, j, "region", false, out->region, sizeof(out->region),
-                                HR_E_REGION)) == 0) &&
-        (code = get_status(&rd, j, !hb, &out->status)) == 0)
-        code = check(&rd, out);
+    int bad = get_str(&rd, j, "hostId", true, out->host_id, sizeof(out->host_id), HR_E_HOST_ID);
+    if (hb) {
+        bad |= get_str(&rd, j, "roomId", true, out->room_id, sizeof(out->room_id), HR_E_ROOM_ID);
+        bad |= get_str(&rd, j, "region", false, out->region, sizeof(out->region), HR_E_REGION);
+    }
+    bad |= get_status(&rd, j, !hb, &out->status);
+    bad |= check(&rd, out);
     json_decref(j);
-    return code;
+    return bad ? 400 : 0;
 }
 
 int hr_body_heartbeat(const void *body, size_t len, const struct hr_rules *rules,
-                      struct hr_request *out, char *err, size_t errlen)
+                      struct hr_request *out, char *err, size_t errlen,
+                      struct hr_body_issues *issues)
 {
-    return read_request(HR_MSG_HEARTBEAT, body, len, rules, out, err, errlen);
+    return read_request(HR_MSG_HEARTBEAT, body, len, rules, out, err, errlen, issues);
 }
 
 int hr_body_status(const void *body, size_t len, const struct hr_rules *rules,
-                   struct hr_request *out, char *err, size_t errlen)
+                   struct hr_request *out, char *err, size_t errlen, struct hr_body_issues *issues)
 {
-    return read_request(HR_MSG_STATUS, body, len, rules, out, err, errlen);
+    return read_request(HR_MSG_STATUS, body, len, rules, out, err, errlen, issues);
 }
 
 /* Adds a region to an ordered list once. */
@@ -182,14 +254,15 @@ static void add_region(struct hr_claim_query *q, const char *name)
 /* The "regions" array, in order, after what `q` holds: 0 or 400. Only
  * configured names get in and each once, so the list never outgrows its
  * array. */
-static int get_regions(const struct reader *rd, json_t *o, struct hr_claim_query *q)
+static int get_regions(struct reader *rd, json_t *o, struct hr_claim_query *q)
 {
     json_t *list = json_object_get(o, "regions"), *v;
     size_t k;
     if (!list || json_is_null(list))
         return 0;
     if (!json_is_array(list))
-        return refuse(rd, 400, "field 'regions' must be an array of region names");
+        return issue(rd, "regions", "invalid_type",
+                     "field 'regions' must be an array of region names");
     json_array_foreach(list, k, v)
     {
         /* text_of: a name with a \u0000 inside must not match the part
@@ -197,10 +270,11 @@ static int get_regions(const struct reader *rd, json_t *o, struct hr_claim_query
         const char *name = text_of(v);
         int i = name ? hr_rules_find_region(rd->rules, name, strlen(name)) : -1;
         if (i < 0) {
-            size_t n = (size_t)snprintf(rd->err, rd->errlen, "regions[%zu]: ", k);
-            if (n < rd->errlen)
-                hr_body_rule_message(rd->rules, HR_E_REGION, rd->err + n, rd->errlen - n);
-            return 400;
+            char msg[HR_BODY_ERR_MAX];
+            size_t n = (size_t)snprintf(msg, sizeof(msg), "regions[%zu]: ", k);
+            if (n < sizeof(msg))
+                hr_body_rule_message(rd->rules, HR_E_REGION, msg + n, sizeof(msg) - n);
+            return issue(rd, "regions", "invalid_enum_value", msg);
         }
         add_region(q, rd->rules->regions[i]);
     }
@@ -208,9 +282,11 @@ static int get_regions(const struct reader *rd, json_t *o, struct hr_claim_query
 }
 
 int hr_body_find(const void *body, size_t len, const struct hr_rules *rules,
-                 struct hr_find_body *out, char *err, size_t errlen)
+                 struct hr_find_body *out, char *err, size_t errlen, struct hr_body_issues *issues)
 {
-    const struct reader rd = {rules, err, errlen};
+    struct reader rd = {rules, err, errlen, issues, {0}};
+    if (issues)
+        issues->n = 0;
     struct hr_claim_query *q = &out->query;
     char region[HR_REGION_MAX + 1], host[HR_ID_MAX + 1];
     json_t *j;

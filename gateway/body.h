@@ -20,6 +20,23 @@
  * bytes of any error message (a region error naming 32 long regions is cut). */
 #define HR_BODY_ERR_MAX 512
 
+/* A body's bad fields, one issue each (the original's validation answer:
+ * {"error":"Validation failed","issues":[{"path","message","code"}]}), in
+ * the order of the fields. `code` is the original's kind of failure:
+ * "invalid_type" (missing, or not a string), "invalid_string" (characters
+ * or length), "invalid_enum_value" (not a configured region, not a
+ * status). */
+#define HR_BODY_ISSUES_MAX 8
+struct hr_body_issue {
+    char path[16];
+    char code[24];
+    char message[HR_BODY_ERR_MAX];
+};
+struct hr_body_issues {
+    size_t n;
+    struct hr_body_issue at[HR_BODY_ISSUES_MAX];
+};
+
 /* A POST /api/match/find body, read: the claim query for hr_store_claim.
  * query.regions point into the rules; query.host_id is NULL (any idle host)
  * or points at host_id below, so use the struct where it was filled, not a
@@ -33,24 +50,26 @@ struct hr_find_body {
  * a JSON object, no duplicate keys, no \u0000 in a string) and returns 0 with
  * `out` filled, or the HTTP status to answer with (400; 413 over the size
  * limit; 500 out of memory) and the message in err; then `out` is not to be
- * used. Fields other than those named are ignored, and a null field is an
- * absent one. */
+ * used. A 400 for bad fields also fills `issues` (when not NULL), every bad
+ * field, err being the first's message. Fields other than those named are
+ * ignored, and a null field is an absent one. */
 
 /* {"hostId", "roomId", "region"?, "status"?}: `out` is the heartbeat as
  * hr_request_check leaves it (seq 0: HTTP requests apply in arrival order;
  * the default region and status idle filled in; a UUID in lower case). */
 int hr_body_heartbeat(const void *body, size_t len, const struct hr_rules *rules,
-                      struct hr_request *out, char *err, size_t errlen);
+                      struct hr_request *out, char *err, size_t errlen,
+                      struct hr_body_issues *issues);
 
 /* {"hostId", "status"}: `out` is the checked status update (seq 0). */
 int hr_body_status(const void *body, size_t len, const struct hr_rules *rules,
-                   struct hr_request *out, char *err, size_t errlen);
+                   struct hr_request *out, char *err, size_t errlen, struct hr_body_issues *issues);
 
 /* {"region"?, "regions"?, "hostId"?}; an empty body is {}. The regions to
  * search are "region" then the "regions" in order, each once; with neither
  * and no hostId, every configured region, the default one first. */
 int hr_body_find(const void *body, size_t len, const struct hr_rules *rules,
-                 struct hr_find_body *out, char *err, size_t errlen);
+                 struct hr_find_body *out, char *err, size_t errlen, struct hr_body_issues *issues);
 
 /* The message for a rule broken (an hr_err): hr_strerror's, and for
  * HR_E_REGION the configured regions after it: "... (us-east-1, local)". */

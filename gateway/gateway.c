@@ -440,19 +440,47 @@ static void submit(struct call *c, const struct hr_request *r)
 }
 
 /* A heartbeat or a status update: the secret, the body (body.c), the store. */
+/* A body's bad fields, as the original answers them: 400
+ * {"success":false,"error":"Validation failed","issues":[{"path","message",
+ * "code"}...]}, one issue per field. Other refusals (not JSON, too large) are
+ * one message. */
+static void reply_refused(struct call *c, int code, const char *err,
+                          const struct hr_body_issues *issues)
+{
+    if (code != 400 || issues->n == 0) {
+        reply_error(c, code, "%s", err);
+        return;
+    }
+    json_t *list = json_array();
+    for (size_t i = 0; list && i < issues->n; i++)
+        json_array_append_new(list,
+                              json_pack("{s:s,s:s,s:s}", "path", issues->at[i].path, "message",
+                                        issues->at[i].message, "code", issues->at[i].code));
+    json_t *body =
+        json_pack("{s:b,s:s,s:o}", "success", 0, "error", "Validation failed", "issues", list);
+    /* The original service's matchmaking clients look for found/message. */
+    if (body && c->ep == HR_EP_FIND) {
+        json_object_set_new(body, "found", json_false());
+        json_object_set_new(body, "message", json_string(err));
+    }
+    reply_json(c, code, body);
+}
+
 static void host_request(struct call *c,
                          int (*read)(const void *body, size_t len, const struct hr_rules *rules,
-                                     struct hr_request *out, char *err, size_t errlen))
+                                     struct hr_request *out, char *err, size_t errlen,
+                                     struct hr_body_issues *issues))
 {
     if (check_secret(c, true) != 0)
         return;
     struct hr_request r;
+    struct hr_body_issues issues;
     char err[HR_BODY_ERR_MAX];
     size_t len;
     const void *body = body_of(c, &len);
-    int code = read(body, len, &c->gw->cfg.common.rules, &r, err, sizeof(err));
+    int code = read(body, len, &c->gw->cfg.common.rules, &r, err, sizeof(err), &issues);
     if (code != 0)
-        reply_error(c, code, "%s", err);
+        reply_refused(c, code, err, &issues);
     else
         submit(c, &r);
 }
@@ -572,9 +600,10 @@ static void h_find(struct call *c)
     char err[HR_BODY_ERR_MAX];
     size_t len;
     const void *body = body_of(c, &len);
-    int code = hr_body_find(body, len, &gw->cfg.common.rules, &f, err, sizeof(err));
+    struct hr_body_issues issues;
+    int code = hr_body_find(body, len, &gw->cfg.common.rules, &f, err, sizeof(err), &issues);
     if (code != 0) {
-        reply_error(c, code, "%s", err);
+        reply_refused(c, code, err, &issues);
         return;
     }
     f.query.lease_ms = gw->cfg.claim_lease_s * 1000;
@@ -590,17 +619,25 @@ static void h_find(struct call *c)
 }
 
 /* The answer of GET /api/hosts; NULL only when out of memory. */
-static json_t *hosts_json(const struct hr_host_info *hosts, size_t n, bool ids)
+static json_t *hosts_json(const struct hr_host_info *hosts, size_t n, bool ids, uint32_t ttl_s)
 {
     json_t *a = json_array();
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     for (size_t i = 0; a && i < n; i++) {
         const struct hr_host_info *h = &hosts[i];
         json_t *o =
             json_pack("{s:s,s:s,s:s,s:I}", "roomId", h->room_id, "region", h->region, "status",
                       hr_status_name(h->status), "ttl", (json_int_t)((h->ttl_ms + 999) / 1000));
-        /* A hostId is what lets someone update a host: only for the hosts' own secret. */
-        if (o && ids)
+        /* A hostId is what lets someone update a host: only for the hosts' own
+         * secret; so is the original's lastHeartbeat (ms since the epoch: an
+         * entry expires one TTL after its last heartbeat). */
+        if (o && ids) {
             json_object_set_new(o, "hostId", json_string(h->host_id));
+            json_object_set_new(o, "lastHeartbeat",
+                                json_integer(now_ms + h->ttl_ms - (long long)ttl_s * 1000));
+        }
         json_array_append_new(a, o);
     }
     return a;
@@ -614,13 +651,14 @@ static void on_listed(void *arg, int err, const struct hr_host_info *hosts, size
         reply_unavailable(c);
         return;
     }
-    reply_json(c, 200, hosts_json(hosts, n, c->authorized));
+    reply_json(c, 200, hosts_json(hosts, n, c->authorized, c->gw->cfg.common.ttl_s));
 }
 
 /* hosts_json as the text the cache keeps (*len bytes, malloc'd), or NULL. */
-static char *hosts_text(const struct hr_host_info *hosts, size_t n, bool ids, size_t *len)
+static char *hosts_text(const struct hr_host_info *hosts, size_t n, bool ids, uint32_t ttl_s,
+                        size_t *len)
 {
-    json_t *a = hosts_json(hosts, n, ids);
+    json_t *a = hosts_json(hosts, n, ids, ttl_s);
     char *s = a ? json_dumps(a, JSON_COMPACT) : NULL;
     json_decref(a);
     *len = s ? strlen(s) : 0;
@@ -643,8 +681,9 @@ static void on_cache_listed(void *arg, int err, const struct hr_host_info *hosts
     int code = err == HR_OK ? 200 : 503;
     if (code == 200) {
         size_t len[2] = {0, 0};
-        char *anon = hosts_text(hosts, n, false, &len[0]);
-        char *ids = gw->nsecrets ? hosts_text(hosts, n, true, &len[1]) : NULL;
+        uint32_t ttl_s = gw->cfg.common.ttl_s;
+        char *anon = hosts_text(hosts, n, false, ttl_s, &len[0]);
+        char *ids = gw->nsecrets ? hosts_text(hosts, n, true, ttl_s, &len[1]) : NULL;
         if (anon && (ids || !gw->nsecrets)) {
             w = hr_listcache_fill(slot, anon, len[0], ids, len[1]);
         } else {

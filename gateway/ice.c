@@ -1,6 +1,7 @@
 #include "ice.h"
 
 #include <openssl/evp.h>
+#include <stdbool.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,5 +54,64 @@ json_t *hr_ice_servers(const struct hr_ice_config *cfg, const char *id, time_t n
         }
         json_array_append_new(servers, turn);
     }
+    size_t i;
+    json_t *e;
+    json_array_foreach(cfg->extra, i, e) json_array_append(servers, e);
     return servers;
+}
+
+/* A stun:, turn: or turns: URL. */
+static bool ice_url(json_t *v)
+{
+    const char *s = json_string_value(v);
+    return s &&
+           (strncmp(s, "stun:", 5) == 0 || strncmp(s, "turn:", 5) == 0 ||
+            strncmp(s, "turns:", 6) == 0) &&
+           strlen(s) == json_string_length(v) && json_string_length(v) < 1024;
+}
+
+int hr_ice_parse_static(const char *json, json_t **out, char *err, size_t errlen)
+{
+    json_error_t e;
+    json_t *a = json_loads(json, JSON_REJECT_DUPLICATES, &e);
+    *out = NULL;
+    if (!a) {
+        snprintf(err, errlen, "invalid JSON at line %d, column %d: %s", e.line, e.column, e.text);
+        return -1;
+    }
+    if (!json_is_array(a)) {
+        snprintf(err, errlen, "want a JSON array of RTCIceServer objects");
+        json_decref(a);
+        return -1;
+    }
+    size_t i;
+    json_t *s;
+    json_array_foreach(a, i, s)
+    {
+        json_t *urls = json_object_get(s, "urls");
+        bool ok = json_is_object(s) && urls;
+        if (ok && json_is_array(urls)) {
+            size_t k;
+            json_t *u;
+            ok = json_array_size(urls) > 0;
+            json_array_foreach(urls, k, u) ok &= ice_url(u);
+        } else if (ok) {
+            ok = ice_url(urls);
+        }
+        static const char *const strings[] = {"username", "credential", "credentialType"};
+        for (size_t k = 0; ok && k < sizeof(strings) / sizeof(strings[0]); k++) {
+            json_t *v = json_object_get(s, strings[k]);
+            ok = !v || json_is_string(v);
+        }
+        if (!ok) {
+            snprintf(err, errlen,
+                     "entry %zu: want an object with \"urls\" (a stun:, turn: or turns: URL, or "
+                     "an array of them) and string username, credential, credentialType",
+                     i);
+            json_decref(a);
+            return -1;
+        }
+    }
+    *out = a;
+    return 0;
 }

@@ -7,6 +7,7 @@
 #include "log.h"
 #include "store.h"
 
+#include <errno.h>
 #include <event2/event.h>
 #include <signal.h>
 #include <stdio.h>
@@ -51,6 +52,50 @@ static int set_port_only(void *c, const char *v, char *err, size_t errlen)
     return 0;
 }
 
+/* --ice-servers: the JSON itself, or @FILE holding it. */
+static int set_ice_servers(void *c, const char *v, char *err, size_t errlen)
+{
+    struct hr_gateway_config *g = c;
+    char *text = NULL;
+    if (v[0] == '@') {
+        FILE *f = fopen(v + 1, "r");
+        size_t cap = 0, n = 0;
+        if (!f) {
+            snprintf(err, errlen, "cannot read %s: %s", v + 1, strerror(errno));
+            return -1;
+        }
+        for (;;) {
+            if (n + 4096 + 1 > cap) {
+                char *t = realloc(text, cap = 2 * cap + 8192);
+                if (!t)
+                    break;
+                text = t;
+            }
+            size_t got = fread(text + n, 1, cap - n - 1, f);
+            n += got;
+            if (got == 0 || n > 1 << 20)
+                break;
+        }
+        fclose(f);
+        if (!text || n > 1 << 20) {
+            free(text);
+            snprintf(err, errlen, "%s: unreadable or over 1 MiB", v + 1);
+            return -1;
+        }
+        text[n] = '\0';
+    }
+    json_t *a;
+    int rc = hr_ice_parse_static(text ? text : v, &a, err, errlen);
+    free(text);
+    if (rc != 0)
+        return -1;
+    json_decref(g->ice.extra);
+    g->ice.extra = json_array_size(a) ? a : NULL;
+    if (!g->ice.extra)
+        json_decref(a);
+    return 0;
+}
+
 HR_OPT_STRING(set_signaling, struct hr_gateway_config, signaling_url)
 HR_OPT_STRING(set_stun, struct hr_gateway_config, ice.stun)
 HR_OPT_STRING(set_turn, struct hr_gateway_config, ice.turn)
@@ -91,6 +136,10 @@ static const struct hr_opt options[] = {
      "coturn static-auth-secret: clients get REST API credentials (prefer the environment)",
      set_turn_secret, NULL},
     {"turn-ttl", 0, "SECONDS", "86400", "lifetime of TURN credentials", set_turn_ttl, NULL},
+    {"ice-servers", 0, "JSON|@FILE", NULL,
+     "static RTCIceServer entries sent after the others (a TURN provider's fixed credentials), "
+     "as a JSON array or @ a file holding one",
+     set_ice_servers, NULL},
     {"cors-origins", 0, "LIST", "*", "origins allowed to read answers: * or a comma-separated list",
      set_cors, NULL},
     {"host-secret", 0, "SECRET", "",
@@ -187,10 +236,12 @@ int main(int argc, char **argv)
                 "error: HOST_SECRET is set, but the host secret from %s is empty: refusing to "
                 "run with the host endpoints open (give the secret, or unset HOST_SECRET)\n",
                 hr_opts_source(options, "host-secret"));
+        json_decref(cfg.ice.extra);
         return 2;
     }
     if (hr_common_finish(&cfg.common, err, sizeof(err)) != 0) {
         fprintf(stderr, "error: %s\n", err);
+        json_decref(cfg.ice.extra);
         return 2;
     }
     /* Unconfirmed claims go back to idle about a second after their lease. */
@@ -256,5 +307,6 @@ out:
         event_base_loop(app.base, EVLOOP_NONBLOCK);
     hr_gateway_free(app.gw);
     event_base_free(app.base);
+    json_decref(cfg.ice.extra);
     return rc;
 }

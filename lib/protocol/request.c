@@ -69,37 +69,53 @@ int hr_rules_set_regions(struct hr_rules *r, const char *list, const char *dflt,
     return HR_OK;
 }
 
-int hr_request_check(struct hr_request *req, const struct hr_rules *rules)
+size_t hr_request_problems(struct hr_request *req, const struct hr_rules *rules, int *errs,
+                           size_t max)
 {
+    size_t n = 0;
+#define PROBLEM_(e)                                                                                \
+    do {                                                                                           \
+        if (n < max)                                                                               \
+            errs[n] = (e);                                                                         \
+        n++;                                                                                       \
+    } while (0)
     size_t hlen = strnlen(req->host_id, sizeof(req->host_id));
     if (hlen == sizeof(req->host_id) || !hr_id_canon(req->host_id, hlen, req->host_id))
-        return HR_E_HOST_ID;
+        PROBLEM_(HR_E_HOST_ID);
 
     switch (req->type) {
     case HR_MSG_HEARTBEAT: {
         size_t rlen = strnlen(req->room_id, sizeof(req->room_id));
         if (rlen == sizeof(req->room_id) || !hr_id_valid(req->room_id, rlen))
-            return HR_E_ROOM_ID;
+            PROBLEM_(HR_E_ROOM_ID);
         size_t glen = strnlen(req->region, sizeof(req->region));
         if (glen == 0)
             snprintf(req->region, sizeof(req->region), "%s", rules->regions[rules->default_region]);
         else if (glen == sizeof(req->region) || hr_rules_find_region(rules, req->region, glen) < 0)
-            return HR_E_REGION;
+            PROBLEM_(HR_E_REGION);
         if (req->status == HR_STATUS_NONE)
             req->status = HR_STATUS_IDLE;
         else if (!hr_status_valid(req->status))
-            return HR_E_STATUS;
-        return HR_OK;
+            PROBLEM_(HR_E_STATUS);
+        break;
     }
     case HR_MSG_STATUS:
         if (!hr_status_valid(req->status))
-            return HR_E_STATUS;
-        return HR_OK;
+            PROBLEM_(HR_E_STATUS);
+        break;
     case HR_MSG_LEAVE:
-        return HR_OK;
+        break;
     default:
-        return HR_E_TYPE;
+        PROBLEM_(HR_E_TYPE);
     }
+#undef PROBLEM_
+    return n;
+}
+
+int hr_request_check(struct hr_request *req, const struct hr_rules *rules)
+{
+    int first = HR_OK;
+    return hr_request_problems(req, rules, &first, 1) ? first : HR_OK;
 }
 
 static const struct {

@@ -96,6 +96,11 @@ size_t hr_rules_names(const struct hr_rules *r, const char *out[HR_REGIONS_MAX])
  * default region, makes a heartbeat's missing status idle. Returns HR_OK or the
  * hr_err of the first rule broken (and then `req` may be half-normalised). */
 int hr_request_check(struct hr_request *req, const struct hr_rules *rules);
+/* The same rules, every one broken (one per field at most, in the order
+ * above) into errs[0..max): returns how many (more than max when they did
+ * not fit). hr_request_check reports the first of them. */
+size_t hr_request_problems(struct hr_request *req, const struct hr_rules *rules, int *errs,
+                           size_t max);
 
 /* Status text <-> enum (HR_STATUSES). hr_status_parse returns HR_STATUS_NONE
  * for anything else; hr_status_name says "none" for a value not in the table. */

@@ -178,8 +178,8 @@ int fuzz_check_request_body(enum hr_msg_type type, const uint8_t *data, size_t s
 {
     char err[HR_BODY_ERR_MAX];
     int code = type == HR_MSG_HEARTBEAT
-                   ? hr_body_heartbeat(data, size, rules, got, err, sizeof(err))
-                   : hr_body_status(data, size, rules, got, err, sizeof(err));
+                   ? hr_body_heartbeat(data, size, rules, got, err, sizeof(err), NULL)
+                   : hr_body_status(data, size, rules, got, err, sizeof(err), NULL);
     if (!fuzz_check_body_verdict(code, size, err, sizeof(err)))
         return code;
     if (!want) {

@@ -59,7 +59,7 @@ static void check_find(const uint8_t *data, size_t size, json_t *j, const struct
 {
     struct hr_find_body fb;
     char err[HR_BODY_ERR_MAX];
-    int code = hr_body_find(data, size, rules, &fb, err, sizeof(err));
+    int code = hr_body_find(data, size, rules, &fb, err, sizeof(err), NULL);
     if (!fuzz_check_body_verdict(code, size, err, sizeof(err)))
         return;
     CHECK((code == 0) == (j && takes(j, rules)));

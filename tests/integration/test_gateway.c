@@ -158,8 +158,23 @@ static void assert_error(const struct reply *rep, int code, const char *says)
     const char *e = jstr(rep->j, "error");
     assert_non_null(e);
     assert_true(e[0] != '\0');
-    if (says && !strstr(e, says))
-        fail_msg("error '%s' does not say '%s'", e, says);
+    /* A validation failure says it in its issues, the original's way: each
+     * a field's path, message and code. */
+    json_t *issues = json_object_get(rep->j, "issues"), *x;
+    size_t i;
+    bool said = says && strstr(e, says);
+    if (issues) {
+        assert_string_equal(e, "Validation failed");
+        assert_int_equal(code, 400);
+        assert_true(json_array_size(issues) > 0);
+        json_array_foreach(issues, i, x)
+        {
+            assert_true(jstr(x, "path")[0] && jstr(x, "code")[0] && jstr(x, "message")[0]);
+            said |= says && strstr(jstr(x, "message"), says);
+        }
+    }
+    if (says && !said)
+        fail_msg("error '%s' (or its issues) does not say '%s'", e, says);
 }
 
 static void assert_not_found_match(const struct reply *rep)
@@ -2743,12 +2758,116 @@ static void test_gateway_hosts_ttl(void **state)
     json_int_t ttl = json_integer_value(json_object_get(h, "ttlSeconds"));
     assert_true(ttl > 25 && ttl <= 30);
     reply_free(&rep);
+    /* GET /api/hosts with the secret: the original's lastHeartbeat (ms since
+     * the epoch) beside the hostId; without it, neither. */
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    assert_int_equal(call(&rep, gw2.port, "GET", "/api/hosts?status=idle", auth, NULL), 200);
+    h = json_array_get(rep.j, 0);
+    assert_string_equal(jstr(h, "hostId"), "ttl-idle");
+    json_int_t last = json_integer_value(json_object_get(h, "lastHeartbeat"));
+    assert_true(last > now_ms - 10000 && last <= now_ms + 1000);
+    reply_free(&rep);
     assert_int_equal(h_gateway_stop(&gw2), 0);
     /* No secret configured: open, as the original. */
     assert_int_equal(start_gw2(redis2.port, NULL, NULL), 0);
     assert_int_equal(call(&rep, gw2.port, "GET", "/api/hosts/ttl", NULL, NULL), 200);
     assert_int_equal(json_array_size(rep.j), 1);
     reply_free(&rep);
+    assert_int_equal(call(&rep, gw2.port, "GET", "/api/hosts", NULL, NULL), 200);
+    assert_null(json_object_get(json_array_get(rep.j, 0), "lastHeartbeat"));
+    reply_free(&rep);
+}
+
+/* The original's answer to bad fields: 400 "Validation failed" with one
+ * issue per bad field (path, message, code), in the order of the fields;
+ * nothing is written. */
+static void test_gateway_validation_issues(void **state)
+{
+    (void)state;
+    struct reply rep;
+    assert_int_equal(call(&rep, gw.port, "POST", "/api/host/heartbeat", NULL,
+                          "{\"roomId\":\"bad room\",\"region\":\"mars\",\"status\":\"away\"}"),
+                     400);
+    assert_string_equal(jstr(rep.j, "error"), "Validation failed");
+    json_t *issues = json_object_get(rep.j, "issues");
+    assert_int_equal(json_array_size(issues), 4);
+    static const char *const want[4][2] = {{"hostId", "invalid_type"},
+                                           {"roomId", "invalid_string"},
+                                           {"region", "invalid_enum_value"},
+                                           {"status", "invalid_enum_value"}};
+    for (size_t i = 0; i < 4; i++) {
+        json_t *x = json_array_get(issues, i);
+        assert_string_equal(jstr(x, "path"), want[i][0]);
+        assert_string_equal(jstr(x, "code"), want[i][1]);
+    }
+    assert_non_null(strstr(jstr(json_array_get(issues, 2), "message"), "us-east-1"));
+    reply_free(&rep);
+    /* One bad field among good ones: one issue. */
+    assert_int_equal(call(&rep, gw.port, "POST", "/api/host/status", NULL,
+                          "{\"hostId\":\"val-1\",\"status\":7}"),
+                     400);
+    issues = json_object_get(rep.j, "issues");
+    assert_int_equal(json_array_size(issues), 1);
+    assert_string_equal(jstr(json_array_get(issues, 0), "path"), "status");
+    assert_string_equal(jstr(json_array_get(issues, 0), "code"), "invalid_type");
+    reply_free(&rep);
+    assert_int_equal(h_redis_int(rc, "EXISTS hr:h:val-1"), 0);
+}
+
+/* --ice-servers: static RTCIceServer entries (a TURN provider's fixed
+ * credentials) follow the configured STUN and TURN ones in every match
+ * answer, given as JSON or @FILE; a bad value stops the gateway at start
+ * (exit 2) with the reason. */
+static void test_gateway_static_ice_servers(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/hostreg-ice-%d.json", (int)getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("[{\"urls\":[\"turn:turn.example:3478\",\"turns:turn.example:5349\"],"
+          "\"username\":\"fixed-user\",\"credential\":\"fixed-pass\"}]",
+          f);
+    fclose(f);
+    char at[80];
+    snprintf(at, sizeof(at), "@%s", path);
+    const char *args[] = {"--ice-servers", at, NULL};
+    assert_int_equal(start_gw2(redis2.port, args, NULL), 0);
+    heartbeat_ok(gw2.port, "ice-1", "room-ice", "local", NULL);
+    struct reply rep;
+    assert_int_equal(
+        call(&rep, gw2.port, "POST", "/api/match/find", NULL, "{\"region\":\"local\"}"), 200);
+    json_t *ice = json_object_get(rep.j, "iceServers");
+    size_t n = json_array_size(ice);
+    assert_true(n >= 2); /* the default STUN server, then the static entry */
+    json_t *last = json_array_get(ice, n - 1);
+    assert_string_equal(jstr(last, "username"), "fixed-user");
+    assert_string_equal(jstr(last, "credential"), "fixed-pass");
+    assert_int_equal(json_array_size(json_object_get(last, "urls")), 2);
+    reply_free(&rep);
+    assert_int_equal(h_gateway_stop(&gw2), 0);
+    unlink(path);
+
+    static const char *const bad[] = {"{\"urls\":\"turn:x\"}",
+                                      "[{\"urls\":\"http://x\"}]",
+                                      "[{\"username\":\"u\"}]",
+                                      "[{\"urls\":[]}]",
+                                      "[{\"urls\":\"turn:x\",\"credential\":5}]",
+                                      "@/nonexistent"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *a2[] = {"--ice-servers", bad[i], NULL};
+        assert_int_equal(h_gateway_spawn(&gw2, redis2.port, a2, NULL), 0);
+        int status;
+        assert_int_equal(waitpid(gw2.pid, &status, 0), gw2.pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 2)
+            fail_msg("--ice-servers '%s' was not refused", bad[i]);
+        assert_true(h_gateway_log_contains(&gw2, "--ice-servers"));
+        gw2.pid = 0;
+        h_gateway_stop(&gw2);
+    }
 }
 
 int main(int argc, char **argv)
@@ -2795,6 +2914,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_original_probes, teardown_each),
         cmocka_unit_test_teardown(test_gateway_allocated_never_matched, teardown_each),
         cmocka_unit_test_teardown(test_gateway_hosts_ttl, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_validation_issues, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_static_ice_servers, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_replica_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_redis_full_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_evicting_redis_warned, teardown_each),

@@ -49,19 +49,19 @@ typedef int body_fn(const void *body, size_t len, const struct hr_rules *r, void
 static int heartbeat(const void *body, size_t len, const struct hr_rules *r, void *out, char *err,
                      size_t errlen)
 {
-    return hr_body_heartbeat(body, len, r, out, err, errlen);
+    return hr_body_heartbeat(body, len, r, out, err, errlen, NULL);
 }
 
 static int status(const void *body, size_t len, const struct hr_rules *r, void *out, char *err,
                   size_t errlen)
 {
-    return hr_body_status(body, len, r, out, err, errlen);
+    return hr_body_status(body, len, r, out, err, errlen, NULL);
 }
 
 static int find(const void *body, size_t len, const struct hr_rules *r, void *out, char *err,
                 size_t errlen)
 {
-    return hr_body_find(body, len, r, out, err, errlen);
+    return hr_body_find(body, len, r, out, err, errlen, NULL);
 }
 
 static void run_cases(body_fn *fn, const struct body_case *cases, size_t n)
@@ -87,7 +87,7 @@ static struct hr_request heartbeat_ok(const char *body)
 {
     struct hr_request r;
     char err[HR_BODY_ERR_MAX] = "";
-    int code = hr_body_heartbeat(body, strlen(body), &rules, &r, err, sizeof(err));
+    int code = hr_body_heartbeat(body, strlen(body), &rules, &r, err, sizeof(err), NULL);
     if (code != 0)
         fail_msg("%s: %d %s", body, code, err);
     assert_int_equal(r.type, HR_MSG_HEARTBEAT);
@@ -207,10 +207,10 @@ static void test_body_size_limit(void **state)
         memset(body + sizeof(head) - 1, 'x', len - (sizeof(head) - 1) - 2);
         memcpy(body + len - 2, "\"}", 2);
         int want = len > HR_GATEWAY_MAX_BODY ? 413 : 0;
-        assert_int_equal(hr_body_heartbeat(body, len, &rules, &r, err, sizeof(err)), want);
-        assert_int_equal(hr_body_status(body, len, &rules, &r, err, sizeof(err)),
+        assert_int_equal(hr_body_heartbeat(body, len, &rules, &r, err, sizeof(err), NULL), want);
+        assert_int_equal(hr_body_status(body, len, &rules, &r, err, sizeof(err), NULL),
                          want ? want : 400); /* no status */
-        assert_int_equal(hr_body_find(body, len, &rules, &f, err, sizeof(err)), want);
+        assert_int_equal(hr_body_find(body, len, &rules, &f, err, sizeof(err), NULL), want);
     }
     assert_string_equal(err, "request body is 102401 bytes, the limit is 102400");
     free(body);
@@ -225,7 +225,7 @@ static void test_body_status(void **state)
                                "\"status\":\"busy\",\"roomId\":\"ignored\",\"region\":\"mars\"}";
     struct hr_request r;
     char err[HR_BODY_ERR_MAX] = "";
-    assert_int_equal(hr_body_status(body, strlen(body), &rules, &r, err, sizeof(err)), 0);
+    assert_int_equal(hr_body_status(body, strlen(body), &rules, &r, err, sizeof(err), NULL), 0);
     assert_int_equal(r.type, HR_MSG_STATUS);
     assert_int_equal(r.seq, 0);
     assert_string_equal(r.host_id, "550e8400-e29b-41d4-a716-446655440000");
@@ -268,7 +268,7 @@ static void find_ok(const char *body, const char *const *want, const char *host)
 {
     struct hr_find_body f;
     char err[HR_BODY_ERR_MAX] = "";
-    int code = hr_body_find(body, strlen(body), &rules, &f, err, sizeof(err));
+    int code = hr_body_find(body, strlen(body), &rules, &f, err, sizeof(err), NULL);
     if (code != 0)
         fail_msg("%s: %d %s", body, code, err);
     size_t n = 0;
