@@ -888,9 +888,10 @@ static int fan_send(struct fan_op *f)
                           : f->script == HR_SCRIPT_COUNT ? handle_count
                                                          : handle_sweep;
     bool more = true;
-    /* A sweep is background work: one call at a time, so that requests wait
-     * behind one of its calls at most. */
-    int window = f->script == HR_SCRIPT_SWEEP ? 1 : FAN_WINDOW;
+    /* A sweep is background work: one call at a time on a single Redis, so
+     * that requests wait behind one of its calls at most; a few on a cluster,
+     * where each call is one bucket and they spread over the masters. */
+    int window = f->script != HR_SCRIPT_SWEEP ? FAN_WINDOW : st->cc ? 4 : 1;
     while (!f->failed && f->pending < window &&
            (more = f->next < f->nbuckets && !(f->list && f->nhosts >= f->q.limit)) && ready(st)) {
         /* A sweep call that trims reads each of its buckets whole: fewer of

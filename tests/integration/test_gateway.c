@@ -2709,6 +2709,18 @@ static void test_gateway_allocated_never_matched(void **state)
     assert_string_equal(h_entry_field(c, "hr:h:alloc-2", "status"), "allocated");
     assert_int_equal(h_hosts_count(c, "hr:", "local", "allocated"), 2);
     assert_int_equal(h_hosts_count(c, "hr:", "local", "idle"), 0);
+    /* Not in their bucket's idle set either (finds never even try them):
+     * members "<region> <stored hostId>". */
+    static const char *const allocated[] = {"alloc-1", "alloc-2"};
+    for (int i = 0; i < 2; i++) {
+        char ikey[160], member[64];
+        h_bucket_key(c, "hr:", allocated[i], "i", ikey, sizeof(ikey));
+        snprintf(member, sizeof(member), "local %s", allocated[i]); /* one argument */
+        redisReply *z = redisCommand(c, "ZSCORE %s %s", ikey, member);
+        assert_non_null(z);
+        assert_int_equal(z->type, REDIS_REPLY_NIL);
+        freeReplyObject(z);
+    }
     assert_int_equal(find(gw2.port, json_incref(q), NULL, 0), 404);
     struct reply rep;
     assert_int_equal(call(&rep, gw2.port, "GET", "/api/hosts?status=allocated", NULL, NULL), 200);
