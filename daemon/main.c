@@ -201,6 +201,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
                             NULL);
         return;
     }
+    if (sig == SIGHUP || sig == SIGUSR2) {
+        /* Sent by habit (log rotation, reload): never fatal. */
+        HR_LOG(HR_LOG_INFO, "signal %d: nothing to reload in this build; still running", (int)sig);
+        return;
+    }
     if (app->stopping++)
         return;
     HR_LOG(HR_LOG_INFO, "signal %d: no longer reading, finishing the requests in flight", (int)sig);
@@ -312,15 +317,15 @@ int main(int argc, char **argv)
 
     struct app app = {0};
     int rc = 1;
-    struct event *sigs[3] = {0};
+    struct event *sigs[5] = {0};
     app.base = event_base_new();
     app.workers = calloc(cfg.workers, sizeof(*app.workers));
     if (!app.base || !app.workers) {
         fprintf(stderr, "error: cannot create the event loop\n");
         goto out;
     }
-    int signums[3] = {SIGTERM, SIGINT, SIGUSR1};
-    for (int i = 0; i < 3; i++) {
+    int signums[5] = {SIGTERM, SIGINT, SIGUSR1, SIGHUP, SIGUSR2};
+    for (int i = 0; i < 5; i++) {
         sigs[i] = evsignal_new(app.base, signums[i], on_signal, &app);
         if (!sigs[i] || event_add(sigs[i], NULL) != 0) {
             fprintf(stderr, "error: cannot install signal handlers\n");
@@ -375,7 +380,7 @@ out:
         }
         worker_free(w);
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 5; i++)
         if (sigs[i])
             event_free(sigs[i]);
     free(app.workers);

@@ -889,6 +889,7 @@ static void on_counts(void *arg, int err, const uint64_t *counts, size_t n)
                       "Failed accept() calls (out of descriptors); each pauses accepting briefly.");
     hr_metrics_sample(b, "hostreg_http_accept_errors_total", NULL, gw->accept_errors);
     hr_metrics_store(b, gw->store);
+    hr_metrics_build_info(b);
     if (err == HR_OK) {
         const char *regions[HR_REGIONS_MAX];
         size_t nregions = hr_rules_names(&gw->cfg.common.rules, regions);

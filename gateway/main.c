@@ -204,6 +204,14 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
     (void)what;
     struct app *app = arg;
+    if (sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2) {
+        /* Sent by habit (log rotation, reload, counters): never fatal. */
+        HR_LOG(HR_LOG_INFO,
+               "signal %d: nothing to reload in this build, counters are at /metrics; still "
+               "running",
+               (int)sig);
+        return;
+    }
     if (app->stopping++) {
         event_base_loopexit(app->base, NULL);
         return;
@@ -249,7 +257,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
 
     struct app app = {0};
-    struct event *sigs[2] = {0};
+    struct event *sigs[5] = {0};
     int rc = 1;
     app.base = event_base_new();
     if (!app.base)
@@ -265,8 +273,8 @@ int main(int argc, char **argv)
         goto out;
     }
     app.wait_ev = event_new(app.base, -1, EV_PERSIST, on_wait, &app);
-    int signums[2] = {SIGTERM, SIGINT};
-    for (int i = 0; i < 2; i++) {
+    int signums[5] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
+    for (int i = 0; i < 5; i++) {
         sigs[i] = evsignal_new(app.base, signums[i], on_signal, &app);
         if (!sigs[i] || event_add(sigs[i], NULL) != 0)
             goto out;
@@ -292,7 +300,7 @@ int main(int argc, char **argv)
     HR_LOG(HR_LOG_INFO, "hostreg-gateway stopped");
     rc = 0;
 out:
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 5; i++)
         if (sigs[i])
             event_free(sigs[i]);
     if (app.wait_ev)

@@ -1,6 +1,7 @@
 /* hostreg: the operator's and host developer's command line, one program
  * with a table of subcommands (as wg(8) does). */
 #include "bench.h"
+#include "config.h"
 #include "decode.h"
 #include "dump.h"
 #include "key.h"
@@ -28,7 +29,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: hostreg <command> [arguments]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\n'hostreg <command> --help' describes each one.\n");
+    fprintf(f, "\n'hostreg <command> --help' describes each one; 'hostreg --version' says which "
+               "build this is.\n");
 }
 
 int main(int argc, char **argv)
@@ -36,6 +38,10 @@ int main(int argc, char **argv)
     if (argc < 2) {
         usage(stderr);
         return 2;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("hostreg %s\n", hr_version());
+        return 0;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);

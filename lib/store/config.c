@@ -64,6 +64,23 @@ static const struct hr_opt_alias *alias_of(const struct hr_opt *o)
     return NULL;
 }
 
+#include "version.h"
+
+const char *hr_version(void)
+{
+    return HR_REVISION[0] ? HR_VERSION " (git " HR_REVISION ")" : HR_VERSION;
+}
+
+const char *hr_version_number(void)
+{
+    return HR_VERSION;
+}
+
+const char *hr_version_revision(void)
+{
+    return HR_REVISION;
+}
+
 static void env_name(const struct hr_opt *opt, char *out, size_t outlen)
 {
     const char *name = opt->name;
@@ -93,6 +110,8 @@ static void usage(const struct hr_opt *opts, const char *synopsis, const char *a
                 o->dflt && o->dflt[0] ? o->dflt : "");
     }
     fprintf(f, "  -h, --help                   this text\n");
+    fprintf(f,
+            "      --version                the version, and the git revision it was built from\n");
 }
 
 static void apply_with(hr_opt_set *set, void *cfg, const char *value, const char *from,
@@ -151,7 +170,7 @@ int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, c
             }
         }
     }
-    for (const struct hr_opt *o = opts; o->name && n < 62; o++, n++) {
+    for (const struct hr_opt *o = opts; o->name && n < 61; o++, n++) {
         lo[n] = (struct option){o->name, o->arg ? required_argument : no_argument, NULL,
                                 o->short_name ? o->short_name : 1000 + (int)n};
         if (o->short_name && sl + 3 < sizeof(so)) {
@@ -161,6 +180,7 @@ int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, c
         }
     }
     lo[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[n++] = (struct option){"version", no_argument, NULL, 'V'};
     lo[n] = (struct option){NULL, 0, NULL, 0};
     so[sl] = '\0';
 
@@ -170,6 +190,11 @@ int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, c
     while ((c = getopt_long(argc, argv, so, lo, NULL)) != -1) {
         if (c == 'h') {
             usage(opts, synopsis, about, stdout);
+            exit(0);
+        }
+        if (c == 'V') {
+            const char *slash = strrchr(argv[0], '/');
+            printf("%s %s\n", slash ? slash + 1 : argv[0], hr_version());
             exit(0);
         }
         if (c == '?') {

@@ -49,6 +49,12 @@ void hr_opts_aliases(const struct hr_opt_alias *aliases);
 int hr_opts_parse(const struct hr_opt *opts, void *cfg, int argc, char **argv, const char *usage,
                   const char *about);
 
+/* "0.1.0" and, when built from a git checkout, " (git <revision>)": what
+ * --version prints after the program's name, and hostreg_build_info says. */
+const char *hr_version(void);
+const char *hr_version_number(void);
+const char *hr_version_revision(void); /* "" when not built from a checkout */
+
 /* Where the last hr_opts_parse took option `name` from: "--name",
  * "environment NAME" or "default" ("" for an option it does not know): for
  * the start-up log, which says it without the value. */

@@ -1,5 +1,6 @@
 #include "metrics.h"
 
+#include "config.h"
 #include "request.h"
 #include "store.h"
 
@@ -54,6 +55,17 @@ void hr_metrics_histogram(struct evbuffer *out, const char *name, const char *la
     }
     evbuffer_add_printf(out, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels, h->sum, name,
                         labels, (unsigned long long)h->total);
+}
+
+void hr_metrics_build_info(struct evbuffer *out)
+{
+    char labels[128];
+    hr_metrics_family(out, "hostreg_build_info", "gauge",
+                      "Always 1; the labels say which build runs (git revision: \"\" when not "
+                      "built from a checkout).");
+    snprintf(labels, sizeof(labels), "version=\"%s\",revision=\"%s\"", hr_version_number(),
+             hr_version_revision());
+    hr_metrics_sample(out, "hostreg_build_info", labels, 1);
 }
 
 void hr_metrics_store(struct evbuffer *out, const struct hr_store *st)

@@ -37,6 +37,9 @@ void hr_metrics_histogram(struct evbuffer *out, const char *name, const char *la
  * hostreg_redis_writes_refused, hostreg_redis_evicting. */
 void hr_metrics_store(struct evbuffer *out, const struct hr_store *st);
 
+/* hostreg_build_info{version,revision} 1. */
+void hr_metrics_build_info(struct evbuffer *out);
+
 /* hostreg_hosts{region,status}: counts as hr_store_count answers them. */
 void hr_metrics_hosts(struct evbuffer *out, const char *const *regions, size_t nregions,
                       const uint64_t *counts);

@@ -318,6 +318,43 @@ static void test_daemon_allocated_status(void **state)
     assert_int_equal(h_zscore(rc, "hr:i:local:idle", "host-born-alloc"), -1);
 }
 
+/* The signals an operator sends by habit (HUP, USR2; USR1 logs the
+ * counters) never stop the daemon: it logs that it has nothing to reload,
+ * and still answers. */
+static void test_daemon_habitual_signals(void **state)
+{
+    (void)state;
+    char log_path[64];
+    snprintf(log_path, sizeof(log_path), "/tmp/hostreg-sig-%d.log", (int)getpid());
+    struct h_daemon d2 = {.port = h_free_port(SOCK_DGRAM)};
+    assert_int_equal(h_daemon_start_logged(&d2, redis.port, NULL, log_path), 0);
+    int sigs[] = {SIGHUP, SIGUSR2};
+    for (size_t i = 0; i < 2; i++) {
+        kill(d2.pid, sigs[i]);
+        char line[64];
+        snprintf(line, sizeof(line), "signal %d: nothing to reload", sigs[i]);
+        for (uint64_t end = h_now_ms() + 5000;;) { /* the log is a file: polled */
+            FILE *f = fopen(log_path, "r");
+            char buf[8192] = "";
+            size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+            if (f)
+                fclose(f);
+            buf[n] = '\0';
+            if (strstr(buf, line))
+                break;
+            assert_true(h_now_ms() < end);
+            usleep(10000);
+        }
+        assert_true(h_process_alive(d2.pid));
+    }
+    struct hr_request r = h_heartbeat("host-after-signals", "room1", "local", HR_STATUS_NONE, 0);
+    struct hr_ack ack;
+    assert_int_equal(h_send(d2.port, &r, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+    unlink(log_path);
+}
+
 /* A heartbeat naming another region moves the host: out of the old region's
  * index, into the new one's, under the status it has. */
 static void test_daemon_region_change_moves_index(void **state)
@@ -1343,6 +1380,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_daemon_leave_older_than_either_seq_is_duplicate),
         cmocka_unit_test(test_daemon_status_update_keeps_ttl),
         cmocka_unit_test(test_daemon_allocated_status),
+        cmocka_unit_test(test_daemon_habitual_signals),
         cmocka_unit_test(test_daemon_region_change_moves_index),
         cmocka_unit_test(test_daemon_invalid_requests_change_nothing),
         cmocka_unit_test(test_daemon_ack_never_larger_than_request),

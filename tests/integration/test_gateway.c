@@ -2151,7 +2151,30 @@ static void test_gateway_health_and_metrics(void **state)
     assert_true(metric(m, "hostreg_http_request_duration_seconds_sum{endpoint=\"heartbeat\"}") > 0);
     assert_non_null(strstr(m, "# TYPE hostreg_http_requests_total counter\n"));
     assert_non_null(strstr(m, "# TYPE hostreg_hosts gauge\n"));
+    assert_non_null(strstr(m, "\nhostreg_build_info{version=\"0."));
     reply_free(&rep);
+}
+
+/* The signals an operator sends by habit (HUP to reload or after rotating
+ * logs, USR1, USR2) never stop the gateway. */
+static void test_gateway_habitual_signals(void **state)
+{
+    (void)state;
+    int sigs[] = {SIGHUP, SIGUSR1, SIGUSR2};
+    for (size_t i = 0; i < 3; i++) {
+        kill(gw.pid, sigs[i]);
+        /* Taken once its log line is there (the log is a file: polled). */
+        char line[64];
+        snprintf(line, sizeof(line), "signal %d: nothing to reload", sigs[i]);
+        for (uint64_t end = h_now_ms() + 5000; !h_gateway_log_contains(&gw, line);) {
+            assert_true(h_now_ms() < end);
+            usleep(10000);
+        }
+        struct reply rep;
+        assert_int_equal(call(&rep, gw.port, "GET", "/healthz", NULL, NULL), 200);
+        reply_free(&rep);
+        assert_true(h_process_alive(gw.pid));
+    }
 }
 
 static void test_gateway_cors(void **state)
@@ -2928,6 +2951,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_hosts_ttl, teardown_each),
         cmocka_unit_test_teardown(test_gateway_validation_issues, teardown_each),
         cmocka_unit_test_teardown(test_gateway_static_ice_servers, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_habitual_signals, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_replica_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_redis_full_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_evicting_redis_warned, teardown_each),

@@ -876,6 +876,23 @@ static void test_tools_ls_lists_hosts(void **state)
     free(out);
 }
 
+/* --version on every program: its name, the project's version, and the git
+ * revision when built from a checkout (this tree is one); exit 0. */
+static void test_tools_version(void **state)
+{
+    (void)state;
+    static const char *const progs[] = {"hostreg", "hostregd", "hostreg-gateway"};
+    for (size_t i = 0; i < 3; i++) {
+        char *out;
+        assert_int_equal(run(&out, "%s/%s --version", bin_dir(), progs[i]), 0);
+        char want[64];
+        snprintf(want, sizeof(want), "%s 0.", progs[i]);
+        if (strncmp(out, want, strlen(want)) != 0 || !strstr(out, "(git "))
+            fail_msg("%s --version said '%s'", progs[i], out);
+        free(out);
+    }
+}
+
 int main(int argc, char **argv)
 {
     /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
@@ -891,6 +908,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tools_host_library),
         cmocka_unit_test(test_tools_host_library_ignores_bad_interval),
         cmocka_unit_test(test_tools_decode_agrees_with_daemon),
+        cmocka_unit_test(test_tools_version),
     };
     return cmocka_run_group_tests_name("tools", tests, setup, teardown);
 }
