@@ -877,17 +877,21 @@ static void test_tools_ls_lists_hosts(void **state)
 }
 
 /* --version on every program: its name, the project's version, and the git
- * revision when built from a checkout (this tree is one); exit 0. */
+ * revision when built from a checkout; exit 0. */
 static void test_tools_version(void **state)
 {
     (void)state;
     static const char *const progs[] = {"hostreg", "hostregd", "hostreg-gateway"};
+    char *git;
+    bool checkout =
+        run(&git, "git -C '%s' rev-parse --git-dir >/dev/null 2>&1", h_source_dir()) == 0;
+    free(git);
     for (size_t i = 0; i < 3; i++) {
         char *out;
         assert_int_equal(run(&out, "%s/%s --version", bin_dir(), progs[i]), 0);
         char want[64];
         snprintf(want, sizeof(want), "%s 0.", progs[i]);
-        if (strncmp(out, want, strlen(want)) != 0 || !strstr(out, "(git "))
+        if (strncmp(out, want, strlen(want)) != 0 || (checkout && !strstr(out, "(git ")))
             fail_msg("%s --version said '%s'", progs[i], out);
         free(out);
     }
