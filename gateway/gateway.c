@@ -217,7 +217,9 @@ static void finish(struct call *c, int code, const char *type, const void *body,
         evbuffer_add(b, body, len);
 
     double secs = elapsed_s(&c->start);
-    if (hr_log_level >= HR_LOG_INFO) {
+    int mode = c->gw->cfg.access_log;
+    if (hr_log_level >= HR_LOG_INFO &&
+        (mode == HR_ACCESS_LOG_ALL || (mode == HR_ACCESS_LOG_ERRORS && code >= 400))) {
         char peer[HR_ADDRSTRLEN] = "?", path[160];
         struct evhttp_connection *con = evhttp_request_get_connection(c->req);
         if (con) {

@@ -16,6 +16,10 @@ struct event_base;
 struct hr_store;
 struct hr_gateway;
 
+/* --access-log: no line per answer, one per 4xx and 5xx (the default), or
+ * one per answer. */
+enum { HR_ACCESS_LOG_OFF, HR_ACCESS_LOG_ERRORS, HR_ACCESS_LOG_ALL };
+
 struct hr_gateway_config {
     struct hr_common common; /* first: the shared setters expect it there */
     char listen_host[256];
@@ -27,6 +31,7 @@ struct hr_gateway_config {
     char host_secret[256];
     char host_secret_previous[256];
     uint32_t http_timeout_s;
+    int access_log; /* HR_ACCESS_LOG_*: which answers get a log line */
     uint32_t list_limit;
     uint32_t list_cache_ms;      /* GET /api/hosts answers are reused this long; 0: never */
     uint32_t source_hosts;       /* hosts one client address may create (0: no cap) */

@@ -96,6 +96,19 @@ static int set_ice_servers(void *c, const char *v, char *err, size_t errlen)
     return 0;
 }
 
+static int set_access_log(void *c, const char *v, char *err, size_t errlen)
+{
+    struct hr_gateway_config *g = c;
+    static const char *const modes[] = {"off", "errors", "all"};
+    for (int i = 0; i < 3; i++)
+        if (strcmp(v, modes[i]) == 0) {
+            g->access_log = i;
+            return 0;
+        }
+    snprintf(err, errlen, "want off, errors or all");
+    return -1;
+}
+
 HR_OPT_STRING(set_signaling, struct hr_gateway_config, signaling_url)
 HR_OPT_STRING(set_stun, struct hr_gateway_config, ice.stun)
 HR_OPT_STRING(set_turn, struct hr_gateway_config, ice.turn)
@@ -149,6 +162,8 @@ static const struct hr_opt options[] = {
      set_secret_prev, NULL},
     {"http-timeout", 0, "SECONDS", "10", "an HTTP connection idle this long is closed",
      set_http_timeout, NULL},
+    {"access-log", 0, "MODE", "errors",
+     "a log line (info level) per answer: off, errors (4xx and 5xx) or all", set_access_log, NULL},
     {"list-limit", 0, "N", "1000", "most hosts GET /api/hosts returns", set_list_limit, NULL},
     /* 1 s: a list is a few ms of Redis at 1,000 hosts, so a flood of anonymous
      * list calls could starve heartbeats and finds; a host list a second old is

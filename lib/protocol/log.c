@@ -3,10 +3,14 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 int hr_log_level = HR_LOG_INFO;
 
@@ -20,6 +24,22 @@ int hr_log_parse_level(const char *s)
     return -1;
 }
 
+/* Whether stderr is the systemd journal: JOURNAL_STREAM names its device
+ * and inode ("<dev>:<ino>", decimal), which systemd sets for a service whose
+ * stderr it connects to the journal. Checked once. */
+static bool to_journal(void)
+{
+    static int known = -1;
+    if (known < 0) {
+        const char *js = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+        known = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+                (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+    }
+    return known == 1;
+}
+
 void hr_log_write(int level, const char *fmt, ...)
 {
     char line[1024];
@@ -27,7 +47,15 @@ void hr_log_write(int level, const char *fmt, ...)
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = (int)strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+    int n = 0;
+    /* The journal reads a syslog priority at the start of a line (sd-daemon.h:
+     * <3> error, <4> warning, <6> info, <7> debug) and keeps its own time;
+     * the time stays in the line for a reader of the text. */
+    if (to_journal()) {
+        static const char prio[] = {'3', '4', '6', '7'};
+        n = snprintf(line, sizeof(line), "<%c>", prio[level < 0 ? 0 : level > 3 ? 3 : level]);
+    }
+    n += (int)strftime(line + n, sizeof(line) - (size_t)n, "%Y-%m-%dT%H:%M:%S", &tm);
     n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ldZ %-5s ", ts.tv_nsec / 1000000,
                   names[level < 0   ? 0
                         : level > 3 ? 3

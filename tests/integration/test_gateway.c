@@ -50,7 +50,9 @@ static int setup(void **state)
     (void)state;
     if (h_redis_start(&redis, 0, NULL) != 0)
         return -1;
-    if (h_gateway_start(&gw, redis.port, NULL, NULL) != 0)
+    /* Every answer logged: test_gateway_request_id reads the lines. */
+    const char *args[] = {"--access-log", "all", NULL};
+    if (h_gateway_start(&gw, redis.port, args, NULL) != 0)
         return -1;
     rc = h_redis_connect(redis.port);
     return 0;
@@ -2905,6 +2907,30 @@ static void test_gateway_static_ice_servers(void **state)
     }
 }
 
+/* --access-log: errors (the default) logs 4xx and 5xx answers only, all
+ * logs every answer, off none. */
+static void test_gateway_access_log_modes(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    static const char *const modes[] = {NULL, "all", "off"};
+    for (int m = 0; m < 3; m++) {
+        const char *args[] = {"--access-log", modes[m], NULL};
+        assert_int_equal(start_gw2(redis2.port, modes[m] ? args : NULL, NULL), 0);
+        struct reply rep;
+        call(&rep, gw2.port, "GET", "/healthz", "X-Request-Id: log-ok-1\r\n", NULL);
+        reply_free(&rep);
+        call(&rep, gw2.port, "GET", "/nope", "X-Request-Id: log-err-1\r\n", NULL);
+        reply_free(&rep);
+        /* The log is a file, the lines written before each answer is sent. */
+        bool ok_line = h_gateway_log_contains(&gw2, "rid=log-ok-1");
+        bool err_line = h_gateway_log_contains(&gw2, "rid=log-err-1");
+        assert_true(ok_line == (m == 1));
+        assert_true(err_line == (m != 2));
+        assert_int_equal(h_gateway_stop(&gw2), 0);
+    }
+}
+
 int main(int argc, char **argv)
 {
     /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
@@ -2952,6 +2978,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_validation_issues, teardown_each),
         cmocka_unit_test_teardown(test_gateway_static_ice_servers, teardown_each),
         cmocka_unit_test_teardown(test_gateway_habitual_signals, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_access_log_modes, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_replica_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_redis_full_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_evicting_redis_warned, teardown_each),

@@ -24,6 +24,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -897,6 +898,60 @@ static void test_tools_version(void **state)
     }
 }
 
+/* When stderr is the journal (JOURNAL_STREAM names its device and inode, as
+ * systemd sets it), every log line starts with its syslog priority: <4> for
+ * a warning, <6> for info. */
+static void test_tools_journal_priority(void **state)
+{
+    (void)state;
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/hostreg-journal-%d.log", (int)getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    char *out;
+    /* Redis at port 1: refused, which it logs as a warning and retries. */
+    assert_int_equal(run(&out,
+                         "JOURNAL_STREAM=%llu:%llu %s/hostregd --listen 127.0.0.1:%d "
+                         "--redis redis://127.0.0.1:1 2>>%s </dev/null >/dev/null & echo $!",
+                         (unsigned long long)st.st_dev, (unsigned long long)st.st_ino, bin_dir(),
+                         h_free_port(SOCK_DGRAM), path),
+                     0);
+    pid_t pid = (pid_t)atoi(out);
+    free(out);
+    assert_true(pid > 0);
+    char *log = NULL;
+    for (uint64_t end = h_now_ms() + 5000;;) { /* the log is a file: polled */
+        free(log);
+        log = NULL;
+        run(&log, "cat %s", path);
+        if (strstr(log, "listening") && strstr(log, "connect failed"))
+            break;
+        assert_true(h_now_ms() < end);
+        usleep(20000);
+    }
+    kill(pid, SIGTERM);
+    size_t lines = 0;
+    for (char *l = log; *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : l + strlen(l)) {
+        lines++;
+        if (strstr(l, " warn ") && strstr(l, " warn ") < strchr(l, '\n'))
+            assert_true(strncmp(l, "<4>", 3) == 0);
+        else if (strstr(l, " info ") && strstr(l, " info ") < strchr(l, '\n'))
+            assert_true(strncmp(l, "<6>", 3) == 0);
+        else
+            fail_msg("a line without its level: %.80s", l);
+    }
+    assert_true(lines >= 2);
+    free(log);
+    for (uint64_t end = h_now_ms() + 5000; kill(pid, 0) == 0;) { /* gone: exited */
+        assert_true(h_now_ms() < end);
+        usleep(10000);
+    }
+    unlink(path);
+}
+
 int main(int argc, char **argv)
 {
     /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
@@ -913,6 +968,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_tools_host_library_ignores_bad_interval),
         cmocka_unit_test(test_tools_decode_agrees_with_daemon),
         cmocka_unit_test(test_tools_version),
+        cmocka_unit_test(test_tools_journal_priority),
     };
     return cmocka_run_group_tests_name("tools", tests, setup, teardown);
 }
