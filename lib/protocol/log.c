@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 int hr_log_level = HR_LOG_INFO;
+bool hr_log_json;
 
 static const char *names[] = {"error", "warn", "info", "debug"};
 
@@ -40,39 +41,64 @@ static bool to_journal(void)
     return known == 1;
 }
 
+/* Appends `s` to out[o..cap) as the inside of a JSON string: quotes,
+ * backslashes and every byte outside printable ASCII escaped (so the line is
+ * valid JSON whatever bytes a message holds). Returns the new length. */
+static size_t json_escape(char *out, size_t o, size_t cap, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p && o + 7 < cap; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)*p;
+        } else if (*p >= 0x20 && *p < 0x7f) {
+            out[o++] = (char)*p;
+        } else {
+            o += (size_t)snprintf(out + o, cap - o, "\\u%04x", *p);
+        }
+    }
+    return o;
+}
+
 void hr_log_write(int level, const char *fmt, ...)
 {
-    char line[1024];
+    char line[1400], msg[1024], when[40];
     struct timespec ts;
     struct tm tm;
+    const char *name = names[level < 0 ? 0 : level > 3 ? 3 : level];
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
-    int n = 0;
+    size_t w = strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + w, sizeof(when) - w, ".%03ldZ", ts.tv_nsec / 1000000);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    size_t n = 0;
     /* The journal reads a syslog priority at the start of a line (sd-daemon.h:
      * <3> error, <4> warning, <6> info, <7> debug) and keeps its own time;
      * the time stays in the line for a reader of the text. */
     if (to_journal()) {
         static const char prio[] = {'3', '4', '6', '7'};
-        n = snprintf(line, sizeof(line), "<%c>", prio[level < 0 ? 0 : level > 3 ? 3 : level]);
+        n = (size_t)snprintf(line, sizeof(line), "<%c>",
+                             prio[level < 0   ? 0
+                                  : level > 3 ? 3
+                                              : level]);
     }
-    n += (int)strftime(line + n, sizeof(line) - (size_t)n, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += snprintf(line + n, sizeof(line) - (size_t)n, ".%03ldZ %-5s ", ts.tv_nsec / 1000000,
-                  names[level < 0   ? 0
-                        : level > 3 ? 3
-                                    : level]);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
-    va_end(ap);
+    if (hr_log_json) {
+        n += (size_t)snprintf(line + n, sizeof(line) - n,
+                              "{\"time\":\"%s\",\"level\":\"%s\",\"msg\":\"", when, name);
+        n = json_escape(line, n, sizeof(line) - 3, msg);
+        memcpy(line + n, "\"}", 3);
+        n += 2;
+    } else {
+        n += (size_t)snprintf(line + n, sizeof(line) - n, "%s %-5s %s", when, name, msg);
+        if (n >= sizeof(line) - 1)
+            n = sizeof(line) - 2;
+    }
     /* One fputs per line so that lines from concurrent processes sharing the
      * terminal do not interleave mid-line. */
-    size_t len = strlen(line);
-    if (len < sizeof(line) - 1) {
-        line[len] = '\n';
-        line[len + 1] = '\0';
-    } else {
-        line[sizeof(line) - 2] = '\n';
-    }
+    line[n] = '\n';
+    line[n + 1] = '\0';
     fputs(line, stderr);
 }
 

@@ -4,12 +4,16 @@
 #ifndef HR_LOG_H
 #define HR_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
 enum hr_log_level { HR_LOG_ERROR = 0, HR_LOG_WARN, HR_LOG_INFO, HR_LOG_DEBUG };
 
 extern int hr_log_level;
+/* --log-format json: each line one JSON object {"time","level","msg"}, for
+ * log shippers; else text, "<time> <level> <message>". */
+extern bool hr_log_json;
 
 /* Parses "error", "warn", "info" or "debug"; returns -1 for anything else. */
 int hr_log_parse_level(const char *s);

@@ -326,6 +326,17 @@ int hr_common_set_default_region(void *c, const char *v, char *err, size_t errle
     return 0;
 }
 
+int hr_common_set_log_format(void *c, const char *v, char *err, size_t errlen)
+{
+    (void)c;
+    if (strcmp(v, "text") != 0 && strcmp(v, "json") != 0) {
+        snprintf(err, errlen, "want text or json");
+        return -1;
+    }
+    hr_log_json = strcmp(v, "json") == 0;
+    return 0;
+}
+
 int hr_common_set_log_level(void *c, const char *v, char *err, size_t errlen)
 {
     (void)c;

@@ -120,6 +120,7 @@ int hr_common_set_prefix(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_regions(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_default_region(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_log_level(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_log_format(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_max_inflight(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_max_hosts(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_redis_wait(void *c, const char *v, char *err, size_t errlen);
@@ -163,7 +164,10 @@ int hr_common_set_buckets(void *c, const char *v, char *err, size_t errlen);
     {"default-region", 0, "REGION", "local", "region of a heartbeat that names none",             \
      hr_common_set_default_region, NULL},                                                          \
     {"log-level", 'l', "LEVEL", "info", "error, warn, info or debug", hr_common_set_log_level,    \
-     NULL}
+     NULL},                                                                                        \
+    {"log-format", 0, "FORMAT", "text",                                                            \
+     "text, or json: one object a line, {\"time\",\"level\",\"msg\"}, for log shippers",          \
+     hr_common_set_log_format, NULL}
 /* clang-format on */
 
 /* Checks what single options cannot (the default region is in the list) and

@@ -2931,6 +2931,38 @@ static void test_gateway_access_log_modes(void **state)
     }
 }
 
+/* --log-format json: every log line is one JSON object with time, level and
+ * msg (an access log line among them), for log shippers. */
+static void test_gateway_log_format_json(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    const char *args[] = {"--log-format", "json", NULL};
+    assert_int_equal(start_gw2(redis2.port, args, NULL), 0);
+    struct reply rep;
+    call(&rep, gw2.port, "GET", "/nope", "X-Request-Id: json-log-1\r\n", NULL);
+    reply_free(&rep);
+    FILE *f = fopen(gw2.log, "r");
+    assert_non_null(f);
+    char line[2048];
+    int lines = 0, access = 0;
+    while (fgets(line, sizeof(line), f)) {
+        json_error_t e;
+        json_t *o = json_loads(line, 0, &e);
+        if (!o)
+            fail_msg("not a JSON line (%s): %s", e.text, line);
+        assert_non_null(jstr(o, "time"));
+        assert_non_null(jstr(o, "level"));
+        assert_non_null(jstr(o, "msg"));
+        access += strstr(jstr(o, "msg"), "rid=json-log-1") != NULL;
+        json_decref(o);
+        lines++;
+    }
+    fclose(f);
+    assert_true(lines >= 2);
+    assert_int_equal(access, 1);
+}
+
 int main(int argc, char **argv)
 {
     /* One test, or those matching a pattern ('*' and '?'): test_x 'test_x_y*' */
@@ -2979,6 +3011,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_static_ice_servers, teardown_each),
         cmocka_unit_test_teardown(test_gateway_habitual_signals, teardown_each),
         cmocka_unit_test_teardown(test_gateway_access_log_modes, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_log_format_json, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_replica_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_readyz_redis_full_not_ready, teardown_each),
         cmocka_unit_test_teardown(test_gateway_evicting_redis_warned, teardown_each),
