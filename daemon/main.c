@@ -3,11 +3,16 @@
 #include "config.h"
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
+#include "parse.h"
 #include "server.h"
 #include "store.h"
 
 #include <errno.h>
+#include <event2/buffer.h>
 #include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/thread.h>
 #include <pthread.h>
 #include <signal.h>
@@ -26,6 +31,8 @@ struct daemon_config {
     int reuseport; /* share the address with other processes on purpose */
     uint32_t source_rate, source_burst, error_gap_ms, source_hosts;
     struct hr_keyring keys;
+    char metrics_host[64]; /* --metrics-listen; "" for none */
+    uint16_t metrics_port;
 };
 
 static int set_key_file(void *c, const char *v, char *err, size_t errlen)
@@ -37,6 +44,26 @@ static int set_listen(void *c, const char *v, char *err, size_t errlen)
 {
     struct daemon_config *d = c;
     return hr_parse_hostport(v, "127.0.0.1", &d->listen, &d->listen_len, err, errlen);
+}
+
+static int set_metrics_listen(void *c, const char *v, char *err, size_t errlen)
+{
+    struct daemon_config *d = c;
+    const char *colon = strrchr(v, ':');
+    uint32_t port;
+    if (!v[0]) {
+        d->metrics_host[0] = '\0';
+        return 0;
+    }
+    if (!colon || colon == v || (size_t)(colon - v) >= sizeof(d->metrics_host) ||
+        hr_parse_u32(colon + 1, 1, 65535, &port) != 0) {
+        snprintf(err, errlen, "want HOST:PORT");
+        return -1;
+    }
+    memcpy(d->metrics_host, v, (size_t)(colon - v));
+    d->metrics_host[colon - v] = '\0';
+    d->metrics_port = (uint16_t)port;
+    return 0;
 }
 
 HR_OPT_U32(set_error_ack_rate, struct daemon_config, error_ack_rate, 1u, 10000000u,
@@ -80,6 +107,9 @@ static const struct hr_opt options[] = {
      set_key_file, NULL},
     {"workers", 'w', "N", "1",
      "event loops, each with its own SO_REUSEPORT socket and Redis connection", set_workers, NULL},
+    {"metrics-listen", 0, "HOST:PORT", "",
+     "serve GET /metrics (Prometheus), /healthz and /readyz over HTTP there; none by default",
+     set_metrics_listen, NULL},
     {"reuseport", 0, NULL, NULL,
      "share the address with other processes bound with it (without: an address in use is an "
      "error)",
@@ -89,7 +119,10 @@ static const struct hr_opt options[] = {
 
 /* One event loop with its own socket (SO_REUSEPORT), store and Redis
  * connection, on a thread of its own. */
+struct app;
+
 struct worker {
+    struct app *app;
     int id;
     struct event_base *base;
     struct hr_store *store;
@@ -99,11 +132,32 @@ struct worker {
     int started;
 };
 
+/* One worker's counters, copied on its own thread for the metrics server. */
+struct snap {
+    struct hr_server_stats s;
+    struct hr_store_stats r;
+    size_t inflight;
+    int ready; /* connected to Redis, and the last write was not refused */
+};
+
+/* GET /metrics and /readyz waiting for a round of snapshots. */
+#define METRICS_WAITING_MAX 64
+
 struct app {
-    struct event_base *base; /* the main thread's: signals only */
+    struct event_base *base; /* the main thread's: signals, and the metrics server */
     struct worker *workers;
     uint32_t nworkers;
     int stopping;
+    /* --metrics-listen: a round asks every worker for its counters
+     * (event_base_once on its loop); the last to answer wakes the main loop
+     * (snap_done), which answers every request that waited for the round. */
+    struct evhttp *http;
+    struct event *snap_done;
+    pthread_mutex_t mu;
+    uint32_t snap_pending; /* workers yet to answer this round; 0: none under way */
+    struct snap *snaps;
+    struct evhttp_request *waiting[METRICS_WAITING_MAX];
+    size_t nwaiting;
 };
 
 static void log_stats(const struct worker *w)
@@ -298,6 +352,226 @@ static void worker_free(struct worker *w)
         event_base_free(w->base);
 }
 
+/* --- --metrics-listen --- */
+
+static void on_worker_snap(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct worker *w = arg;
+    struct app *app = w->app;
+    struct snap sn;
+    sn.s = *hr_server_get_stats(w->server);
+    hr_store_get_stats(w->store, &sn.r);
+    sn.inflight = hr_store_inflight(w->store);
+    sn.ready = hr_store_ready(w->store) && !hr_store_writes_refused(w->store);
+    pthread_mutex_lock(&app->mu);
+    app->snaps[w->id] = sn;
+    if (--app->snap_pending == 0)
+        event_active(app->snap_done, EV_TIMEOUT, 0);
+    pthread_mutex_unlock(&app->mu);
+}
+
+static void metric_sum(struct evbuffer *b, const char *name, const char *type, const char *help,
+                       const char *labels, uint64_t v)
+{
+    if (help)
+        hr_metrics_family(b, name, type, help);
+    hr_metrics_sample(b, name, labels, v);
+}
+
+/* The Prometheus text of the counters SIGUSR1 logs, summed over the workers. */
+static void render_metrics(const struct snap *sn, uint32_t n, struct evbuffer *b)
+{
+    struct snap t;
+    memset(&t, 0, sizeof(t));
+    int ready = 1;
+    for (uint32_t i = 0; i < n; i++) {
+        const struct snap *x = &sn[i];
+        t.s.received += x->s.received;
+        t.s.bytes_in += x->s.bytes_in;
+        t.s.bytes_out += x->s.bytes_out;
+        t.s.invalid += x->s.invalid;
+        for (int k = 0; k < 8; k++)
+            t.s.acked[k] += x->s.acked[k];
+        for (int k = 0; k < HR_SERVER_DROP_REASONS; k++)
+            t.s.dropped[k] += x->s.dropped[k];
+        t.s.ack_send_failed += x->s.ack_send_failed;
+        t.s.ack_suppressed += x->s.ack_suppressed;
+        t.s.error_acks_limited += x->s.error_acks_limited;
+        t.s.rate_limited += x->s.rate_limited;
+        t.s.source_hosts_over += x->s.source_hosts_over;
+        t.s.refused_late += x->s.refused_late;
+        t.r.full += x->r.full;
+        t.r.source_full += x->r.source_full;
+        t.r.refused_behind += x->r.refused_behind;
+        t.r.submitted += x->r.submitted;
+        t.r.redis_errors += x->r.redis_errors;
+        t.r.timeouts += x->r.timeouts;
+        t.r.reconnects += x->r.reconnects;
+        t.inflight += x->inflight;
+        ready &= x->ready;
+    }
+    metric_sum(b, "hostreg_udp_received_total", "counter", "Datagrams received.", NULL,
+               t.s.received);
+    metric_sum(b, "hostreg_udp_received_bytes_total", "counter", "Bytes received.", NULL,
+               t.s.bytes_in);
+    metric_sum(b, "hostreg_udp_sent_bytes_total", "counter", "Bytes of acks sent.", NULL,
+               t.s.bytes_out);
+    hr_metrics_family(b, "hostreg_udp_acks_total", "counter", "Acks sent, by result.");
+    for (int k = HR_RESULT_OK; k <= HR_RESULT_RETRY_LATER; k++) {
+        char labels[48];
+        snprintf(labels, sizeof(labels), "result=\"%s\"", hr_result_name((enum hr_result)k));
+        hr_metrics_sample(b, "hostreg_udp_acks_total", labels, t.s.acked[k]);
+    }
+    hr_metrics_family(b, "hostreg_udp_dropped_total", "counter",
+                      "Datagrams dropped unanswered as unreadable frames, by reason.");
+    for (int k = 1; k < HR_SERVER_DROP_REASONS; k++)
+        if (t.s.dropped[k]) {
+            char labels[64];
+            snprintf(labels, sizeof(labels), "reason=\"%s\"", hr_errname(k));
+            hr_metrics_sample(b, "hostreg_udp_dropped_total", labels, t.s.dropped[k]);
+        }
+    metric_sum(b, "hostreg_udp_rate_limited_total", "counter",
+               "Datagrams dropped unread: their source was over --source-rate.", NULL,
+               t.s.rate_limited);
+    metric_sum(b, "hostreg_udp_error_acks_limited_total", "counter",
+               "Error acks not sent: paced per host and in all.", NULL, t.s.error_acks_limited);
+    metric_sum(b, "hostreg_udp_ack_send_failures_total", "counter",
+               "Acks the kernel refused to send.", NULL, t.s.ack_send_failed);
+    hr_metrics_family(b, "hostreg_udp_refused_total", "counter",
+                      "Requests answered retry_later without being stored, by reason.");
+    hr_metrics_sample(b, "hostreg_udp_refused_total", "reason=\"full\"", t.r.full);
+    hr_metrics_sample(b, "hostreg_udp_refused_total", "reason=\"source_full\"", t.r.source_full);
+    hr_metrics_sample(b, "hostreg_udp_refused_total", "reason=\"redis_behind\"",
+                      t.r.refused_behind);
+    hr_metrics_sample(b, "hostreg_udp_refused_total", "reason=\"queue_late\"", t.s.refused_late);
+    metric_sum(b, "hostreg_redis_calls_total", "counter", "Script calls sent to Redis.", NULL,
+               t.r.submitted);
+    metric_sum(b, "hostreg_redis_errors_total", "counter", "Redis error replies.", NULL,
+               t.r.redis_errors);
+    metric_sum(b, "hostreg_redis_timeouts_total", "counter",
+               "Redis connections reset after no reply of any kind for --redis-timeout.", NULL,
+               t.r.timeouts);
+    metric_sum(b, "hostreg_redis_connects_total", "counter", "Redis connection attempts.", NULL,
+               t.r.reconnects);
+    metric_sum(b, "hostreg_redis_inflight", "gauge", "Requests waiting for Redis.", NULL,
+               t.inflight);
+    metric_sum(b, "hostreg_redis_up", "gauge",
+               "Whether every worker is connected to Redis and its last write was not refused.",
+               NULL, (uint64_t)ready);
+    hr_metrics_build_info(b);
+}
+
+static void reply_text(struct evhttp_request *req, int code, const char *type, const char *text)
+{
+    struct evbuffer *b = evbuffer_new();
+    if (b)
+        evbuffer_add(b, text, strlen(text));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
+    evhttp_send_reply(req, code,
+                      code == 200   ? "OK"
+                      : code == 503 ? "Service Unavailable"
+                                    : "Error",
+                      b);
+    if (b)
+        evbuffer_free(b);
+}
+
+static void on_snap_done(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct app *app = arg;
+    struct snap *copy = calloc(app->nworkers, sizeof(*copy));
+    pthread_mutex_lock(&app->mu);
+    if (copy)
+        memcpy(copy, app->snaps, app->nworkers * sizeof(*copy));
+    size_t n = app->nwaiting;
+    struct evhttp_request *reqs[METRICS_WAITING_MAX];
+    memcpy(reqs, app->waiting, n * sizeof(reqs[0]));
+    app->nwaiting = 0;
+    pthread_mutex_unlock(&app->mu);
+    int ready = 1;
+    for (uint32_t i = 0; copy && i < app->nworkers; i++)
+        ready &= copy[i].ready;
+    for (size_t i = 0; i < n; i++) {
+        const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(reqs[i]));
+        if (!copy) {
+            reply_text(reqs[i], 500, "application/json",
+                       "{\"success\":false,\"error\":\"out of memory\"}");
+        } else if (strcmp(path, "/readyz") == 0) {
+            reply_text(reqs[i], ready ? 200 : 503, "application/json",
+                       ready ? "{\"success\":true,\"ready\":true}"
+                             : "{\"success\":false,\"error\":\"redis is not connected, or refuses "
+                               "writes\"}");
+        } else {
+            struct evbuffer *b = evbuffer_new();
+            if (b)
+                render_metrics(copy, app->nworkers, b);
+            evhttp_add_header(evhttp_request_get_output_headers(reqs[i]), "Content-Type",
+                              "text/plain; version=0.0.4");
+            evhttp_send_reply(reqs[i], b ? 200 : 500, b ? "OK" : "Error", b);
+            if (b)
+                evbuffer_free(b);
+        }
+    }
+    free(copy);
+}
+
+static void on_metrics_http(struct evhttp_request *req, void *arg)
+{
+    struct app *app = arg;
+    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET || !path) {
+        reply_text(req, 405, "application/json", "{\"success\":false,\"error\":\"GET only\"}");
+        return;
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        reply_text(req, 200, "application/json", "{\"success\":true,\"status\":\"alive\"}");
+        return;
+    }
+    if (strcmp(path, "/metrics") != 0 && strcmp(path, "/readyz") != 0) {
+        reply_text(req, 404, "application/json",
+                   "{\"success\":false,\"error\":\"unknown path (/metrics, /healthz, /readyz)\"}");
+        return;
+    }
+    pthread_mutex_lock(&app->mu);
+    bool start = app->snap_pending == 0, full = app->nwaiting == METRICS_WAITING_MAX;
+    if (!full) {
+        app->waiting[app->nwaiting++] = req;
+        if (start)
+            app->snap_pending = app->nworkers;
+    }
+    pthread_mutex_unlock(&app->mu);
+    if (full) {
+        reply_text(req, 503, "application/json", "{\"success\":false,\"error\":\"busy\"}");
+        return;
+    }
+    if (start)
+        for (uint32_t i = 0; i < app->nworkers; i++)
+            event_base_once(app->workers[i].base, -1, EV_TIMEOUT, on_worker_snap, &app->workers[i],
+                            NULL);
+}
+
+static int metrics_start(struct app *app, const struct daemon_config *cfg, char *err, size_t errlen)
+{
+    app->snaps = calloc(app->nworkers, sizeof(*app->snaps));
+    app->http = evhttp_new(app->base);
+    app->snap_done = event_new(app->base, -1, 0, on_snap_done, app);
+    if (!app->snaps || !app->http || !app->snap_done) {
+        snprintf(err, errlen, "metrics server: out of memory");
+        return -1;
+    }
+    evhttp_set_timeout(app->http, 10);
+    evhttp_set_gencb(app->http, on_metrics_http, app);
+    if (evhttp_bind_socket(app->http, cfg->metrics_host, cfg->metrics_port) != 0) {
+        snprintf(err, errlen, "--metrics-listen %s:%u: cannot bind", cfg->metrics_host,
+                 cfg->metrics_port);
+        return -1;
+    }
+    HR_LOG(HR_LOG_INFO, "metrics on http://%s:%u/metrics", cfg->metrics_host, cfg->metrics_port);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     struct daemon_config cfg;
@@ -336,14 +610,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: %s\n", err);
         goto out;
     }
+    pthread_mutex_init(&app.mu, NULL);
     for (app.nworkers = 0; app.nworkers < cfg.workers; app.nworkers++) {
         struct worker *w = &app.workers[app.nworkers];
+        w->app = &app;
         w->id = (int)app.nworkers;
         if (worker_start(w, &cfg, err, sizeof(err)) != 0) {
             fprintf(stderr, "error: %s\n", err);
             app.nworkers++;
             goto out;
         }
+    }
+    if (cfg.metrics_host[0] && metrics_start(&app, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "error: %s\n", err);
+        goto out;
     }
     if (!cfg.keys.n)
         HR_LOG(HR_LOG_WARN, "no --key-file: datagrams are not authenticated, anyone can speak "
@@ -383,6 +663,11 @@ out:
     for (int i = 0; i < 5; i++)
         if (sigs[i])
             event_free(sigs[i]);
+    if (app.http)
+        evhttp_free(app.http);
+    if (app.snap_done)
+        event_free(app.snap_done);
+    free(app.snaps);
     free(app.workers);
     if (app.base)
         event_base_free(app.base);

@@ -355,6 +355,59 @@ static void test_daemon_habitual_signals(void **state)
     unlink(log_path);
 }
 
+/* --metrics-listen: GET /metrics is the Prometheus text of the counters
+ * SIGUSR1 logs (summed over the workers, with # HELP and # TYPE, counters
+ * named _total), GET /healthz 200, GET /readyz 200 while Redis takes writes;
+ * promtool, when installed, finds nothing to say against the text. */
+static void test_daemon_metrics_endpoint(void **state)
+{
+    (void)state;
+    int mport = h_free_port(SOCK_STREAM);
+    char listen[32];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", mport);
+    const char *args[] = {"--metrics-listen", listen, "--workers", "2", NULL};
+    struct h_daemon d2 = {.port = h_free_port(SOCK_DGRAM)};
+    assert_int_equal(h_daemon_start(&d2, redis.port, args), 0);
+    for (int i = 0; i < 3; i++) {
+        char host[32];
+        snprintf(host, sizeof(host), "metrics-host-%d", i);
+        struct hr_request r = h_heartbeat(host, "room1", "local", HR_STATUS_NONE, 0);
+        struct hr_ack ack;
+        assert_int_equal(h_send(d2.port, &r, &ack), 0);
+        assert_int_equal(ack.result, HR_RESULT_OK);
+    }
+    struct h_http_resp r;
+    assert_int_equal(h_http(mport, "GET", "/metrics", NULL, NULL, &r), 200);
+    const char *ok = strstr(r.body, "\nhostreg_udp_acks_total{result=\"ok\"} ");
+    assert_non_null(ok);
+    /* The start-up probe and these three, at least. */
+    assert_true(atoll(ok + strlen("\nhostreg_udp_acks_total{result=\"ok\"} ")) >= 3);
+    assert_non_null(strstr(r.body, "# TYPE hostreg_udp_received_total counter\n"));
+    assert_non_null(strstr(r.body, "\nhostreg_redis_up 1\n"));
+    assert_non_null(strstr(r.body, "\nhostreg_build_info{version=\"0."));
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/hostreg-metrics-%d.txt", (int)getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fwrite(r.body, 1, r.body_len, f);
+    fclose(f);
+    h_http_free(&r);
+    char cmd[160];
+    snprintf(cmd, sizeof(cmd),
+             "command -v promtool >/dev/null 2>&1 || exit 0; "
+             "promtool check metrics < %s",
+             path);
+    assert_int_equal(system(cmd), 0);
+    unlink(path);
+    assert_int_equal(h_http(mport, "GET", "/healthz", NULL, NULL, &r), 200);
+    h_http_free(&r);
+    assert_int_equal(h_http(mport, "GET", "/readyz", NULL, NULL, &r), 200);
+    h_http_free(&r);
+    assert_int_equal(h_http(mport, "GET", "/nope", NULL, NULL, &r), 404);
+    h_http_free(&r);
+    assert_int_equal(h_daemon_stop(&d2), 0);
+}
+
 /* A heartbeat naming another region moves the host: out of the old region's
  * index, into the new one's, under the status it has. */
 static void test_daemon_region_change_moves_index(void **state)
@@ -1381,6 +1434,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_daemon_status_update_keeps_ttl),
         cmocka_unit_test(test_daemon_allocated_status),
         cmocka_unit_test(test_daemon_habitual_signals),
+        cmocka_unit_test(test_daemon_metrics_endpoint),
         cmocka_unit_test(test_daemon_region_change_moves_index),
         cmocka_unit_test(test_daemon_invalid_requests_change_nothing),
         cmocka_unit_test(test_daemon_ack_never_larger_than_request),
