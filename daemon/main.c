@@ -60,8 +60,13 @@ static int set_metrics_listen(void *c, const char *v, char *err, size_t errlen)
         snprintf(err, errlen, "want HOST:PORT");
         return -1;
     }
-    memcpy(d->metrics_host, v, (size_t)(colon - v));
-    d->metrics_host[colon - v] = '\0';
+    size_t hlen = (size_t)(colon - v);
+    if (v[0] == '[' && hlen >= 2 && v[hlen - 1] == ']') { /* [::1]:9100 */
+        v++;
+        hlen -= 2;
+    }
+    memcpy(d->metrics_host, v, hlen);
+    d->metrics_host[hlen] = '\0';
     d->metrics_port = (uint16_t)port;
     return 0;
 }
@@ -230,7 +235,7 @@ static void on_worker_stop(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct worker *w = arg;
-    /* Bounded: after a few Redis timeouts the store has failed them all. */
+    /* Bounded: what Redis has not answered in 2 s is given up on. */
     struct timeval tv = {2, 0};
     evtimer_add(w->drain_timer, &tv);
     hr_server_drain(w->server, on_drained, w);
@@ -546,10 +551,19 @@ static void on_metrics_http(struct evhttp_request *req, void *arg)
         reply_text(req, 503, "application/json", "{\"success\":false,\"error\":\"busy\"}");
         return;
     }
-    if (start)
-        for (uint32_t i = 0; i < app->nworkers; i++)
-            event_base_once(app->workers[i].base, -1, EV_TIMEOUT, on_worker_snap, &app->workers[i],
-                            NULL);
+    if (!start)
+        return;
+    uint32_t failed = 0;
+    for (uint32_t i = 0; i < app->nworkers; i++)
+        failed += event_base_once(app->workers[i].base, -1, EV_TIMEOUT, on_worker_snap,
+                                  &app->workers[i], NULL) != 0;
+    if (failed) { /* out of memory: those workers' counters stay as last seen */
+        pthread_mutex_lock(&app->mu);
+        app->snap_pending -= failed;
+        if (app->snap_pending == 0)
+            event_active(app->snap_done, EV_TIMEOUT, 0);
+        pthread_mutex_unlock(&app->mu);
+    }
 }
 
 static int metrics_start(struct app *app, const struct daemon_config *cfg, char *err, size_t errlen)

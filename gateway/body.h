@@ -50,8 +50,9 @@ struct hr_find_body {
  * a JSON object, no duplicate keys, no \u0000 in a string) and returns 0 with
  * `out` filled, or the HTTP status to answer with (400; 413 over the size
  * limit; 500 out of memory) and the message in err; then `out` is not to be
- * used. A 400 for bad fields also fills `issues` (when not NULL), every bad
- * field, err being the first's message. Fields other than those named are
+ * used. A 400 for bad fields also fills `issues` (when not NULL): every bad
+ * field of a heartbeat or a status update, the first bad field of a find;
+ * err is the first issue's message. Fields other than those named are
  * ignored, and a null field is an absent one. */
 
 /* {"hostId", "roomId", "region"?, "status"?}: `out` is the heartbeat as

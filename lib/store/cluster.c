@@ -970,6 +970,18 @@ uint64_t hr_cluster_backlog_ms(const struct hr_cluster *cl, int slot, uint64_t n
     return oldest != &n->head && now_ms > oldest->at_ms ? now_ms - oldest->at_ms : 0;
 }
 
+uint64_t hr_cluster_backlog_max_ms(const struct hr_cluster *cl, uint64_t now_ms)
+{
+    uint64_t most = 0;
+    for (size_t i = 0; i < cl->nmasters; i++) {
+        const struct node *n = cl->nodes[cl->masters[i]];
+        const struct cmd *oldest = n->head.next;
+        if (oldest != &n->head && now_ms > oldest->at_ms && now_ms - oldest->at_ms > most)
+            most = now_ms - oldest->at_ms;
+    }
+    return most;
+}
+
 size_t hr_cluster_inflight(const struct hr_cluster *cl, size_t master_index)
 {
     return master_index < cl->nmasters ? cl->nodes[cl->masters[master_index]]->inflight : 0;

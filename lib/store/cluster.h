@@ -120,6 +120,9 @@ int hr_cluster_send_node(struct hr_cluster *cl, size_t master_index, int argc, c
  * far behind that node is, for admission. */
 uint64_t hr_cluster_backlog_ms(const struct hr_cluster *cl, int slot, uint64_t now_ms);
 
+/* The same for the master furthest behind. */
+uint64_t hr_cluster_backlog_max_ms(const struct hr_cluster *cl, uint64_t now_ms);
+
 /* The callers' calls in flight on master `master_index`'s connection (0 for
  * an index out of range). */
 size_t hr_cluster_inflight(const struct hr_cluster *cl, size_t master_index);

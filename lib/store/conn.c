@@ -131,6 +131,13 @@ static redisReply *reply_copy(const redisReply *r)
     return o;
 }
 
+/* How long a WAIT may take (ms, at least 1). */
+static unsigned wait_ms(const struct hr_conn *c)
+{
+    uint32_t ms = c->cfg.wait_ms ? c->cfg.wait_ms : c->cfg.timeout_ms / 2;
+    return ms ? ms : 1;
+}
+
 /* Whether a script writes: all but the list and the count. */
 static bool writes(int script)
 {
@@ -153,8 +160,8 @@ static int send_call(struct hr_conn *c, struct hr_conn_call *k)
     /* Replies come in order: this WAIT answers once the script's writes
      * (and everything before them) reached the replicas, or gives up. */
     if (c->cfg.wait_replicas && writes(k->script) &&
-        redisAsyncCommand(c->ac, on_wait, k, "WAIT %u %u", c->cfg.wait_replicas,
-                          c->cfg.timeout_ms / 2 ? c->cfg.timeout_ms / 2 : 1) == REDIS_OK)
+        redisAsyncCommand(c->ac, on_wait, k, "WAIT %u %u", c->cfg.wait_replicas, wait_ms(c)) ==
+            REDIS_OK)
         k->waits++;
     k->sent_ms = hr_mono_ms();
     call_append(c, k);
@@ -250,7 +257,7 @@ static void on_wait(redisAsyncContext *ac, void *r, void *privdata)
                        "redis: a write reached %lld of the %u replicas it must reach within "
                        "%u ms: failed",
                        reply->type == REDIS_REPLY_INTEGER ? reply->integer : 0LL,
-                       c->cfg.wait_replicas, c->cfg.timeout_ms / 2);
+                       c->cfg.wait_replicas, wait_ms(c));
         snprintf(k->kept_error, sizeof(k->kept_error),
                  "NOREPLICAS the write was not confirmed by enough replicas");
         k->error = k->kept_error;

@@ -30,9 +30,12 @@ struct hr_conn_config {
     struct hr_redis_addr redis;
     uint32_t timeout_ms; /* no reply of any kind for this long, calls in flight: reset */
     /* Replicas that must have a write before it counts as done (WAIT after
-     * each write script), 0 for none; WAIT gives up after timeout_ms / 2,
-     * and the write then fails. */
+     * each write script), 0 for none; WAIT gives up after wait_ms (0:
+     * timeout_ms / 2), and the write then fails. A WAIT holds every call
+     * behind it on the connection, so the store bounds it by its latency
+     * budget. */
     uint32_t wait_replicas;
+    uint32_t wait_ms;
     /* The registry's layout should it have none yet (its prefix, its bucket
      * count and a fresh seed): read at each connect from
      * "<prefix>layout", written from this when absent. Buckets 0: no

@@ -213,8 +213,8 @@ void hr_script_requests_add(struct hr_script_args *a, const struct hr_layout *l,
         buckets[(*nbuckets)++] = b;
         hr_layout_bucket_keys(l, b, a);
     }
-    /* Decimal: the scripts compare them as strings (length, then bytes),
-     * exactly, where Lua's doubles would round those above 2^53. */
+    /* Base 36 (layout.h): the scripts compare them exactly (entry.lua:
+     * newer), where Lua's doubles would round those above 2^53. */
     char seq[HR_LAYOUT_SEQ_MAX], group[16];
     hr_layout_seq_format(req->seq, seq);
     snprintf(group, sizeof(group), "%d", g);

@@ -52,6 +52,10 @@
 /* Every this many sweeps, the sweep reports every bucket's summary state,
  * which repairs a summary change lost with a process that died. */
 #define SWEEP_STATE_EVERY 10
+/* How long a WAIT (--redis-wait) may hold the connection, at least (ms). */
+#define WAIT_MS 250
+/* Sweep ticks skipped in a row at most while Redis is behind its budget. */
+#define SWEEP_PUT_OFF_MAX 10
 /* Each bucket's expired entries are removed once in this long (ms), about,
  * TRIM_STEP buckets a call (a call reads its buckets whole: about 2 ms of
  * Redis for 16 buckets of 64 hosts). */
@@ -181,7 +185,8 @@ struct hr_store {
     unsigned sweeps;
     struct fan_op *sweep; /* the sweep under way, or NULL */
     uint32_t trim_at;     /* the first FANOUT chunk whose expired entries the next round removes */
-    bool cap_warned;      /* bucket_cap's warning logged */
+    unsigned sweeps_put_off; /* sweep ticks skipped in a row while Redis was behind */
+    bool cap_warned;         /* bucket_cap's warning logged */
 };
 
 static const struct hr_layout *layout(const struct hr_store *st)
@@ -236,19 +241,21 @@ static bool ready(const struct hr_store *st)
 }
 
 /* Latency-bounded admission: whether Redis is further behind than the
- * budget (its oldest call in flight older), on the node of `slot` on a
- * cluster (-1: a single Redis, or any node: then the check is left to the
- * calls' own nodes). A Redis that answers slowly keeps its connection;
- * what it cannot take in time is refused at once, so that every request is
+ * budget (its oldest call in flight older): on a cluster the master of
+ * `slot`, or with -1 (a find, a sweep: calls to several nodes) the master
+ * furthest behind. A Redis that answers slowly keeps its connection; what
+ * it cannot take in time is refused at once, so that every request is
  * answered and what is accepted is answered within about the budget. */
 static bool behind(const struct hr_store *st, int slot)
 {
     if (!st->cfg.budget_ms)
         return false;
     uint64_t now = hr_mono_ms();
-    if (st->cc)
-        return slot >= 0 &&
-               hr_cluster_backlog_ms(hr_cconn_router(st->cc), slot, now) > st->cfg.budget_ms;
+    if (st->cc) {
+        const struct hr_cluster *cl = hr_cconn_router(st->cc);
+        return (slot >= 0 ? hr_cluster_backlog_ms(cl, slot, now)
+                          : hr_cluster_backlog_max_ms(cl, now)) > st->cfg.budget_ms;
+    }
     return st->conn && hr_conn_backlog_ms(st->conn, now) > st->cfg.budget_ms;
 }
 
@@ -1245,8 +1252,13 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
     struct hr_store *st = arg;
-    if (!ready(st) || st->sweep || behind(st, -1))
-        return; /* a sweep can wait: it changes memory, not answers */
+    if (!ready(st) || st->sweep)
+        return;
+    /* A sweep can wait while Redis is behind (it changes memory and lapsed
+     * claims, not answers), though not for ever. */
+    if (behind(st, -1) && st->sweeps_put_off++ < SWEEP_PUT_OFF_MAX)
+        return;
+    st->sweeps_put_off = 0;
     struct fan_op *f = fan_new(st, HR_SCRIPT_SWEEP, NULL, 0);
     if (!f)
         return;
@@ -1346,9 +1358,16 @@ struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_con
             goto fail;
         return st;
     }
+    /* A WAIT holds every call behind it on the connection: a quarter of a
+     * second (what it had when --redis-timeout was 500 ms), or the latency
+     * budget when that is longer, never more than half the timeout. */
+    uint32_t wait = cfg->budget_ms > WAIT_MS ? cfg->budget_ms : WAIT_MS;
+    if (wait > cfg->timeout_ms / 2)
+        wait = cfg->timeout_ms / 2;
     struct hr_conn_config cc = {.redis = cfg->redis,
                                 .timeout_ms = cfg->timeout_ms,
                                 .wait_replicas = cfg->wait_replicas,
+                                .wait_ms = wait,
                                 .layout = st->new_layout,
                                 .on_cluster = on_cluster,
                                 .on_cluster_arg = st};
