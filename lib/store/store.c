@@ -946,8 +946,13 @@ static void fan_end(struct fan_op *f)
         if (f->returned)
             HR_LOG(HR_LOG_INFO, "claims: %llu unconfirmed claims returned to idle",
                    (unsigned long long)f->returned);
-        if (st->sweep == f)
+        if (st->sweep == f) {
             st->sweep = NULL;
+            /* The next round trims the next slice; a round that failed
+             * leaves its slice to the next one. */
+            if (!f->failed)
+                st->trim_at = f->trim_from + f->trim_n;
+        }
     }
     free(f->hosts);
     free(f);
@@ -1272,7 +1277,6 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     uint64_t n = ((uint64_t)chunks * st->cfg.sweep_ms + TRIM_PASS_MS - 1) / TRIM_PASS_MS;
     f->trim_from = st->trim_at % chunks;
     f->trim_n = n < 1 ? 1 : n > chunks ? chunks : (uint32_t)n;
-    st->trim_at = (f->trim_from + f->trim_n) % chunks;
     st->sweep = f;
     if (fan_start(f) != HR_OK)
         st->sweep = NULL; /* freed */
