@@ -273,6 +273,12 @@ int hr_common_set_redis_wait(void *c, const char *v, char *err, size_t errlen)
                       &((struct hr_common *)c)->store.wait_replicas, err, errlen);
 }
 
+int hr_common_set_redis_wait_timeout(void *c, const char *v, char *err, size_t errlen)
+{
+    return hr_opt_u32(v, 1, 60000, "milliseconds, ", &((struct hr_common *)c)->store.wait_ms, err,
+                      errlen);
+}
+
 int hr_common_set_buckets(void *c, const char *v, char *err, size_t errlen)
 {
     uint32_t *b = &((struct hr_common *)c)->store.buckets;

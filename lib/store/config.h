@@ -124,6 +124,7 @@ int hr_common_set_log_format(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_max_inflight(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_max_hosts(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_redis_wait(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_redis_wait_timeout(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_buckets(void *c, const char *v, char *err, size_t errlen);
 
 /* The struct hr_common must be the first member of the program's config. */
@@ -137,6 +138,10 @@ int hr_common_set_buckets(void *c, const char *v, char *err, size_t errlen);
     {"redis-wait", 0, "N", "0",                                                                    \
      "a write counts as done (and is acked) only once N replicas have it (Redis WAIT)",          \
      hr_common_set_redis_wait, NULL},                                                              \
+    {"redis-wait-timeout", 0, "MS", "250",                                                         \
+     "how long a WAIT may take (it holds every command behind it on the connection); a write "  \
+     "not replicated by then is answered retry-later",                                            \
+     hr_common_set_redis_wait_timeout, NULL},                                                      \
     {"ttl", 0, "SECONDS", "30", "lifetime of an entry without a heartbeat", hr_common_set_ttl,    \
      NULL},                                                                                        \
     {"interval", 0, "SECONDS", "0",                                                                \

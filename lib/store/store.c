@@ -52,7 +52,8 @@
 /* Every this many sweeps, the sweep reports every bucket's summary state,
  * which repairs a summary change lost with a process that died. */
 #define SWEEP_STATE_EVERY 10
-/* How long a WAIT (--redis-wait) may hold the connection, at least (ms). */
+/* How long a WAIT (--redis-wait) may hold the connection when the
+ * configuration does not say (ms). */
 #define WAIT_MS 250
 /* Sweep ticks skipped in a row at most while Redis is behind its budget. */
 #define SWEEP_PUT_OFF_MAX 10
@@ -1362,10 +1363,9 @@ struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_con
             goto fail;
         return st;
     }
-    /* A WAIT holds every call behind it on the connection: a quarter of a
-     * second (what it had when --redis-timeout was 500 ms), or the latency
-     * budget when that is longer, never more than half the timeout. */
-    uint32_t wait = cfg->budget_ms > WAIT_MS ? cfg->budget_ms : WAIT_MS;
+    /* A WAIT holds every call behind it on the connection
+     * (--redis-wait-timeout), never more than half the timeout. */
+    uint32_t wait = cfg->wait_ms ? cfg->wait_ms : WAIT_MS;
     if (wait > cfg->timeout_ms / 2)
         wait = cfg->timeout_ms / 2;
     struct hr_conn_config cc = {.redis = cfg->redis,

@@ -29,6 +29,7 @@ struct hr_store_config {
      * sweeps are refused HR_E_OVERLOAD at once; 0: no bound. */
     uint32_t budget_ms;
     uint32_t wait_replicas; /* replicas that must confirm a write before it is done */
+    uint32_t wait_ms;       /* how long such a WAIT may take; 0: 250 ms */
     uint32_t max_inflight;  /* commands waiting for Redis; beyond: HR_E_OVERLOAD */
     uint32_t sweep_ms;      /* return unconfirmed claims to idle this often; 0: never */
     uint32_t max_hosts;     /* live hosts at most; a new one beyond: retry later, full */

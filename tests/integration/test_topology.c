@@ -295,9 +295,11 @@ static void test_topology_redis_wait(void **state)
     snprintf(mport, sizeof(mport), "%d", S.master.port);
     const char *rargs[] = {"--replicaof", "127.0.0.1", mport, NULL};
     assert_int_equal(h_redis_start(&S.replica, 0, rargs), 0);
-    /* WAIT gets half the timeout: 1 s, so that a replica slowed by a loaded
-     * machine (not stopped) still confirms in time. */
-    const char *args[] = {"--redis-wait", "1", "--redis-timeout", "2000", "--prefix", "rw:", NULL};
+    /* WAIT gets 1 s, so that a replica slowed by a loaded machine (not
+     * stopped) still confirms in time. */
+    const char *args[] = {
+        "--redis-wait", "1", "--redis-wait-timeout", "1000", "--redis-timeout", "2000", "--prefix",
+        "rw:",          NULL};
     struct h_daemon d;
     /* Started once the replica is in sync: until then every write fails. */
     assert_int_equal(h_daemon_start(&d, S.master.port, args), 0);

@@ -733,6 +733,7 @@ static void test_config_common_defaults(void **state)
     assert_string_equal(c->store.prefix, "hr:");
     assert_int_equal(c->store.timeout_ms, 5000);
     assert_int_equal(c->store.budget_ms, 100);
+    assert_int_equal(c->store.wait_ms, 250);
     assert_int_equal(c->store.max_inflight, 65536);
     assert_int_equal(c->ttl_s, 30);
     assert_int_equal(c->store.ttl_ms, 30000);
