@@ -961,23 +961,26 @@ const char *hr_cluster_master_name(const struct hr_cluster *cl, size_t master_in
     return master_index < cl->nmasters ? cl->nodes[cl->masters[master_index]]->name : NULL;
 }
 
+/* How long node n's oldest call in flight has waited, 0 when none. */
+static uint64_t node_backlog(const struct node *n, uint64_t now_ms)
+{
+    const struct cmd *oldest = n->head.next;
+    return oldest != &n->head && now_ms > oldest->at_ms ? now_ms - oldest->at_ms : 0;
+}
+
 uint64_t hr_cluster_backlog_ms(const struct hr_cluster *cl, int slot, uint64_t now_ms)
 {
     if (slot < 0 || slot >= HR_CLUSTER_SLOTS || cl->owner[slot] == NO_NODE)
         return 0;
-    const struct node *n = cl->nodes[cl->owner[slot]];
-    const struct cmd *oldest = n->head.next;
-    return oldest != &n->head && now_ms > oldest->at_ms ? now_ms - oldest->at_ms : 0;
+    return node_backlog(cl->nodes[cl->owner[slot]], now_ms);
 }
 
 uint64_t hr_cluster_backlog_max_ms(const struct hr_cluster *cl, uint64_t now_ms)
 {
     uint64_t most = 0;
     for (size_t i = 0; i < cl->nmasters; i++) {
-        const struct node *n = cl->nodes[cl->masters[i]];
-        const struct cmd *oldest = n->head.next;
-        if (oldest != &n->head && now_ms > oldest->at_ms && now_ms - oldest->at_ms > most)
-            most = now_ms - oldest->at_ms;
+        uint64_t b = node_backlog(cl->nodes[cl->masters[i]], now_ms);
+        most = b > most ? b : most;
     }
     return most;
 }

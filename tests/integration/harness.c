@@ -920,12 +920,17 @@ static char *read_log(const char *path)
     return buf;
 }
 
-bool h_gateway_log_contains(const struct h_gateway *g, const char *needle)
+bool h_file_contains(const char *path, const char *needle)
 {
-    char *log = read_log(g->log);
+    char *log = read_log(path);
     bool found = log && strstr(log, needle);
     free(log);
     return found;
+}
+
+bool h_gateway_log_contains(const struct h_gateway *g, const char *needle)
+{
+    return h_file_contains(g->log, needle);
 }
 
 static int gateway_end(struct h_gateway *g, int sig)

@@ -239,6 +239,8 @@ int h_gateway_stop(struct h_gateway *g);
 int h_gateway_wait(struct h_gateway *g);
 /* True when the gateway's log so far contains `needle`. */
 bool h_gateway_log_contains(const struct h_gateway *g, const char *needle);
+/* Whether the file at `path` (a log) holds `needle`; false when unreadable. */
+bool h_file_contains(const char *path, const char *needle);
 
 /* --- a small blocking HTTP/1.1 client --- */
 

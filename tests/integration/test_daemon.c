@@ -333,17 +333,9 @@ static void test_daemon_habitual_signals(void **state)
         kill(d2.pid, sigs[i]);
         char line[64];
         snprintf(line, sizeof(line), "signal %d: nothing to reload", sigs[i]);
-        for (uint64_t end = h_now_ms() + 5000;;) { /* the log is a file: polled */
-            FILE *f = fopen(log_path, "r");
-            char buf[8192] = "";
-            size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-            if (f)
-                fclose(f);
-            buf[n] = '\0';
-            if (strstr(buf, line))
-                break;
+        for (uint64_t end = h_now_ms() + 5000; !h_file_contains(log_path, line);) {
             assert_true(h_now_ms() < end);
-            usleep(10000);
+            usleep(10000); /* the log is a file: polled */
         }
         assert_true(h_process_alive(d2.pid));
     }
