@@ -21,7 +21,8 @@ struct reader {
 /* The fields in the order their issues are reported. */
 static int field_order(const char *path)
 {
-    static const char *const order[] = {"hostId", "roomId", "region", "regions", "status"};
+    static const char *const order[] = {"hostId", "roomId",   "region",        "regions",
+                                        "status", "capacity", "availableSlots"};
     for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++)
         if (strcmp(order[i], path) == 0)
             return (int)i;
@@ -56,15 +57,19 @@ static int issue(struct reader *rd, const char *path, const char *code, const ch
 /* The field a broken rule is about, and the kind of failure it is. */
 static const char *rule_field(int rule)
 {
-    return rule == HR_E_HOST_ID   ? "hostId"
-           : rule == HR_E_ROOM_ID ? "roomId"
-           : rule == HR_E_REGION  ? "region"
-           : rule == HR_E_STATUS  ? "status"
-                                  : "body";
+    return rule == HR_E_HOST_ID    ? "hostId"
+           : rule == HR_E_ROOM_ID  ? "roomId"
+           : rule == HR_E_REGION   ? "region"
+           : rule == HR_E_STATUS   ? "status"
+           : rule == HR_E_CAPACITY ? "capacity"
+           : rule == HR_E_SLOTS    ? "availableSlots"
+                                   : "body";
 }
 static const char *rule_code(int rule)
 {
-    return rule == HR_E_REGION || rule == HR_E_STATUS ? "invalid_enum_value" : "invalid_string";
+    return rule == HR_E_REGION || rule == HR_E_STATUS    ? "invalid_enum_value"
+           : rule == HR_E_CAPACITY || rule == HR_E_SLOTS ? "too_big"
+                                                         : "invalid_string";
 }
 
 /* Writes the reason into rd->err and returns `code`, the HTTP status. */
@@ -190,13 +195,42 @@ static int get_status(struct reader *rd, json_t *o, bool required, enum hr_statu
     return *out == HR_STATUS_NONE ? refuse_rule(rd, HR_E_STATUS) : 0;
 }
 
+/* Integer field `key` of `o` into *dst, when it is there (and not null):
+ * *given says whether it was. 0, or 400 for anything but an integral number
+ * from `min` to HR_CAPACITY_MAX (with the message of rule `bad`). */
+static int get_slots_field(struct reader *rd, json_t *o, const char *key, uint32_t min,
+                           uint32_t *dst, bool *given, int bad)
+{
+    json_t *v = json_object_get(o, key);
+    char msg[HR_BODY_ERR_MAX];
+    *given = false;
+    if (!v || json_is_null(v))
+        return 0;
+    double d = json_number_value(v);
+    if (!json_is_number(v)) {
+        snprintf(msg, sizeof(msg), "field '%s' must be an integer", key);
+        return issue(rd, key, "invalid_type", msg);
+    }
+    if (d < min || d > HR_CAPACITY_MAX) {
+        hr_body_rule_message(rd->rules, bad, msg, sizeof(msg));
+        return issue(rd, key, d < min ? "too_small" : "too_big", msg);
+    }
+    if (d != (double)(uint32_t)d) {
+        snprintf(msg, sizeof(msg), "field '%s' must be an integer", key);
+        return issue(rd, key, "invalid_type", msg);
+    }
+    *dst = (uint32_t)d;
+    *given = true;
+    return 0;
+}
+
 /* The rules (hr_request_problems): every one broken, as the issue of its
  * field (a field already refused keeps its first issue). */
 static int check(struct reader *rd, struct hr_request *r)
 {
-    int errs[4];
-    size_t n = hr_request_problems(r, rd->rules, errs, 4);
-    for (size_t i = 0; i < n && i < 4; i++)
+    int errs[8];
+    size_t n = hr_request_problems(r, rd->rules, errs, 8);
+    for (size_t i = 0; i < n && i < 8; i++)
         refuse_rule(rd, errs[i]);
     return n ? 400 : 0;
 }
@@ -222,6 +256,10 @@ static int read_request(enum hr_msg_type type, const void *body, size_t len,
     if (hb) {
         bad |= get_str(&rd, j, "roomId", true, out->room_id, sizeof(out->room_id), HR_E_ROOM_ID);
         bad |= get_str(&rd, j, "region", false, out->region, sizeof(out->region), HR_E_REGION);
+        bool cap_given;
+        bad |= get_slots_field(&rd, j, "capacity", 1, &out->capacity, &cap_given, HR_E_CAPACITY);
+        bad |= get_slots_field(&rd, j, "availableSlots", 0, &out->available_slots,
+                               &out->slots_given, HR_E_SLOTS);
     }
     bad |= get_status(&rd, j, !hb, &out->status);
     bad |= check(&rd, out);

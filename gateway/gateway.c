@@ -629,9 +629,10 @@ static json_t *hosts_json(const struct hr_host_info *hosts, size_t n, bool ids, 
     long long now_ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
     for (size_t i = 0; a && i < n; i++) {
         const struct hr_host_info *h = &hosts[i];
-        json_t *o =
-            json_pack("{s:s,s:s,s:s,s:I}", "roomId", h->room_id, "region", h->region, "status",
-                      hr_status_name(h->status), "ttl", (json_int_t)((h->ttl_ms + 999) / 1000));
+        json_t *o = json_pack(
+            "{s:s,s:s,s:s,s:I,s:I,s:I}", "roomId", h->room_id, "region", h->region, "status",
+            hr_status_name(h->status), "ttl", (json_int_t)((h->ttl_ms + 999) / 1000), "capacity",
+            (json_int_t)h->capacity, "availableSlots", (json_int_t)h->available_slots);
         /* A hostId is what lets someone update a host: only for the hosts' own
          * secret; so is the original's lastHeartbeat (ms since the epoch: an
          * entry expires one TTL after its last heartbeat). */
@@ -1120,6 +1121,86 @@ static void conn_input_cb(struct evbuffer *in, const struct evbuffer_cb_info *in
                    len);
 }
 
+/* evhttp answers some requests itself before any handler sees them
+ * (evhttp_send_error): a body over EVHTTP_MAX_BODY or a chunk size it cannot
+ * read (413), a request line or header it cannot parse (400), and so on,
+ * each with an HTML page. Every error answer of the gateway is JSON
+ * (CONTRACT.md), so when such a page has just been queued (it ends the
+ * output: evhttp closes the connection after it) it is replaced by the same
+ * status with a JSON body and a request id. evhttp 2.1 has no hook for its
+ * own error pages; its page is this template, whole. */
+#define EVHTTP_PAGE_END "</BODY></HTML>\n"
+#define EVHTTP_PAGE_START "\r\n\r\n<HTML><HEAD>\n<TITLE>"
+
+/* The JSON body of an answer evhttp gave itself, by status; its length. */
+static int evhttp_error_body(int code, char *buf, size_t len)
+{
+    if (code == 413)
+        return snprintf(buf, len,
+                        "{\"success\":false,\"error\":\"request body too large: the limit is %d "
+                        "bytes\"}",
+                        HR_GATEWAY_MAX_BODY);
+    return snprintf(buf, len, "{\"success\":false,\"error\":\"%s\"}",
+                    code == 400 ? "malformed HTTP request" : "HTTP request refused");
+}
+
+static void conn_output_cb(struct evbuffer *out, const struct evbuffer_cb_info *info, void *arg)
+{
+    static _Thread_local bool rewriting; /* our own changes call back here */
+    struct hr_gateway *gw = arg;
+    size_t len = evbuffer_get_length(out), tail = sizeof(EVHTTP_PAGE_END) - 1;
+    if (rewriting || info->n_added == 0 || len < tail)
+        return;
+    char end[sizeof(EVHTTP_PAGE_END)];
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(out, &at, len - tail, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(out, &at, end, tail) != (ev_ssize_t)tail ||
+        memcmp(end, EVHTTP_PAGE_END, tail) != 0)
+        return;
+    struct evbuffer_ptr page =
+        evbuffer_search(out, EVHTTP_PAGE_START, strlen(EVHTTP_PAGE_START), NULL);
+    if (page.pos < 0)
+        return;
+    /* Its status line: the last one before the page. */
+    ev_ssize_t start = -1;
+    struct evbuffer_ptr p = evbuffer_search(out, "HTTP/1.", 7, NULL);
+    while (p.pos >= 0 && p.pos < page.pos) {
+        start = p.pos;
+        if (evbuffer_ptr_set(out, &p, 1, EVBUFFER_PTR_ADD) != 0)
+            break;
+        p = evbuffer_search(out, "HTTP/1.", 7, &p);
+    }
+    char line[16] = "";
+    if (start < 0 || evbuffer_ptr_set(out, &at, (size_t)start, EVBUFFER_PTR_SET) != 0 ||
+        evbuffer_copyout_from(out, &at, line, 12) != 12)
+        return;
+    line[12] = '\0';
+    int code = atoi(line + 9);
+    if (code < 400 || code > 599)
+        return;
+
+    char rid[24], body[160], head[512];
+    snprintf(rid, sizeof(rid), "%08" PRIx32 "%08" PRIx32, gw->rid_prefix, gw->rid_next++);
+    int blen = evhttp_error_body(code, body, sizeof(body));
+    int hlen = snprintf(head, sizeof(head),
+                        "%.8s %d %s\r\nContent-Type: application/json\r\nContent-Length: "
+                        "%d\r\nConnection: close\r\nX-Request-Id: %s\r\n\r\n",
+                        line, code, reason_phrase(code), blen, rid);
+    rewriting = true;
+    struct evbuffer *keep = evbuffer_new();
+    if (keep && evbuffer_remove_buffer(out, keep, (size_t)start) == (int)start &&
+        evbuffer_drain(out, evbuffer_get_length(out)) == 0) {
+        evbuffer_add_buffer(out, keep);
+        evbuffer_add(out, head, (size_t)hlen);
+        evbuffer_add(out, body, (size_t)blen);
+    }
+    if (keep)
+        evbuffer_free(keep);
+    rewriting = false;
+    hr_metrics_record(&gw->metrics, HR_EP_OTHER, code, 0);
+    HR_LOG_LIMITED(HR_LOG_INFO, "http %d (refused by evhttp before any handler) rid=%s", code, rid);
+}
+
 /* evhttp's bufferevent for each accepted connection (evhttp_set_bevcb): the
  * same as evhttp would make, plus a read high-watermark of CONN_INPUT_MAX
  * (evhttp enables and disables reading as it goes but never sets
@@ -1129,9 +1210,9 @@ static void conn_input_cb(struct evbuffer *in, const struct evbuffer_cb_info *in
  * evhttp make one, unbounded. */
 static struct bufferevent *conn_bufferevent(struct event_base *base, void *arg)
 {
-    (void)arg;
     struct bufferevent *bev = bufferevent_socket_new(base, -1, 0);
-    if (bev && !evbuffer_add_cb(bufferevent_get_input(bev), conn_input_cb, bev)) {
+    if (bev && (!evbuffer_add_cb(bufferevent_get_input(bev), conn_input_cb, bev) ||
+                !evbuffer_add_cb(bufferevent_get_output(bev), conn_output_cb, arg))) {
         bufferevent_free(bev);
         bev = NULL;
     }
@@ -1255,7 +1336,7 @@ struct hr_gateway *hr_gateway_new(struct event_base *base, struct hr_store *stor
         gw->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
                       EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(gw->http, on_request, gw);
-    evhttp_set_bevcb(gw->http, conn_bufferevent, NULL);
+    evhttp_set_bevcb(gw->http, conn_bufferevent, gw);
     gw->sock = evhttp_bind_socket_with_handle(gw->http, cfg->listen_host, cfg->listen_port);
     if (!gw->sock) {
         snprintf(err, errlen, "cannot listen on %s:%u (address in use?)", cfg->listen_host,

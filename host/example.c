@@ -36,6 +36,9 @@ static void on_event(struct hr_host *h, const struct hr_host_event_info *ev, voi
     case HR_HOST_LEFT:
         printf("left the registry%s\n", ev->result ? "" : " (leave not acknowledged)");
         break;
+    case HR_HOST_SLOTS_CONFIRMED:
+        printf("%u free slots stored\n", ev->available_slots);
+        break;
     }
     fflush(stdout);
 }

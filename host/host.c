@@ -26,7 +26,7 @@ struct hr_host {
     int own_thread;
     pthread_t thread;
     int fd;
-    struct event *read_ev, *hb_timer, *status_timer, *leave_timer, *status_ev, *stop_ev;
+    struct event *read_ev, *hb_timer, *status_timer, *leave_timer, *status_ev, *stop_ev, *slots_ev;
     hr_host_cb *cb;
     void *cb_arg;
     struct hr_host_auth auth;
@@ -39,8 +39,10 @@ struct hr_host {
     uint32_t hb_backoff_ms;
     int hb_waiting, registered, unreachable;
 
-    pthread_mutex_t mu;  /* guards want, between set_status callers and the loop */
-    enum hr_status want; /* what the host wants to be */
+    pthread_mutex_t mu;    /* guards want and slots, between the setters' callers and the loop */
+    enum hr_status want;   /* what the host wants to be */
+    uint32_t slots;        /* its free slots, as it reports them */
+    uint32_t slots_stored; /* as the registry last acked them (loop thread only) */
     enum hr_status pending, confirmed;
     uint64_t status_seq;
     uint32_t status_backoff_ms;
@@ -65,8 +67,13 @@ static void emit(struct hr_host *h, enum hr_host_event e, enum hr_msg_type req, 
 {
     if (!h->cb)
         return;
-    struct hr_host_event_info ev = {
-        e, req, seq, ack ? ack->result : HR_RESULT_NONE, ack ? ack->reason : 0, status};
+    struct hr_host_event_info ev = {e,
+                                    req,
+                                    seq,
+                                    ack ? ack->result : HR_RESULT_NONE,
+                                    ack ? ack->reason : 0,
+                                    status,
+                                    h->slots_stored};
     h->cb(h, &ev, h->cb_arg);
 }
 
@@ -132,6 +139,7 @@ static void send_heartbeat(struct hr_host *h)
 {
     pthread_mutex_lock(&h->mu);
     h->hb.status = h->want; /* used by the registry only if this creates the entry */
+    h->hb.available_slots = h->slots;
     pthread_mutex_unlock(&h->mu);
     h->hb.seq = h->hb_seq = next_seq(h);
     h->hb_started_ms = hr_mono_ms();
@@ -222,6 +230,14 @@ static void on_leave_timer(evutil_socket_t fd, short what, void *arg)
     arm(h->leave_timer, 250u << h->leave_tries++);
 }
 
+static void on_slots_change(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct hr_host *h = arg;
+    if (!h->leaving)
+        send_heartbeat(h);
+}
+
 static void on_stop(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd, (void)what;
@@ -251,10 +267,14 @@ static void on_ack(struct hr_host *h, const struct hr_ack *a)
             h->last_ack_ms = hr_mono_ms();
             take_advice(h, a);
             h->unreachable = 0;
+            bool slots_changed = h->hb.available_slots != h->slots_stored;
+            h->slots_stored = h->hb.available_slots;
             if (!h->registered) {
                 h->registered = 1;
                 emit(h, HR_HOST_REGISTERED, HR_MSG_HEARTBEAT, a->seq, a, HR_STATUS_NONE);
             }
+            if (slots_changed)
+                emit(h, HR_HOST_SLOTS_CONFIRMED, HR_MSG_HEARTBEAT, a->seq, a, HR_STATUS_NONE);
             arm(h->hb_timer, next_interval_ms(h));
         } else if (refused) {
             h->hb_waiting = 0;
@@ -360,6 +380,9 @@ struct hr_host *hr_host_start(struct event_base *base, const struct hr_host_conf
     h->want = cfg->status != HR_STATUS_NONE ? cfg->status : HR_STATUS_IDLE;
     h->confirmed = h->want; /* the registering heartbeat carries it */
     h->hb.type = HR_MSG_HEARTBEAT;
+    h->hb.capacity = cfg->capacity ? cfg->capacity : 1;
+    h->hb.slots_given = true;
+    h->hb.available_slots = h->slots = h->slots_stored = h->hb.capacity;
     if (cfg->host_id ? copy(h->hb.host_id, sizeof(h->hb.host_id), cfg->host_id)
                      : make_uuid(h->hb.host_id)) {
         snprintf(err, errlen, "bad host id");
@@ -399,8 +422,9 @@ struct hr_host *hr_host_start(struct event_base *base, const struct hr_host_conf
     h->leave_timer = evtimer_new(base, on_leave_timer, h);
     h->status_ev = event_new(base, -1, 0, on_status_change, h);
     h->stop_ev = event_new(base, -1, 0, on_stop, h);
+    h->slots_ev = event_new(base, -1, 0, on_slots_change, h);
     if (!h->read_ev || !h->hb_timer || !h->status_timer || !h->leave_timer || !h->status_ev ||
-        !h->stop_ev || event_add(h->read_ev, NULL) != 0) {
+        !h->stop_ev || !h->slots_ev || event_add(h->read_ev, NULL) != 0) {
         snprintf(err, errlen, "cannot create events");
         goto fail;
     }
@@ -430,6 +454,20 @@ int hr_host_set_status(struct hr_host *h, enum hr_status status)
     return 0;
 }
 
+int hr_host_set_available_slots(struct hr_host *h, uint32_t n)
+{
+    if (n > h->hb.capacity)
+        return -1;
+    pthread_mutex_lock(&h->mu);
+    h->slots = n;
+    pthread_mutex_unlock(&h->mu);
+    if (h->own_thread)
+        event_active(h->slots_ev, EV_TIMEOUT, 0);
+    else
+        on_slots_change(-1, 0, h);
+    return 0;
+}
+
 void hr_host_stop(struct hr_host *h)
 {
     if (h->own_thread)
@@ -446,8 +484,8 @@ void hr_host_free(struct hr_host *h)
         hr_host_stop(h);
         pthread_join(h->thread, NULL); /* bounded: the leave gives up after ~4 s */
     }
-    struct event *evs[] = {h->read_ev,     h->hb_timer,  h->status_timer,
-                           h->leave_timer, h->status_ev, h->stop_ev};
+    struct event *evs[] = {h->read_ev,   h->hb_timer, h->status_timer, h->leave_timer,
+                           h->status_ev, h->stop_ev,  h->slots_ev};
     for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
         if (evs[i])
             event_free(evs[i]);

@@ -31,15 +31,17 @@ enum hr_host_event {
     HR_HOST_REFUSED,          /* an ack refused a request: see result and reason */
     HR_HOST_UNREACHABLE,      /* no ack for a whole TTL: the entry may have expired */
     HR_HOST_LEFT,             /* the leave was acked, or given up on */
+    HR_HOST_SLOTS_CONFIRMED,  /* a change of free slots is stored (available_slots) */
 };
 
 struct hr_host_event_info {
     enum hr_host_event event;
     enum hr_msg_type request; /* the request the ack answered */
     uint64_t seq;
-    enum hr_result result; /* of that ack (HR_RESULT_NONE for UNREACHABLE, LEFT unacked) */
-    uint32_t reason;       /* enum hr_err, for HR_RESULT_INVALID */
-    enum hr_status status; /* the status now confirmed (STATUS_CONFIRMED) */
+    enum hr_result result;    /* of that ack (HR_RESULT_NONE for UNREACHABLE, LEFT unacked) */
+    uint32_t reason;          /* enum hr_err, for HR_RESULT_INVALID */
+    enum hr_status status;    /* the status now confirmed (STATUS_CONFIRMED) */
+    uint32_t available_slots; /* the free slots now stored (SLOTS_CONFIRMED) */
 };
 
 /* Called on the library's loop thread; `ev` is valid only during the call.
@@ -63,6 +65,8 @@ struct hr_host_config {
     hr_host_cb *cb;        /* may be NULL */
     void *cb_arg;
     struct hr_host_auth auth; /* key_id 0: unauthenticated */
+    uint32_t capacity;        /* sessions the host serves at once (every slot free at start);
+                                 0: 1 */
 };
 
 /* Starts heartbeating now. base NULL: on a thread of its own. Returns NULL
@@ -73,6 +77,13 @@ struct hr_host *hr_host_start(struct event_base *base, const struct hr_host_conf
 /* Asks for a new status; it is retransmitted until the registry acks it, and
  * HR_HOST_STATUS_CONFIRMED follows. 0, or -1 for a bad status. */
 int hr_host_set_status(struct hr_host *h, enum hr_status status);
+
+/* Tells the registry how many of the host's slots are free now
+ * (0..capacity; 0: it is never matched): a heartbeat goes out at once and
+ * every later one carries it; HR_HOST_SLOTS_CONFIRMED follows its ack. Each client a find gives the
+ * host takes a slot in the registry; report them free again when their sessions end. 0, or -1 for
+ * more than the capacity. Thread-safe like hr_host_set_status(). */
+int hr_host_set_available_slots(struct hr_host *h, uint32_t n);
 
 /* Stops heartbeating and sends a leave (retransmitted a few times);
  * HR_HOST_LEFT follows. Then call hr_host_free(). */

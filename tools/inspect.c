@@ -77,6 +77,12 @@ void hr_inspect_print(FILE *out, const struct hr_inspect *r)
                     f->uuid_host ? "(uuid)" : "");
             if (f->type == HR_MSG_HEARTBEAT)
                 fprintf(out, " room=%s region=%s", or_dash(q->room_id), or_dash(q->region));
+            /* As sent: absent fields (capacity 1, every slot free) are not
+             * shown. */
+            if (q->capacity)
+                fprintf(out, " capacity=%" PRIu32, q->capacity);
+            if (q->slots_given)
+                fprintf(out, " available_slots=%" PRIu32, q->available_slots);
             if (f->type != HR_MSG_LEAVE)
                 fprintf(out, " status=%s",
                         q->status == HR_STATUS_NONE ? "-" : hr_status_name(q->status));
@@ -123,6 +129,11 @@ json_t *hr_inspect_json(const struct hr_inspect *r)
         if (f->type == HR_MSG_HEARTBEAT) {
             json_object_set_new(o, "roomId", json_string(q->room_id));
             json_object_set_new(o, "region", json_string(q->region));
+            /* As sent: null for a field the datagram left out. */
+            json_object_set_new(o, "capacity",
+                                q->capacity ? json_integer(q->capacity) : json_null());
+            json_object_set_new(o, "availableSlots",
+                                q->slots_given ? json_integer(q->available_slots) : json_null());
         }
         if (f->type != HR_MSG_LEAVE)
             json_object_set_new(

@@ -9,6 +9,7 @@
 
 #include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,19 +201,26 @@ int hr_cmd_ls(int argc, char **argv)
     hr_script_args_free(&a);
     json_t *hosts = cfg.json ? json_array() : NULL;
     if (!cfg.json)
-        printf("%-38s %-20s %-12s %-9s %5s\n", "HOST", "ROOM", "REGION", "STATUS", "TTL");
+        printf("%-38s %-20s %-12s %-9s %5s %7s\n", "HOST", "ROOM", "REGION", "STATUS", "TTL",
+               "SLOTS");
     for (long i = 0; i < nlisted; i++) {
         struct hr_host_info h = listed[i];
         long long ttl = (h.ttl_ms + 999) / 1000;
         const char *status = hr_status_name(h.status);
         if (cfg.json)
             json_array_append_new(hosts,
-                                  json_pack("{s:s,s:s,s:s,s:s,s:I,s:b}", "hostId", h.host_id,
-                                            "roomId", h.room_id, "region", h.region, "status",
-                                            status, "ttl", (json_int_t)ttl, "claimed", h.claimed));
-        else
-            printf("%-38s %-20s %-12s %-9s %4llds\n", h.host_id, h.room_id, h.region,
-                   h.claimed ? "busy*" : status, ttl);
+                                  json_pack("{s:s,s:s,s:s,s:s,s:I,s:b,s:I,s:I}", "hostId",
+                                            h.host_id, "roomId", h.room_id, "region", h.region,
+                                            "status", status, "ttl", (json_int_t)ttl, "claimed",
+                                            h.claimed, "capacity", (json_int_t)h.capacity,
+                                            "availableSlots", (json_int_t)h.available_slots));
+        else {
+            /* Free of capacity: what a find may still take. */
+            char slots[24];
+            snprintf(slots, sizeof(slots), "%" PRIu32 "/%" PRIu32, h.available_slots, h.capacity);
+            printf("%-38s %-20s %-12s %-9s %4llds %7s\n", h.host_id, h.room_id, h.region,
+                   h.claimed ? "busy*" : status, ttl, slots);
+        }
     }
     /* One column per status, in the table's order (HR_STATUSES). */
     unsigned long long total[HR_NSTATUSES] = {0}, all = 0;

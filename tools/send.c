@@ -69,6 +69,17 @@ static int set_seq(void *c, const char *v, char *err, size_t errlen)
     return 0;
 }
 
+/* Not checked against each other here: the daemon's answer to a bad pair
+ * is what an operator testing it wants to see. */
+HR_OPT_U32(set_capacity, struct send_config, req.capacity, 1u, HR_CAPACITY_MAX, "")
+
+static int set_available_slots(void *c, const char *v, char *err, size_t errlen)
+{
+    struct send_config *s = c;
+    s->req.slots_given = true;
+    return hr_opt_u32(v, 0u, HR_CAPACITY_MAX, "", &s->req.available_slots, err, errlen);
+}
+
 HR_OPT_U32(set_timeout, struct send_config, timeout_ms, 1u, 60000u, "milliseconds, ")
 
 HR_OPT_U32(set_retries, struct send_config, retries, 0u, 100u, "")
@@ -83,6 +94,10 @@ static const struct hr_opt options[] = {
     {"status", 'S', "STATUS", NULL,
      "idle, busy or allocated (status: required; heartbeat: used if it creates the entry)",
      set_status, NULL},
+    {"capacity", 0, "N", "1", "heartbeat: sessions the host can serve at once", set_capacity, NULL},
+    {"available-slots", 0, "N", NULL,
+     "heartbeat: its free slots now, 0..capacity (default: the capacity; 0: never matched)",
+     set_available_slots, NULL},
     {"seq", 0, "N", NULL, "sequence number (default: the clock in microseconds)", set_seq, NULL},
     {"timeout", 't', "MS", "500", "wait for the first ack; doubled at each retry", set_timeout,
      NULL},

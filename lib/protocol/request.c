@@ -97,6 +97,15 @@ size_t hr_request_problems(struct hr_request *req, const struct hr_rules *rules,
             req->status = HR_STATUS_IDLE;
         else if (!hr_status_valid(req->status))
             PROBLEM_(HR_E_STATUS);
+        if (req->capacity == 0)
+            req->capacity = 1;
+        if (req->capacity > HR_CAPACITY_MAX)
+            PROBLEM_(HR_E_CAPACITY);
+        else if (!req->slots_given) {
+            req->available_slots = req->capacity;
+            req->slots_given = true;
+        } else if (req->available_slots > req->capacity)
+            PROBLEM_(HR_E_SLOTS);
         break;
     }
     case HR_MSG_STATUS:

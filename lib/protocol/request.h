@@ -58,7 +58,15 @@ struct hr_request {
     char room_id[HR_ID_MAX + 1];    /* heartbeat only */
     char region[HR_REGION_MAX + 1]; /* heartbeat only; after check: never empty */
     enum hr_status status;          /* heartbeat (optional) and status update */
+    /* Heartbeat only. capacity: 0 (not sent) means 1; available_slots, when
+     * slots_given, the host's free slots (0..capacity; after check: always
+     * given, capacity when it was not). */
+    uint32_t capacity;
+    uint32_t available_slots;
+    bool slots_given;
 };
+
+#define HR_CAPACITY_MAX 65535u /* slots of one host */
 
 struct hr_ack {
     uint64_t seq;
@@ -93,7 +101,8 @@ int hr_rules_find_region(const struct hr_rules *r, const char *name, size_t len)
 size_t hr_rules_names(const struct hr_rules *r, const char *out[HR_REGIONS_MAX]);
 
 /* Validates and normalises `req` in place: lower-cases a UUID hostId, fills the
- * default region, makes a heartbeat's missing status idle. Returns HR_OK or the
+ * default region, makes a heartbeat's missing status idle, its missing
+ * capacity 1 and its missing available slots its capacity. Returns HR_OK or the
  * hr_err of the first rule broken (and then `req` may be half-normalised). */
 int hr_request_check(struct hr_request *req, const struct hr_rules *rules);
 /* The same rules, every one broken (one per field at most, in the order

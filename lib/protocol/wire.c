@@ -119,6 +119,9 @@ int hr_wire_decode_payload(struct hr_frame *f)
             return HR_E_DECODE;
         r->seq = m->seq;
         r->status = (enum hr_status)m->status;
+        r->capacity = m->capacity;
+        r->slots_given = m->slots_case == HOSTREG__HEARTBEAT__SLOTS_AVAILABLE_SLOTS;
+        r->available_slots = r->slots_given ? m->available_slots : 0;
         rc = take_host(m->host_case == HOSTREG__HEARTBEAT__HOST_HOST_UUID, &m->host_uuid,
                        &m->host_id, m->host_case != HOSTREG__HEARTBEAT__HOST__NOT_SET, f);
         if (rc == HR_OK)
@@ -231,6 +234,15 @@ size_t hr_wire_encode_request(const struct hr_request *req, uint8_t *buf, size_t
         m.room_id = room;
         m.region = region;
         m.status = (Hostreg__Status)req->status;
+        /* The defaults (capacity 1, every slot free) are not sent: the
+         * datagram most hosts send stays as short as it was. */
+        uint32_t capacity = req->capacity ? req->capacity : 1;
+        if (capacity != 1)
+            m.capacity = capacity;
+        if (req->slots_given && req->available_slots != capacity) {
+            m.slots_case = HOSTREG__HEARTBEAT__SLOTS_AVAILABLE_SLOTS;
+            m.available_slots = req->available_slots;
+        }
         return pack(&m.base, HR_MSG_HEARTBEAT, buf, cap);
     }
     case HR_MSG_STATUS: {

@@ -130,6 +130,28 @@ int hr_layout_seq_parse(const char *s, size_t len, uint64_t *seq)
     return 0;
 }
 
+/* "<capacity>.<free>.<reported>", decimal, into e: 0, or -1. */
+static int parse_slots(const char *s, size_t len, struct hr_layout_entry *e)
+{
+    uint32_t *dst[3] = {&e->capacity, &e->free, &e->reported};
+    size_t k = 0, digits = 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i <= len; i++) {
+        if (i == len || s[i] == '.') {
+            if (digits == 0 || k == 3)
+                return -1;
+            *dst[k++] = (uint32_t)v;
+            v = 0;
+            digits = 0;
+        } else if (s[i] >= '0' && s[i] <= '9' && digits < 9) {
+            v = v * 10 + (uint64_t)(s[i] - '0');
+            digits++;
+        } else
+            return -1;
+    }
+    return k == 3 ? 0 : -1;
+}
+
 int hr_layout_entry_parse(const char *v, size_t len, struct hr_layout_entry *e)
 {
     /* Six fields separated by single spaces. */
@@ -142,8 +164,11 @@ int hr_layout_entry_parse(const char *v, size_t len, struct hr_layout_entry *e)
             at = i + 1;
         }
     }
-    if (n != 6 || at != len + 1 || fl[2] != 1 || fl[3] == 0 || fl[3] >= sizeof(e->region) ||
+    if (n != 6 || at != len + 1 || fl[2] == 0 || fl[3] == 0 || fl[3] >= sizeof(e->region) ||
         fl[4] == 0 || fl[4] >= sizeof(e->room))
+        return -1;
+    e->capacity = e->free = e->reported = 1;
+    if (fl[2] > 1 && parse_slots(f[2] + 1, fl[2] - 1, e) != 0)
         return -1;
     uint64_t exp;
     if (hr_layout_seq_parse(f[0], fl[0], &e->hseq) != 0 ||

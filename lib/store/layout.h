@@ -59,12 +59,14 @@ void hr_layout_id_unpack(const char *stored, size_t len, char *out, size_t cap);
 size_t hr_layout_seq_format(uint64_t seq, char *out);
 int hr_layout_seq_parse(const char *s, size_t len, uint64_t *seq);
 
-/* A bucket's entry as stored, "<hseq> <sseq> <status letter> <region> <room>
- * <expiry>" (lib/store/lua/entry.lua), read back: for the tools and tests
- * that look at the keys themselves. 0, or -1 when `v` is not one. */
+/* A bucket's entry as stored, "<hseq> <sseq> <status letter>[<capacity>.<free>.
+ * <reported>] <region> <room> <expiry>" (lib/store/lua/entry.lua), read back:
+ * for the tools and tests that look at the keys themselves. 0, or -1 when `v`
+ * is not one. */
 struct hr_layout_entry {
     uint64_t hseq, sseq;
-    const char *status; /* a name of HR_STATUSES */
+    const char *status;                /* a name of HR_STATUSES */
+    uint32_t capacity, free, reported; /* slots (entry.lua: findable) */
     char region[80], room[80];
     int64_t expiry_ms;
 };

@@ -242,6 +242,17 @@ void hr_script_requests_add(struct hr_script_args *a, const struct hr_layout *l,
         case HR_SCRIPT_REQ_STATUS:
             hr_script_args_str(a, hr_status_name(req->status));
             break;
+        case HR_SCRIPT_REQ_SLOTS: {
+            /* As hr_request_check leaves them; a request that did not go
+             * through it takes the same defaults. */
+            char slots[24] = "";
+            uint32_t cap = req->capacity ? req->capacity : 1;
+            uint32_t avail = req->slots_given ? req->available_slots : cap;
+            if (req->type == HR_MSG_HEARTBEAT && (cap != 1 || avail != 1))
+                snprintf(slots, sizeof(slots), "%" PRIu32 ".%" PRIu32, cap, avail);
+            hr_script_args_str(a, slots);
+            break;
+        }
         case HR_SCRIPT_REQ_BUCKET:
             hr_script_args_str(a, group);
             break;
@@ -447,6 +458,15 @@ void hr_script_listed(const redisReply *r, size_t i, struct hr_host_info *h)
     const redisReply *ttl = e[HR_SCRIPT_LISTED_TTL], *claimed = e[HR_SCRIPT_LISTED_CLAIMED];
     h->ttl_ms = ttl->type == REDIS_REPLY_INTEGER ? ttl->integer : 0;
     h->claimed = claimed->type == REDIS_REPLY_INTEGER && claimed->integer == 1;
+    const redisReply *cap = e[HR_SCRIPT_LISTED_CAPACITY], *slots = e[HR_SCRIPT_LISTED_FREE];
+    h->capacity =
+        cap->type == REDIS_REPLY_INTEGER && cap->integer > 0 && cap->integer <= HR_CAPACITY_MAX
+            ? (uint32_t)cap->integer
+            : 1;
+    h->available_slots = slots->type == REDIS_REPLY_INTEGER && slots->integer >= 0 &&
+                                 slots->integer <= (long long)h->capacity
+                             ? (uint32_t)slots->integer
+                             : 0;
 }
 
 /* argv and lens (room for a->nkeys + a->argc + 3) as `verb` `what`

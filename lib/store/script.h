@@ -68,6 +68,7 @@ struct redisContext;
     X(REQ, ROOM)   /* heartbeat */                                                                 \
     X(REQ, REGION) /* heartbeat */                                                                 \
     X(REQ, STATUS) /* heartbeat (the status it creates the entry with) and status update */        \
+    X(REQ, SLOTS)  /* heartbeat: "<capacity>.<available slots>", "" for 1 of 1 */                  \
     X(REQ, BUCKET) /* which bucket's keys, from 0, in KEYS */
 #define HR_SCRIPT_CLAIM_ARGS(X)                                                                    \
     X(CLAIM, LEASE) /* ms until an unconfirmed claim returns to idle */                            \
@@ -129,7 +130,9 @@ struct redisContext;
     X(LISTED, REGION)                                                                              \
     X(LISTED, STATUS)                                                                              \
     X(LISTED, TTL)     /* ms left */                                                               \
-    X(LISTED, CLAIMED) /* 1: busy by a client's claim the host has not confirmed yet */
+    X(LISTED, CLAIMED) /* 1: busy by a client's claim the host has not confirmed yet */            \
+    X(LISTED, CAPACITY)                                                                            \
+    X(LISTED, FREE) /* slots a find may still take */
 
 /* C names of the tables above: HR_SCRIPT_<SCRIPT>, HR_SCRIPT_KEY_<NAME>,
  * HR_SCRIPT_OP_<NAME> and HR_SCRIPT_RES_<NAME>; argument and field positions
@@ -241,6 +244,7 @@ struct hr_host_info {
     enum hr_status status;
     int64_t ttl_ms;
     bool claimed; /* busy by a client's claim that the host has not confirmed yet */
+    uint32_t capacity, available_slots; /* slots, and those a find may still take */
 };
 
 /* Regions in order of preference, as pointers into the caller's storage. */

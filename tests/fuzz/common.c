@@ -56,12 +56,25 @@ static bool same_host(const char *a, const char *b)
            memcmp(ra, rb, 16) == 0;
 }
 
+/* A heartbeat's slots as hr_request_check makes them: capacity 0 is 1,
+ * available slots not given are the capacity. */
+static uint32_t capacity_of(const struct hr_request *r)
+{
+    return r->capacity ? r->capacity : 1;
+}
+static uint32_t slots_of(const struct hr_request *r)
+{
+    return r->slots_given ? r->available_slots : capacity_of(r);
+}
+
 bool fuzz_same_request(const struct hr_request *a, const struct hr_request *b, bool exact_host)
 {
     return a->type == b->type && a->seq == b->seq &&
            (exact_host ? strcmp(a->host_id, b->host_id) == 0 : same_host(a->host_id, b->host_id)) &&
            strcmp(a->room_id, b->room_id) == 0 && strcmp(a->region, b->region) == 0 &&
-           a->status == b->status;
+           a->status == b->status &&
+           (a->type != HR_MSG_HEARTBEAT ||
+            (capacity_of(a) == capacity_of(b) && slots_of(a) == slots_of(b)));
 }
 
 size_t fuzz_round_trip(const struct hr_request *req, bool exact_host, uint8_t *buf, size_t cap,
@@ -94,10 +107,14 @@ void fuzz_check_accepted(const struct hr_request *r, const struct hr_rules *rule
     case HR_MSG_HEARTBEAT:
         CHECK(hr_id_valid(r->room_id, strlen(r->room_id)));
         CHECK(fuzz_region_configured(rules, r->region));
-        CHECK(r->status == HR_STATUS_IDLE || r->status == HR_STATUS_BUSY);
+        CHECK(r->status == HR_STATUS_IDLE || r->status == HR_STATUS_BUSY ||
+              r->status == HR_STATUS_ALLOCATED);
+        CHECK(r->capacity >= 1 && r->capacity <= HR_CAPACITY_MAX);
+        CHECK(r->slots_given && r->available_slots <= r->capacity);
         break;
     case HR_MSG_STATUS:
-        CHECK(r->status == HR_STATUS_IDLE || r->status == HR_STATUS_BUSY);
+        CHECK(r->status == HR_STATUS_IDLE || r->status == HR_STATUS_BUSY ||
+              r->status == HR_STATUS_ALLOCATED);
         break;
     case HR_MSG_LEAVE:
         break;
@@ -151,10 +168,28 @@ bool fuzz_json_request(json_t *o, enum hr_msg_type type, struct hr_request *out)
     const char *host = fuzz_json_field(o, "hostId", true, sizeof(out->host_id));
     const char *room = hb ? fuzz_json_field(o, "roomId", true, sizeof(out->room_id)) : "";
     const char *region = hb ? fuzz_json_field(o, "region", false, sizeof(out->region)) : "";
-    const char *status = fuzz_json_field(o, "status", !hb, sizeof("busy"));
+    const char *status = fuzz_json_field(o, "status", !hb, sizeof("allocated"));
     memset(out, 0, sizeof(*out));
     if (!host || !room || !region || !status)
         return false;
+    if (hb) {
+        /* capacity 1-65535 and availableSlots 0-65535, integral numbers, or
+         * absent (null); the rule between them is hr_request_check's. */
+        json_t *cap = json_object_get(o, "capacity"), *av = json_object_get(o, "availableSlots");
+        if (cap && !json_is_null(cap)) {
+            double d = json_number_value(cap);
+            if (!json_is_number(cap) || d < 1 || d > HR_CAPACITY_MAX || d != (double)(uint32_t)d)
+                return false;
+            out->capacity = (uint32_t)d;
+        }
+        if (av && !json_is_null(av)) {
+            double d = json_number_value(av);
+            if (!json_is_number(av) || d < 0 || d > HR_CAPACITY_MAX || d != (double)(uint32_t)d)
+                return false;
+            out->available_slots = (uint32_t)d;
+            out->slots_given = true;
+        }
+    }
     out->type = type;
     snprintf(out->host_id, sizeof(out->host_id), "%s", host);
     snprintf(out->room_id, sizeof(out->room_id), "%s", room);
@@ -190,7 +225,7 @@ int fuzz_check_request_body(enum hr_msg_type type, const uint8_t *data, size_t s
     struct hr_request checked = *want;
     int rc = hr_request_check(&checked, rules);
     CHECK(rc == HR_OK || rc == HR_E_HOST_ID || rc == HR_E_ROOM_ID || rc == HR_E_REGION ||
-          rc == HR_E_STATUS);
+          rc == HR_E_STATUS || rc == HR_E_CAPACITY || rc == HR_E_SLOTS);
 
     uint8_t buf[HR_WIRE_MAX];
     struct hr_frame f;

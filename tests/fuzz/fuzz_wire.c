@@ -157,7 +157,7 @@ static void check_request(const uint8_t *data, size_t size, const struct hr_fram
     struct hr_request c = *r;
     int crc = hr_request_check(&c, rules);
     CHECK(crc == HR_OK || crc == HR_E_HOST_ID || crc == HR_E_ROOM_ID || crc == HR_E_REGION ||
-          crc == HR_E_STATUS);
+          crc == HR_E_STATUS || crc == HR_E_CAPACITY || crc == HR_E_SLOTS);
     CHECK((crc == HR_E_HOST_ID) == !hr_id_valid(r->host_id, strlen(r->host_id)));
     if (crc != HR_OK)
         return;

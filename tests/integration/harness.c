@@ -340,6 +340,8 @@ bool h_host_get(redisContext *c, const char *prefix, const char *id, struct h_ho
         snprintf(h->region, sizeof(h->region), "%s", en.region);
         snprintf(h->room, sizeof(h->room), "%s", en.room);
         h->expiry = en.expiry_ms;
+        snprintf(h->slots, sizeof(h->slots), "%" PRIu32 " %" PRIu32 " %" PRIu32, en.capacity,
+                 en.free, en.reported);
         h->live = h->expiry > h_redis_now_ms(c);
     }
     freeReplyObject(v);
@@ -381,6 +383,8 @@ const char *h_entry_field(redisContext *c, const char *key, const char *field)
         snprintf(out, sizeof(out), "%s", h.room);
     else if (strcmp(field, "lease") == 0 && h.lease >= 0 && strcmp(h.status, "busy") == 0)
         snprintf(out, sizeof(out), "%lld", h.lease);
+    else if (strcmp(field, "slots") == 0)
+        snprintf(out, sizeof(out), "%s", h.slots);
     return out;
 }
 

@@ -138,6 +138,7 @@ struct h_host {
     bool live;
     char hseq[24], sseq[24], status[16], region[80], room[80]; /* seqs in decimal */
     long long expiry, lease;                                   /* ms; -1: none */
+    char slots[40];                                            /* "<capacity> <free> <reported>" */
 };
 /* Host `id` of the registry under `prefix`: true when it is live. */
 bool h_host_get(redisContext *c, const char *prefix, const char *id, struct h_host *h);

@@ -10,6 +10,7 @@
 
 #include <cmocka.h>
 
+#include "err.h"
 #include "harness.h"
 #include "layout.h"
 
@@ -283,8 +284,8 @@ static void test_gateway_cpp_host_heartbeat(void **state)
     assert_string_equal(h_entry_field(rc, key, "room"), "room-abc123xyz");
     assert_string_equal(h_entry_field(rc, key, "region"), "local");
     assert_string_equal(h_entry_field(rc, key, "status"), "idle");
-    /* Extra fields are ignored: the entry is the registry's fields and no
-     * more (HTTP requests are unordered: seqs 0). */
+    /* The entry is the registry's fields and no more: its slots, 4 of 4
+     * free (HTTP requests are unordered: seqs 0). */
     char ekey[160], stored[HR_LAYOUT_ID_MAX];
     size_t n = hr_layout_id_pack("550e8400-e29b-41d4-a716-446655440000", stored);
     assert_int_equal(n, 16); /* a UUID is stored as its 16 bytes */
@@ -292,9 +293,12 @@ static void test_gateway_cpp_host_heartbeat(void **state)
     redisReply *whole = redisCommand(rc, "HGET %s %b", ekey, stored, n);
     assert_true(whole && whole->type == REDIS_REPLY_STRING);
     /* ... and its expiry, last (ms on Redis's clock, base 36). */
-    assert_true(strncmp(whole->str, "0 0 i local room-abc123xyz ", 27) == 0);
+    static const char head[] = "0 0 i4.4.4 local room-abc123xyz ";
+    assert_true(strncmp(whole->str, head, sizeof(head) - 1) == 0);
     uint64_t exp;
-    assert_int_equal(hr_layout_seq_parse(whole->str + 27, whole->len - 27, &exp), 0);
+    assert_int_equal(
+        hr_layout_seq_parse(whole->str + sizeof(head) - 1, whole->len - (sizeof(head) - 1), &exp),
+        0);
     assert_true((long long)exp > h_redis_now_ms(rc));
     freeReplyObject(whole);
     long long ttl = h_redis_int(rc, "PTTL %s", key);
@@ -510,6 +514,25 @@ static void test_gateway_bad_requests_refused(void **state)
     reply_free(&rep);
 }
 
+/* An error answer as every one of the gateway's is, those evhttp gives
+ * itself included (gateway.c: conn_output_cb): JSON with success false and
+ * an error message (containing `says` when given), and a request id. */
+static void assert_json_error(const struct h_http_resp *r, const char *says)
+{
+    char rid[64], type[64];
+    json_t *j = r->body ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
+    if (!j || !json_is_false(json_object_get(j, "success")) ||
+        !json_is_string(json_object_get(j, "error")))
+        fail_msg("a %d answer that is not our JSON error: %s", r->status,
+                 r->body ? r->body : "(none)");
+    if (says && !strstr(json_string_value(json_object_get(j, "error")), says))
+        fail_msg("'%s' does not say '%s'", r->body, says);
+    json_decref(j);
+    assert_non_null(h_http_header(r, "X-Request-Id", rid, sizeof(rid)));
+    assert_non_null(h_http_header(r, "Content-Type", type, sizeof(type)));
+    assert_string_equal(type, "application/json");
+}
+
 static void test_gateway_malformed_requests_survived(void **state)
 {
     (void)state;
@@ -525,9 +548,12 @@ static void test_gateway_malformed_requests_survived(void **state)
     /* Refused: an error status, or the connection closed (reset) unanswered. */
     print_message("20 KB header -> %d\n", code);
     assert_true(code == -1 || (code >= 400 && code < 500));
+    if (code > 0)
+        assert_json_error(&r, NULL);
     h_http_free(&r);
 
-    /* A body over evhttp's own cap (116 KiB): evhttp refuses it itself. */
+    /* A body over evhttp's own cap (116 KiB): evhttp refuses it itself,
+     * before reading it, and the answer is still our JSON 413. */
     size_t blen = 130000;
     char *body = malloc(blen + 1);
     assert_non_null(body);
@@ -538,6 +564,14 @@ static void test_gateway_malformed_requests_survived(void **state)
     code = h_http_raw(gw.port, post_big, len, &r);
     print_message("130 KB body -> %d\n", code);
     assert_true(code == -1 || code == 413);
+    if (code > 0)
+        assert_json_error(&r, "102400");
+    h_http_free(&r);
+    /* The same announced, not sent: always answered. */
+    static const char announced[] = "POST /api/host/heartbeat HTTP/1.1\r\nHost: x\r\n"
+                                    "Content-Length: 10000000\r\n\r\n";
+    assert_int_equal(h_http_raw(gw.port, announced, sizeof(announced) - 1, &r), 413);
+    assert_json_error(&r, "102400");
     h_http_free(&r);
     free(post_big);
     free(body);
@@ -593,6 +627,7 @@ static void test_gateway_malformed_requests_survived(void **state)
         if (code != raw[i].code)
             fail_msg("raw case %zu: %d, want %d: %s", i, code, raw[i].code,
                      r.body ? r.body : "(no answer)");
+        assert_json_error(&r, NULL);
         h_http_free(&r);
         assert_true(h_process_alive(gw.pid));
     }
@@ -660,8 +695,9 @@ static int call_raw(struct reply *rep, int port, const char *bytes, size_t len)
  * connection ends after it, with nothing more than its Content-Length says).
  * A libevent with the fix for CVE-2026-63382 (2.1.13; Debian's
  * 2.1.12-8+deb12u1) refuses the cases marked `evhttp` itself, before the
- * gateway sees them: its HTML 400, and it closes too. Otherwise the
- * gateway's JSON names the problem. */
+ * gateway sees them: its 400 (turned into our JSON, "malformed HTTP
+ * request"), and it closes too. Otherwise the gateway's JSON names the
+ * problem. */
 static void test_gateway_ambiguous_framing_refused(void **state)
 {
     (void)state;
@@ -723,12 +759,18 @@ static void test_gateway_ambiguous_framing_refused(void **state)
         assert_true(n > 0 && (size_t)n < sizeof(req));
         struct reply rep;
         call_raw(&rep, gw.port, req, (size_t)n);
-        print_message("framing case %zu -> %d %s\n", i, rep.code, rep.j ? "(gateway)" : "(evhttp)");
+        /* evhttp's own answer is JSON too, with its own message. */
+        bool by_evhttp = rep.j && json_is_string(json_object_get(rep.j, "error")) &&
+                         strcmp(jstr(rep.j, "error"), "malformed HTTP request") == 0;
+        print_message("framing case %zu -> %d %s\n", i, rep.code,
+                      by_evhttp ? "(evhttp)" : "(gateway)");
         const char *conn = header(&rep, "Connection");
         if (rep.code != 400 || !conn || strcasecmp(conn, "close") != 0)
             fail_msg("case %zu: %d, want 400 and the connection closed: %s", i, rep.code,
                      rep.r.body ? rep.r.body : "(no single answer)");
-        if (rep.j || !cases[i].evhttp)
+        if (by_evhttp && cases[i].evhttp)
+            assert_json_error(&rep.r, NULL);
+        else
             assert_error(&rep, 400, cases[i].says);
         reply_free(&rep);
         assert_int_equal(h_redis_int(rc, "EXISTS hr:h:framing-%d", (int)i), 0);
@@ -1138,8 +1180,9 @@ static void test_gateway_http_host_takes_udp_status(void **state)
 {
     (void)state;
     const char *args[] = {"--prefix", "u2:", NULL};
+    const char *gw_args[] = {"--prefix", "u2:", "--list-cache-ms", "0", NULL};
     assert_int_equal(h_daemon_start(&dmn, redis.port, args), 0);
-    assert_int_equal(start_gw2(redis.port, args, NULL), 0);
+    assert_int_equal(start_gw2(redis.port, gw_args, NULL), 0);
     heartbeat_ok(gw2.port, "http-host-1", "http-room-1", "us-west-1", "idle");
 
     struct hr_request st = h_status("http-host-1", HR_STATUS_BUSY, 0);
@@ -2763,6 +2806,223 @@ static void test_gateway_allocated_never_matched(void **state)
     redisFree(c);
 }
 
+/* The host `host` as GET /api/hosts lists it (open gateway), into *out
+ * (the caller's to decref), or fails. */
+static json_t *listed_host(int port, const char *room)
+{
+    struct reply rep;
+    assert_int_equal(call(&rep, port, "GET", "/api/hosts", NULL, NULL), 200);
+    json_t *found = NULL, *h;
+    size_t i;
+    json_array_foreach(rep.j, i, h)
+    {
+        if (strcmp(jstr(h, "roomId"), room) == 0)
+            found = json_incref(h);
+    }
+    reply_free(&rep);
+    if (!found)
+        fail_msg("room %s is not listed", room);
+    return found;
+}
+
+static json_int_t jint(json_t *o, const char *key)
+{
+    json_t *v = json_object_get(o, key);
+    if (!json_is_integer(v))
+        fail_msg("'%s' is not an integer", key);
+    return json_integer_value(v);
+}
+
+/* A heartbeat of a host with slots: availableSlots < 0 leaves it out. */
+static void slots_heartbeat(int port, const char *host, const char *room, int capacity,
+                            int available)
+{
+    struct reply rep;
+    json_t *b = json_pack("{s:s,s:s,s:s,s:s,s:i}", "hostId", host, "roomId", room, "region",
+                          "local", "status", "idle", "capacity", capacity);
+    if (available >= 0)
+        json_object_set_new(b, "availableSlots", json_integer(available));
+    post(&rep, port, "/api/host/heartbeat", NULL, b);
+    assert_code(&rep, 200);
+    reply_free(&rep);
+}
+
+/* Capacity and slots (CONTRACT.md): a host of capacity 4 serves exactly 4
+ * finds and the 5th gets 404; 8 clients finding at once on a fresh one take
+ * exactly its 4 slots; a host that reports 0 free slots is never matched
+ * until it reports one; GET /api/hosts shows capacity and availableSlots. */
+static void test_gateway_capacity_serves_exactly_its_slots(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    const char *args[] = {"--list-cache-ms", "0", NULL}; /* each list as it is now */
+    assert_int_equal(start_gw2(redis2.port, args, NULL), 0);
+    json_t *q = json_pack("{s:s}", "region", "local");
+    char room[64];
+
+    slots_heartbeat(gw2.port, "quad", "room-quad", 4, -1);
+    json_t *h = listed_host(gw2.port, "room-quad");
+    assert_int_equal(jint(h, "capacity"), 4);
+    assert_int_equal(jint(h, "availableSlots"), 4); /* default: the capacity */
+    json_decref(h);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(find(gw2.port, json_incref(q), room, sizeof(room)), 200);
+        assert_string_equal(room, "room-quad");
+        h = listed_host(gw2.port, "room-quad");
+        assert_int_equal(jint(h, "availableSlots"), 3 - i);
+        assert_string_equal(jstr(h, "status"), i < 3 ? "idle" : "busy");
+        json_decref(h);
+    }
+    assert_int_equal(find(gw2.port, json_incref(q), NULL, 0), 404);
+    /* The host's heartbeat within the claims' lease gives none back. */
+    slots_heartbeat(gw2.port, "quad", "room-quad", 4, 4);
+    assert_int_equal(find(gw2.port, json_incref(q), NULL, 0), 404);
+
+    /* 8 finds at once, one host of 4 free slots: exactly 4 get it. */
+    slots_heartbeat(gw2.port, "quad-2", "room-quad-2", 4, 4);
+    enum { FINDS = 8 };
+    char *reqs[FINDS];
+    size_t lens[FINDS];
+    struct h_http_resp out[FINDS];
+    for (int i = 0; i < FINDS; i++)
+        reqs[i] = h_http_format(gw2.port, "POST", "/api/match/find", NULL, "{\"region\":\"local\"}",
+                                &lens[i]);
+    assert_int_equal(h_http_many(gw2.port, FINDS, (const char *const *)reqs, lens, out, 20000),
+                     FINDS);
+    int found = 0, not_found = 0;
+    for (int i = 0; i < FINDS; i++) {
+        if (out[i].status == 200) {
+            found++;
+            assert_non_null(strstr(out[i].body, "\"roomId\":\"room-quad-2\""));
+        } else {
+            assert_int_equal(out[i].status, 404);
+            not_found++;
+        }
+        h_http_free(&out[i]);
+        free(reqs[i]);
+    }
+    assert_int_equal(found, 4);
+    assert_int_equal(not_found, 4);
+
+    /* No free slot reported: never matched, by region or by hostId. */
+    slots_heartbeat(gw2.port, "zero", "room-zero", 2, 0);
+    assert_int_equal(find(gw2.port, json_incref(q), NULL, 0), 404);
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "hostId", "zero"), NULL, 0), 404);
+    h = listed_host(gw2.port, "room-zero");
+    assert_string_equal(jstr(h, "status"), "idle");
+    assert_int_equal(jint(h, "availableSlots"), 0);
+    json_decref(h);
+    slots_heartbeat(gw2.port, "zero", "room-zero", 2, 1);
+    assert_int_equal(find(gw2.port, json_incref(q), room, sizeof(room)), 200);
+    assert_string_equal(room, "room-zero");
+    assert_int_equal(find(gw2.port, json_incref(q), NULL, 0), 404);
+    json_decref(q);
+}
+
+/* The original C++ host: availableSlots 1 in every heartbeat, busy by a
+ * status update. Found once, it is never found again while busy, however
+ * many heartbeats say availableSlots 1; its idle makes it findable again. */
+static void test_gateway_capacity_cpp_host_never_double_booked(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    assert_int_equal(start_gw2(redis2.port, NULL, NULL), 0);
+    json_t *q = json_pack("{s:s}", "region", "local");
+    char room[64];
+    slots_heartbeat(gw2.port, "cpp", "room-cpp", 1, 1);
+    assert_int_equal(find(gw2.port, json_incref(q), room, sizeof(room)), 200);
+    slots_heartbeat(gw2.port, "cpp", "room-cpp", 1, 1); /* before it saw the client */
+    assert_int_equal(find(gw2.port, json_incref(q), NULL, 0), 404);
+    status_ok(gw2.port, "cpp", "busy");
+    for (int i = 0; i < 3; i++) {
+        slots_heartbeat(gw2.port, "cpp", "room-cpp", 1, 1);
+        assert_int_equal(find(gw2.port, json_incref(q), NULL, 0), 404);
+    }
+    status_ok(gw2.port, "cpp", "idle");
+    assert_int_equal(find(gw2.port, json_incref(q), room, sizeof(room)), 200);
+    assert_string_equal(room, "room-cpp");
+    json_decref(q);
+}
+
+/* Bad capacity and availableSlots: 400 with one issue per bad field, named
+ * by its path, and nothing stored. */
+static void test_gateway_capacity_validation(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *body, *path, *code;
+    } cases[] = {
+        {"{\"hostId\":\"v1\",\"roomId\":\"r\",\"capacity\":0}", "capacity", "too_small"},
+        {"{\"hostId\":\"v1\",\"roomId\":\"r\",\"capacity\":65536}", "capacity", "too_big"},
+        {"{\"hostId\":\"v1\",\"roomId\":\"r\",\"capacity\":\"4\"}", "capacity", "invalid_type"},
+        {"{\"hostId\":\"v1\",\"roomId\":\"r\",\"capacity\":2.5}", "capacity", "invalid_type"},
+        {"{\"hostId\":\"v1\",\"roomId\":\"r\",\"capacity\":4,\"availableSlots\":5}",
+         "availableSlots", "too_big"},
+        {"{\"hostId\":\"v1\",\"roomId\":\"r\",\"availableSlots\":2}", "availableSlots", "too_big"},
+        {"{\"hostId\":\"v1\",\"roomId\":\"r\",\"availableSlots\":-1}", "availableSlots",
+         "too_small"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct reply rep;
+        call(&rep, gw.port, "POST", "/api/host/heartbeat", "Content-Type: application/json\r\n",
+             cases[i].body);
+        assert_code(&rep, 400);
+        assert_json(&rep);
+        assert_string_equal(jstr(rep.j, "error"), "Validation failed");
+        json_t *issues = json_object_get(rep.j, "issues");
+        assert_int_equal(json_array_size(issues), 1);
+        json_t *is = json_array_get(issues, 0);
+        if (strcmp(jstr(is, "path"), cases[i].path) != 0 ||
+            strcmp(jstr(is, "code"), cases[i].code) != 0)
+            fail_msg("%s: issue %s/%s, want %s/%s", cases[i].body, jstr(is, "path"),
+                     jstr(is, "code"), cases[i].path, cases[i].code);
+        reply_free(&rep);
+    }
+    assert_string_equal(h_entry_field(rc, "hr:h:v1", "status"), "");
+    /* Both bad: two issues, in field order. */
+    struct reply rep;
+    call(&rep, gw.port, "POST", "/api/host/heartbeat", "Content-Type: application/json\r\n",
+         "{\"hostId\":\"v1\",\"roomId\":\"r\",\"capacity\":0,\"availableSlots\":\"x\"}");
+    assert_code(&rep, 400);
+    json_t *issues = json_object_get(rep.j, "issues");
+    assert_int_equal(json_array_size(issues), 2);
+    assert_string_equal(jstr(json_array_get(issues, 0), "path"), "capacity");
+    assert_string_equal(jstr(json_array_get(issues, 1), "path"), "availableSlots");
+    reply_free(&rep);
+}
+
+/* A UDP host's slots, end to end: hostregd stores them, the gateway's finds
+ * take them. */
+static void test_gateway_capacity_over_udp(void **state)
+{
+    (void)state;
+    const char *args[] = {"--prefix", "u2:", NULL};
+    const char *gw_args[] = {"--prefix", "u2:", "--list-cache-ms", "0", NULL};
+    assert_int_equal(h_daemon_start(&dmn, redis.port, args), 0);
+    assert_int_equal(start_gw2(redis.port, gw_args, NULL), 0);
+    struct hr_request hb = h_heartbeat("udp-slots", "udp-room-s", "eu-central", HR_STATUS_NONE, 0);
+    hb.capacity = 3;
+    hb.available_slots = 2;
+    hb.slots_given = true;
+    struct hr_ack ack;
+    assert_int_equal(h_send(dmn.port, &hb, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+    json_t *h = listed_host(gw2.port, "udp-room-s");
+    assert_int_equal(jint(h, "capacity"), 3);
+    assert_int_equal(jint(h, "availableSlots"), 2);
+    json_decref(h);
+    json_t *q = json_pack("{s:s}", "region", "eu-central");
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(find(gw2.port, json_incref(q), NULL, 0), 200);
+    assert_int_equal(find(gw2.port, json_incref(q), NULL, 0), 404);
+    /* More than its capacity: refused with its reason. */
+    hb.available_slots = 4;
+    assert_int_equal(h_send(dmn.port, &hb, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_INVALID);
+    assert_int_equal(ack.reason, HR_E_SLOTS);
+    json_decref(q);
+}
+
 /* GET /api/hosts/ttl: the idle hosts' hostId and ttlSeconds, as the original;
  * it names hosts, so it takes the hosts' secret when one is configured (401
  * without, 403 with a wrong one), and is open otherwise. */
@@ -3007,6 +3267,11 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_original_probes, teardown_each),
         cmocka_unit_test_teardown(test_gateway_allocated_never_matched, teardown_each),
         cmocka_unit_test_teardown(test_gateway_hosts_ttl, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_capacity_serves_exactly_its_slots, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_capacity_cpp_host_never_double_booked,
+                                  teardown_each),
+        cmocka_unit_test_teardown(test_gateway_capacity_validation, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_capacity_over_udp, teardown_each),
         cmocka_unit_test_teardown(test_gateway_validation_issues, teardown_each),
         cmocka_unit_test_teardown(test_gateway_static_ice_servers, teardown_each),
         cmocka_unit_test_teardown(test_gateway_habitual_signals, teardown_each),

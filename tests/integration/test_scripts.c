@@ -1993,8 +1993,9 @@ static void test_scripts_claim_marks_busy_with_lease(void **state)
     assert_false(idle_in("local", "h"));
     assert_int_equal(expiry("h"), shorter);
     /* The seqs and the rest of the entry are the host's, untouched (the
-     * claim is not in the entry). */
-    assert_string_equal(entry("h"), entry_text(1, 1, HR_STATUS_BUSY, "local", "room-1"));
+     * claim is not in the entry), but for its one slot, taken: capacity 1,
+     * none free, 1 as the host last reported. */
+    assert_string_equal(entry("h"), "1 1 b1.0.1 local room-1");
     assert_int_equal(list(HR_STATUS_NONE, 10, REGS("local"), hs, 2), 1);
     assert_true(hs[0].claimed);
 }
@@ -2038,9 +2039,9 @@ static void test_scripts_sweep_returns_lapsed_claims(void **state)
 /* Replaced for layout 2: layout 1 kept a claim's lease in the entry too,
  * and checked a due claims member against it; layout 2 keeps the lease in
  * the bucket's claims set only. The nearest rule: the entry decides what a
- * due claims member does. Only a live busy entry goes back to idle; a due
- * member of a host that expired, or of an idle host (left behind, or set
- * by hand), is dropped and brings nothing back to idle. */
+ * due claims member does. Only a live entry with a slot taken gets it back;
+ * a due member of a host that expired, or of an idle host with every slot
+ * free (left behind, or set by hand), is dropped and frees nothing. */
 static void test_scripts_sweep_checks_the_entry_lease(void **state)
 {
     (void)state;
@@ -2696,6 +2697,178 @@ static int teardown(void **state)
     return 0;
 }
 
+/* A heartbeat of a host with `cap` slots, `avail` of them free. */
+static struct hr_request slotted(const char *id, uint32_t cap, uint32_t avail, uint64_t seq)
+{
+    struct hr_request r = {.type = HR_MSG_HEARTBEAT,
+                           .seq = seq,
+                           .capacity = cap,
+                           .available_slots = avail,
+                           .slots_given = true};
+    snprintf(r.host_id, sizeof(r.host_id), "%s", id);
+    snprintf(r.room_id, sizeof(r.room_id), "room-1");
+    snprintf(r.region, sizeof(r.region), "local");
+    return checked(r);
+}
+
+/* A host's slots as stored: "<capacity> <free> <reported>", "" when none. */
+static const char *slots_of(const char *id)
+{
+    char *b = scratch();
+    const char *v = hget(id, E_);
+    struct hr_layout_entry e;
+    b[0] = '\0';
+    if (*v) {
+        assert_int_equal(hr_layout_entry_parse(v, strlen(v), &e), 0);
+        snprintf(b, 512, "%" PRIu32 " %" PRIu32 " %" PRIu32, e.capacity, e.free, e.reported);
+    }
+    return b;
+}
+
+/* A host of capacity 4 serves exactly 4 finds: each takes a slot, the host
+ * stays findable (idle, in the index) while one is free, the 4th makes it
+ * busy and the 5th find gets nothing. A list shows the free slots. */
+static void test_scripts_slots_each_find_takes_one(void **state)
+{
+    (void)state;
+    struct hr_host_info got, hs[2];
+    assert_int_equal(run(slotted("multi", 4, 4, 1)), R_APPLIED);
+    assert_string_equal(slots_of("multi"), "4 4 4");
+    for (uint32_t i = 1; i <= 4; i++) {
+        assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 1);
+        assert_string_equal(got.host_id, "multi");
+        char want[32];
+        snprintf(want, sizeof(want), "4 %" PRIu32 " 4", 4 - i);
+        assert_string_equal(slots_of("multi"), want);
+        assert_int_equal(idle_in("local", "multi"), i < 4);
+        assert_string_equal(field("multi", "status"), i < 4 ? "idle" : "busy");
+        assert_true(lease("multi") > 0);
+    }
+    assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 0);
+    assert_false(listed("local", 0));
+    assert_int_equal(list(HR_STATUS_NONE, 10, REGS("local"), hs, 2), 1);
+    assert_int_equal(hs[0].capacity, 4);
+    assert_int_equal(hs[0].available_slots, 0);
+    assert_true(hs[0].claimed);
+}
+
+/* A host that reports no free slot is never matched, idle or not, by a
+ * find or by its hostId; its report of a free slot makes it findable. A
+ * host of one slot that is busy or allocated is never matched either,
+ * whatever its slots say. */
+static void test_scripts_slots_none_free_never_matched(void **state)
+{
+    (void)state;
+    struct hr_host_info got;
+    assert_int_equal(run(slotted("full", 2, 0, 1)), R_APPLIED);
+    assert_string_equal(field("full", "status"), "idle");
+    assert_false(idle_in("local", "full"));
+    assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 0);
+    assert_int_equal(claim("full", LEASE_MS, REGS("local"), &got), 0);
+    assert_int_equal(run(heartbeat("alloc", "room-1", "local", HR_STATUS_ALLOCATED, 1)), R_APPLIED);
+    assert_int_equal(run(slotted("alloc", 3, 3, 2)), R_APPLIED);
+    assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 0);
+    assert_int_equal(claim("alloc", LEASE_MS, REGS("local"), &got), 0);
+    assert_int_equal(run(slotted("full", 2, 1, 2)), R_APPLIED);
+    assert_true(idle_in("local", "full"));
+    assert_true(listed("local", 0));
+    assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 1);
+    assert_string_equal(got.host_id, "full");
+    assert_false(idle_in("local", "full"));
+}
+
+/* Within the claim's lease a heartbeat never gives back the slot a find
+ * took (the host may not have seen that client yet), though it may take
+ * more away; a late heartbeat (older seq) changes nothing. When the lease
+ * runs out unconfirmed, the host's last report stands again. */
+static void test_scripts_slots_heartbeat_within_lease(void **state)
+{
+    (void)state;
+    struct hr_host_info got;
+    assert_int_equal(run(slotted("h", 2, 2, 1)), R_APPLIED);
+    assert_int_equal(claim(NULL, 300, REGS("local"), &got), 1);
+    assert_string_equal(slots_of("h"), "2 1 2");
+    assert_int_equal(run(slotted("h", 2, 2, 3)), R_APPLIED);
+    assert_string_equal(slots_of("h"), "2 1 2"); /* not given back */
+    assert_int_equal(run(slotted("h", 2, 0, 2)), R_DUPLICATE);
+    assert_string_equal(slots_of("h"), "2 1 2"); /* a late one: nothing */
+    assert_int_equal(claim(NULL, 300, REGS("local"), &got), 1);
+    assert_string_equal(slots_of("h"), "2 0 2");
+    assert_string_equal(field("h", "status"), "busy");
+    long long ends = lease("h");
+    /* Lowered within the lease: taken at once. */
+    assert_int_equal(run(slotted("h", 2, 1, 4)), R_APPLIED);
+    assert_string_equal(slots_of("h"), "2 0 1");
+    await_redis_time(ends);
+    assert_int_equal(sweep(10), 1);
+    assert_string_equal(slots_of("h"), "2 1 1");
+    assert_string_equal(field("h", "status"), "idle");
+    assert_true(idle_in("local", "h"));
+    assert_int_equal(lease("h"), -1);
+    /* With no lease running, the report stands as it is. */
+    assert_int_equal(run(slotted("h", 2, 2, 5)), R_APPLIED);
+    assert_string_equal(slots_of("h"), "2 2 2");
+}
+
+/* A host's `busy` confirms its claims: the lease ends, the host is busy
+ * (never matched) and its free slots are its own report again; its `idle`
+ * then makes it findable with them. A release of the latest claim ends the
+ * lease as its running out would. */
+static void test_scripts_slots_confirm_and_release(void **state)
+{
+    (void)state;
+    struct hr_host_info got;
+    assert_int_equal(run(slotted("h", 3, 3, 1)), R_APPLIED);
+    assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 1);
+    assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 1);
+    assert_string_equal(slots_of("h"), "3 1 3");
+    assert_int_equal(run(status_update("h", HR_STATUS_BUSY, 2)), R_APPLIED);
+    assert_int_equal(lease("h"), -1);
+    assert_string_equal(field("h", "status"), "busy");
+    assert_string_equal(slots_of("h"), "3 3 3");
+    assert_false(idle_in("local", "h"));
+    assert_int_equal(claim(NULL, LEASE_MS, REGS("local"), &got), 0);
+    assert_int_equal(run(slotted("h", 3, 1, 3)), R_APPLIED); /* two sessions run */
+    assert_int_equal(run(status_update("h", HR_STATUS_IDLE, 4)), R_APPLIED);
+    assert_true(idle_in("local", "h"));
+    assert_string_equal(slots_of("h"), "3 1 1");
+
+    /* A claim with an id, released (its answer never reached the client). */
+    struct hr_claim_query q = {
+        .regions = {"local"}, .nregions = 1, .lease_ms = LEASE_MS, .claim_id = "c0ffee"};
+    struct hr_script_args a = {0};
+    hr_script_claim_args(&a, &L, bucket_of("h"), &q);
+    redisReply *r = eval(HR_SCRIPT_CLAIM, &a);
+    hr_script_args_free(&a);
+    assert_int_equal(hr_script_claimed(r, &got), 1);
+    freeReplyObject(r);
+    assert_string_equal(slots_of("h"), "3 0 1");
+    assert_string_equal(field("h", "status"), "busy");
+    hr_script_release_args(&a, &L, bucket_of("h"), "c0ffee", LEASE_MS);
+    r = eval(HR_SCRIPT_RELEASE, &a);
+    hr_script_args_free(&a);
+    assert_true(r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1);
+    assert_int_equal(r->element[0]->integer, 1);
+    freeReplyObject(r);
+    assert_string_equal(slots_of("h"), "3 1 1");
+    assert_string_equal(field("h", "status"), "idle");
+    assert_true(idle_in("local", "h"));
+    assert_int_equal(lease("h"), -1);
+}
+
+/* Hosts of one free slot (most) keep the short entry of before: no slots
+ * field at all. */
+static void test_scripts_slots_default_entry_unchanged(void **state)
+{
+    (void)state;
+    assert_int_equal(run(beat("h", HR_STATUS_IDLE, 1)), R_APPLIED);
+    assert_string_equal(entry("h"), entry_text(1, 1, HR_STATUS_IDLE, "local", "room-1"));
+    assert_int_equal(run(slotted("h", 1, 1, 2)), R_APPLIED);
+    assert_string_equal(entry("h"), entry_text(2, 1, HR_STATUS_IDLE, "local", "room-1"));
+    assert_int_equal(run(slotted("h", 1, 0, 3)), R_APPLIED);
+    assert_string_equal(entry("h"), "3 1 i1.0.0 local room-1");
+}
+
 #define T(f) cmocka_unit_test_setup(f, fresh)
 
 int main(int argc, char **argv)
@@ -2751,6 +2924,11 @@ int main(int argc, char **argv)
         T(test_scripts_summary_bad_bucket_isolated),
         T(test_scripts_sweep_bound_per_call),
         T(test_scripts_summary_sweep_reports_state),
+        T(test_scripts_slots_each_find_takes_one),
+        T(test_scripts_slots_none_free_never_matched),
+        T(test_scripts_slots_heartbeat_within_lease),
+        T(test_scripts_slots_confirm_and_release),
+        T(test_scripts_slots_default_entry_unchanged),
     };
     return cmocka_run_group_tests_name("scripts", tests, setup, teardown);
 }

@@ -534,6 +534,9 @@ static void write_capture(const char *path)
     uint8_t pkt[1024], dgram[HR_WIRE_MAX];
     struct hr_request hb = h_heartbeat("550e8400-e29b-41d4-a716-446655440000", "room-cap1",
                                        "eu-central", HR_STATUS_NONE, 1001);
+    hb.capacity = 4;
+    hb.available_slots = 2;
+    hb.slots_given = true;
     size_t n = hr_wire_encode_request(&hb, dgram, sizeof(dgram));
     size_t len = ip4_udp(pkt, "10.1.1.1", "10.1.1.2", 40000, 9099, dgram, n, 0);
     put(d, pkt, len, len, 0);
@@ -573,7 +576,8 @@ static void test_tools_dump_capture(void **state)
     assert_int_equal(run(&out, "%s/hostreg dump -r %s", bin_dir(), path), 0);
     static const char *want[] = {
         "10.1.1.1:40000 > 10.1.1.2:9099 request heartbeat seq=1001 "
-        "host=550e8400-e29b-41d4-a716-446655440000(uuid) room=room-cap1 region=eu-central",
+        "host=550e8400-e29b-41d4-a716-446655440000(uuid) room=room-cap1 region=eu-central "
+        "capacity=4 available_slots=2",
         "10.1.1.2:9099 > 10.1.1.1:40000 reply ack seq=1001 result=ok ttl=30 interval=20",
         "10.1.1.3:40001 > 10.1.1.2:9099 request ? len=5 dropped: bad_magic",
         "10.1.1.4:40002 > 10.1.1.2:9099 capture_truncated",
@@ -607,13 +611,14 @@ static void test_tools_dump_capture(void **state)
                          "tshark -X lua_script:%s/tools/wireshark/hostreg.lua -r %s -T fields "
                          "-E separator=, -e hostreg.type -e hostreg.seq -e hostreg.host_uuid -e "
                          "hostreg.host_id -e hostreg.room_id -e hostreg.region -e hostreg.status "
-                         "-e hostreg.result 2>/dev/null",
+                         "-e hostreg.result -e hostreg.capacity -e hostreg.available_slots "
+                         "2>/dev/null",
                          h_source_dir(), path),
                      0);
     static const char *fields[] = {
-        "0x01,1001,550e8400-e29b-41d4-a716-446655440000,,room-cap1,eu-central,,",
-        "0x81,1001,,,,,,1",
-        "0x02,1002,,host-v6,,,2,",
+        "0x01,1001,550e8400-e29b-41d4-a716-446655440000,,room-cap1,eu-central,,,4,2",
+        "0x81,1001,,,,,,1,,",
+        "0x02,1002,,host-v6,,,2,,,",
     };
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
         if (!strstr(out, fields[i]))
@@ -678,8 +683,9 @@ static void test_tools_dump_time_window(void **state)
 struct events {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int registered, confirmed, left;
+    int registered, confirmed, left, slots_confirmed;
     enum hr_status status;
+    uint32_t slots;
 };
 
 static void on_host_event(struct hr_host *h, const struct hr_host_event_info *ev, void *arg)
@@ -695,6 +701,10 @@ static void on_host_event(struct hr_host *h, const struct hr_host_event_info *ev
     }
     if (ev->event == HR_HOST_LEFT)
         e->left++;
+    if (ev->event == HR_HOST_SLOTS_CONFIRMED) {
+        e->slots_confirmed++;
+        e->slots = ev->available_slots;
+    }
     pthread_cond_broadcast(&e->cv);
     pthread_mutex_unlock(&e->mu);
 }
@@ -775,7 +785,7 @@ static void test_tools_host_library(void **state)
     static const char *const args[] = {"--prefix", "hl:", NULL};
     struct h_daemon d;
     assert_int_equal(h_daemon_start(&d, redis.port, args), 0);
-    struct events e = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0};
+    struct events e = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, 0, 0};
     char server[64], err[256], key[128];
     snprintf(server, sizeof(server), "127.0.0.1:%d", d.port);
     struct hr_host_config cfg = {.server = server,
@@ -783,7 +793,8 @@ static void test_tools_host_library(void **state)
                                  .region = "us-west-1",
                                  .retry_ms = 100,
                                  .cb = on_host_event,
-                                 .cb_arg = &e};
+                                 .cb_arg = &e,
+                                 .capacity = 3};
     struct hr_host *h = hr_host_start(NULL, &cfg, err, sizeof(err));
     assert_non_null(h);
     uint8_t uuid[16];
@@ -793,6 +804,13 @@ static void test_tools_host_library(void **state)
     snprintf(key, sizeof(key), "hl:h:%s", hr_host_id(h));
     assert_string_equal(h_entry_field(rc, key, "status"), "idle");
     assert_string_equal(h_entry_field(rc, key, "room"), "room-lib");
+    assert_string_equal(h_entry_field(rc, key, "slots"), "3 3 3");
+    /* Its free slots, reported at once (a heartbeat, acked: the event). */
+    assert_int_equal(hr_host_set_available_slots(h, 4), -1); /* over its capacity */
+    assert_int_equal(hr_host_set_available_slots(h, 1), 0);
+    assert_int_equal(wait_for(&e, &e.slots_confirmed, 1, 5000), 1);
+    assert_int_equal(e.slots, 1);
+    assert_string_equal(h_entry_field(rc, key, "slots"), "3 1 1");
 
     /* The daemon goes away; the status change waits and is retransmitted
      * until a daemon is back on the same port. */

@@ -80,15 +80,27 @@ static void test_layout_entry_parse(void **state)
     uint64_t exp;
     assert_int_equal(hr_layout_seq_parse("mlxq3w8g", 8, &exp), 0);
     assert_true(e.expiry_ms == (int64_t)exp);
+    assert_true(e.capacity == 1 && e.free == 1 && e.reported == 1);
+    /* Slots after the status letter, when not 1 of 1 free. */
+    v = "k 1 i4.0.3 eu-west room-1 mlxq3w8g";
+    assert_int_equal(hr_layout_entry_parse(v, strlen(v), &e), 0);
+    assert_string_equal(e.status, "idle");
+    assert_true(e.capacity == 4 && e.free == 0 && e.reported == 3);
+    assert_string_equal(e.region, "eu-west");
     static const char *const bad[] = {
-        "k k i local room",      /* five fields */
-        "k k i local room 1 2",  /* seven */
-        "k k idle local room 1", /* a status by name (layout 2) */
-        "k k x local room 1",    /* no such status */
-        "20 20 i local room  1", /* two spaces */
-        "k K i local room 1",    /* not base 36 */
-        "k k i local room 1 ",   /* a trailing space */
-        "1 1 idle local room-1", /* layout 2's entry, without expiry */
+        "k k i4.2 local room 1",     /* two slot numbers */
+        "k k i4.2.3.1 local room 1", /* four */
+        "k k i4..3 local room 1",    /* an empty one */
+        "k k i.4.2.3 local room 1",  /* a dot first */
+        "k k i4.2.x local room 1",   /* not decimal */
+        "k k i local room",          /* five fields */
+        "k k i local room 1 2",      /* seven */
+        "k k idle local room 1",     /* a status by name (layout 2) */
+        "k k x local room 1",        /* no such status */
+        "20 20 i local room  1",     /* two spaces */
+        "k K i local room 1",        /* not base 36 */
+        "k k i local room 1 ",       /* a trailing space */
+        "1 1 idle local room-1",     /* layout 2's entry, without expiry */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_equal(hr_layout_entry_parse(bad[i], strlen(bad[i]), &e), -1);

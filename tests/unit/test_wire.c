@@ -220,9 +220,12 @@ static void test_wire_encode_request_respects_cap(void **state)
     uint8_t buf[HR_WIRE_MAX + 16];
     struct hr_request r =
         make_req(HR_MSG_HEARTBEAT, UINT64_MAX, ID64, ID64, REGION32, HR_STATUS_BUSY);
+    r.capacity = HR_CAPACITY_MAX;
+    r.available_slots = HR_CAPACITY_MAX - 1;
+    r.slots_given = true;
     size_t full = hr_wire_encode_request(&r, buf, sizeof(buf));
     /* the largest request there is (docs/PROTOCOL.md, section 8) */
-    assert_int_equal(full, 184);
+    assert_int_equal(full, 192);
     for (size_t cap = 0; cap <= full + 2; cap++) {
         memset(buf, 0xa5, sizeof(buf));
         size_t n = hr_wire_encode_request(&r, buf, cap);
@@ -559,15 +562,20 @@ static void test_wire_decoded_request_meets_the_rules(void **state)
         struct hr_request req;
         int want;
     } cases[] = {
-        {{HR_MSG_HEARTBEAT, 1, UUID_LOWER, "room-abc", "", HR_STATUS_NONE}, HR_OK},
-        {{HR_MSG_HEARTBEAT, 1, "a b", "room-abc", "", HR_STATUS_NONE}, HR_E_HOST_ID},
-        {{HR_MSG_HEARTBEAT, 1, "", "room-abc", "", HR_STATUS_NONE}, HR_E_HOST_ID},
-        {{HR_MSG_HEARTBEAT, 1, "h", "", "", HR_STATUS_NONE}, HR_E_ROOM_ID},
-        {{HR_MSG_HEARTBEAT, 1, "h", "room/1", "", HR_STATUS_NONE}, HR_E_ROOM_ID},
-        {{HR_MSG_HEARTBEAT, 1, "h", "room-abc", "mars-1", HR_STATUS_NONE}, HR_E_REGION},
-        {{HR_MSG_STATUS, 1, "h", "", "", HR_STATUS_NONE}, HR_E_STATUS},
-        {{HR_MSG_STATUS, 1, "h", "", "", HR_STATUS_BUSY}, HR_OK},
-        {{HR_MSG_LEAVE, 0, "h", "", "", HR_STATUS_NONE}, HR_OK},
+        {{HR_MSG_HEARTBEAT, 1, UUID_LOWER, "room-abc", "", HR_STATUS_NONE, 0, 0, false}, HR_OK},
+        {{HR_MSG_HEARTBEAT, 1, "a b", "room-abc", "", HR_STATUS_NONE, 0, 0, false}, HR_E_HOST_ID},
+        {{HR_MSG_HEARTBEAT, 1, "", "room-abc", "", HR_STATUS_NONE, 0, 0, false}, HR_E_HOST_ID},
+        {{HR_MSG_HEARTBEAT, 1, "h", "", "", HR_STATUS_NONE, 0, 0, false}, HR_E_ROOM_ID},
+        {{HR_MSG_HEARTBEAT, 1, "h", "room/1", "", HR_STATUS_NONE, 0, 0, false}, HR_E_ROOM_ID},
+        {{HR_MSG_HEARTBEAT, 1, "h", "room-abc", "mars-1", HR_STATUS_NONE, 0, 0, false},
+         HR_E_REGION},
+        {{HR_MSG_STATUS, 1, "h", "", "", HR_STATUS_NONE, 0, 0, false}, HR_E_STATUS},
+        {{HR_MSG_STATUS, 1, "h", "", "", HR_STATUS_BUSY, 0, 0, false}, HR_OK},
+        {{HR_MSG_LEAVE, 0, "h", "", "", HR_STATUS_NONE, 0, 0, false}, HR_OK},
+        {{HR_MSG_HEARTBEAT, 1, "h", "room-abc", "", HR_STATUS_NONE, 4, 0, true}, HR_OK},
+        {{HR_MSG_HEARTBEAT, 1, "h", "room-abc", "", HR_STATUS_NONE, 4, 5, true}, HR_E_SLOTS},
+        {{HR_MSG_HEARTBEAT, 1, "h", "room-abc", "", HR_STATUS_NONE, 0, 2, true}, HR_E_SLOTS},
+        {{HR_MSG_HEARTBEAT, 1, "h", "room-abc", "", HR_STATUS_NONE, 65536, 1, true}, HR_E_CAPACITY},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
         uint8_t buf[HR_WIRE_MAX];
@@ -585,6 +593,30 @@ static void test_wire_decoded_request_meets_the_rules(void **state)
     assert_int_equal(hr_request_check(&f.req, &rules), HR_OK);
     assert_string_equal(f.req.region, "local");
     assert_int_equal(f.req.status, HR_STATUS_IDLE);
+    /* ... capacity 1 with its slot free, and sends no slot field at all. */
+    assert_int_equal(f.req.capacity, 1);
+    assert_true(f.req.slots_given);
+    assert_int_equal(f.req.available_slots, 1);
+    size_t plain = hr_wire_encode_request(&r, buf, sizeof(buf));
+    r.capacity = 1;
+    r.slots_given = true;
+    r.available_slots = 1;
+    assert_int_equal(hr_wire_encode_request(&r, buf, sizeof(buf)), plain);
+
+    /* Slots cross the wire; 0 free slots is not "absent". */
+    r.capacity = 4;
+    r.available_slots = 0;
+    assert_int_equal(decode_at_tail(buf, hr_wire_encode_request(&r, buf, sizeof(buf)), &f), HR_OK);
+    assert_int_equal(f.req.capacity, 4);
+    assert_true(f.req.slots_given);
+    assert_int_equal(f.req.available_slots, 0);
+    assert_int_equal(hr_request_check(&f.req, &rules), HR_OK);
+    assert_int_equal(f.req.available_slots, 0);
+    r.slots_given = false;
+    assert_int_equal(decode_at_tail(buf, hr_wire_encode_request(&r, buf, sizeof(buf)), &f), HR_OK);
+    assert_false(f.req.slots_given);
+    assert_int_equal(hr_request_check(&f.req, &rules), HR_OK);
+    assert_int_equal(f.req.available_slots, 4);
 
     /* A status the enum does not know passes the codec, not the rules. */
     struct pb p;
@@ -905,6 +937,11 @@ static void check_example(const struct example *ex, struct coverage *cov)
             expect_str(ex, kv, n, "room_id", f.req.room_id);
             expect_str(ex, kv, n, "region", f.req.region);
             expect_str(ex, kv, n, "status", hr_status_name(f.req.status));
+            /* Slots only when the datagram has them. */
+            if (f.req.capacity)
+                expect_num(ex, kv, n, "capacity", f.req.capacity);
+            if (f.req.slots_given)
+                expect_num(ex, kv, n, "available_slots", f.req.available_slots);
             m = hr_wire_encode_request(&f.req, again, sizeof(again));
         }
         /* The example is the library's own, canonical encoding. */

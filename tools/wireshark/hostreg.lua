@@ -17,7 +17,9 @@ local results = {[0] = "unspecified", [1] = "ok", [2] = "duplicate", [3] = "unkn
 local reasons = {[1] = "truncated", [2] = "bad_magic", [3] = "bad_version", [4] = "bad_type",
                  [5] = "bad_flags", [6] = "too_big", [7] = "bad_payload", [8] = "bad_auth",
                  [16] = "bad_host_id", [17] = "bad_room_id", [18] = "bad_region",
-                 [19] = "bad_status", [32] = "unavailable", [33] = "overload", [50] = "nomem"}
+                 [19] = "bad_status", [20] = "bad_capacity", [21] = "bad_available_slots",
+                 [32] = "unavailable", [33] = "overload", [34] = "full", [35] = "source_full",
+                 [50] = "nomem"}
 
 local f = {
   magic = ProtoField.string("hostreg.magic", "Magic"),
@@ -34,6 +36,8 @@ local f = {
   room_id = ProtoField.string("hostreg.room_id", "Room id"),
   region = ProtoField.string("hostreg.region", "Region"),
   status = ProtoField.uint32("hostreg.status", "Status", base.DEC, statuses),
+  capacity = ProtoField.uint32("hostreg.capacity", "Capacity"),
+  available_slots = ProtoField.uint32("hostreg.available_slots", "Available slots"),
   result = ProtoField.uint32("hostreg.result", "Result", base.DEC, results),
   ttl = ProtoField.uint32("hostreg.ttl", "TTL (s)"),
   interval = ProtoField.uint32("hostreg.interval", "Interval (s)"),
@@ -49,7 +53,8 @@ p.experts = {e_malformed}
 -- protobuf field number -> (ProtoField, wire type 0 varint / 2 bytes) per message type
 local schema = {
   [1] = {[1] = {f.seq, 0}, [2] = {f.host_uuid, 2}, [3] = {f.host_id, 2}, [4] = {f.room_id, 2},
-         [5] = {f.region, 2}, [6] = {f.status, 0}},
+         [5] = {f.region, 2}, [6] = {f.status, 0}, [7] = {f.capacity, 0},
+         [8] = {f.available_slots, 0}},
   [2] = {[1] = {f.seq, 0}, [2] = {f.host_uuid, 2}, [3] = {f.host_id, 2}, [4] = {f.status, 0}},
   [3] = {[1] = {f.seq, 0}, [2] = {f.host_uuid, 2}, [3] = {f.host_id, 2}},
   [0x81] = {[1] = {f.seq, 0}, [2] = {f.result, 0}, [3] = {f.ttl, 0}, [4] = {f.interval, 0},

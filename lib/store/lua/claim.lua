@@ -6,11 +6,13 @@
 -- wanted ('' = any), a random number below 2^31 (pick), the claim's id (''
 -- = none; the claim key then maps it to the host, for release.lua), then
 -- regions in order of preference.
--- The host becomes busy with a lease: a member of the bucket's claims set
--- scored by the lease's end. The host's own status update `busy` confirms
--- the claim (the session runs; its `idle` afterwards ends it), an `idle`
--- before that leaves the claim in place, and sweep.lua returns hosts whose
--- lease ended unconfirmed to idle.
+-- The claim takes one of the host's free slots, under a lease: the host is
+-- a member of the bucket's claims set scored by the lease's end (the latest
+-- claim's, when it has several). The claim that takes its last free slot
+-- makes it busy. The host's own status update `busy` confirms its claims
+-- (the sessions run; its `idle` afterwards ends them), an `idle` before
+-- that leaves them in place, and sweep.lua ends leases that ran out
+-- unconfirmed: their slots are free again (entry.lua: end_lease).
 -- Returns {hostId, roomId, region} (CLAIMED_*), hostId '' when no idle host
 -- fits, then the summary changes.
 local moving = slot_moving()
@@ -33,14 +35,25 @@ sweep_claims(k, 16)
 local function take(id, region)
   local e = get_entry(k, id)
   if e and not live(e) then remove_host(k, id, e) end
-  if not live(e) or e.status ~= STATUS_IDLE then return nil end
-  if region and e.region ~= region then return nil end
+  if not live(e) then return nil end
+  local was = findable(e)
+  -- A lease that ran out and no sweep ended yet gives its slots back first.
+  local l = lease_of(k, id)
+  local lapsed = l and l <= now
+  if lapsed then end_lease(k, id, e, false) end
+  if not findable(e) or (region and e.region ~= region) then
+    if lapsed then
+      reindex(k, id, e, was, e.region)
+      put_entry(k, id, e)
+    end
+    return nil
+  end
   local ends = now + lease
-  e.status = STATUS_BUSY
-  call('ZREM', k.i, idle_member(e.region, id))
+  e.free = e.free - 1
+  if e.free == 0 then e.status = STATUS_BUSY end
+  reindex(k, id, e, was, e.region)
   call('ZADD', k.c, ends, id)
   put_entry(k, id, e)
-  touch(k, e.region)
   -- The lease's end names this claim: release.lua frees the host only while
   -- its claim still ends then (not a later claim of the same host).
   if claim_key then call('SET', claim_key, string.format('%.0f', ends) .. ' ' .. id, 'PX', lease) end

@@ -4,14 +4,16 @@
 --
 -- A host lives in one bucket (docs/design/layout-v2.md), and each bucket's
 -- keys come in KEYS, BKEYS of them per bucket (bucket(g) below):
---   e  hash: hostId -> "<hseq> <sseq> <s> <region> <room> <expiry>": s is
---      the status's first letter, expiry in ms, base 36 (entry_value()); an
---      entry is live while now < expiry. Every reader checks, so an expired
+--   e  hash: hostId -> "<hseq> <sseq> <s>[<slots>] <region> <room> <expiry>":
+--      s is the status's first letter, slots "<capacity>.<free>.<reported>"
+--      (left out while all three are 1: most hosts), expiry in ms, base 36
+--      (put_entry()); an entry is live while now < expiry. Every reader checks, so an expired
 --      host is never answered, and sweep.lua removes what expired (trim()).
 --      The expiry in the entry rather than in a sorted set of its own: a
 --      refresh is one HGET and one HSET, and a host costs one field less
---   i  zset, scores 0: "<region> <hostId>" for each idle host, so that a
---      region's idle hosts are one lexicographic range
+--   i  zset, scores 0: "<region> <hostId>" for each host a find may take
+--      (findable(): idle, with a free slot), so that a region's are one
+--      lexicographic range
 --   c  zset: claimed hostId -> the end of its claim's lease in ms
 --   t  hash: hostId -> "<seq> <expiry ms>": its last leave, for one TTL
 --   m  hash: region -> summary epoch, odd while the bucket is listed in the
@@ -107,13 +109,27 @@ end
 -- An entry's value as a table (exp: the expiry as stored), or nil for a
 -- value this build cannot read.
 local function parse_entry(v)
-  local hseq, sseq, code, region, room, exp =
-    string.match(v, '^(%w+) (%w+) (%l) (%S+) (%S+) (%w+)$')
+  local hseq, sseq, code, slots, region, room, exp =
+    string.match(v, '^(%w+) (%w+) (%l)([%d.]*) (%S+) (%S+) (%w+)$')
   local status = STATUS_OF[code]
   if not status then return nil end
-  return {hseq = hseq, sseq = sseq, status = status, region = region, room = room,
-          expiry = tonumber(exp, 36), exp = exp}
+  local e = {hseq = hseq, sseq = sseq, status = status, region = region, room = room,
+             expiry = tonumber(exp, 36), exp = exp, cap = 1, free = 1, rep = 1}
+  if slots ~= '' then
+    local c, f, r = string.match(slots, '^(%d+)%.(%d+)%.(%d+)$')
+    if not c then return nil end
+    e.cap, e.free, e.rep = tonumber(c), tonumber(f), tonumber(r)
+  end
+  return e
 end
+
+-- Slots: a host has `cap` (its capacity, at least 1), `rep` free as it last
+-- reported them (its heartbeats' availableSlots: the host is the authority
+-- on its sessions), and `free`: what finds may still take, which is `rep`
+-- less the slots clients claimed within the running lease (a heartbeat
+-- within the lease never gives those back: the host may not have seen the
+-- client yet). A find may take a host while it is idle with a free slot.
+local function findable(e) return e.status == STATUS_IDLE and e.free > 0 end
 
 -- The entry of `id` in bucket k, live or not, as a table, or nil when there
 -- is none.
@@ -131,8 +147,12 @@ local function live(e) return e and e.expiry > now end
 -- encodes its expiry once), or keeping the one it has.
 local function put_entry(k, id, e, expiry, expiry36)
   if expiry then e.expiry, e.exp = expiry, expiry36 end
-  call('HSET', k.e, id, e.hseq .. ' ' .. e.sseq .. ' ' .. string.sub(e.status, 1, 1) .. ' ' ..
-       e.region .. ' ' .. e.room .. ' ' .. e.exp)
+  local slots = ''
+  if e.cap ~= 1 or e.free ~= 1 or e.rep ~= 1 then
+    slots = string.format('%d.%d.%d', e.cap, e.free, e.rep)
+  end
+  call('HSET', k.e, id, e.hseq .. ' ' .. e.sseq .. ' ' .. string.sub(e.status, 1, 1) .. slots ..
+       ' ' .. e.region .. ' ' .. e.room .. ' ' .. e.exp)
 end
 
 -- Removes every trace of `id` from bucket k (its entry `e`, if known).
@@ -151,15 +171,39 @@ local function lease_of(k, id)
   return l and tonumber(l)
 end
 
--- Returns the claimed host `id` (entry `e`) to idle: its lease ended
--- unconfirmed (sweep.lua, or its own heartbeat) or its claim was released
--- (release.lua). The idle index first, the entry last.
-local function unclaim(k, id, e)
-  call('ZADD', k.i, 0, idle_member(e.region, id))
+-- Puts host `id` in region `region`'s part of the find index or takes it
+-- out, as `e` now says, given whether it was in before and where: the index
+-- first, the entry (written by the caller) last.
+local function reindex(k, id, e, was, old_region)
+  local now_in = findable(e)
+  if now_in and not (was and old_region == e.region) then
+    call('ZADD', k.i, 0, idle_member(e.region, id))
+    touch(k, e.region)
+  end
+  if was and not (now_in and old_region == e.region) then
+    call('ZREM', k.i, idle_member(old_region, id))
+    touch(k, old_region)
+  end
+end
+
+-- Ends the claims' lease on host `id` (entry `e`, changed in place; the
+-- caller reindexes and writes it): the slots they held are free again as
+-- far as the host's last report says, and a host the claims made busy is
+-- idle again, unless `confirmed` (its own `busy` confirms them: the
+-- sessions run).
+local function end_lease(k, id, e, confirmed)
   call('ZREM', k.c, id)
-  e.status = STATUS_IDLE
+  e.free = e.rep
+  if not confirmed and e.status == STATUS_BUSY then e.status = STATUS_IDLE end
+end
+
+-- Ends host `id`'s lease unconfirmed (sweep.lua; release.lua for a claim
+-- whose answer never reached its client) and writes it.
+local function unclaim(k, id, e)
+  local was = findable(e)
+  end_lease(k, id, e, false)
+  reindex(k, id, e, was, e.region)
   put_entry(k, id, e)
-  touch(k, e.region)
 end
 
 -- Removes up to `max` expired entries of bucket k (and a value no build
@@ -183,15 +227,17 @@ local function trim(k, max)
   return n
 end
 
--- Returns claimed hosts of bucket k whose lease ended unconfirmed to idle,
--- looking at `max` due claims at most: how many went back to idle, and how
--- many were looked at.
+-- Ends the leases of bucket k that ran out unconfirmed (their slots free
+-- again, a host they made busy idle again), looking at `max` due claims at
+-- most: how many hosts got theirs back, and how many were looked at.
 local function sweep_claims(k, max)
   local due = call('ZRANGEBYSCORE', k.c, '-inf', now, 'LIMIT', 0, max)
   local n = 0
   for _, id in ipairs(due) do
     local e = get_entry(k, id)
-    if live(e) and e.status == STATUS_BUSY then
+    -- A lease holds a slot (free < cap): a member of a host with every slot
+    -- free (left behind, or set by hand) is dropped and frees nothing.
+    if live(e) and e.free < e.cap then
       unclaim(k, id, e)
       n = n + 1
     else

@@ -2,7 +2,7 @@
 -- KEYS: the buckets' keys. ARGV (HR_SCRIPT_LIST_ARGS): status filter (a
 -- status name or '' for every status), limit, then regions.
 -- Returns a flat array, LISTED_STRIDE elements per host (LISTED_*): hostId,
--- roomId, region, status, ttl ms, claimed (0/1).
+-- roomId, region, status, ttl ms, claimed (0/1), capacity, free slots.
 local want, limit = ARGV[LIST_STATUS], tonumber(ARGV[LIST_LIMIT])
 local regions = {}
 for i = LIST_REGIONS, #ARGV do regions[ARGV[i]] = true end
@@ -24,6 +24,8 @@ for g = 0, math.floor(#KEYS / BKEYS) - 1 do
       out[base + LISTED_STATUS] = e.status
       out[base + LISTED_TTL] = e.expiry - now
       out[base + LISTED_CLAIMED] = (e.status == STATUS_BUSY and lease_of(k, id)) and 1 or 0
+      out[base + LISTED_CAPACITY] = e.cap
+      out[base + LISTED_FREE] = e.free
       n = n + 1
     end
   end

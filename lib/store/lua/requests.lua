@@ -6,7 +6,8 @@
 -- ARGV (lib/store/script.h, HR_SCRIPT_REQUESTS_ARGS): ttl in ms, most live
 -- hosts per bucket (0: no cap); then REQ_STRIDE per request from
 -- REQUESTS_FIRST (HR_SCRIPT_REQ_FIELDS): op (OP_*), seq, hostId, roomId,
--- region, status, and its bucket's place in KEYS (from 0).
+-- region, status, slots ('' for capacity 1 with its slot free, else
+-- "<capacity>.<availableSlots>"), and its bucket's place in KEYS (from 0).
 -- seq: base 36, no leading zeros (entry.lua: newer); '0' = unordered (HTTP),
 -- applied in arrival order and leaving the stored sequence alone.
 -- Returns one RES_* per request: applied, duplicate (seq not newer than the
@@ -65,24 +66,32 @@ local function live_entry(k, id)
   return e
 end
 
-local function heartbeat(k, seq, id, room, region, status, may_create)
+local function heartbeat(k, seq, id, room, region, status, may_create, slots)
   local ordered = seq ~= UNORDERED
+  local cap, avail = 1, 1
+  if slots ~= '' then
+    local c, a = string.match(slots, '^(%d+)%.(%d+)$')
+    cap, avail = tonumber(c), tonumber(a)
+  end
   local e = live_entry(k, id)
-  local old_region, was_idle
+  local old_region, was
   if e then
     if ordered and not newer(seq, e.hseq) then return RES_DUPLICATE end
-    old_region, was_idle = e.region, e.status == STATUS_IDLE
+    old_region, was = e.region, findable(e)
     -- A heartbeat never changes the status of an existing entry: only a
     -- status update, a claim, or the end of an unconfirmed claim's lease
-    -- does. That end is seen here too, not only by sweep.lua (only a busy
-    -- host can have a claim).
-    if e.status == STATUS_BUSY then
-      local lease = lease_of(k, id)
-      if lease and lease <= now then
-        e.status = STATUS_IDLE
-        call('ZREM', k.c, id)
-      end
+    -- does. That end is seen here too, not only by sweep.lua. While a lease
+    -- runs a claim holds a slot (free < cap), so most heartbeats (a host
+    -- with every slot free) need not look.
+    local lease = e.free < e.cap and lease_of(k, id)
+    if lease and lease <= now then
+      end_lease(k, id, e, false)
+      lease = nil
     end
+    -- The host's report of its free slots stands, except that within a
+    -- lease it never gives back a slot a client claimed (entry.lua: slots).
+    e.cap, e.rep = cap, avail
+    e.free = lease and math.min(avail, e.free, cap - 1) or avail
     e.region, e.room = region, room
     if ordered then e.hseq = seq end
   else
@@ -91,21 +100,14 @@ local function heartbeat(k, seq, id, room, region, status, may_create)
     if left and not newer(seq, left) then return RES_DUPLICATE end
     if not may_create then return RES_SOURCE_FULL end
     if not room_for_one_more(k) then return RES_FULL end
-    e = {hseq = seq, sseq = seq, status = status, region = region, room = room}
+    e = {hseq = seq, sseq = seq, status = status, region = region, room = room, cap = cap,
+         free = avail, rep = avail}
   end
-  -- The idle index first, the entry last: should a write fail (a key of the
+  -- The find index first, the entry last: should a write fail (a key of the
   -- wrong type), what is left is at most an index member that readers check
   -- against the entry, never an entry the index misses. A refresh of an idle
   -- host that stays where it was (most heartbeats) leaves the index alone.
-  local idle = e.status == STATUS_IDLE
-  if idle and not (was_idle and old_region == region) then
-    call('ZADD', k.i, 0, idle_member(region, id))
-    touch(k, region)
-  end
-  if was_idle and not (idle and old_region == region) then
-    call('ZREM', k.i, idle_member(old_region, id))
-    touch(k, old_region)
-  end
+  reindex(k, id, e, was, old_region)
   put_entry(k, id, e, expiry, expiry36)
   return RES_APPLIED
 end
@@ -130,16 +132,12 @@ local function status_update(k, seq, id, status)
     end
     return RES_APPLIED
   end
-  local changed = ordered or lease
-  if e.status ~= status then
-    if status == STATUS_IDLE then call('ZADD', k.i, 0, idle_member(e.region, id)) end
-    if e.status == STATUS_IDLE then call('ZREM', k.i, idle_member(e.region, id)) end
-    touch(k, e.region)
-    e.status = status
-    changed = true
-  end
+  local was = findable(e)
+  local changed = ordered or lease or e.status ~= status
+  if lease then end_lease(k, id, e, true) end
+  e.status = status
   if ordered then e.sseq = seq end
-  if lease then call('ZREM', k.c, id) end
+  reindex(k, id, e, was, e.region)
   if changed then put_entry(k, id, e) end
   return RES_APPLIED
 end
@@ -185,7 +183,7 @@ local function apply(i)
   end
   if op == OP_HEARTBEAT or op == OP_REFRESH then
     return heartbeat(k, seq, id, ARGV[i + REQ_ROOM], ARGV[i + REQ_REGION], ARGV[i + REQ_STATUS],
-                     op == OP_HEARTBEAT)
+                     op == OP_HEARTBEAT, ARGV[i + REQ_SLOTS])
   elseif op == OP_STATUS then
     return status_update(k, seq, id, ARGV[i + REQ_STATUS])
   elseif op == OP_LEAVE then
