@@ -181,7 +181,8 @@ static void on_stored(void *arg, enum hr_result result, int reason)
     struct pending *p = arg;
     struct hr_server *srv = p->srv;
     queue_ack(srv, &p->peer, p->peerlen, p->seq, result,
-              result == HR_RESULT_RETRY_LATER ? (uint32_t)reason : 0, p->req_len, p->host_id);
+              result == HR_RESULT_RETRY_LATER || result == HR_RESULT_INVALID ? (uint32_t)reason : 0,
+              p->req_len, p->host_id);
     p->next = srv->free_pending;
     srv->free_pending = p;
     srv->npending--;

@@ -65,8 +65,11 @@ static const char *rule_field(int rule)
            : rule == HR_E_SLOTS    ? "availableSlots"
                                    : "body";
 }
-static const char *rule_code(int rule)
+static const char *rule_code(const struct reader *rd, int rule)
 {
+    /* Any region name of the id set (any-region mode): a string's format. */
+    if (rule == HR_E_REGION && rd->rules->any)
+        return "invalid_string";
     return rule == HR_E_REGION || rule == HR_E_STATUS    ? "invalid_enum_value"
            : rule == HR_E_CAPACITY || rule == HR_E_SLOTS ? "too_big"
                                                          : "invalid_string";
@@ -90,7 +93,7 @@ static int refuse_rule_at(struct reader *rd, int rule, const char *path)
 {
     char msg[HR_BODY_ERR_MAX];
     hr_body_rule_message(rd->rules, rule, msg, sizeof(msg));
-    return issue(rd, path ? path : rule_field(rule), rule_code(rule), msg);
+    return issue(rd, path ? path : rule_field(rule), rule_code(rd, rule), msg);
 }
 
 static int refuse_rule(struct reader *rd, int rule)
@@ -100,6 +103,10 @@ static int refuse_rule(struct reader *rd, int rule)
 
 void hr_body_rule_message(const struct hr_rules *rules, int rule, char *buf, size_t len)
 {
+    if (rule == HR_E_REGION && rules->any) {
+        snprintf(buf, len, "region must be 1-%d characters of [A-Za-z0-9._:-]", HR_REGION_MAX);
+        return;
+    }
     size_t o = (size_t)snprintf(buf, len, "%s", hr_strerror(rule));
     if (rule != HR_E_REGION)
         return;
@@ -289,10 +296,31 @@ static void add_region(struct hr_claim_query *q, const char *name)
     q->regions[q->nregions++] = name;
 }
 
-/* The "regions" array, in order, after what `q` holds: 0 or 400. Only
- * configured names get in and each once, so the list never outgrows its
- * array. */
-static int get_regions(struct reader *rd, json_t *o, struct hr_claim_query *q)
+/* Adds region name[0..len) (checked: hr_rules_region_ok) to the find's
+ * list: the configured name's storage in list mode, a copy in the body's
+ * in any-region mode. */
+static void add_named(const struct hr_rules *rules, struct hr_find_body *out, const char *name,
+                      size_t len)
+{
+    if (!rules->any) {
+        add_region(&out->query, rules->regions[hr_rules_find_region(rules, name, len)]);
+        return;
+    }
+    for (size_t i = 0; i < out->query.nregions; i++)
+        if (strlen(out->query.regions[i]) == len && memcmp(out->query.regions[i], name, len) == 0)
+            return;
+    if (out->query.nregions == HR_REGIONS_MAX)
+        return;
+    char *slot = out->names[out->query.nregions];
+    memcpy(slot, name, len);
+    slot[len] = '\0';
+    out->query.regions[out->query.nregions++] = slot;
+}
+
+/* The "regions" array, in order, after what `out` holds: 0 or 400. Only
+ * valid names get in and each once (in any-region mode, HR_REGIONS_MAX at
+ * most: the rest are left out), so the list never outgrows its array. */
+static int get_regions(struct reader *rd, json_t *o, struct hr_find_body *out)
 {
     json_t *list = json_object_get(o, "regions"), *v;
     size_t k;
@@ -306,15 +334,14 @@ static int get_regions(struct reader *rd, json_t *o, struct hr_claim_query *q)
         /* text_of: a name with a \u0000 inside must not match the part
          * before it. */
         const char *name = text_of(v);
-        int i = name ? hr_rules_find_region(rd->rules, name, strlen(name)) : -1;
-        if (i < 0) {
+        if (!name || !hr_rules_region_ok(rd->rules, name, strlen(name))) {
             char msg[HR_BODY_ERR_MAX];
             size_t n = (size_t)snprintf(msg, sizeof(msg), "regions[%zu]: ", k);
             if (n < sizeof(msg))
                 hr_body_rule_message(rd->rules, HR_E_REGION, msg + n, sizeof(msg) - n);
             return issue(rd, "regions", "invalid_enum_value", msg);
         }
-        add_region(q, rd->rules->regions[i]);
+        add_named(rd->rules, out, name, strlen(name));
     }
     return 0;
 }
@@ -332,30 +359,29 @@ int hr_body_find(const void *body, size_t len, const struct hr_rules *rules,
     int code = read_json(&rd, body, len, true, &j);
     if (code != 0)
         return code;
-    if ((code = get_str(&rd, j, "region", false, region, sizeof(region), HR_E_REGION)) != 0 ||
-        (code = get_str(&rd, j, "hostId", false, host, sizeof(host), HR_E_HOST_ID)) != 0)
+    /* Every field read, each bad one an issue of its own. */
+    int bad = get_str(&rd, j, "region", false, region, sizeof(region), HR_E_REGION);
+    bad |= get_str(&rd, j, "hostId", false, host, sizeof(host), HR_E_HOST_ID);
+    if (region[0] && !hr_rules_region_ok(rules, region, strlen(region)))
+        bad |= refuse_rule(&rd, HR_E_REGION);
+    else if (region[0])
+        add_named(rules, out, region, strlen(region));
+    bad |= get_regions(&rd, j, out);
+    if (host[0] && !hr_id_canon(host, strlen(host), out->host_id))
+        bad |= refuse_rule(&rd, HR_E_HOST_ID);
+    if (bad) {
+        code = 400;
         goto out;
-    if (region[0]) {
-        int i = hr_rules_find_region(rules, region, strlen(region));
-        if (i < 0) {
-            code = refuse_rule(&rd, HR_E_REGION);
-            goto out;
-        }
-        add_region(q, rules->regions[i]);
     }
-    if ((code = get_regions(&rd, j, q)) != 0)
-        goto out;
     if (host[0]) {
-        if (!hr_id_canon(host, strlen(host), out->host_id)) {
-            code = refuse_rule(&rd, HR_E_HOST_ID);
-            goto out;
-        }
         q->host_id = out->host_id;
     } else if (q->nregions == 0) {
-        /* Any region: the default one first, then the others as configured. */
+        /* Any region: the default one first, then the others as configured
+         * (in any-region mode, as the registry knows them: the caller's). */
         add_region(q, rules->regions[rules->default_region]);
         for (size_t i = 0; i < rules->nregions; i++)
             add_region(q, rules->regions[i]);
+        out->any_other = rules->any;
     }
 out:
     json_decref(j);

@@ -44,6 +44,12 @@ struct hr_body_issues {
 struct hr_find_body {
     struct hr_claim_query query;
     char host_id[HR_ID_MAX + 1]; /* canonical (a UUID in lower case), or "" */
+    /* Any-region mode: the regions named, which query.regions point to (in
+     * list mode they point into the rules); `any_other` when the body named
+     * none: query has the default region, and the caller adds the others the
+     * registry knows (hr_store_regions). */
+    char names[HR_REGIONS_MAX][HR_REGION_MAX + 1];
+    bool any_other;
 };
 
 /* Each of these reads one body of `len` bytes (at most HR_GATEWAY_MAX_BODY,

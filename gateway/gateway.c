@@ -371,6 +371,38 @@ static int check_secret(struct call *c, bool answer)
 
 static const char status_ok[] = "{\"success\":true}";
 
+/* Every region a list, a count or a find naming none goes through: the
+ * configured ones, or in any-region mode the default and those the registry
+ * knows (the store's, which only grows while the gateway runs: a region's
+ * place in this list is stable). */
+static size_t all_regions(const struct hr_gateway *gw, const char *out[HR_REGIONS_MAX])
+{
+    const struct hr_rules *rules = &gw->cfg.common.rules;
+    if (!rules->any)
+        return hr_rules_names(rules, out);
+    const char *known[HR_REGIONS_MAX];
+    size_t n = hr_store_regions(gw->store, known), m = 0;
+    out[m++] = rules->regions[rules->default_region];
+    for (size_t i = 0; i < n && m < HR_REGIONS_MAX; i++)
+        if (strcmp(known[i], out[0]) != 0)
+            out[m++] = known[i];
+    return m;
+}
+
+/* The place of `region` in all_regions(), or -1. */
+static int region_index(const struct hr_gateway *gw, const char *region)
+{
+    const char *all[HR_REGIONS_MAX];
+    size_t n = all_regions(gw, all);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(all[i], region) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void reply_refused(struct call *c, int code, const char *err,
+                          const struct hr_body_issues *issues);
+
 static void on_stored(void *arg, enum hr_result result, int reason)
 {
     struct call *c = arg;
@@ -386,6 +418,14 @@ static void on_stored(void *arg, enum hr_result result, int reason)
     case HR_RESULT_UNKNOWN_HOST:
         reply_error(c, 404, "unknown or expired host (send a heartbeat first)");
         break;
+    case HR_RESULT_INVALID: { /* any-region mode: one region too many */
+        struct hr_body_issues is = {.n = 1};
+        snprintf(is.at[0].path, sizeof(is.at[0].path), "region");
+        snprintf(is.at[0].code, sizeof(is.at[0].code), "custom");
+        snprintf(is.at[0].message, sizeof(is.at[0].message), "%s", hr_strerror(reason));
+        reply_refused(c, 400, is.at[0].message, &is);
+        break;
+    }
     default:
         if (reason == HR_E_FULL)
             reply_error(c, 503, "%s", hr_strerror(HR_E_FULL));
@@ -613,6 +653,12 @@ static void h_find(struct call *c)
     snprintf(c->claim_id, sizeof(c->claim_id), "%08" PRIx32 "%08" PRIx32, gw->rid_prefix,
              gw->claim_next++);
     f.query.claim_id = c->claim_id;
+    if (f.any_other) { /* after the default region, every other one the registry knows */
+        const char *all[HR_REGIONS_MAX];
+        size_t n = all_regions(gw, all);
+        for (size_t i = 1; i < n; i++)
+            f.query.regions[f.query.nregions++] = all[i];
+    }
     /* f.query points into f: hr_store_claim has copied what it needs on return. */
     if (hr_store_claim(gw->store, &f.query, on_claimed, c) != HR_OK)
         reply_unavailable(c);
@@ -771,16 +817,17 @@ static void h_hosts(struct call *c)
     const char *region = evhttp_find_header(&params, "region");
     const char *status = evhttp_find_header(&params, "status");
     const char *limit = evhttp_find_header(&params, "limit");
-    int i = -1; /* the region asked for; -1: all */
+    int i = -1; /* the region asked for (its place in all_regions(), the cache's key); -1: all */
     if (region) {
-        i = hr_rules_find_region(rules, region, strlen(region));
-        if (i < 0) {
+        if (!hr_rules_region_ok(rules, region, strlen(region))) {
             reply_rule(c, HR_E_REGION);
             goto out;
         }
-        q.regions[q.nregions++] = rules->regions[i];
+        i = region_index(gw, region);
+        /* The store copies the name before this returns (params are freed). */
+        q.regions[q.nregions++] = region;
     } else {
-        q.nregions = hr_rules_names(rules, q.regions);
+        q.nregions = all_regions(gw, q.regions);
     }
     if (status) {
         q.status = hr_status_parse(status, strlen(status));
@@ -794,7 +841,8 @@ static void h_hosts(struct call *c)
         goto out;
     }
     check_secret(c, false); /* only decides whether hostIds are shown */
-    if (gw->lists && hosts_cached(c, &q, i) == 0)
+    /* A region no host ever named (any-region mode) has nothing to cache. */
+    if (gw->lists && (i >= 0 || !region) && hosts_cached(c, &q, i) == 0)
         goto out;
     if (hr_store_list(gw->store, &q, on_listed, c) != HR_OK)
         reply_unavailable(c);
@@ -828,7 +876,7 @@ static void h_hosts_ttl(struct call *c)
     if (check_secret(c, true) != 0)
         return;
     struct hr_list_query q = {.status = HR_STATUS_IDLE, .limit = gw->cfg.list_limit};
-    q.nregions = hr_rules_names(&gw->cfg.common.rules, q.regions);
+    q.nregions = all_regions(gw, q.regions);
     if (hr_store_list(gw->store, &q, on_ttl_listed, c) != HR_OK)
         reply_unavailable(c);
     else
@@ -895,7 +943,7 @@ static void on_counts(void *arg, int err, const uint64_t *counts, size_t n)
     hr_metrics_build_info(b);
     if (err == HR_OK) {
         const char *regions[HR_REGIONS_MAX];
-        size_t nregions = hr_rules_names(&gw->cfg.common.rules, regions);
+        size_t nregions = all_regions(gw, regions);
         hr_metrics_hosts(b, regions, n < nregions ? n : nregions, counts);
     }
     size_t len = evbuffer_get_length(b);
@@ -907,7 +955,7 @@ static void h_metrics(struct call *c)
 {
     struct hr_gateway *gw = c->gw;
     const char *regions[HR_REGIONS_MAX];
-    size_t nregions = hr_rules_names(&gw->cfg.common.rules, regions);
+    size_t nregions = all_regions(gw, regions);
     /* Without Redis the HTTP counters are still worth having. */
     if (hr_store_count(gw->store, regions, nregions, on_counts, c) == HR_OK)
         gw->pending++;

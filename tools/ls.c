@@ -34,7 +34,8 @@ static const struct hr_opt options[] = {
     {"redis", 'r', "URL", "redis://127.0.0.1:6379", "the registry's Redis", hr_common_set_redis,
      NULL},
     {"prefix", 0, "PREFIX", "hr:", "the registry's key prefix", hr_common_set_prefix, NULL},
-    {"regions", 0, "LIST", "us-east-1,us-west-1,eu-central,local", "the configured regions",
+    {"regions", 0, "LIST", "us-east-1,us-west-1,eu-central,local",
+     "the configured regions, or '*': those the registry has seen (--regions '*')",
      hr_common_set_regions, NULL},
     {"region", 'g', "REGION", NULL, "only this region", set_region, NULL},
     {"status", 'S', "STATUS", NULL, "only the hosts of one status (idle, busy or allocated)",
@@ -80,6 +81,39 @@ static redisReply *eval(struct target *t, enum hr_script_id id, const struct hr_
     return r;
 }
 
+/* Any-region mode: the regions the registry knows ("<prefix>regions", a
+ * sorted set: regions.lua), into out (an empty name after the last): 0, or
+ * -1 with t->err. */
+static int read_known(struct target *t, const char *prefix,
+                      char out[HR_REGIONS_MAX][HR_REGION_MAX + 1])
+{
+    char key[64];
+    int n = snprintf(key, sizeof(key), "%s" HR_SCRIPT_REGIONS_KEY, prefix);
+    /* ZRANGEBYSCORE: a command the programs' ACL user has (docs/SECURITY.md). */
+    const char *argv[] = {"ZRANGEBYSCORE", key, "-inf", "+inf"};
+    redisReply *r = t->sc ? hr_sync_cluster_command(t->sc, hr_cluster_keyslot(key, (size_t)n), 4,
+                                                    argv, NULL, t->err, sizeof(t->err))
+                          : redisCommandArgv(t->c, 4, argv, NULL);
+    if (!r) {
+        if (!t->sc)
+            snprintf(t->err, sizeof(t->err), "%s", t->c->errstr);
+        return -1;
+    }
+    int rc = 0;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        snprintf(t->err, sizeof(t->err), "cannot read %s: %s", key,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "not a sorted set");
+        rc = -1;
+    }
+    size_t k = 0;
+    for (size_t i = 0; rc == 0 && i < r->elements && k + 1 < HR_REGIONS_MAX; i++)
+        if (r->element[i]->type == REDIS_REPLY_STRING && r->element[i]->len <= HR_REGION_MAX)
+            memcpy(out[k++], r->element[i]->str, r->element[i]->len + 1);
+    out[k][0] = '\0';
+    freeReplyObject(r);
+    return rc;
+}
+
 /* The registry's layout, as hr_layout_read_sync reads it (1, 0 or -1). */
 static int read_layout(struct target *t, const char *prefix, struct hr_layout *l, char *err,
                        size_t errlen)
@@ -119,11 +153,15 @@ int hr_cmd_ls(int argc, char **argv)
                        "the seconds each\nhas left, and totals per region and status. Reads "
                        "the same index the gateway uses\n(never an expired host).");
     char err[256];
-    struct hr_rules rules;
+    static struct hr_rules rules;
     char first[HR_REGION_MAX + 1];
     snprintf(first, sizeof(first), "%.*s", (int)strcspn(cfg.common.regions_list, ","),
              cfg.common.regions_list);
-    if (hr_rules_set_regions(&rules, cfg.common.regions_list, first, err, sizeof(err)) != HR_OK) {
+    bool any = strcmp(cfg.common.regions_list, "*") == 0;
+    /* Any region: only names are checked here (the default is the
+     * programs'); the regions are those the registry knows. */
+    if (hr_rules_set_regions(&rules, cfg.common.regions_list, any ? "local" : first, err,
+                             sizeof(err)) != HR_OK) {
         fprintf(stderr, "error: %s\n", err);
         return 2;
     }
@@ -132,7 +170,15 @@ int hr_cmd_ls(int argc, char **argv)
     for (size_t i = 0; i < rules.nregions; i++)
         if (!cfg.region[0] || strcmp(cfg.region, rules.regions[i]) == 0)
             regions[nregions++] = rules.regions[i];
-    if (nregions == 0) {
+    if (any) {
+        if (cfg.region[0] && !hr_rules_region_ok(&rules, cfg.region, strlen(cfg.region))) {
+            fprintf(stderr, "error: '%s' is not a region name\n", cfg.region);
+            return 2;
+        }
+        regions[0] = cfg.region;
+        nregions = cfg.region[0] ? 1 : 0;
+    }
+    if (nregions == 0 && !any) {
         fprintf(stderr, "error: region '%s' is not in --regions\n", cfg.region);
         return 2;
     }
@@ -151,6 +197,16 @@ int hr_cmd_ls(int argc, char **argv)
         return 1;
     }
     int rc = 1;
+    /* Any region: those the registry knows (regions.lua). */
+    static char known[HR_REGIONS_MAX][HR_REGION_MAX + 1];
+    if (any && !cfg.region[0] && read_known(&t, cfg.common.store.prefix, known) < 0) {
+        fprintf(stderr, "error: %s\n", t.err);
+        hr_sync_cluster_free(t.sc);
+        redisFree(t.c);
+        return 1;
+    }
+    for (size_t i = 0; any && !cfg.region[0] && i < HR_REGIONS_MAX && known[i][0]; i++)
+        regions[nregions++] = known[i];
     struct hr_list_query q = {.nregions = nregions, .status = cfg.status, .limit = cfg.limit};
     memcpy(q.regions, regions, nregions * sizeof(regions[0]));
     struct hr_layout lay;

@@ -22,6 +22,8 @@ static const struct {
     {HR_E_STATUS, "bad_status", "status must be idle, busy or allocated"},
     {HR_E_CAPACITY, "bad_capacity", "capacity must be an integer from 1 to 65535"},
     {HR_E_SLOTS, "bad_available_slots", "availableSlots must be an integer from 0 to the capacity"},
+    {HR_E_REGIONS_FULL, "too_many_regions",
+     "a region the registry has not seen, and it holds the most regions it may (--max-regions)"},
     {HR_E_UNAVAILABLE, "unavailable", "registry unavailable, retry later"},
     {HR_E_OVERLOAD, "overload", "registry overloaded, retry later"},
     {HR_E_FULL, "full", "registry full: it holds the most hosts it may"},

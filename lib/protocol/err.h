@@ -20,12 +20,13 @@ enum hr_err {
 
     /* Request errors: a well-formed frame whose fields break a rule.
      * Answered with RESULT_INVALID and this code as the reason. */
-    HR_E_HOST_ID = 16,  /* missing, too long, or a character outside [A-Za-z0-9._:-] */
-    HR_E_ROOM_ID = 17,  /* same rule as the hostId */
-    HR_E_REGION = 18,   /* not in the configured list */
-    HR_E_STATUS = 19,   /* not idle, busy or allocated */
-    HR_E_CAPACITY = 20, /* capacity above HR_CAPACITY_MAX (a JSON one below 1) */
-    HR_E_SLOTS = 21,    /* available slots above the capacity */
+    HR_E_HOST_ID = 16,      /* missing, too long, or a character outside [A-Za-z0-9._:-] */
+    HR_E_ROOM_ID = 17,      /* same rule as the hostId */
+    HR_E_REGION = 18,       /* not in the configured list */
+    HR_E_STATUS = 19,       /* not idle, busy or allocated */
+    HR_E_CAPACITY = 20,     /* capacity above HR_CAPACITY_MAX (a JSON one below 1) */
+    HR_E_SLOTS = 21,        /* available slots above the capacity */
+    HR_E_REGIONS_FULL = 22, /* a new region, and the registry knows --max-regions already */
 
     /* Registry errors: the request was fine, the store could not take it now. */
     HR_E_UNAVAILABLE = 32, /* Redis not connected, timed out, or answered an error */

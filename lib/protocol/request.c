@@ -23,6 +23,19 @@ int hr_rules_find_region(const struct hr_rules *r, const char *name, size_t len)
     return -1;
 }
 
+/* A region name: it becomes part of Redis keys, and the id charset keeps
+ * them printable, free of spaces (entries and index members are
+ * space-separated) and of braces (hash tags). */
+static bool region_name_ok(const char *name, size_t len)
+{
+    return len > 0 && len <= HR_REGION_MAX && hr_id_valid(name, len);
+}
+
+bool hr_rules_region_ok(const struct hr_rules *r, const char *name, size_t len)
+{
+    return r->any ? region_name_ok(name, len) : hr_rules_find_region(r, name, len) >= 0;
+}
+
 size_t hr_rules_names(const struct hr_rules *r, const char *out[HR_REGIONS_MAX])
 {
     for (size_t i = 0; i < r->nregions; i++)
@@ -35,14 +48,24 @@ int hr_rules_set_regions(struct hr_rules *r, const char *list, const char *dflt,
 {
     struct hr_rules n;
     memset(&n, 0, sizeof(n));
+    if (strcmp(list, "*") == 0) {
+        if (!region_name_ok(dflt, strlen(dflt))) {
+            snprintf(err, errlen, "bad default region '%.40s' (1-%d characters of [A-Za-z0-9._:-])",
+                     dflt, HR_REGION_MAX);
+            return HR_E_REGION;
+        }
+        n.any = true;
+        memcpy(n.regions[0], dflt, strlen(dflt) + 1);
+        n.nregions = 1;
+        *r = n;
+        return HR_OK;
+    }
     const char *p = list;
     while (1) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        /* A region name becomes part of Redis keys: the id charset keeps them
-         * printable and free of the ':' used as key separator. */
-        if (len == 0 || len > HR_REGION_MAX || !hr_id_valid(p, len) || memchr(p, ':', len)) {
-            snprintf(err, errlen, "bad region name '%.*s' (1-%d characters of [A-Za-z0-9._-])",
+        if (!region_name_ok(p, len)) {
+            snprintf(err, errlen, "bad region name '%.*s' (1-%d characters of [A-Za-z0-9._:-])",
                      (int)(len > 40 ? 40 : len), p, HR_REGION_MAX);
             return HR_E_REGION;
         }
@@ -91,7 +114,7 @@ size_t hr_request_problems(struct hr_request *req, const struct hr_rules *rules,
         size_t glen = strnlen(req->region, sizeof(req->region));
         if (glen == 0)
             snprintf(req->region, sizeof(req->region), "%s", rules->regions[rules->default_region]);
-        else if (glen == sizeof(req->region) || hr_rules_find_region(rules, req->region, glen) < 0)
+        else if (glen == sizeof(req->region) || !hr_rules_region_ok(rules, req->region, glen))
             PROBLEM_(HR_E_REGION);
         if (req->status == HR_STATUS_NONE)
             req->status = HR_STATUS_IDLE;

@@ -11,8 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HR_REGION_MAX 32  /* a region name, in characters */
-#define HR_REGIONS_MAX 32 /* configured regions; a deployment with more is a different product */
+#define HR_REGION_MAX 64   /* a region name, in characters (the original's id rule) */
+#define HR_REGIONS_MAX 256 /* regions at most: configured, or known in any-region mode */
 
 enum hr_msg_type {
     HR_MSG_HEARTBEAT = 0x01,
@@ -81,6 +81,10 @@ struct hr_rules {
     char regions[HR_REGIONS_MAX][HR_REGION_MAX + 1];
     size_t nregions;
     size_t default_region; /* index into regions */
+    /* Any-region mode (--regions '*'): any name of 1-HR_REGION_MAX characters
+     * of the id set is a region; `regions` then holds the default only, and
+     * the store admits new names up to its cap (hr_store_config.max_regions). */
+    bool any;
 };
 
 /* Fills `r` with the contract's defaults: regions us-east-1, us-west-1,
@@ -88,13 +92,18 @@ struct hr_rules {
 void hr_rules_default(struct hr_rules *r);
 
 /* Replaces the region list with a comma-separated one ("a,b,c") and makes
- * `dflt` the default (which must be in it). Returns HR_OK, or HR_E_REGION with
- * a message in err and `r` unchanged. */
+ * `dflt` the default (which must be in it), or with "*", any-region mode
+ * (`dflt` any region name). Returns HR_OK, or HR_E_REGION with a message in
+ * err and `r` unchanged. */
 int hr_rules_set_regions(struct hr_rules *r, const char *list, const char *dflt, char *err,
                          size_t errlen);
 
 /* The index of the region named by name[0..len) in `r`, or -1. */
 int hr_rules_find_region(const struct hr_rules *r, const char *name, size_t len);
+
+/* Whether name[0..len) is a region a request may name: a configured one, or
+ * in any-region mode any 1-HR_REGION_MAX characters of the id set. */
+bool hr_rules_region_ok(const struct hr_rules *r, const char *name, size_t len);
 
 /* Every configured region's name, in order, as pointers into `r` (valid
  * while `r` is): the list the store's calls take. Returns how many. */

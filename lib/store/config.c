@@ -315,10 +315,16 @@ int hr_common_set_regions(void *c, const char *v, char *err, size_t errlen)
     struct hr_rules probe;
     char first[HR_REGION_MAX + 1];
     snprintf(first, sizeof(first), "%.*s", (int)strcspn(v, ","), v);
-    if (hr_rules_set_regions(&probe, v, first, err, errlen) != HR_OK)
+    if (strcmp(v, "*") != 0 && hr_rules_set_regions(&probe, v, first, err, errlen) != HR_OK)
         return -1;
     memcpy(h->regions_list, v, strlen(v) + 1);
     return 0;
+}
+
+int hr_common_set_max_regions(void *c, const char *v, char *err, size_t errlen)
+{
+    return hr_opt_u32(v, 1, HR_REGIONS_MAX, "", &((struct hr_common *)c)->store.max_regions, err,
+                      errlen);
 }
 
 int hr_common_set_default_region(void *c, const char *v, char *err, size_t errlen)
@@ -361,6 +367,7 @@ int hr_common_finish(struct hr_common *c, char *err, size_t errlen)
         return -1;
     c->store.ttl_ms = c->ttl_s * 1000;
     snprintf(c->store.regions, sizeof(c->store.regions), "%s", c->regions_list);
+    c->store.any_region = c->rules.any;
     if (c->interval_s == 0)
         c->interval_s = c->ttl_s * 2 / 3 ? c->ttl_s * 2 / 3 : 1;
     /* Advising hosts to refresh no sooner than the entry expires makes every

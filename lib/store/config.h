@@ -119,6 +119,7 @@ int hr_common_set_latency_budget(void *c, const char *v, char *err, size_t errle
 int hr_common_set_prefix(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_regions(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_default_region(void *c, const char *v, char *err, size_t errlen);
+int hr_common_set_max_regions(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_log_level(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_log_format(void *c, const char *v, char *err, size_t errlen);
 int hr_common_set_max_inflight(void *c, const char *v, char *err, size_t errlen);
@@ -165,7 +166,12 @@ int hr_common_set_buckets(void *c, const char *v, char *err, size_t errlen);
      "hold); a registry keeps the count it was created with",                                    \
      hr_common_set_buckets, NULL},                                                                 \
     {"regions", 0, "LIST", "us-east-1,us-west-1,eu-central,local",                                \
-     "comma-separated list of valid regions", hr_common_set_regions, NULL},                       \
+     "comma-separated list of valid regions, or '*': any name of 1-64 characters of "             \
+     "[A-Za-z0-9._:-], as the original service (up to --max-regions of them)",                    \
+     hr_common_set_regions, NULL},                                                                 \
+    {"max-regions", 0, "N", "256",                                                                 \
+     "with --regions '*': regions the registry may know (1-256); a heartbeat naming one more "    \
+     "is refused, too_many_regions", hr_common_set_max_regions, NULL},                             \
     {"default-region", 0, "REGION", "local", "region of a heartbeat that names none",             \
      hr_common_set_default_region, NULL},                                                          \
     {"log-level", 'l', "LEVEL", "info", "error, warn, info or debug", hr_common_set_log_level,    \

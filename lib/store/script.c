@@ -342,6 +342,19 @@ void hr_script_release_args(struct hr_script_args *a, const struct hr_layout *l,
     add_all(a, f, HR_SCRIPT_RELEASE_NARGS);
 }
 
+void hr_script_regions_args(struct hr_script_args *a, const char *prefix, uint32_t max,
+                            uint32_t stale_ms)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "%s" HR_SCRIPT_REGIONS_KEY, prefix);
+    hr_script_args_key(a, key, strlen(key));
+    _Static_assert(HR_SCRIPT_REGIONS_MAX == 0 && HR_SCRIPT_REGIONS_STALE == 1 &&
+                       HR_SCRIPT_REGIONS_REGIONS == 2,
+                   "regions: max, stale, regions");
+    hr_script_args_u64(a, max);
+    hr_script_args_u64(a, stale_ms);
+}
+
 void hr_script_summary_args(struct hr_script_args *a, const struct hr_layout *l, const char *region)
 {
     char tag[HR_REGION_MAX + 8], key[128];

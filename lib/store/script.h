@@ -32,7 +32,8 @@ struct redisContext;
     X(LIST, "list")                                                                                \
     X(COUNT, "count")                                                                              \
     X(RELEASE, "release")                                                                          \
-    X(SUMMARY, "summary")
+    X(SUMMARY, "summary")                                                                          \
+    X(REGIONS, "regions")
 
 /* Storage layout 3 (docs/design/layout-v2.md). A host lives in one bucket
  * (layout.h: hr_layout_bucket), and every key of a bucket is
@@ -89,6 +90,12 @@ struct redisContext;
     X(RELEASE, ID)    /* the claim id to undo (KEYS: the bucket's, then the claim key) */          \
     X(RELEASE, LEASE) /* ms a released id is remembered: a late claim with it then takes nothing   \
                        */
+/* regions.lua (any-region mode): KEYS the registry's regions,
+ * "<prefix>regions" (hr_script_regions_args). */
+#define HR_SCRIPT_REGIONS_ARGS(X)                                                                  \
+    X(REGIONS, MAX)   /* regions the registry may know at most */                                  \
+    X(REGIONS, STALE) /* ms unseen after which a region makes room for a new one */                \
+    X(REGIONS, REGIONS)
 /* summary.lua: KEYS the region's summary set and epochs; ARGV triples. */
 #define HR_SCRIPT_SUMMARY_FIELDS(X)                                                                \
     X(SUM, OP)    /* "a": the bucket may hold idle hosts of the region, "d": it holds none */      \
@@ -152,6 +159,7 @@ enum { HR_SCRIPT_LIST_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_LIST_NARGS };
 enum { HR_SCRIPT_COUNT_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_COUNT_NARGS };
 enum { HR_SCRIPT_SWEEP_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_SWEEP_NARGS };
 enum { HR_SCRIPT_RELEASE_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_RELEASE_NARGS };
+enum { HR_SCRIPT_REGIONS_ARGS(HR_SCRIPT_POS_) HR_SCRIPT_REGIONS_NARGS };
 enum { HR_SCRIPT_SUMMARY_FIELDS(HR_SCRIPT_POS_) HR_SCRIPT_SUM_STRIDE };
 enum { HR_SCRIPT_CLAIMED_FIELDS(HR_SCRIPT_POS_) HR_SCRIPT_CLAIMED_N };
 enum { HR_SCRIPT_LISTED_FIELDS(HR_SCRIPT_POS_) HR_SCRIPT_LISTED_STRIDE };
@@ -277,6 +285,11 @@ void hr_script_sweep_args(struct hr_script_args *a, const struct hr_layout *l, u
                           uint32_t n, uint32_t max, bool state, bool trim);
 void hr_script_release_args(struct hr_script_args *a, const struct hr_layout *l, uint32_t bucket,
                             const char *claim_id, uint32_t lease_ms);
+/* Any-region mode: the registry's regions, admitting or marking seen
+ * `regions` (n of them; each then added with hr_script_args_str). */
+#define HR_SCRIPT_REGIONS_KEY "regions"
+void hr_script_regions_args(struct hr_script_args *a, const char *prefix, uint32_t max,
+                            uint32_t stale_ms);
 /* A summary update of `region`, then one hr_script_summary_add per change. */
 void hr_script_summary_args(struct hr_script_args *a, const struct hr_layout *l,
                             const char *region);

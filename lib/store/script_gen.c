@@ -57,6 +57,7 @@ static void constants(FILE *o)
     HR_SCRIPT_COUNT_ARGS(ARG_)
     HR_SCRIPT_SWEEP_ARGS(ARG_)
     HR_SCRIPT_RELEASE_ARGS(ARG_)
+    HR_SCRIPT_REGIONS_ARGS(ARG_)
     HR_SCRIPT_CLAIMED_FIELDS(ARG_)
     fprintf(o, "local CLAIMED_N = %d\n", HR_SCRIPT_CLAIMED_N);
     /* Offsets within one request or one listed host count from 0. */

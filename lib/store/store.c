@@ -68,6 +68,14 @@
  * timeout of its claim). A find sends up to FIND_TRIES claims per region,
  * so this holds the last few hundred finds even when they miss. */
 #define RECENT_CLAIMS 4096
+/* Any-region mode: how often the known regions are read again (and the
+ * ones this program saw marked seen), and how long a region nobody names
+ * keeps its place under --max-regions (a region with a live host is named
+ * by a heartbeat every TTL at least). */
+#define REGIONS_REFRESH_MS 5000
+#define REGION_STALE_MS (3600 * 1000)
+#define REGION_INDEX 512 /* open addressing over the known regions: twice HR_REGIONS_MAX */
+_Static_assert(REGION_INDEX >= 2 * HR_REGIONS_MAX, "the region index has room");
 
 struct claim_op;
 struct fan_op;
@@ -155,6 +163,29 @@ struct probe_op {
     char refused[240]; /* the first master's refusal or failure */
 };
 
+/* Any-region mode: a heartbeat of a region this store does not know yet
+ * waits for the region's admission (regions.lua). */
+struct parked {
+    struct hr_request req;
+    unsigned flags;
+    hr_store_cb *cb;
+    void *arg;
+    struct parked *next;
+};
+struct admission {
+    char region[HR_REGION_MAX + 1];
+    struct parked *head, **tail;
+    struct admission *next;
+};
+
+/* The regions the registry knows, as last read (any-region mode). */
+struct known_regions {
+    char name[HR_REGIONS_MAX][HR_REGION_MAX + 1];
+    bool seen[HR_REGIONS_MAX]; /* named by a heartbeat here since the last refresh */
+    size_t n;
+    int16_t index[REGION_INDEX]; /* slot -> name + 1; 0: empty */
+};
+
 struct hr_store {
     struct event_base *base;
     struct hr_store_config cfg;
@@ -186,8 +217,13 @@ struct hr_store {
     unsigned sweeps;
     struct fan_op *sweep; /* the sweep under way, or NULL */
     uint32_t trim_at;     /* the first FANOUT chunk whose expired entries the next round removes */
-    unsigned sweeps_put_off; /* sweep ticks skipped in a row while Redis was behind */
-    bool cap_warned;         /* bucket_cap's warning logged */
+    unsigned sweeps_put_off;      /* sweep ticks skipped in a row while Redis was behind */
+    bool cap_warned;              /* bucket_cap's warning logged */
+    struct known_regions *known;  /* any-region mode, else NULL */
+    struct admission *admissions; /* new regions waiting for regions.lua */
+    struct event *regions_ev;     /* reads the known regions again */
+    bool regions_refreshing;
+    bool regions_loaded; /* read once at least */
 };
 
 static const struct hr_layout *layout(const struct hr_store *st)
@@ -647,12 +683,199 @@ static uint32_t bucket_cap(uint32_t max_hosts, uint32_t buckets)
 /* Requests of one event-loop turn go to Redis as one script call: the daemon's
  * receive batch costs one round trip and one script invocation instead of one
  * per datagram, and a lone request still leaves at the end of its turn. */
+/* --- any-region mode: the known regions, and admitting new ones --- */
+
+static uint32_t region_hash(const char *s)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+/* The index of a known region, or -1. */
+static int region_find(const struct known_regions *k, const char *name)
+{
+    for (uint32_t i = region_hash(name) % REGION_INDEX;; i = (i + 1) % REGION_INDEX) {
+        int at = k->index[i] - 1;
+        if (at < 0)
+            return -1;
+        if (strcmp(k->name[at], name) == 0)
+            return at;
+    }
+}
+
+static void region_add(struct known_regions *k, const char *name)
+{
+    if (k->n == HR_REGIONS_MAX || strlen(name) > HR_REGION_MAX || region_find(k, name) >= 0)
+        return;
+    memcpy(k->name[k->n], name, strlen(name) + 1);
+    k->seen[k->n] = false;
+    uint32_t i = region_hash(name) % REGION_INDEX;
+    while (k->index[i])
+        i = (i + 1) % REGION_INDEX;
+    k->index[i] = (int16_t)(++k->n);
+}
+
+/* Reads regions.lua's reply: the known regions after the `given` flags.
+ * The regions this store knew and the reply left out (another program
+ * pruned them) stay until the next refresh: they cost a find nothing. */
+static void regions_take(struct hr_store *st, const redisReply *reply, size_t given)
+{
+    for (size_t i = given; i < reply->elements; i++)
+        if (reply->element[i]->type == REDIS_REPLY_STRING)
+            region_add(st->known, reply->element[i]->str);
+}
+
+static void admission_end(struct hr_store *st, struct admission *ad, bool admitted, int err);
+
+static void handle_admission(struct cmd *c, redisReply *reply)
+{
+    struct hr_store *st = c->st;
+    struct admission *ad = c->arg;
+    bool ok = reply && reply->type == REDIS_REPLY_ARRAY && reply->elements >= 1 &&
+              reply->element[0]->type == REDIS_REPLY_INTEGER;
+    if (ok) {
+        regions_take(st, reply, 1);
+        if (reply->element[0]->integer == 1)
+            region_add(st->known, ad->region);
+        else
+            HR_LOG_LIMITED(HR_LOG_WARN,
+                           "region '%s' refused: the registry knows %" PRIu32
+                           " regions already (--max-regions)",
+                           ad->region, st->cfg.max_regions);
+    }
+    admission_end(st, ad, ok && reply->element[0]->integer == 1,
+                  ok ? HR_E_REGIONS_FULL : HR_E_UNAVAILABLE);
+}
+
+/* Submits (admitted) or answers (refused: `err`) the heartbeats that waited
+ * for region ad->region, and forgets the admission. */
+static void admission_end(struct hr_store *st, struct admission *ad, bool admitted, int err)
+{
+    for (struct admission **p = &st->admissions; *p; p = &(*p)->next)
+        if (*p == ad) {
+            *p = ad->next;
+            break;
+        }
+    struct parked *w = ad->head;
+    free(ad);
+    while (w) {
+        struct parked *next = w->next;
+        st->inflight--;
+        int rc = admitted ? hr_store_submit(st, &w->req, w->flags, w->cb, w->arg) : err;
+        if (rc != HR_OK)
+            w->cb(w->arg, rc == HR_E_REGIONS_FULL ? HR_RESULT_INVALID : HR_RESULT_RETRY_LATER, rc);
+        free(w);
+        w = next;
+    }
+}
+
+/* Parks a heartbeat of a region this store does not know, sending the
+ * region's admission unless one is under way. */
+static int park_for_region(struct hr_store *st, const struct hr_request *req, unsigned flags,
+                           hr_store_cb *cb, void *arg)
+{
+    struct admission *ad = st->admissions;
+    while (ad && strcmp(ad->region, req->region) != 0)
+        ad = ad->next;
+    struct parked *w = calloc(1, sizeof(*w));
+    if (!w)
+        return HR_E_NOMEM;
+    *w = (struct parked){*req, flags, cb, arg, NULL};
+    if (!ad) {
+        int err;
+        if (!(ad = calloc(1, sizeof(*ad)))) {
+            free(w);
+            return HR_E_NOMEM;
+        }
+        struct cmd *c = cmd_new(st, HR_SCRIPT_REGIONS, handle_admission, ad, &err);
+        if (!c) {
+            free(ad);
+            free(w);
+            return err;
+        }
+        memcpy(ad->region, req->region, strlen(req->region) + 1);
+        ad->tail = &ad->head;
+        hr_script_regions_args(&c->args, st->cfg.prefix, st->cfg.max_regions, REGION_STALE_MS);
+        hr_script_args_str(&c->args, req->region);
+        if ((err = cmd_submit(st, c)) != HR_OK) {
+            free(ad);
+            free(w);
+            return err;
+        }
+        ad->next = st->admissions;
+        st->admissions = ad;
+    }
+    *ad->tail = w;
+    ad->tail = &w->next;
+    st->inflight++;
+    return HR_OK;
+}
+
+static void handle_regions(struct cmd *c, redisReply *reply)
+{
+    struct hr_store *st = c->st;
+    st->regions_refreshing = false;
+    if (reply && reply->type == REDIS_REPLY_ARRAY) {
+        regions_take(st, reply, (size_t)c->nbuckets);
+        st->regions_loaded = true;
+    }
+}
+
+/* Reads the known regions again, marking seen those that heartbeats here
+ * named since the last time: every REGIONS_REFRESH_MS once read, and soon
+ * after start until then (a find naming no region needs them). */
+static void on_regions(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct hr_store *st = arg;
+    int err;
+    uint32_t next = st->regions_loaded ? REGIONS_REFRESH_MS : 100;
+    struct timeval tv = {next / 1000, (next % 1000) * 1000};
+    event_add(st->regions_ev, &tv);
+    if (st->regions_refreshing || !ready(st))
+        return;
+    struct cmd *c = cmd_new(st, HR_SCRIPT_REGIONS, handle_regions, NULL, &err);
+    if (!c)
+        return;
+    hr_script_regions_args(&c->args, st->cfg.prefix, st->cfg.max_regions, REGION_STALE_MS);
+    int seen = 0;
+    for (size_t i = 0; i < st->known->n; i++)
+        if (st->known->seen[i]) {
+            st->known->seen[i] = false;
+            hr_script_args_str(&c->args, st->known->name[i]);
+            seen++;
+        }
+    c->nbuckets = seen; /* the reply's flags come first */
+    if (cmd_submit(st, c) == HR_OK)
+        st->regions_refreshing = true;
+}
+
+size_t hr_store_regions(const struct hr_store *st, const char *out[HR_REGIONS_MAX])
+{
+    if (!st->known)
+        return 0;
+    for (size_t i = 0; i < st->known->n; i++)
+        out[i] = st->known->name[i];
+    return st->known->n;
+}
+
 int hr_store_submit(struct hr_store *st, const struct hr_request *req, unsigned flags,
                     hr_store_cb *cb, void *arg)
 {
     int err;
     if (!ready(st))
         return HR_E_UNAVAILABLE;
+    if (st->known && req->type == HR_MSG_HEARTBEAT) {
+        int at = region_find(st->known, req->region);
+        if (at < 0) {
+            if (st->inflight >= st->cfg.max_inflight)
+                return HR_E_OVERLOAD;
+            return park_for_region(st, req, flags, cb, arg);
+        }
+        st->known->seen[at] = true;
+    }
     if (st->inflight >= st->cfg.max_inflight || behind(st, request_slot(st, req))) {
         st->stats.refused_behind += st->inflight < st->cfg.max_inflight;
         return HR_E_OVERLOAD;
@@ -1358,6 +1581,17 @@ struct hr_store *hr_store_new(struct event_base *base, const struct hr_store_con
         snprintf(err, errlen, "cannot create events");
         goto fail;
     }
+    if (cfg->any_region) {
+        if (!st->cfg.max_regions || st->cfg.max_regions > HR_REGIONS_MAX)
+            st->cfg.max_regions = HR_REGIONS_MAX;
+        struct timeval tv = {0, 0};
+        if (!(st->known = calloc(1, sizeof(*st->known))) ||
+            !(st->regions_ev = event_new(base, -1, 0, on_regions, st)) ||
+            event_add(st->regions_ev, &tv) != 0) {
+            snprintf(err, errlen, "cannot create timers");
+            goto fail;
+        }
+    }
     if (cfg->redis.nseeds) {
         if (!(st->cc = cluster_new(st, err, errlen)))
             goto fail;
@@ -1402,6 +1636,11 @@ void hr_store_free(struct hr_store *st)
     answer_failed(st);
     while (st->claims) /* a find between two steps */
         claim_end(st->claims, HR_E_UNAVAILABLE, NULL);
+    while (st->admissions) /* their admission failed with the connection, or never ran */
+        admission_end(st, st->admissions, false, HR_E_UNAVAILABLE);
+    if (st->regions_ev)
+        event_free(st->regions_ev);
+    free(st->known);
     if (st->flush_ev)
         event_free(st->flush_ev);
     if (st->sweep_ev)

@@ -35,6 +35,12 @@ struct hr_store_config {
     uint32_t max_hosts;     /* live hosts at most; a new one beyond: retry later, full */
     uint32_t buckets;       /* of a registry this store creates (layout.h); 0: 1024 */
     char regions[HR_REGIONS_MAX * (HR_REGION_MAX + 1)]; /* comma-separated, to count them */
+    /* Any-region mode (--regions '*'): the store admits each region the
+     * first time a heartbeat names it, up to max_regions known to the whole
+     * registry (its "<prefix>regions" set), and refuses heartbeats of a new
+     * region beyond that: HR_RESULT_INVALID, HR_E_REGIONS_FULL. */
+    bool any_region;
+    uint32_t max_regions; /* 0: HR_REGIONS_MAX */
 };
 
 struct hr_store_stats {
@@ -52,9 +58,11 @@ struct hr_store_stats {
 };
 
 /* Called exactly once per accepted submission, with the outcome:
- * HR_RESULT_OK, _DUPLICATE, _UNKNOWN_HOST, or _RETRY_LATER with `reason`
- * HR_E_FULL (the host cap), HR_E_SOURCE_FULL (HR_STORE_NO_CREATE) or HR_E_UNAVAILABLE (Redis
- * failed, timed out, or the store is being freed). Like every callback of the store it may submit
+ * HR_RESULT_OK, _DUPLICATE, _UNKNOWN_HOST, _INVALID with `reason`
+ * HR_E_REGIONS_FULL (any-region mode: a new region beyond max_regions), or
+ * _RETRY_LATER with `reason` HR_E_FULL (the host cap), HR_E_SOURCE_FULL
+ * (HR_STORE_NO_CREATE) or HR_E_UNAVAILABLE (Redis failed, timed out, or the
+ * store is being freed). Like every callback of the store it may submit
  * more work, but must not call hr_store_free(). */
 typedef void hr_store_cb(void *arg, enum hr_result result, int reason);
 
@@ -141,6 +149,12 @@ const char *hr_store_writes_refused(const struct hr_store *st);
 /* hr_conn_evicting(): 1 when Redis's maxmemory-policy evicts keys, 0 when it
  * is noeviction, -1 when not known. */
 int hr_store_evicting(const struct hr_store *st);
+
+/* Any-region mode: the regions the registry knows (every program's
+ * admissions, read again every few seconds), into out[0..HR_REGIONS_MAX)
+ * as pointers valid until the next call into the store; how many. Without
+ * any-region mode, 0. */
+size_t hr_store_regions(const struct hr_store *st, const char *out[HR_REGIONS_MAX]);
 
 size_t hr_store_inflight(const struct hr_store *st);
 /* The counters so far, the connection's included. */

@@ -1329,3 +1329,34 @@ void h_cluster_stop(struct h_cluster *c)
     for (int i = 0; i < c->n; i++)
         h_redis_stop(&c->node[i], false, true);
 }
+
+const char *h_bin_dir(void)
+{
+    return env_or("HOSTREG_BIN_DIR", "build/bin");
+}
+
+int h_run(char **out, const char *fmt, ...)
+{
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        abort();
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    size_t n;
+    if (!buf)
+        abort();
+    while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
+        len += n;
+        if (cap - len < 4096 && !(buf = realloc(buf, cap *= 2)))
+            abort();
+    }
+    buf[len] = '\0';
+    int status = pclose(p);
+    *out = buf;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}

@@ -122,6 +122,11 @@ size_t h_garbage_next(struct h_garbage *g, uint8_t *buf);
 
 /* The source tree ($HOSTREG_SOURCE_DIR, which ctest sets; "." without). */
 const char *h_source_dir(void);
+/* Where the programs are: $HOSTREG_BIN_DIR, else build/bin. */
+const char *h_bin_dir(void);
+/* Runs a shell command; returns its exit status (-1: killed) and its stdout
+ * (malloc'd, NUL-terminated) in *out. */
+int h_run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Monotonic milliseconds. */
 uint64_t h_now_ms(void);

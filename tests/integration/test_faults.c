@@ -674,7 +674,9 @@ static const char *const acl_commands[] = {
     "evalsha", "eval", "script|load", "config|get", "info", "srandmember", "ping",
     /* called by the scripts */
     "time", "get", "set", "hget", "hset", "hdel", "hkeys", "hlen", "hgetall", "hvals", "zadd",
-    "zrem", "zscore", "zrangebyscore", "zrangebylex", "zlexcount", "sadd", "srem", NULL};
+    "zrem", "zscore", "zrangebyscore", "zrangebylex", "zlexcount", "sadd", "srem",
+    /* regions.lua, in any-region mode */
+    "zcard", "zremrangebyscore", NULL};
 static const char *const store_commands[] = {"evalsha", "eval",        "script|load", "config|get",
                                              "info",    "srandmember", "ping",        "get",
                                              "set",     NULL};

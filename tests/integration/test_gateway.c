@@ -3023,6 +3023,108 @@ static void test_gateway_capacity_over_udp(void **state)
     json_decref(q);
 }
 
+/* A heartbeat over HTTP in `region` (NULL: none named); the answer's code,
+ * and its first issue's path and code when it has one. */
+static int region_heartbeat(int port, const char *host, const char *region, char *issue,
+                            size_t issuelen)
+{
+    struct reply rep;
+    json_t *b = json_pack("{s:s,s:s}", "hostId", host, "roomId", host);
+    if (region)
+        json_object_set_new(b, "region", json_string(region));
+    int code = post(&rep, port, "/api/host/heartbeat", NULL, b);
+    if (issue) {
+        issue[0] = '\0';
+        json_t *is = rep.j ? json_array_get(json_object_get(rep.j, "issues"), 0) : NULL;
+        if (is)
+            snprintf(issue, issuelen, "%s/%s", jstr(is, "path"), jstr(is, "code"));
+    }
+    reply_free(&rep);
+    return code;
+}
+
+/* --regions '*' (CONTRACT.md: any region name, as the original): any name of
+ * 1-64 characters of the id set is a region, up to --max-regions distinct
+ * ones; one more is refused with a clear error (400 over HTTP, INVALID
+ * too_many_regions over UDP), and changes nothing, while the regions known
+ * keep working. Finds, lists and the metrics go through every region known,
+ * the default first; hostreg ls too. */
+static void test_gateway_any_region(void **state)
+{
+    (void)state;
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    const char *args[] = {
+        "--regions", "*", "--default-region", "home", "--max-regions", "3", "--list-cache-ms",
+        "0",         NULL};
+    assert_int_equal(start_gw2(redis2.port, args, NULL), 0);
+    char issue[64], room[80];
+    assert_int_equal(region_heartbeat(gw2.port, "ar-mars", "mars-1", NULL, 0), 200);
+    assert_int_equal(region_heartbeat(gw2.port, "ar-rack", "dc:rack-7", NULL, 0), 200);
+    assert_int_equal(region_heartbeat(gw2.port, "ar-home", NULL, NULL, 0), 200); /* home */
+    assert_int_equal(region_heartbeat(gw2.port, "ar-bad", "bad name", issue, sizeof(issue)), 400);
+    assert_string_equal(issue, "region/invalid_string");
+    /* A fourth region: refused, whole, and nothing stored. */
+    assert_int_equal(region_heartbeat(gw2.port, "ar-jup", "jupiter", issue, sizeof(issue)), 400);
+    assert_string_equal(issue, "region/custom");
+    redisContext *c = h_redis_connect(redis2.port);
+    assert_string_equal(h_entry_field(c, "hr:h:ar-jup", "status"), "");
+    assert_int_equal(region_heartbeat(gw2.port, "ar-mars-2", "mars-1", NULL, 0), 200);
+
+    /* Over UDP, through hostregd on the same registry. */
+    const char *dargs[] = {"--regions", "*", "--default-region", "home", "--max-regions",
+                           "3",         NULL};
+    assert_int_equal(h_daemon_start(&dmn, redis2.port, dargs), 0);
+    struct hr_request hb = h_heartbeat("ar-udp", "room-udp", "jupiter", HR_STATUS_NONE, 0);
+    struct hr_ack ack;
+    assert_int_equal(h_send(dmn.port, &hb, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_INVALID);
+    assert_int_equal(ack.reason, HR_E_REGIONS_FULL);
+    hb = h_heartbeat("ar-udp", "room-udp", "dc:rack-7", HR_STATUS_NONE, 0);
+    assert_int_equal(h_send(dmn.port, &hb, &ack), 0);
+    assert_int_equal(ack.result, HR_RESULT_OK);
+
+    /* Lists: every region known, or the one asked for (one never named:
+     * none). */
+    struct reply rep;
+    assert_int_equal(call(&rep, gw2.port, "GET", "/api/hosts", NULL, NULL), 200);
+    assert_int_equal(json_array_size(rep.j), 5);
+    reply_free(&rep);
+    assert_int_equal(call(&rep, gw2.port, "GET", "/api/hosts?region=dc:rack-7", NULL, NULL), 200);
+    assert_int_equal(json_array_size(rep.j), 2);
+    reply_free(&rep);
+    assert_int_equal(call(&rep, gw2.port, "GET", "/api/hosts?region=pluto", NULL, NULL), 200);
+    assert_int_equal(json_array_size(rep.j), 0);
+    reply_free(&rep);
+    assert_int_equal(call(&rep, gw2.port, "GET", "/api/hosts?region=a%7Bb", NULL, NULL), 400);
+    reply_free(&rep);
+    assert_int_equal(call(&rep, gw2.port, "GET", "/metrics", NULL, NULL), 200);
+    assert_true(metric(rep.r.body, "hostreg_hosts{region=\"mars-1\",status=\"idle\"}") == 2);
+    assert_true(metric(rep.r.body, "hostreg_hosts{region=\"home\",status=\"idle\"}") == 1);
+    reply_free(&rep);
+
+    /* Finds: a region by name; with none, the default first, then the others. */
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "region", "dc:rack-7"), room, sizeof(room)),
+                     200);
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "region", "pluto"), NULL, 0), 404);
+    assert_int_equal(find(gw2.port, json_pack("{}"), room, sizeof(room)), 200);
+    assert_string_equal(room, "ar-home");
+    int others = 0;
+    while (find(gw2.port, json_pack("{}"), room, sizeof(room)) == 200)
+        others++;
+    assert_int_equal(others, 3); /* two of mars-1, one of dc:rack-7 left */
+
+    /* hostreg ls reads the regions the registry knows. */
+    char *out;
+    assert_int_equal(h_run(&out, "%s/hostreg ls --redis redis://127.0.0.1:%d --regions '*'",
+                           h_bin_dir(), redis2.port),
+                     0);
+    assert_non_null(strstr(out, "dc:rack-7"));
+    assert_non_null(strstr(out, "mars-1"));
+    assert_non_null(strstr(out, "ar-mars-2"));
+    free(out);
+    redisFree(c);
+}
+
 /* GET /api/hosts/ttl: the idle hosts' hostId and ttlSeconds, as the original;
  * it names hosts, so it takes the hosts' secret when one is configured (401
  * without, 403 with a wrong one), and is open otherwise. */
@@ -3077,6 +3179,144 @@ static void test_gateway_hosts_ttl(void **state)
     reply_free(&rep);
 }
 
+/* The original service's API document (../shared/seeds/, copied to
+ * tests/data/original-api.txt so that a clean clone has it), replayed: its
+ * example values, its regions and statuses, its answers and its "Typical
+ * Flow", step by step, against the gateway and a real Redis. The values are
+ * read from the document, not written here. */
+static char *seed_text(void)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/tests/data/original-api.txt", h_source_dir());
+    FILE *f = fopen(path, "r");
+    if (!f)
+        fail_msg("cannot open %s", path);
+    static char text[16384];
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    return text;
+}
+
+/* The quoted example that follows `after` in the document, into out. */
+static void seed_example(const char *text, const char *after, char *out, size_t cap)
+{
+    const char *p = strstr(text, after);
+    if (!p || !(p = strstr(p, "Example:")) || !(p = strchr(p, '"')))
+        fail_msg("the document has no example after '%s'", after);
+    size_t n = strcspn(p + 1, "\"");
+    snprintf(out, cap, "%.*s", (int)n, p + 1);
+}
+
+static void test_gateway_seed_document_replayed(void **state)
+{
+    (void)state;
+    const char *text = seed_text();
+    char host[80], room[80], regions[128];
+    seed_example(text, "Unique identifier for this host session", host, sizeof(host));
+    seed_example(text, "Room identifier", room, sizeof(room));
+    assert_string_equal(host, "550e8400-e29b-41d4-a716-446655440000"); /* what was read */
+    assert_string_equal(room, "room-abc123xyz");
+    const char *sv = strstr(text, "Supported values:");
+    assert_non_null(sv);
+    sv += strlen("Supported values:");
+    sv += strspn(sv, " \n");
+    size_t rl = strcspn(sv, "C\n"); /* "us-east-1, ..., localCurrent availability" */
+    snprintf(regions, sizeof(regions), "%.*s", (int)rl, sv);
+    assert_string_equal(regions, "us-east-1, us-west-1, eu-central, local");
+    const char *ttl_at = strstr(text, "Always returns");
+    assert_non_null(ttl_at);
+    int ttl = atoi(ttl_at + strlen("Always returns") + strspn(ttl_at + 14, " \n"));
+    assert_int_equal(ttl, 30);
+
+    assert_int_equal(h_redis_start(&redis2, 0, NULL), 0);
+    assert_int_equal(start_gw2(redis2.port, NULL, NULL), 0); /* the defaults: as documented */
+    redisContext *c = h_redis_connect(redis2.port);
+    char key[128];
+    snprintf(key, sizeof(key), "hr:h:%s", host);
+    struct reply rep;
+    json_t *want;
+
+    /* 1. Host starts: a heartbeat with status "idle". The answer is the
+     * documented one: success, and a ttl of always 30. */
+    json_t *hb = json_pack("{s:s,s:s,s:s,s:s}", "hostId", host, "roomId", room, "region",
+                           "us-east-1", "status", "idle");
+    assert_int_equal(post(&rep, gw2.port, "/api/host/heartbeat", NULL, json_incref(hb)), 200);
+    want = json_pack("{s:b,s:i}", "success", 1, "ttl", ttl);
+    assert_true(json_equal(rep.j, want));
+    json_decref(want);
+    reply_free(&rep);
+    assert_string_equal(h_entry_field(c, key, "status"), "idle");
+    /* The entry lives 30 s from the heartbeat. */
+    struct h_host hh;
+    assert_true(h_host_get(c, "hr:", host, &hh));
+    long long left = hh.expiry - h_redis_now_ms(c);
+    assert_true(left > (ttl - 2) * 1000LL && left <= ttl * 1000LL);
+
+    /* 2. Client connects: status busy. */
+    assert_int_equal(post(&rep, gw2.port, "/api/host/status", NULL,
+                          json_pack("{s:s,s:s}", "hostId", host, "status", "busy")),
+                     200);
+    want = json_pack("{s:b}", "success", 1);
+    assert_true(json_equal(rep.j, want));
+    json_decref(want);
+    reply_free(&rep);
+    assert_string_equal(h_entry_field(c, key, "status"), "busy");
+
+    /* 3. Continue heartbeats: the status persists (the heartbeat says idle). */
+    assert_int_equal(post(&rep, gw2.port, "/api/host/heartbeat", NULL, json_incref(hb)), 200);
+    reply_free(&rep);
+    assert_string_equal(h_entry_field(c, key, "status"), "busy");
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "region", "us-east-1"), NULL, 0), 404);
+
+    /* 4. Session ends: status idle, and a client finds it again. */
+    status_ok(gw2.port, host, "idle");
+    assert_string_equal(h_entry_field(c, key, "status"), "idle");
+    char got[80];
+    assert_int_equal(find(gw2.port, json_pack("{s:s}", "region", "us-east-1"), got, sizeof(got)),
+                     200);
+    assert_string_equal(got, room);
+
+    /* 5. Host shuts down: it stops heartbeating and the entry expires by
+     * itself (here made to expire now: the next read no longer sees it). A
+     * status update then finds no host. */
+    struct hr_layout lay;
+    char err[128];
+    assert_int_equal(hr_layout_read_sync(c, "hr:", &lay, err, sizeof(err)), 1);
+    char ekey[160], stored[HR_LAYOUT_ID_MAX];
+    size_t n = hr_layout_id_pack(host, stored);
+    h_bucket_key(c, "hr:", host, "e", ekey, sizeof(ekey));
+    redisReply *v = redisCommand(c, "HGET %s %b", ekey, stored, n);
+    assert_true(v && v->type == REDIS_REPLY_STRING);
+    char expired[256];
+    snprintf(expired, sizeof(expired), "%.*s 1", (int)(strrchr(v->str, ' ') - v->str), v->str);
+    freeReplyObject(v);
+    freeReplyObject(redisCommand(c, "HSET %s %b %s", ekey, stored, n, expired));
+    assert_string_equal(h_entry_field(c, key, "status"), "");
+    assert_int_equal(post(&rep, gw2.port, "/api/host/status", NULL,
+                          json_pack("{s:s,s:s}", "hostId", host, "status", "busy")),
+                     404);
+    assert_false(json_is_true(json_object_get(rep.j, "success")));
+    reply_free(&rep);
+    /* Every supported region registers; "idle for new registrations". */
+    char *save = NULL, list[128];
+    snprintf(list, sizeof(list), "%s", regions);
+    int k = 0;
+    for (char *r = strtok_r(list, ", ", &save); r; r = strtok_r(NULL, ", ", &save), k++) {
+        char h[32];
+        snprintf(h, sizeof(h), "seed-region-%d", k);
+        heartbeat_ok(gw2.port, h, room, r, NULL);
+        char hk[64];
+        snprintf(hk, sizeof(hk), "hr:h:%s", h);
+        assert_string_equal(h_entry_field(c, hk, "region"), r);
+        assert_string_equal(h_entry_field(c, hk, "status"), "idle");
+    }
+    assert_int_equal(k, 4);
+
+    json_decref(hb);
+    redisFree(c);
+}
+
 /* The original's answer to bad fields: 400 "Validation failed" with one
  * issue per bad field (path, message, code), in the order of the fields;
  * nothing is written. */
@@ -3111,6 +3351,17 @@ static void test_gateway_validation_issues(void **state)
     assert_string_equal(jstr(json_array_get(issues, 0), "code"), "invalid_type");
     reply_free(&rep);
     assert_int_equal(h_redis_int(rc, "EXISTS hr:h:val-1"), 0);
+    /* A find's bad fields too, each its own issue. */
+    assert_int_equal(call(&rep, gw.port, "POST", "/api/match/find", NULL,
+                          "{\"region\":\"mars\",\"hostId\":\"bad id\",\"regions\":[1]}"),
+                     400);
+    issues = json_object_get(rep.j, "issues");
+    assert_int_equal(json_array_size(issues), 3);
+    assert_string_equal(jstr(json_array_get(issues, 0), "path"), "hostId");
+    assert_string_equal(jstr(json_array_get(issues, 1), "path"), "region");
+    assert_string_equal(jstr(json_array_get(issues, 2), "path"), "regions");
+    assert_true(json_is_false(json_object_get(rep.j, "found")));
+    reply_free(&rep);
 }
 
 /* --ice-servers: static RTCIceServer entries (a TURN provider's fixed
@@ -3272,6 +3523,8 @@ int main(int argc, char **argv)
                                   teardown_each),
         cmocka_unit_test_teardown(test_gateway_capacity_validation, teardown_each),
         cmocka_unit_test_teardown(test_gateway_capacity_over_udp, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_any_region, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_seed_document_replayed, teardown_each),
         cmocka_unit_test_teardown(test_gateway_validation_issues, teardown_each),
         cmocka_unit_test_teardown(test_gateway_static_ice_servers, teardown_each),
         cmocka_unit_test_teardown(test_gateway_habitual_signals, teardown_each),

@@ -2869,6 +2869,52 @@ static void test_scripts_slots_default_entry_unchanged(void **state)
     assert_string_equal(entry("h"), "3 1 i1.0.0 local room-1");
 }
 
+/* regions.lua with `max` and `stale_ms`, for the names given (NULL-ended):
+ * the flags as "1 0 ...", then " |" and the regions known, sorted. */
+static const char *regions_call(uint32_t max, uint32_t stale_ms, const char *const *names)
+{
+    struct hr_script_args a = {0};
+    hr_script_regions_args(&a, PREFIX, max, stale_ms);
+    size_t n = 0;
+    for (; names[n]; n++)
+        hr_script_args_str(&a, names[n]);
+    redisReply *r = eval(HR_SCRIPT_REGIONS, &a);
+    hr_script_args_free(&a);
+    assert_true(r && r->type == REDIS_REPLY_ARRAY && r->elements >= n);
+    char *b = scratch();
+    const char *known[16];
+    size_t o = 0, k = 0;
+    b[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(r->element[i]->type, REDIS_REPLY_INTEGER);
+        o += (size_t)snprintf(b + o, 512 - o, "%s%lld", i ? " " : "", r->element[i]->integer);
+    }
+    for (size_t i = n; i < r->elements && k < 16; i++)
+        known[k++] = r->element[i]->str;
+    qsort(known, k, sizeof(known[0]), cmp_str);
+    o += (size_t)snprintf(b + o, 512 - o, " |");
+    for (size_t i = 0; i < k; i++)
+        o += (size_t)snprintf(b + o, 512 - o, " %s", known[i]);
+    freeReplyObject(r);
+    return b;
+}
+
+/* Any-region mode's registry of regions: new ones are admitted up to the
+ * cap, known ones always (and marked seen), one more refused; a region
+ * nobody named for `stale` makes room, one named since does not. */
+static void test_scripts_regions_capped(void **state)
+{
+    (void)state;
+    assert_string_equal(regions_call(2, 60000, (const char *const[]){"a", "b", NULL}), "1 1 | a b");
+    assert_string_equal(regions_call(2, 60000, (const char *const[]){"c", "a", NULL}), "0 1 | a b");
+    assert_string_equal(regions_call(2, 60000, (const char *const[]){NULL}), " | a b");
+    /* With a short staleness: "b" is marked seen now, "a" ages out. */
+    long long t0 = redis_now_ms();
+    await_redis_time(t0 + 30);
+    assert_string_equal(regions_call(2, 60000, (const char *const[]){"b", NULL}), "1 | a b");
+    assert_string_equal(regions_call(2, 20, (const char *const[]){"c", NULL}), "1 | b c");
+}
+
 #define T(f) cmocka_unit_test_setup(f, fresh)
 
 int main(int argc, char **argv)
@@ -2929,6 +2975,7 @@ int main(int argc, char **argv)
         T(test_scripts_slots_heartbeat_within_lease),
         T(test_scripts_slots_confirm_and_release),
         T(test_scripts_slots_default_entry_unchanged),
+        T(test_scripts_regions_capped),
     };
     return cmocka_run_group_tests_name("scripts", tests, setup, teardown);
 }

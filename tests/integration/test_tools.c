@@ -35,37 +35,6 @@ static struct h_redis redis;
 static struct h_daemon daemon_;
 static redisContext *rc;
 
-static const char *bin_dir(void)
-{
-    const char *d = getenv("HOSTREG_BIN_DIR");
-    return d && *d ? d : "build/bin";
-}
-
-/* Runs a shell command; returns its exit status and its stdout (malloc'd). */
-static int run(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int run(char **out, const char *fmt, ...)
-{
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t n;
-    while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += n;
-        if (cap - len < 4096)
-            buf = realloc(buf, cap *= 2);
-    }
-    buf[len] = '\0';
-    int status = pclose(p);
-    *out = buf;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static int setup(void **state)
 {
     (void)state;
@@ -106,7 +75,7 @@ static void test_tools_decode_protocol_examples(void **state)
         else if (!strncmp(line, "expect: ", 8)) {
             hex[strcspn(hex, "\n")] = name[strcspn(name, "\n")] = '\0';
             char *out;
-            int st = run(&out, "%s/hostreg decode --json %s", bin_dir(), hex);
+            int st = h_run(&out, "%s/hostreg decode --json %s", h_bin_dir(), hex);
             json_error_t e;
             json_t *j = json_loads(out, 0, &e);
             if (!j)
@@ -151,10 +120,11 @@ static void test_tools_decode_protocol_examples(void **state)
 
     /* The same datagram as base64 and as xxd -p lines on stdin. */
     char *out;
-    assert_int_equal(run(&out, "printf 'SFIBAwAICRoEaG9zdA==' | %s/hostreg decode", bin_dir()), 0);
+    assert_int_equal(h_run(&out, "printf 'SFIBAwAICRoEaG9zdA==' | %s/hostreg decode", h_bin_dir()),
+                     0);
     assert_non_null(strstr(out, "leave"));
     free(out);
-    assert_int_equal(run(&out, "printf 'hello' | %s/hostreg decode", bin_dir()), 1);
+    assert_int_equal(h_run(&out, "printf 'hello' | %s/hostreg decode", h_bin_dir()), 1);
     assert_non_null(strstr(out, "unreadable"));
     free(out);
 }
@@ -199,7 +169,7 @@ static void to_hex(const uint8_t *b, size_t n, char *out)
 static int decode_json(const char *args, const char *hex, char *verdict, char *reason, bool *stale)
 {
     char *out;
-    int st = run(&out, "%s/hostreg decode --json %s %s", bin_dir(), args, hex);
+    int st = h_run(&out, "%s/hostreg decode --json %s %s", h_bin_dir(), args, hex);
     json_error_t e;
     json_t *j = json_loads(out, 0, &e);
     if (!j)
@@ -394,7 +364,7 @@ static void test_tools_decode_agrees_with_daemon(void **state)
     }
     fclose(hf);
     char *out;
-    run(&out, "%s/hostreg decode --lines --json < %s", bin_dir(), hexfile);
+    h_run(&out, "%s/hostreg decode --lines --json < %s", h_bin_dir(), hexfile);
     unlink(hexfile);
 
     long long dropped[64] = {0}, invalid = 0;
@@ -573,7 +543,7 @@ static void test_tools_dump_capture(void **state)
     close(fd);
     write_capture(path);
     char *out;
-    assert_int_equal(run(&out, "%s/hostreg dump -r %s", bin_dir(), path), 0);
+    assert_int_equal(h_run(&out, "%s/hostreg dump -r %s", h_bin_dir(), path), 0);
     static const char *want[] = {
         "10.1.1.1:40000 > 10.1.1.2:9099 request heartbeat seq=1001 "
         "host=550e8400-e29b-41d4-a716-446655440000(uuid) room=room-cap1 region=eu-central "
@@ -593,7 +563,7 @@ static void test_tools_dump_capture(void **state)
             fail_msg("dump output lacks '%s':\n%s", want[i], out);
     free(out);
 
-    assert_int_equal(run(&out, "%s/hostreg dump --json -r %s | tail -n 1", bin_dir(), path), 0);
+    assert_int_equal(h_run(&out, "%s/hostreg dump --json -r %s | tail -n 1", h_bin_dir(), path), 0);
     json_error_t e;
     json_t *j = json_loads(out, 0, &e);
     assert_non_null(j);
@@ -607,13 +577,13 @@ static void test_tools_dump_capture(void **state)
     free(out);
 
     /* tshark with the Lua dissector shows the decoded fields. */
-    assert_int_equal(run(&out,
-                         "tshark -X lua_script:%s/tools/wireshark/hostreg.lua -r %s -T fields "
-                         "-E separator=, -e hostreg.type -e hostreg.seq -e hostreg.host_uuid -e "
-                         "hostreg.host_id -e hostreg.room_id -e hostreg.region -e hostreg.status "
-                         "-e hostreg.result -e hostreg.capacity -e hostreg.available_slots "
-                         "2>/dev/null",
-                         h_source_dir(), path),
+    assert_int_equal(h_run(&out,
+                           "tshark -X lua_script:%s/tools/wireshark/hostreg.lua -r %s -T fields "
+                           "-E separator=, -e hostreg.type -e hostreg.seq -e hostreg.host_uuid -e "
+                           "hostreg.host_id -e hostreg.room_id -e hostreg.region -e hostreg.status "
+                           "-e hostreg.result -e hostreg.capacity -e hostreg.available_slots "
+                           "2>/dev/null",
+                           h_source_dir(), path),
                      0);
     static const char *fields[] = {
         "0x01,1001,550e8400-e29b-41d4-a716-446655440000,,room-cap1,eu-central,,,4,2",
@@ -657,7 +627,7 @@ static void test_tools_dump_time_window(void **state)
     pcap_close(p);
 
     char *out;
-    assert_int_equal(run(&out, "%s/hostreg dump -k %s -r %s", bin_dir(), kf, path), 0);
+    assert_int_equal(h_run(&out, "%s/hostreg dump -k %s -r %s", h_bin_dir(), kf, path), 0);
     static const char *want[] = {
         "10.2.2.1:40000 > 10.2.2.2:9099 request heartbeat key=7 ts=1764367488 seq=4242 "
         "host=550e8400-e29b-41d4-a716-446655440000(uuid)",
@@ -669,8 +639,8 @@ static void test_tools_dump_time_window(void **state)
         if (!strstr(out, want[i]))
             fail_msg("dump output lacks '%s':\n%s", want[i], out);
     free(out);
-    assert_int_equal(run(&out, "%s/hostreg dump -k %s --no-time-window -r %s", bin_dir(), kf, path),
-                     0);
+    assert_int_equal(
+        h_run(&out, "%s/hostreg dump -k %s --no-time-window -r %s", h_bin_dir(), kf, path), 0);
     if (!strstr(out, "by verdict: valid=2"))
         fail_msg("dump --no-time-window:\n%s", out);
     free(out);
@@ -834,10 +804,10 @@ static void test_tools_bench_modest_rate_loses_nothing(void **state)
 {
     (void)state;
     char *out;
-    int st = run(&out,
-                 "%s/hostreg bench --server 127.0.0.1:%d --hosts 500 --rate 2000 --duration 2 "
-                 "--json",
-                 bin_dir(), daemon_.port);
+    int st = h_run(&out,
+                   "%s/hostreg bench --server 127.0.0.1:%d --hosts 500 --rate 2000 --duration 2 "
+                   "--json",
+                   h_bin_dir(), daemon_.port);
     json_error_t e;
     json_t *j = json_loads(out, 0, &e);
     if (!j)
@@ -865,15 +835,15 @@ static void test_tools_ls_lists_hosts(void **state)
     struct hr_ack ack;
     assert_int_equal(h_send(daemon_.port, &r, &ack), 0);
     char *out;
-    assert_int_equal(run(&out, "%s/hostreg ls --redis redis://127.0.0.1:%d --region eu-central",
-                         bin_dir(), redis.port),
+    assert_int_equal(h_run(&out, "%s/hostreg ls --redis redis://127.0.0.1:%d --region eu-central",
+                           h_bin_dir(), redis.port),
                      0);
     assert_non_null(strstr(out, "host-ls-1"));
     assert_non_null(strstr(out, "room-ls"));
     assert_non_null(strstr(out, "busy"));
     free(out);
-    assert_int_equal(run(&out, "%s/hostreg ls --json --redis redis://127.0.0.1:%d --status busy",
-                         bin_dir(), redis.port),
+    assert_int_equal(h_run(&out, "%s/hostreg ls --json --redis redis://127.0.0.1:%d --status busy",
+                           h_bin_dir(), redis.port),
                      0);
     json_error_t e;
     json_t *j = json_loads(out, 0, &e);
@@ -903,11 +873,11 @@ static void test_tools_version(void **state)
     static const char *const progs[] = {"hostreg", "hostregd", "hostreg-gateway"};
     char *git;
     bool checkout =
-        run(&git, "git -C '%s' rev-parse --git-dir >/dev/null 2>&1", h_source_dir()) == 0;
+        h_run(&git, "git -C '%s' rev-parse --git-dir >/dev/null 2>&1", h_source_dir()) == 0;
     free(git);
     for (size_t i = 0; i < 3; i++) {
         char *out;
-        assert_int_equal(run(&out, "%s/%s --version", bin_dir(), progs[i]), 0);
+        assert_int_equal(h_run(&out, "%s/%s --version", h_bin_dir(), progs[i]), 0);
         char want[64];
         snprintf(want, sizeof(want), "%s 0.", progs[i]);
         if (strncmp(out, want, strlen(want)) != 0 || (checkout && !strstr(out, "(git ")))
@@ -931,11 +901,11 @@ static void test_tools_journal_priority(void **state)
     assert_int_equal(stat(path, &st), 0);
     char *out;
     /* Redis at port 1: refused, which it logs as a warning and retries. */
-    assert_int_equal(run(&out,
-                         "JOURNAL_STREAM=%llu:%llu %s/hostregd --listen 127.0.0.1:%d "
-                         "--redis redis://127.0.0.1:1 2>>%s </dev/null >/dev/null & echo $!",
-                         (unsigned long long)st.st_dev, (unsigned long long)st.st_ino, bin_dir(),
-                         h_free_port(SOCK_DGRAM), path),
+    assert_int_equal(h_run(&out,
+                           "JOURNAL_STREAM=%llu:%llu %s/hostregd --listen 127.0.0.1:%d "
+                           "--redis redis://127.0.0.1:1 2>>%s </dev/null >/dev/null & echo $!",
+                           (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                           h_bin_dir(), h_free_port(SOCK_DGRAM), path),
                      0);
     pid_t pid = (pid_t)atoi(out);
     free(out);
@@ -944,7 +914,7 @@ static void test_tools_journal_priority(void **state)
     for (uint64_t end = h_now_ms() + 5000;;) { /* the log is a file: polled */
         free(log);
         log = NULL;
-        run(&log, "cat %s", path);
+        h_run(&log, "cat %s", path);
         if (strstr(log, "listening") && strstr(log, "connect failed"))
             break;
         assert_true(h_now_ms() < end);

@@ -22,7 +22,7 @@
 /* 16 characters of the id set; four of them make a hostId at its limit. */
 #define S16 "0123456789abcdef"
 #define ID64 S16 S16 S16 S16
-#define REGION32 "r-23456789abcdef" S16
+#define REGION64 "r-23456789abcdef" S16 S16 S16 /* HR_REGION_MAX */
 
 #define UUID_LOWER "550e8400-e29b-41d4-a716-446655440000"
 #define SEQ_CLOCK UINT64_C(1795861519981196) /* a clock in microseconds */
@@ -134,7 +134,7 @@ static const char *const rt_hosts[] = {
 static const uint64_t rt_seqs[] = {0, 1, 127, 128, SEQ_2P53, SEQ_CLOCK, UINT64_MAX};
 
 static const char *const rt_rooms[] = {"room-abc", "r", ID64};
-static const char *const rt_regions[] = {"", "us-east-1", "local", REGION32};
+static const char *const rt_regions[] = {"", "us-east-1", "local", REGION64};
 static const enum hr_status rt_statuses[] = {HR_STATUS_NONE, HR_STATUS_IDLE, HR_STATUS_BUSY};
 
 static void check_round_trip(const struct hr_request *in)
@@ -219,13 +219,13 @@ static void test_wire_encode_request_respects_cap(void **state)
     (void)state;
     uint8_t buf[HR_WIRE_MAX + 16];
     struct hr_request r =
-        make_req(HR_MSG_HEARTBEAT, UINT64_MAX, ID64, ID64, REGION32, HR_STATUS_BUSY);
+        make_req(HR_MSG_HEARTBEAT, UINT64_MAX, ID64, ID64, REGION64, HR_STATUS_BUSY);
     r.capacity = HR_CAPACITY_MAX;
     r.available_slots = HR_CAPACITY_MAX - 1;
     r.slots_given = true;
     size_t full = hr_wire_encode_request(&r, buf, sizeof(buf));
     /* the largest request there is (docs/PROTOCOL.md, section 8) */
-    assert_int_equal(full, 192);
+    assert_int_equal(full, 224);
     for (size_t cap = 0; cap <= full + 2; cap++) {
         memset(buf, 0xa5, sizeof(buf));
         size_t n = hr_wire_encode_request(&r, buf, cap);
@@ -534,9 +534,9 @@ static void test_wire_room_and_region_limits(void **state)
         size_t room, region;
         int want;
     } cases[] = {
-        {64, 32, HR_OK},
+        {64, 64, HR_OK},
         {65, 9, HR_E_ROOM_ID},
-        {8, 33, HR_E_REGION},
+        {8, 65, HR_E_REGION},
         {300, 100, HR_E_ROOM_ID},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -1123,7 +1123,7 @@ static void test_wire_fuzz_mutated_frames(void **state)
     size_t seed_len[NSEEDS];
     const struct hr_request reqs[] = {
         make_req(HR_MSG_HEARTBEAT, SEQ_CLOCK, UUID_LOWER, "room-abc", "us-east-1", 0),
-        make_req(HR_MSG_HEARTBEAT, UINT64_MAX, ID64, ID64, REGION32, HR_STATUS_BUSY),
+        make_req(HR_MSG_HEARTBEAT, UINT64_MAX, ID64, ID64, REGION64, HR_STATUS_BUSY),
         make_req(HR_MSG_HEARTBEAT, 0, "sim-host-1-1a2b3c4d", "room-abc", "", HR_STATUS_IDLE),
         make_req(HR_MSG_STATUS, SEQ_CLOCK, UUID_LOWER, "", "", HR_STATUS_BUSY),
         make_req(HR_MSG_STATUS, 1, "sim-host-1-1a2b3c4d", "", "", HR_STATUS_IDLE),

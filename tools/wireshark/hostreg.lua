@@ -18,6 +18,7 @@ local reasons = {[1] = "truncated", [2] = "bad_magic", [3] = "bad_version", [4] 
                  [5] = "bad_flags", [6] = "too_big", [7] = "bad_payload", [8] = "bad_auth",
                  [16] = "bad_host_id", [17] = "bad_room_id", [18] = "bad_region",
                  [19] = "bad_status", [20] = "bad_capacity", [21] = "bad_available_slots",
+                 [22] = "too_many_regions",
                  [32] = "unavailable", [33] = "overload", [34] = "full", [35] = "source_full",
                  [50] = "nomem"}
 
