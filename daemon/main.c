@@ -5,6 +5,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "parse.h"
+#include "sdnotify.h"
 #include "server.h"
 #include "store.h"
 
@@ -16,6 +17,7 @@
 #include <event2/thread.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +135,8 @@ struct worker {
     struct hr_store *store;
     struct hr_server *server;
     struct event *drain_timer;
+    struct event *ready_timer; /* until Redis first answers: then redis_ready, and gone */
+    atomic_int redis_ready;
     pthread_t thread;
     int started;
 };
@@ -163,6 +167,7 @@ struct app {
     struct snap *snaps;
     struct evhttp_request *waiting[METRICS_WAITING_MAX];
     size_t nwaiting;
+    struct event *notify_timer; /* until every worker's Redis answered: then READY=1 */
 };
 
 static void log_stats(const struct worker *w)
@@ -267,10 +272,40 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     }
     if (app->stopping++)
         return;
+    hr_sd_notify("STOPPING=1");
     HR_LOG(HR_LOG_INFO, "signal %d: no longer reading, finishing the requests in flight", (int)sig);
     for (uint32_t i = 0; i < app->nworkers; i++)
         event_base_once(app->workers[i].base, -1, EV_TIMEOUT, on_worker_stop, &app->workers[i],
                         NULL);
+}
+
+/* On the worker's loop: whether its store is connected (the scripts
+ * loaded, the layout read), once. */
+static void on_ready_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct worker *w = arg;
+    if (!hr_store_ready(w->store))
+        return;
+    atomic_store(&w->redis_ready, 1);
+    event_del(w->ready_timer);
+}
+
+/* On the main loop: READY=1 to systemd (Type=notify) once every worker's
+ * socket is bound (before this timer starts) and its Redis answered. */
+static void on_notify_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct app *app = arg;
+    for (uint32_t i = 0; i < app->nworkers; i++)
+        if (!atomic_load(&app->workers[i].redis_ready))
+            return;
+    event_del(app->notify_timer);
+    char state[128];
+    snprintf(state, sizeof(state), "READY=1\nSTATUS=serving, %u worker%s", app->nworkers,
+             app->nworkers == 1 ? "" : "s");
+    hr_sd_notify(state);
+    HR_LOG(HR_LOG_INFO, "ready: every worker's Redis answered");
 }
 
 static void *worker_main(void *arg)
@@ -315,7 +350,10 @@ static int worker_start(struct worker *w, const struct daemon_config *cfg, char 
     if (!w->server)
         return -1;
     w->drain_timer = evtimer_new(w->base, on_drain_timeout, w);
-    if (!w->drain_timer || pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+    w->ready_timer = event_new(w->base, -1, EV_PERSIST, on_ready_check, w);
+    struct timeval every = {0, 20000};
+    if (!w->drain_timer || !w->ready_timer || event_add(w->ready_timer, &every) != 0 ||
+        pthread_create(&w->thread, NULL, worker_main, w) != 0) {
         snprintf(err, errlen, "cannot start the worker thread");
         return -1;
     }
@@ -349,6 +387,8 @@ static void worker_free(struct worker *w)
 {
     if (w->drain_timer)
         event_free(w->drain_timer);
+    if (w->ready_timer)
+        event_free(w->ready_timer);
     /* Store first: its last callbacks queue acks on the server, which the
      * server then flushes as it goes. */
     hr_store_free(w->store);
@@ -654,6 +694,12 @@ int main(int argc, char **argv)
            hr_addr_str(addr, sizeof(addr), (struct sockaddr *)&bound), cfg.workers,
            cfg.workers > 1 ? "s" : "", cfg.common.ttl_s, cfg.common.interval_s,
            cfg.common.default_region);
+    struct timeval every = {0, 20000};
+    if (!(app.notify_timer = event_new(app.base, -1, EV_PERSIST, on_notify_check, &app)) ||
+        event_add(app.notify_timer, &every) != 0) {
+        fprintf(stderr, "error: cannot create timers\n");
+        goto out;
+    }
     /* The main thread only waits for signals; the workers drain and stop
      * on the first SIGTERM or SIGINT (each within 2 s). */
     while (!app.stopping)
@@ -681,6 +727,8 @@ out:
         evhttp_free(app.http);
     if (app.snap_done)
         event_free(app.snap_done);
+    if (app.notify_timer)
+        event_free(app.notify_timer);
     free(app.snaps);
     free(app.workers);
     if (app.base)

@@ -5,6 +5,7 @@
 #include "err.h"
 #include "gateway.h"
 #include "log.h"
+#include "sdnotify.h"
 #include "store.h"
 
 #include <errno.h>
@@ -198,9 +199,23 @@ struct app {
     struct hr_store *store;
     struct hr_gateway *gw;
     struct event *wait_ev;
+    struct event *ready_ev; /* until Redis first answers: then READY=1 to systemd */
     int stopping;
     int waited_ms;
 };
+
+/* READY=1 (Type=notify) once the socket is bound (before this runs) and
+ * Redis answered (the store connected, scripts loaded, layout read). */
+static void on_ready_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what;
+    struct app *app = arg;
+    if (!hr_store_ready(app->store))
+        return;
+    event_del(app->ready_ev);
+    hr_sd_notify("READY=1\nSTATUS=serving");
+    HR_LOG(HR_LOG_INFO, "ready: Redis answered");
+}
 
 /* Shutdown: the first signal closes the listening socket, then this waits
  * (up to 2 s) for the answers already owed to clients; a second signal stops
@@ -231,6 +246,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
         event_base_loopexit(app->base, NULL);
         return;
     }
+    hr_sd_notify("STOPPING=1");
     HR_LOG(HR_LOG_INFO, "signal %d: finishing %zu requests in flight", (int)sig,
            hr_gateway_pending(app->gw));
     hr_gateway_stop_accepting(app->gw);
@@ -288,6 +304,10 @@ int main(int argc, char **argv)
         goto out;
     }
     app.wait_ev = event_new(app.base, -1, EV_PERSIST, on_wait, &app);
+    app.ready_ev = event_new(app.base, -1, EV_PERSIST, on_ready_check, &app);
+    struct timeval every = {0, 20000};
+    if (!app.wait_ev || !app.ready_ev || event_add(app.ready_ev, &every) != 0)
+        goto out;
     int signums[5] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
     for (int i = 0; i < 5; i++) {
         sigs[i] = evsignal_new(app.base, signums[i], on_signal, &app);
@@ -320,6 +340,8 @@ out:
             event_free(sigs[i]);
     if (app.wait_ev)
         event_free(app.wait_ev);
+    if (app.ready_ev)
+        event_free(app.ready_ev);
     /* Store first: requests still waiting on Redis get their 503 while the
      * HTTP server can still send it, and a few more turns of the loop write
      * those answers out before the connections close. */

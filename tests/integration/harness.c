@@ -20,6 +20,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1359,4 +1360,43 @@ int h_run(char **out, const char *fmt, ...)
     int status = pclose(p);
     *out = buf;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static char notify_path[108];
+
+int h_notify_open(void)
+{
+    snprintf(notify_path, sizeof(notify_path), "/tmp/hostreg-notify-%d-%llu", (int)getpid(),
+             (unsigned long long)h_now_ms());
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", notify_path);
+    unlink(notify_path);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    setenv("NOTIFY_SOCKET", notify_path, 1);
+    return fd;
+}
+
+void h_notify_close(int fd)
+{
+    unsetenv("NOTIFY_SOCKET");
+    if (fd >= 0)
+        close(fd);
+    unlink(notify_path);
+}
+
+int h_notify_recv(int fd, char *buf, size_t cap, int timeout_ms)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, timeout_ms) != 1)
+        return -1;
+    ssize_t n = recv(fd, buf, cap - 1, MSG_DONTWAIT);
+    if (n < 0)
+        return -1;
+    buf[n] = '\0';
+    return 0;
 }

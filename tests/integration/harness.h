@@ -122,6 +122,15 @@ size_t h_garbage_next(struct h_garbage *g, uint8_t *buf);
 
 /* The source tree ($HOSTREG_SOURCE_DIR, which ctest sets; "." without). */
 const char *h_source_dir(void);
+/* A service manager's notification socket (sd_notify(3)): a datagram socket
+ * bound to a fresh path, which is also put in NOTIFY_SOCKET for the programs
+ * the test starts next (h_notify_close removes both). Its fd, or -1. */
+int h_notify_open(void);
+void h_notify_close(int fd);
+/* The next notification, waiting up to timeout_ms (0: only one already
+ * there): its text into buf, or -1 when none came. */
+int h_notify_recv(int fd, char *buf, size_t cap, int timeout_ms);
+
 /* Where the programs are: $HOSTREG_BIN_DIR, else build/bin. */
 const char *h_bin_dir(void);
 /* Runs a shell command; returns its exit status (-1: killed) and its stdout

@@ -321,6 +321,44 @@ static void test_daemon_allocated_status(void **state)
 /* The signals an operator sends by habit (HUP, USR2; USR1 logs the
  * counters) never stop the daemon: it logs that it has nothing to reload,
  * and still answers. */
+/* Type=notify (sd_notify): READY=1 only once the socket is bound and Redis
+ * answered, never before (the daemon runs and answers retry_later while
+ * its Redis is down, and has said nothing); STOPPING=1 at SIGTERM. */
+static void test_daemon_sd_notify(void **state)
+{
+    (void)state;
+    int nfd = h_notify_open();
+    assert_true(nfd >= 0);
+    int rport = h_free_port(SOCK_STREAM);
+    struct h_daemon d2 = {.port = h_free_port(SOCK_DGRAM)};
+    assert_int_equal(h_daemon_spawn(&d2, rport, NULL), 0);
+    unsetenv("NOTIFY_SOCKET"); /* for what the test starts next */
+    /* Up, not ready: it answers, retry later. */
+    int fd = h_udp_socket(d2.port);
+    struct hr_request probe = h_leave("notify-probe", 0);
+    struct hr_ack ack;
+    int answered = -1;
+    for (uint64_t end = h_now_ms() + 10000; answered != 0 && h_now_ms() < end;)
+        answered = h_request(fd, &probe, &ack, 100, 1);
+    close(fd);
+    assert_int_equal(answered, 0);
+    assert_int_equal(ack.result, HR_RESULT_RETRY_LATER);
+    char msg[256];
+    assert_int_equal(h_notify_recv(nfd, msg, sizeof(msg), 0), -1); /* nothing said yet */
+    /* Redis comes: READY. */
+    struct h_redis r2 = {0};
+    assert_int_equal(h_redis_start(&r2, rport, NULL), 0);
+    assert_int_equal(h_notify_recv(nfd, msg, sizeof(msg), 15000), 0);
+    assert_non_null(strstr(msg, "READY=1"));
+    assert_int_equal(h_daemon_await(&d2), 0);
+    kill(d2.pid, SIGTERM);
+    assert_int_equal(h_notify_recv(nfd, msg, sizeof(msg), 5000), 0);
+    assert_non_null(strstr(msg, "STOPPING=1"));
+    assert_int_equal(h_daemon_stop(&d2), 0);
+    h_notify_close(nfd);
+    h_redis_stop(&r2, false, true);
+}
+
 static void test_daemon_habitual_signals(void **state)
 {
     (void)state;
@@ -1425,6 +1463,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_daemon_leave_older_than_either_seq_is_duplicate),
         cmocka_unit_test(test_daemon_status_update_keeps_ttl),
         cmocka_unit_test(test_daemon_allocated_status),
+        cmocka_unit_test(test_daemon_sd_notify),
         cmocka_unit_test(test_daemon_habitual_signals),
         cmocka_unit_test(test_daemon_metrics_endpoint),
         cmocka_unit_test(test_daemon_region_change_moves_index),

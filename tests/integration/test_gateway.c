@@ -3043,6 +3043,40 @@ static int region_heartbeat(int port, const char *host, const char *region, char
     return code;
 }
 
+/* Type=notify (sd_notify): READY=1 only once the socket is bound and Redis
+ * answered (before that the gateway serves /healthz and says /readyz 503,
+ * and has said nothing); STOPPING=1 at SIGTERM. */
+static void test_gateway_sd_notify(void **state)
+{
+    (void)state;
+    int nfd = h_notify_open();
+    assert_true(nfd >= 0);
+    char ns[160];
+    snprintf(ns, sizeof(ns), "NOTIFY_SOCKET=%s", getenv("NOTIFY_SOCKET"));
+    unsetenv("NOTIFY_SOCKET");
+    const char *env[] = {ns, NULL};
+    int rport = h_free_port(SOCK_STREAM);
+    assert_int_equal(h_gateway_spawn(&gw2, rport, NULL, env), 0);
+    struct reply rep;
+    int code = -1;
+    for (uint64_t end = h_now_ms() + 10000; code != 200 && h_now_ms() < end;)
+        code = call(&rep, gw2.port, "GET", "/healthz", NULL, NULL), reply_free(&rep);
+    assert_int_equal(code, 200);
+    assert_int_equal(call(&rep, gw2.port, "GET", "/readyz", NULL, NULL), 503);
+    reply_free(&rep);
+    char msg[256];
+    assert_int_equal(h_notify_recv(nfd, msg, sizeof(msg), 0), -1); /* nothing said yet */
+    assert_int_equal(h_redis_start(&redis2, rport, NULL), 0);
+    assert_int_equal(h_notify_recv(nfd, msg, sizeof(msg), 15000), 0);
+    assert_non_null(strstr(msg, "READY=1"));
+    assert_int_equal(call(&rep, gw2.port, "GET", "/readyz", NULL, NULL), 200);
+    reply_free(&rep);
+    kill(gw2.pid, SIGTERM);
+    assert_int_equal(h_notify_recv(nfd, msg, sizeof(msg), 5000), 0);
+    assert_non_null(strstr(msg, "STOPPING=1"));
+    h_notify_close(nfd);
+}
+
 /* --regions '*' (CONTRACT.md: any region name, as the original): any name of
  * 1-64 characters of the id set is a region, up to --max-regions distinct
  * ones; one more is refused with a clear error (400 over HTTP, INVALID
@@ -3524,6 +3558,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_gateway_capacity_validation, teardown_each),
         cmocka_unit_test_teardown(test_gateway_capacity_over_udp, teardown_each),
         cmocka_unit_test_teardown(test_gateway_any_region, teardown_each),
+        cmocka_unit_test_teardown(test_gateway_sd_notify, teardown_each),
         cmocka_unit_test_teardown(test_gateway_seed_document_replayed, teardown_each),
         cmocka_unit_test_teardown(test_gateway_validation_issues, teardown_each),
         cmocka_unit_test_teardown(test_gateway_static_ice_servers, teardown_each),
