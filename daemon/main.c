@@ -453,6 +453,7 @@ static void render_metrics(const struct snap *sn, uint32_t n, struct evbuffer *b
         t.r.redis_errors += x->r.redis_errors;
         t.r.timeouts += x->r.timeouts;
         t.r.reconnects += x->r.reconnects;
+        hr_histogram_add(&t.r.call_seconds, &x->r.call_seconds);
         t.inflight += x->inflight;
         ready &= x->ready;
     }
@@ -501,6 +502,7 @@ static void render_metrics(const struct snap *sn, uint32_t n, struct evbuffer *b
                t.r.reconnects);
     metric_sum(b, "hostreg_redis_inflight", "gauge", "Requests waiting for Redis.", NULL,
                t.inflight);
+    hr_metrics_redis_latency(b, &t.r.call_seconds);
     metric_sum(b, "hostreg_redis_up", "gauge",
                "Whether every worker is connected to Redis and its last write was not refused.",
                NULL, (uint64_t)ready);

@@ -7,8 +7,8 @@
 #include <stdio.h>
 
 /* Upper bounds in seconds: from a loopback Redis round trip to a timeout. */
-static const double bounds[HR_METRICS_BUCKETS - 1] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                                      0.05,   0.1,   0.25,   0.5,   1.0};
+static const double bounds[HR_METRICS_BUCKETS - 1] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
 
 void hr_metrics_family(struct evbuffer *out, const char *name, const char *type, const char *help)
 {
@@ -34,6 +34,14 @@ void hr_histogram_observe(struct hr_histogram *h, double seconds)
     h->count[bi]++;
     h->sum += seconds;
     h->total++;
+}
+
+void hr_histogram_add(struct hr_histogram *a, const struct hr_histogram *b)
+{
+    for (int i = 0; i < HR_METRICS_BUCKETS; i++)
+        a->count[i] += b->count[i];
+    a->sum += b->sum;
+    a->total += b->total;
 }
 
 void hr_metrics_histogram(struct evbuffer *out, const char *name, const char *labels,
@@ -102,6 +110,15 @@ void hr_metrics_store(struct evbuffer *out, const struct hr_store *st)
         hr_metrics_family(out, f[i].name, f[i].type, f[i].help);
         hr_metrics_sample(out, f[i].name, NULL, v[i]);
     }
+    hr_metrics_redis_latency(out, &s.call_seconds);
+}
+
+void hr_metrics_redis_latency(struct evbuffer *out, const struct hr_histogram *h)
+{
+    hr_metrics_family(out, "hostreg_redis_call_duration_seconds", "histogram",
+                      "Time from sending a Redis call (a script: a batch of requests, a claim, "
+                      "...) to its reply, redirections and retries included.");
+    hr_metrics_histogram(out, "hostreg_redis_call_duration_seconds", NULL, h);
 }
 
 void hr_metrics_hosts(struct evbuffer *out, const char *const *regions, size_t nregions,

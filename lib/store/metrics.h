@@ -7,6 +7,8 @@
 #ifndef HR_METRICS_H
 #define HR_METRICS_H
 
+#include "histogram.h"
+
 #include <event2/buffer.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,15 +21,9 @@ void hr_metrics_family(struct evbuffer *out, const char *name, const char *type,
 /* One sample: name{labels} value; labels is 'a="b",c="d"' or NULL. */
 void hr_metrics_sample(struct evbuffer *out, const char *name, const char *labels, uint64_t value);
 
-/* A latency histogram with fixed buckets, from a loopback Redis round trip
- * (0.5 ms) to a timeout (1 s). */
-#define HR_METRICS_BUCKETS 12
-struct hr_histogram {
-    uint64_t count[HR_METRICS_BUCKETS]; /* per bucket, not cumulative */
-    double sum;
-    uint64_t total;
-};
-void hr_histogram_observe(struct hr_histogram *h, double seconds);
+/* hostreg_redis_call_duration_seconds (the store's stats.call_seconds),
+ * family lines included. */
+void hr_metrics_redis_latency(struct evbuffer *out, const struct hr_histogram *h);
 /* Its _bucket, _sum and _count samples (no family lines); nothing when empty. */
 void hr_metrics_histogram(struct evbuffer *out, const char *name, const char *labels,
                           const struct hr_histogram *h);

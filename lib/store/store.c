@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "parse.h"
 
@@ -97,7 +98,8 @@ struct slot {
 struct cmd {
     struct hr_conn_call call; /* first: the connection hands it back */
     struct hr_store *st;
-    struct cmd *link; /* free list, or the list of batches that failed to send */
+    struct timespec sent; /* for the latency histogram (stats.call_seconds) */
+    struct cmd *link;     /* free list, or the list of batches that failed to send */
     cmd_handler *handle;
     union {
         hr_store_probe_cb *probe;
@@ -310,6 +312,7 @@ static int request_slot(const struct hr_store *st, const struct hr_request *req)
 /* Sends a call where the store's calls go (hr_conn_send's contract). */
 static int transport_send(struct hr_store *st, struct hr_conn_call *call)
 {
+    clock_gettime(CLOCK_MONOTONIC, &((struct cmd *)call)->sent);
     if (st->cc)
         return hr_cconn_send(st->cc, call);
     if (st->conn)
@@ -398,6 +401,11 @@ static void on_done(struct hr_conn_call *call, redisReply *reply)
 {
     struct cmd *c = (struct cmd *)call;
     struct hr_store *st = c->st;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    hr_histogram_observe(&st->stats.call_seconds,
+                         (double)(now.tv_sec - c->sent.tv_sec) +
+                             (double)(now.tv_nsec - c->sent.tv_nsec) / 1e9);
     st->inflight -= weight(c);
     if (call->error)
         note_write(st, call->error);

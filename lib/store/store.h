@@ -8,6 +8,7 @@
 #ifndef HR_STORE_H
 #define HR_STORE_H
 
+#include "histogram.h"
 #include "redis_url.h"
 #include "request.h"
 #include "script.h"
@@ -55,6 +56,9 @@ struct hr_store_stats {
     /* Requests and finds refused HR_E_OVERLOAD because Redis was further
      * behind than budget_ms (latency-bounded admission). */
     uint64_t refused_behind;
+    /* Each call's time from sending to its reply (or failure), redirections
+     * and retries included. */
+    struct hr_histogram call_seconds;
 };
 
 /* Called exactly once per accepted submission, with the outcome:

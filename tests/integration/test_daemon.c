@@ -415,6 +415,12 @@ static void test_daemon_metrics_endpoint(void **state)
     assert_non_null(strstr(r.body, "# TYPE hostreg_udp_received_total counter\n"));
     assert_non_null(strstr(r.body, "\nhostreg_redis_up 1\n"));
     assert_non_null(strstr(r.body, "\nhostreg_build_info{version=\"0."));
+    /* The Redis latency histogram: every call the three heartbeats made. */
+    assert_non_null(strstr(r.body, "# TYPE hostreg_redis_call_duration_seconds histogram\n"));
+    const char *cnt = strstr(r.body, "\nhostreg_redis_call_duration_seconds_count{} ");
+    assert_non_null(cnt);
+    assert_true(atoll(cnt + strlen("\nhostreg_redis_call_duration_seconds_count{} ")) >= 3);
+    assert_non_null(strstr(r.body, "\nhostreg_redis_call_duration_seconds_bucket{le=\"+Inf\"} "));
     char path[64];
     snprintf(path, sizeof(path), "/tmp/hostreg-metrics-%d.txt", (int)getpid());
     FILE *f = fopen(path, "w");

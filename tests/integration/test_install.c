@@ -15,9 +15,11 @@
 
 #include "harness.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -301,6 +303,115 @@ static void test_install_deb_package(void **state)
     free(out);
 }
 
+/* Adds each metric family name of a Prometheus text ("# TYPE name ...")
+ * to `names` (a '\n'-separated list, each name between newlines). */
+static void families(const char *text, char *names, size_t cap)
+{
+    size_t o = strlen(names);
+    for (const char *p = text; (p = strstr(p, "# TYPE ")); p++) {
+        p += 7;
+        size_t n = strcspn(p, " ");
+        if (o + n + 2 < cap)
+            o += (size_t)snprintf(names + o, cap - o, "%.*s\n", (int)n, p);
+    }
+}
+
+/* Every hostreg_* metric named in `text` (an expression, a rules file) is a
+ * family the programs export (a histogram's _bucket, _sum and _count are its
+ * family's). */
+static void all_exported(const char *what, const char *text, const char *names)
+{
+    for (const char *p = text; (p = strstr(p, "hostreg_"));) {
+        size_t n = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+        char name[128], want[140];
+        snprintf(name, sizeof(name), "%.*s", (int)n, p);
+        p += n;
+        static const char *const suffixes[] = {"_bucket", "_sum", "_count"};
+        for (size_t i = 0; i < 3; i++) {
+            size_t l = strlen(name), sl = strlen(suffixes[i]);
+            if (l > sl && strcmp(name + l - sl, suffixes[i]) == 0)
+                name[l - sl] = '\0';
+        }
+        snprintf(want, sizeof(want), "\n%s\n", name);
+        if (!strstr(names, want))
+            fail_msg("%s uses %s, which neither program exports", what, name);
+    }
+}
+
+/* Monitoring as shipped: the Prometheus rules pass `promtool check rules`
+ * and their unit tests (`promtool test rules`: each alert fires on the
+ * series that should raise it, and not on healthy ones), and every metric
+ * the rules and the Grafana dashboard use is one that hostregd
+ * (--metrics-listen) and hostreg-gateway (/metrics) export. */
+static void test_install_monitoring(void **state)
+{
+    (void)state;
+    char *out;
+    const char *src = h_source_dir();
+    if (h_run(&out, "command -v promtool") == 0) {
+        free(out);
+        int rc =
+            h_run(&out, "promtool check rules %s/packaging/prometheus/hostreg-rules.yml 2>&1", src);
+        if (rc != 0)
+            fail_msg("promtool check rules:\n%s", out);
+        free(out);
+        rc = h_run(&out,
+                   "cd %s/packaging/prometheus && promtool test rules hostreg-rules.test.yml 2>&1",
+                   src);
+        if (rc != 0)
+            fail_msg("promtool test rules:\n%s", out);
+    }
+    free(out);
+
+    struct h_redis r = {0};
+    struct h_daemon d;
+    struct h_gateway g = {0};
+    assert_int_equal(h_redis_start(&r, 0, NULL), 0);
+    int mport = h_free_port(SOCK_STREAM);
+    char listen[32];
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", mport);
+    const char *args[] = {"--metrics-listen", listen, NULL};
+    assert_int_equal(h_daemon_start(&d, r.port, args), 0);
+    assert_int_equal(h_gateway_start(&g, r.port, NULL, NULL), 0);
+    static char names[65536] = "\n";
+    struct h_http_resp resp;
+    assert_int_equal(h_http(mport, "GET", "/metrics", NULL, NULL, &resp), 200);
+    families(resp.body, names, sizeof(names));
+    h_http_free(&resp);
+    assert_int_equal(h_http(g.port, "GET", "/metrics", NULL, NULL, &resp), 200);
+    families(resp.body, names, sizeof(names));
+    h_http_free(&resp);
+    assert_int_equal(h_gateway_stop(&g), 0);
+    assert_int_equal(h_daemon_stop(&d), 0);
+    h_redis_stop(&r, false, true);
+
+    assert_int_equal(h_run(&out, "cat %s/packaging/prometheus/hostreg-rules.yml", src), 0);
+    all_exported("hostreg-rules.yml", out, names);
+    free(out);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/packaging/grafana/hostreg-dashboard.json", src);
+    json_error_t e;
+    json_t *dash = json_load_file(path, 0, &e);
+    if (!dash)
+        fail_msg("%s: %s (line %d)", path, e.text, e.line);
+    json_t *panels = json_object_get(dash, "panels"), *p, *t;
+    size_t i, k, exprs = 0;
+    assert_true(json_array_size(panels) >= 6);
+    json_array_foreach(panels, i, p)
+    {
+        assert_non_null(json_string_value(json_object_get(p, "title")));
+        json_array_foreach(json_object_get(p, "targets"), k, t)
+        {
+            const char *expr = json_string_value(json_object_get(t, "expr"));
+            assert_non_null(expr);
+            all_exported(json_string_value(json_object_get(p, "title")), expr, names);
+            exprs++;
+        }
+    }
+    assert_true(exprs >= 10);
+    json_decref(dash);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1)
@@ -310,6 +421,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_install_host_app_with_pkg_config),
         cmocka_unit_test(test_install_systemd_units),
         cmocka_unit_test(test_install_deb_package),
+        cmocka_unit_test(test_install_monitoring),
     };
     return cmocka_run_group_tests_name("install", tests, setup, teardown);
 }
