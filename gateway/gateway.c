@@ -965,6 +965,87 @@ static void h_metrics(struct call *c)
     }
 }
 
+/* --- the dashboard --- */
+
+extern const unsigned char hr_dashboard_html[];
+extern const size_t hr_dashboard_html_len;
+
+/* GET /dashboard: the page (gateway/dashboard.html, compiled in). It loads
+ * nothing from elsewhere, and its policy says so. */
+static void h_dashboard(struct call *c)
+{
+    struct evkeyvalq *out = evhttp_request_get_output_headers(c->req);
+    evhttp_add_header(out, "Content-Security-Policy",
+                      "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                      "connect-src 'self'; img-src 'self' data:; base-uri 'none'; "
+                      "frame-ancestors 'none'");
+    evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(out, "Cache-Control", "no-cache");
+    finish(c, 200, "text/html; charset=utf-8", hr_dashboard_html, hr_dashboard_html_len, false);
+}
+
+/* The gateway's own HTTP counters of one endpoint, as the page reads them. */
+static json_t *endpoint_json(const struct hr_metrics *m, enum hr_endpoint ep)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < HR_METRICS_CODES; i++)
+        n += m->requests[ep][i];
+    return json_pack("{s:I,s:f,s:I}", "requests", (json_int_t)n, "seconds", m->latency[ep].sum,
+                     "ok", (json_int_t)m->requests[ep][0] /* 200: metrics.c's first code */);
+}
+
+static void on_dashboard_counts(void *arg, int err, const uint64_t *counts, size_t n)
+{
+    struct call *c = arg;
+    struct hr_gateway *gw = c->gw;
+    gw->pending--;
+    if (err != HR_OK) {
+        reply_unavailable(c);
+        return;
+    }
+    const char *regions[HR_REGIONS_MAX];
+    size_t nregions = all_regions(gw, regions);
+    if (n < nregions)
+        nregions = n;
+    json_t *list = json_array(), *totals = json_object();
+    uint64_t all = 0, by_status[HR_NSTATUSES] = {0};
+    for (size_t i = 0; list && i < nregions; i++) {
+        json_t *r = json_pack("{s:s}", "region", regions[i]);
+        for (size_t s = 0; r && s < HR_NSTATUSES; s++) {
+            uint64_t v = counts[HR_NSTATUSES * i + s];
+            json_object_set_new(r, hr_status_name_at(s), json_integer((json_int_t)v));
+            by_status[s] += v;
+            all += v;
+        }
+        json_array_append_new(list, r);
+    }
+    for (size_t s = 0; totals && s < HR_NSTATUSES; s++)
+        json_object_set_new(totals, hr_status_name_at(s), json_integer((json_int_t)by_status[s]));
+    json_object_set_new(totals, "all", json_integer((json_int_t)all));
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    reply_json(c, 200,
+               json_pack("{s:b,s:I,s:o,s:o,s:{s:o,s:o}}", "success", 1, "time_ms",
+                         (json_int_t)now.tv_sec * 1000 + now.tv_nsec / 1000000, "regions", list,
+                         "totals", totals, "http", "heartbeat",
+                         endpoint_json(&gw->metrics, HR_EP_HEARTBEAT), "find",
+                         endpoint_json(&gw->metrics, HR_EP_FIND)));
+}
+
+/* GET /dashboard/stats: what the page draws, once a second: hosts by region
+ * and status (the registry's, counted as for /metrics) and the gateway's
+ * heartbeat and find counters. No hostId: open like /metrics. */
+static void h_dashboard_stats(struct call *c)
+{
+    struct hr_gateway *gw = c->gw;
+    const char *regions[HR_REGIONS_MAX];
+    size_t nregions = all_regions(gw, regions);
+    if (hr_store_count(gw->store, regions, nregions, on_dashboard_counts, c) == HR_OK)
+        gw->pending++;
+    else
+        reply_unavailable(c);
+}
+
 /* --- routing --- */
 
 static const struct route {
@@ -983,6 +1064,8 @@ static const struct route {
     {"/", HR_EP_HEALTHZ, EVHTTP_REQ_GET, h_root},
     {"/readyz", HR_EP_READYZ, EVHTTP_REQ_GET, h_readyz},
     {"/metrics", HR_EP_METRICS, EVHTTP_REQ_GET, h_metrics},
+    {"/dashboard", HR_EP_DASHBOARD, EVHTTP_REQ_GET, h_dashboard},
+    {"/dashboard/stats", HR_EP_DASHBOARD, EVHTTP_REQ_GET, h_dashboard_stats},
 };
 
 static void request_id(struct call *c)

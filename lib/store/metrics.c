@@ -140,8 +140,9 @@ void hr_metrics_hosts(struct evbuffer *out, const char *const *regions, size_t n
 static const int codes[HR_METRICS_CODES] = {200, 204, 400, 401, 403, 404, 405,
                                             413, 429, 500, 503, 504, 0};
 
-static const char *names[HR_EP_COUNT] = {"heartbeat", "status",  "find",      "hosts", "healthz",
-                                         "readyz",    "metrics", "preflight", "other"};
+static const char *names[HR_EP_COUNT] = {"heartbeat", "status", "find",    "hosts",
+                                         "healthz",   "readyz", "metrics", "preflight",
+                                         "dashboard", "other"};
 
 const char *hr_endpoint_name(enum hr_endpoint ep)
 {

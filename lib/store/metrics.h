@@ -51,6 +51,7 @@ enum hr_endpoint {
     HR_EP_READYZ,
     HR_EP_METRICS,
     HR_EP_PREFLIGHT,
+    HR_EP_DASHBOARD,
     HR_EP_OTHER,
     HR_EP_COUNT
 };

@@ -1400,3 +1400,22 @@ int h_notify_recv(int fd, char *buf, size_t cap, int timeout_ms)
     buf[n] = '\0';
     return 0;
 }
+
+pid_t h_spawn(const char *const *argv, const char *log_path)
+{
+    int fd = -1;
+    if (log_path && (fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (fd >= 0 && (dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0))
+            _exit(127);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    if (fd >= 0)
+        close(fd);
+    if (pid > 0)
+        track(pid);
+    return pid;
+}

@@ -131,6 +131,11 @@ void h_notify_close(int fd);
  * there): its text into buf, or -1 when none came. */
 int h_notify_recv(int fd, char *buf, size_t cap, int timeout_ms);
 
+/* Starts argv[0] (a path) with argv, its stdout and stderr written to
+ * `log_path` (NULL: the test's); returns its pid (-1 on failure). Stop it
+ * with kill() and h_child_wait(). */
+pid_t h_spawn(const char *const *argv, const char *log_path);
+
 /* Where the programs are: $HOSTREG_BIN_DIR, else build/bin. */
 const char *h_bin_dir(void);
 /* Runs a shell command; returns its exit status (-1: killed) and its stdout
